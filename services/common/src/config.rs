@@ -1,0 +1,439 @@
+//! jetim's configuration: one YAML file, overridden by environment variables.
+//!
+//! Every field has a default that runs on one machine, so no file is needed to start. The
+//! documented example with every field is `ops/jetim.yaml`. An environment variable
+//! `JETIM_<SECTION>__<KEY>` overrides the field `<section>.<key>` of the file, e.g.
+//! `JETIM_POSTGRES__URL=postgres://jetim@db/jetim`. (`JETIM_CONFIG` names the file and is not
+//! a field.)
+//!
+//! [`Config::load`] refuses unknown fields and invalid values with one line that names the
+//! field and the value. Secrets (the Postgres password) are never printed: `Debug` and error
+//! messages show them as `***`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable naming the config file.
+pub const CONFIG_FILE_VARIABLE: &str = "JETIM_CONFIG";
+const ENVIRONMENT_PREFIX: &str = "JETIM";
+
+/// All of jetim's settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The NATS server or cluster holding the event log.
+    pub nats: NatsConfig,
+    /// The Postgres database holding the read models.
+    pub postgres: PostgresConfig,
+    /// The OpenIM REST API service.
+    pub api: ApiConfig,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetryConfig,
+}
+
+/// The NATS connection.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated: `nats://host:4222`. The server must be 2.11 or newer
+    /// with JetStream enabled.
+    pub url: String,
+    /// A `.creds` file for servers that require authentication; empty for none.
+    pub credentials_file: String,
+    /// Replicas for jetim's streams: 1 on a single server, 3 in a production cluster.
+    pub stream_replicas: usize,
+    /// How long to wait for a JetStream answer, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            credentials_file: String::new(),
+            stream_replicas: 1,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The Postgres connection.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL: `postgres://user:password@host:5432/database`. The password is never
+    /// logged.
+    pub url: String,
+    /// The most connections jetim holds open.
+    pub pool_size: usize,
+    /// How long to wait for a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/jetim".to_owned(),
+            pool_size: 16,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// The URL with any password replaced by `***`, for logs and messages.
+    pub fn redacted_url(&self) -> String {
+        redact_password(&self.url)
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PostgresConfig")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
+}
+
+/// The REST API service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; OpenIM clients expect port 10002.
+    pub listen: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10002)),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs, traces and metrics.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Log filter in `tracing` env-filter syntax, e.g. `info,jetim_streams=debug`.
+    /// `RUST_LOG`, when set, wins.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint for traces, e.g. `http://127.0.0.1:4318/v1/traces`; empty to export
+    /// none.
+    pub otlp_endpoint: String,
+    /// The service name traces carry.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: String::new(),
+            service_name: "jetim".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the field and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read into the settings.
+    #[error("config: {0}")]
+    Load(String),
+    /// A field has a value that cannot work.
+    #[error("config: {field} = {value:?}: {problem}")]
+    Invalid {
+        /// The dotted field name, e.g. `nats.url`.
+        field: &'static str,
+        /// The value given (redacted if secret).
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads the file at `path` (if given; it must then exist), applies `JETIM_*` overrides
+    /// from the process environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_environment(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_with_environment(
+        path: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Yaml)
+                    .required(true),
+            );
+        }
+        let overrides: HashMap<String, String> = environment
+            .into_iter()
+            .filter(|(name, _)| {
+                name.starts_with(&format!("{ENVIRONMENT_PREFIX}_")) && name != CONFIG_FILE_VARIABLE
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENVIRONMENT_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let loaded: Self = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| ConfigError::Load(redact_password(&error.to_string())))?;
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    /// Checks every value that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for url in self.nats.url.split(',') {
+            if let Err(error) = url.trim().parse::<async_nats::ServerAddr>() {
+                return Err(invalid("nats.url", &self.nats.url, error));
+            }
+        }
+        if !self.nats.credentials_file.is_empty()
+            && !Path::new(&self.nats.credentials_file).is_file()
+        {
+            return Err(invalid(
+                "nats.credentials_file",
+                &self.nats.credentials_file,
+                "no such file",
+            ));
+        }
+        if !(1..=5).contains(&self.nats.stream_replicas) {
+            return Err(invalid(
+                "nats.stream_replicas",
+                self.nats.stream_replicas,
+                "must be between 1 and 5",
+            ));
+        }
+        if self.nats.request_timeout_ms == 0 {
+            return Err(invalid("nats.request_timeout_ms", 0, "must be above 0"));
+        }
+        if let Err(error) = tokio_postgres::Config::from_str(&self.postgres.url) {
+            return Err(invalid(
+                "postgres.url",
+                self.postgres.redacted_url(),
+                format!("not a Postgres URL ({error})"),
+            ));
+        }
+        if self.postgres.pool_size == 0 {
+            return Err(invalid("postgres.pool_size", 0, "must be at least 1"));
+        }
+        if self.postgres.connect_timeout_ms == 0 {
+            return Err(invalid("postgres.connect_timeout_ms", 0, "must be above 0"));
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log) {
+            return Err(invalid("telemetry.log", &self.telemetry.log, error));
+        }
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty()
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                endpoint,
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid(
+                "telemetry.service_name",
+                &self.telemetry.service_name,
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(
+    field: &'static str,
+    value: impl std::fmt::Display,
+    problem: impl std::fmt::Display,
+) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        value: value.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Replaces the password of any `scheme://user:password@host` in `text` with `***`.
+pub fn redact_password(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let (head, tail) = rest.split_at(scheme_end + 3);
+        redacted.push_str(head);
+        let authority_end = tail.find(['/', ' ', '"', '\'', '`']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                redacted.push_str(&authority[..=colon]);
+                redacted.push_str("***");
+                redacted.push_str(&authority[at..]);
+            }
+            _ => redacted.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load_with_environment(
+            None,
+            environment
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+        )
+    }
+
+    fn example_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/jetim.yaml")
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.api.listen.port(), 10002);
+    }
+
+    #[test]
+    fn environment_overrides_name_section_and_key() {
+        let config = load(&[
+            ("JETIM_POSTGRES__URL", "postgres://jetim@db:5433/chat"),
+            ("JETIM_NATS__STREAM_REPLICAS", "3"),
+            ("JETIM_CONFIG", "/etc/jetim.yaml"),
+            ("OTHER_VARIABLE", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(config.postgres.url, "postgres://jetim@db:5433/chat");
+        assert_eq!(config.nats.stream_replicas, 3);
+    }
+
+    #[test]
+    fn the_example_file_documents_every_field_with_its_default() {
+        let from_example = Config::load_with_environment(Some(&example_path()), []).unwrap();
+        assert_eq!(from_example, Config::default());
+        let text = std::fs::read_to_string(example_path()).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (section, fields) in defaults.as_object().unwrap() {
+            assert!(text.contains(&format!("\n{section}:")), "section {section}");
+            for field in fields.as_object().unwrap().keys() {
+                assert!(text.contains(&format!("\n  {field}:")), "{section}.{field}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_field_and_the_value() {
+        let error = load(&[("JETIM_NATS__URL", "http://[::1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config: nats.url = \"http://[::1\""),
+            "{error}"
+        );
+
+        let error = load(&[("JETIM_NATS__STREAM_REPLICAS", "7")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("nats.stream_replicas = \"7\": must be between 1 and 5"),
+            "{error}"
+        );
+
+        let error = load(&[("JETIM_API__LISTEN", "localhost")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("api.listen"), "{error}");
+
+        let error = load(&[("JETIM_TELEMETRY__LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("telemetry.log_format"), "{error}");
+
+        let error = load(&[("JETIM_TELEMETRY__OTLP_ENDPOINT", "collector:4318")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("telemetry.otlp_endpoint"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let error = load(&[("JETIM_API__LISTN", "0.0.0.0:1")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = Config::load_with_environment(Some(Path::new("/nonexistent/jetim.yaml")), [])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "config: file /nonexistent/jetim.yaml does not exist");
+    }
+
+    #[test]
+    fn passwords_never_appear_in_messages_or_debug_output() {
+        let config = load(&[("JETIM_POSTGRES__URL", "postgres://jetim:hunter2@db/jetim")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.postgres.redacted_url(),
+            "postgres://jetim:***@db/jetim"
+        );
+        let error = load(&[
+            ("JETIM_POSTGRES__URL", "postgres://jetim:hunter2@db/jetim"),
+            ("JETIM_POSTGRES__POOL_SIZE", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+}

@@ -1,0 +1,21 @@
+//! What every jetim service shares.
+//!
+//! - [`config`]: the one YAML file with `JETIM_<SECTION>__<KEY>` overrides, validated at start.
+//! - [`telemetry`]: logs, OTLP traces, and the Prometheus recorder behind `GET /metrics`.
+//! - [`shutdown`]: the cancellation token every task watches, fired by Ctrl-C or SIGTERM.
+//! - [`db`]: the Postgres pool.
+//! - [`migrate`]: the migrator for `migrations/*.sql`.
+//! - [`nats`]: connecting to NATS with the configured settings.
+//! - `testing` (feature `test-util`): a private nats-server and a fresh database per test.
+//!
+//! A process loads [`config::Config`], calls [`telemetry::init`], connects with [`nats`] and
+//! [`db`], runs [`migrate`], and hands the handles to the services it runs.
+
+pub mod config;
+pub mod db;
+pub mod migrate;
+pub mod nats;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod testing;

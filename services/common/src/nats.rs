@@ -1,0 +1,110 @@
+//! Connecting to NATS with the configured settings.
+
+use std::time::Duration;
+
+use crate::config::NatsConfig;
+
+/// Why NATS cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The server could not be reached or refused the client.
+    #[error("cannot reach NATS at {url} (setting nats.url): {error}")]
+    Unreachable {
+        /// The configured URL.
+        url: String,
+        /// What happened.
+        error: String,
+    },
+    /// The credentials file could not be read.
+    #[error("nats.credentials_file = {path:?}: {error}")]
+    Credentials {
+        /// The configured path.
+        path: String,
+        /// What happened.
+        error: String,
+    },
+    /// The server answers but has no JetStream, or is too old.
+    #[error("NATS at {url} cannot hold jetim's streams: {problem}")]
+    Unsuitable {
+        /// The configured URL.
+        url: String,
+        /// What is missing.
+        problem: String,
+    },
+}
+
+/// The oldest nats-server jetim supports.
+pub const MINIMUM_SERVER_VERSION: (u64, u64) = (2, 11);
+
+/// Connects, failing fast (no endless retry) when the server is not there, and checks the
+/// server is recent enough and has JetStream.
+pub async fn connect(
+    config: &NatsConfig,
+) -> Result<(async_nats::Client, async_nats::jetstream::Context), NatsError> {
+    let unreachable = |error: &dyn std::fmt::Display| NatsError::Unreachable {
+        url: config.url.clone(),
+        error: error.to_string(),
+    };
+    let mut options = async_nats::ConnectOptions::new()
+        .name("jetim")
+        .connection_timeout(Duration::from_millis(config.request_timeout_ms))
+        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)));
+    if !config.credentials_file.is_empty() {
+        options = options
+            .credentials_file(&config.credentials_file)
+            .await
+            .map_err(|error| NatsError::Credentials {
+                path: config.credentials_file.clone(),
+                error: error.to_string(),
+            })?;
+    }
+    let addresses: Vec<&str> = config.url.split(',').map(str::trim).collect();
+    let client = options
+        .connect(addresses)
+        .await
+        .map_err(|error| unreachable(&error))?;
+
+    let version = client.server_info().version;
+    if !version_at_least(&version, MINIMUM_SERVER_VERSION) {
+        return Err(NatsError::Unsuitable {
+            url: config.url.clone(),
+            problem: format!(
+                "server version {version} is older than {}.{}",
+                MINIMUM_SERVER_VERSION.0, MINIMUM_SERVER_VERSION.1
+            ),
+        });
+    }
+    let mut jetstream = async_nats::jetstream::new(client.clone());
+    jetstream.set_timeout(Duration::from_millis(config.request_timeout_ms));
+    if let Err(error) = jetstream.query_account().await {
+        return Err(NatsError::Unsuitable {
+            url: config.url.clone(),
+            problem: format!("JetStream is not available ({error}); start the server with -js"),
+        });
+    }
+    Ok((client, jetstream))
+}
+
+/// Whether a `major.minor.patch[-suffix]` version is at least `minimum`.
+pub fn version_at_least(version: &str, minimum: (u64, u64)) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|part| part.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= minimum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert!(version_at_least("2.11.0", (2, 11)));
+        assert!(version_at_least("2.14.6", (2, 11)));
+        assert!(version_at_least("3.0.0-beta", (2, 11)));
+        assert!(!version_at_least("2.9.10", (2, 11)));
+        assert!(!version_at_least("garbage", (2, 11)));
+    }
+}

@@ -1,0 +1,238 @@
+//! Test harness (feature `test-util`): a private nats-server and a fresh Postgres database per
+//! test, both removed when dropped. No test touches a server it did not start.
+//!
+//! - The nats-server binary is `$JETIM_NATS_SERVER`, or the pinned build `ops/` installs into
+//!   `.local/nats/bin/nats-server`. It listens on random loopback ports with a temporary store.
+//! - Databases are created through `$JETIM_TEST_POSTGRES_URL` (default
+//!   `postgres://postgres@127.0.0.1:5432/postgres`), a role allowed to create databases.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::PostgresConfig;
+
+/// A nats-server with JetStream, private to one test.
+pub struct TestNats {
+    child: Child,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    /// `http://127.0.0.1:<port>`, the monitoring endpoint.
+    pub monitoring_url: String,
+    directory: tempfile::TempDir,
+}
+
+/// The nats-server binary tests use.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("JETIM_NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/nats/bin/nats-server")
+}
+
+impl TestNats {
+    /// Starts the server and waits until it accepts clients.
+    pub async fn start() -> Self {
+        let binary = nats_server_binary();
+        assert!(
+            binary.is_file(),
+            "no nats-server at {}: run `ops/test` (it installs the pinned server) or set JETIM_NATS_SERVER",
+            binary.display()
+        );
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store = directory.path().join("store");
+        let child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd"])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(directory.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let ports_file = directory
+            .path()
+            .join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let ports: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ports_file)
+                && let Ok(ports) = serde_json::from_str(&text)
+            {
+                break ports;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start in 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let first = |key: &str| {
+            ports[key][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("ports file has no {key} address: {ports}"))
+                .to_owned()
+        };
+        let server = Self {
+            child,
+            url: first("nats"),
+            monitoring_url: first("monitoring"),
+            directory,
+        };
+        // The ports file is written before JetStream is ready; wait for an account answer.
+        let client = server.client().await;
+        let jetstream = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while jetstream.query_account().await.is_err() {
+            assert!(Instant::now() < deadline, "JetStream did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    /// A new client connection.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(&self.url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to test nats at {}: {error}", self.url))
+    }
+
+    /// A JetStream context on a new connection.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
+    /// The directory holding the server's store.
+    pub fn store_directory(&self) -> PathBuf {
+        self.directory.path().join("store")
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The admin URL tests create databases through.
+pub fn admin_url() -> String {
+    std::env::var("JETIM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A Postgres database private to one test, dropped afterwards.
+pub struct TestDatabase {
+    /// The database's name.
+    pub name: String,
+    /// Settings that connect to it.
+    pub config: PostgresConfig,
+}
+
+impl TestDatabase {
+    /// Creates an empty database.
+    pub async fn empty() -> Self {
+        let name = format!("jetim_test_{}", nuid::next().to_string().to_lowercase());
+        let admin = admin_url();
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot reach the test Postgres at {admin} (JETIM_TEST_POSTGRES_URL): {error}"
+                )
+            });
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
+        drop(client);
+        let _ = driver.await;
+        let mut config = tokio_postgres::Config::from_str_checked(&admin);
+        config.dbname(&name);
+        Self {
+            config: PostgresConfig {
+                url: to_url(&config),
+                pool_size: 8,
+                connect_timeout_ms: 5_000,
+            },
+            name,
+        }
+    }
+
+    /// Creates a database with every migration applied.
+    pub async fn migrated() -> Self {
+        let database = Self::empty().await;
+        crate::migrate::run_embedded(&database.config)
+            .await
+            .unwrap_or_else(|error| panic!("migrating {}: {error:#}", database.name));
+        database
+    }
+
+    /// A pool on the database.
+    pub fn pool(&self) -> deadpool_postgres::Pool {
+        crate::db::pool(&self.config).expect("pool")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a plain thread with its own runtime may block.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+                        .await
+                        .ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        });
+        let _ = dropper.join();
+    }
+}
+
+trait FromStrChecked {
+    fn from_str_checked(url: &str) -> Self;
+}
+
+impl FromStrChecked for tokio_postgres::Config {
+    fn from_str_checked(url: &str) -> Self {
+        url.parse()
+            .unwrap_or_else(|error| panic!("JETIM_TEST_POSTGRES_URL {url:?} is invalid: {error}"))
+    }
+}
+
+/// Writes a connection config back as a URL (user, password, host, port, database).
+fn to_url(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("postgres");
+    let password = config
+        .get_password()
+        .map(|password| format!(":{}", String::from_utf8_lossy(password)))
+        .unwrap_or_default();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => {
+            return format!(
+                "postgres://{user}{password}@/{}?host={}&port={}",
+                config.get_dbname().unwrap_or_default(),
+                path.display(),
+                config.get_ports().first().copied().unwrap_or(5432)
+            );
+        }
+        None => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{user}{password}@{host}:{port}/{}",
+        config.get_dbname().unwrap_or_default()
+    )
+}

@@ -1,0 +1,79 @@
+//! `jetim`: every service in one process, or one each; migrations; operator tools.
+//!
+//! - `main.rs`: the command line; loads the config and dispatches.
+//! - `start.rs`: connecting to NATS and Postgres, applying streams and migrations, and running
+//!   the services until Ctrl-C or SIGTERM.
+//! - `ops.rs`: `jetim ops …`, what an operator asks of the log.
+//!
+//! Every failure ends in one line on stderr naming the setting and what is wrong, and exit
+//! status 1; never a panic or a backtrace.
+
+mod ops;
+mod start;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jetim_common::config::{CONFIG_FILE_VARIABLE, Config};
+
+/// jetim: an OpenIM-compatible IM server, event-sourced on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "jetim", version, about)]
+struct Cli {
+    /// The YAML config file (see ops/jetim.yaml); JETIM_<SECTION>__<KEY> variables override it.
+    #[arg(long, short, global = true, env = CONFIG_FILE_VARIABLE)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in one process (today: the REST API).
+    All,
+    /// Run the REST API service only.
+    Api,
+    /// Apply the stream definitions and the SQL migrations, then exit.
+    Migrate,
+    /// Operator tools.
+    Ops {
+        #[command(subcommand)]
+        command: ops::OpsCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::All | Command::Api => start::run_services(&config).await,
+            Command::Migrate => start::migrate(&config).await,
+            Command::Ops { command } => ops::run(&config, command).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

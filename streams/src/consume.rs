@@ -1,0 +1,320 @@
+//! Reading the log: durable pull consumers for projections, and ordered replay.
+//!
+//! A projection runs one durable pull consumer, `<projection>_v<N>`. [`run_durable`] fetches a
+//! batch, hands it to the [`BatchHandler`], which applies it in one transaction and commits,
+//! and only then acks. A transient failure naks the batch with a growing delay; an event the
+//! handler can never apply ("poison") is terminated, logged and counted, and stays in the
+//! stream for inspection while the rest of the batch is redelivered.
+//!
+//! The consumer allows no more unacknowledged messages than one batch, so a redelivered batch
+//! comes back before anything newer and each read-model row sees its events in order.
+//!
+//! [`Replay`] reads a stream from a given sequence with an ordered consumer (no server state
+//! kept) and ends when it has caught up: the tool for rebuilds and audits.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt as _;
+
+use crate::headers;
+use crate::record::RecordedEvent;
+
+/// A failure to apply a batch.
+#[derive(Debug)]
+pub enum HandleError {
+    /// Applying may succeed later (the database is down, a deadlock): redeliver the batch.
+    Transient(Box<dyn std::error::Error + Send + Sync>),
+    /// This event can never be applied: terminate it and redeliver the others.
+    Poison {
+        /// The stream sequence of the poison event.
+        stream_sequence: u64,
+        /// Why it cannot be applied.
+        reason: String,
+    },
+}
+
+/// Applies batches of events to a read model. Implementations must be idempotent: a batch
+/// may be delivered again after a crash between commit and ack.
+pub trait BatchHandler: Send {
+    /// Applies `batch` (in stream order) in one transaction and commits it.
+    fn apply(
+        &mut self,
+        batch: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// Where a durable consumer reads and how much at a time.
+#[derive(Debug, Clone)]
+pub struct DurableSpec {
+    /// The stream to read.
+    pub stream: String,
+    /// The durable consumer name, `<projection>_v<N>`.
+    pub name: String,
+    /// The subjects to read; empty for all.
+    pub filter_subjects: Vec<String>,
+    /// The most events per batch.
+    pub batch_size: usize,
+    /// How long a fetch waits for a full batch.
+    pub fetch_wait: Duration,
+    /// How long the server waits for an ack before redelivering.
+    pub ack_wait: Duration,
+}
+
+impl DurableSpec {
+    /// A spec with jetim's defaults: batches of 500, 200 ms fetch wait, 60 s ack wait.
+    pub fn new(stream: &str, name: &str) -> Self {
+        Self {
+            stream: stream.to_owned(),
+            name: name.to_owned(),
+            filter_subjects: Vec::new(),
+            batch_size: 500,
+            fetch_wait: Duration::from_millis(200),
+            ack_wait: Duration::from_secs(60),
+        }
+    }
+
+    fn consumer_config(&self) -> consumer::pull::Config {
+        let batch_size = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        consumer::pull::Config {
+            durable_name: Some(self.name.clone()),
+            name: Some(self.name.clone()),
+            description: Some(format!("jetim projection {}", self.name)),
+            filter_subjects: self.filter_subjects.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            max_ack_pending: batch_size,
+            max_deliver: -1,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        }
+    }
+}
+
+/// Why a consumer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The consumer could not be created or read.
+    #[error("consumer {consumer} on {stream}: {error}")]
+    Nats {
+        /// The stream.
+        stream: String,
+        /// The consumer.
+        consumer: String,
+        /// The client's error.
+        error: String,
+    },
+}
+
+/// The nak delay after the `delivered`-th failed delivery: 250 ms doubling to 30 s.
+pub fn redelivery_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 7)).unwrap_or(7);
+    Duration::from_millis(250 * 2u64.pow(exponent)).min(Duration::from_secs(30))
+}
+
+/// Runs a durable consumer until `shutdown` completes. Returns after the batch in hand is
+/// finished, so nothing is left half-applied.
+pub async fn run_durable<H: BatchHandler>(
+    jetstream: &jetstream::Context,
+    spec: &DurableSpec,
+    handler: &mut H,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConsumeError> {
+    let nats_error = |error: &dyn std::fmt::Display| ConsumeError::Nats {
+        stream: spec.stream.clone(),
+        consumer: spec.name.clone(),
+        error: error.to_string(),
+    };
+    let stream = jetstream
+        .get_stream_no_info(&spec.stream)
+        .await
+        .map_err(|error| nats_error(&error))?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(&spec.name, spec.consumer_config())
+        .await
+        .map_err(|error| nats_error(&error))?;
+    tokio::pin!(shutdown);
+
+    loop {
+        let fetch = consumer
+            .batch()
+            .max_messages(spec.batch_size)
+            .expires(spec.fetch_wait)
+            .messages();
+        let mut messages = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            fetched = fetch => fetched.map_err(|error| nats_error(&error))?,
+        };
+        let mut batch = Vec::with_capacity(spec.batch_size);
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => batch.push(message),
+                Err(error) => {
+                    tracing::warn!(consumer = %spec.name, %error, "fetch interrupted");
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        handle_batch(spec, handler, batch).await;
+    }
+}
+
+async fn handle_batch<H: BatchHandler>(
+    spec: &DurableSpec,
+    handler: &mut H,
+    batch: Vec<jetstream::Message>,
+) {
+    let records: Vec<RecordedEvent> = batch.iter().map(record_of).collect();
+    let span = tracing::info_span!("apply_batch", consumer = %spec.name, events = records.len());
+    if let Some(first) = records.first() {
+        headers::follow_trace_context(&span, &first.headers);
+    }
+    let outcome = tracing::Instrument::instrument(handler.apply(&records), span).await;
+    match outcome {
+        Ok(()) => {
+            for message in &batch {
+                acknowledge(spec, message, AckKind::Ack).await;
+            }
+            metrics::counter!("jetim_projection_events_total", "consumer" => spec.name.clone())
+                .increment(records.len() as u64);
+        }
+        Err(HandleError::Transient(error)) => {
+            let delivered = batch
+                .first()
+                .and_then(|message| message.info().ok())
+                .map_or(1, |info| info.delivered);
+            let delay = redelivery_delay(delivered);
+            tracing::warn!(consumer = %spec.name, %error, delivered, ?delay, "batch failed; redelivering");
+            metrics::counter!("jetim_projection_retries_total", "consumer" => spec.name.clone())
+                .increment(1);
+            for message in &batch {
+                acknowledge(spec, message, AckKind::Nak(Some(delay))).await;
+            }
+        }
+        Err(HandleError::Poison {
+            stream_sequence,
+            reason,
+        }) => {
+            tracing::error!(
+                consumer = %spec.name,
+                stream_sequence,
+                %reason,
+                "poison event terminated; it stays in the stream for inspection"
+            );
+            metrics::counter!("jetim_projection_poison_total", "consumer" => spec.name.clone())
+                .increment(1);
+            for (message, record) in batch.iter().zip(&records) {
+                let kind = if record.stream_sequence == stream_sequence {
+                    AckKind::Term
+                } else {
+                    AckKind::Nak(None)
+                };
+                acknowledge(spec, message, kind).await;
+            }
+        }
+    }
+}
+
+async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: AckKind) {
+    // A lost ack means a redelivery, which idempotent handlers absorb; it is logged, not fatal.
+    if let Err(error) = message.ack_with(kind).await {
+        tracing::warn!(consumer = %spec.name, %error, "ack not sent");
+    }
+}
+
+fn record_of(message: &jetstream::Message) -> RecordedEvent {
+    let (stream_sequence, stored_at) = message
+        .info()
+        .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {
+            (info.stream_sequence, info.published)
+        });
+    RecordedEvent::from_parts(
+        stream_sequence,
+        message.subject.to_string(),
+        message.headers.clone().unwrap_or_default(),
+        message.payload.clone(),
+        stored_at,
+    )
+}
+
+/// An ordered read of a stream from a sequence to the end as it was when the read began.
+pub struct Replay {
+    messages: Option<consumer::pull::Ordered>,
+    stream: String,
+}
+
+impl Replay {
+    /// Starts reading `stream` at `start_sequence` (1 for the beginning), limited to
+    /// `filter_subjects` (empty for all).
+    pub async fn start(
+        jetstream: &jetstream::Context,
+        stream: &str,
+        start_sequence: u64,
+        filter_subjects: Vec<String>,
+    ) -> Result<Self, ConsumeError> {
+        let nats_error = |error: &dyn std::fmt::Display| ConsumeError::Nats {
+            stream: stream.to_owned(),
+            consumer: "ordered replay".to_owned(),
+            error: error.to_string(),
+        };
+        let handle = jetstream
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|error| nats_error(&error))?;
+        let mut ordered = handle
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start_sequence.max(1),
+                },
+                filter_subjects,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| nats_error(&error))?;
+        let pending = ordered
+            .info()
+            .await
+            .map_err(|error| nats_error(&error))?
+            .num_pending;
+        let messages = if pending == 0 {
+            None
+        } else {
+            Some(
+                ordered
+                    .messages()
+                    .await
+                    .map_err(|error| nats_error(&error))?,
+            )
+        };
+        Ok(Self {
+            messages,
+            stream: stream.to_owned(),
+        })
+    }
+
+    /// The next event, or `None` once the replay has caught up.
+    pub async fn next(&mut self) -> Option<Result<RecordedEvent, ConsumeError>> {
+        let messages = self.messages.as_mut()?;
+        let message = match messages.next().await? {
+            Ok(message) => message,
+            Err(error) => {
+                self.messages = None;
+                return Some(Err(ConsumeError::Nats {
+                    stream: self.stream.clone(),
+                    consumer: "ordered replay".to_owned(),
+                    error: error.to_string(),
+                }));
+            }
+        };
+        let caught_up = message.info().map_or(true, |info| info.pending == 0);
+        let record = record_of(&message);
+        if caught_up {
+            self.messages = None;
+        }
+        Some(Ok(record))
+    }
+}

@@ -1,0 +1,170 @@
+//! KV buckets: shared state with a lifetime (token status, presence, leader locks).
+//!
+//! Keys are IDs escaped with [`crate::escape`], so any OpenIM ID is a valid key. Values are
+//! JSON, readable with `nats kv get`.
+
+use std::marker::PhantomData;
+
+use async_nats::jetstream::{self, kv};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::escape::{TokenError, escape};
+
+/// A KV operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// The key is not a valid ID.
+    #[error("invalid key: {0}")]
+    InvalidKey(#[from] TokenError),
+    /// The value could not be (de)serialised.
+    #[error("bucket {bucket}: value for {key} is not valid JSON: {error}")]
+    Json {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// What serde said.
+        error: serde_json::Error,
+    },
+    /// A compare-and-set lost: the key changed since it was read (or exists already).
+    #[error("bucket {bucket}: {key} was changed by someone else")]
+    Conflict {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// Any other failure talking to NATS.
+    #[error("bucket {bucket}: {error}")]
+    Nats {
+        /// The bucket.
+        bucket: String,
+        /// The client's error.
+        error: String,
+    },
+}
+
+/// Creates the bucket if missing, or updates it to `config`.
+pub async fn ensure_bucket(
+    jetstream: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, KvError> {
+    let bucket = config.bucket.clone();
+    jetstream
+        .create_or_update_key_value(config)
+        .await
+        .map_err(|error| KvError::Nats {
+            bucket,
+            error: error.to_string(),
+        })
+}
+
+/// A bucket of JSON values of one type, keyed by escaped IDs.
+#[derive(Clone)]
+pub struct JsonBucket<T> {
+    store: kv::Store,
+    bucket: String,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
+    /// Wraps an open bucket.
+    pub fn new(store: kv::Store, bucket: &str) -> Self {
+        Self {
+            store,
+            bucket: bucket.to_owned(),
+            _value: PhantomData,
+        }
+    }
+
+    fn nats_error(&self, error: &dyn std::fmt::Display) -> KvError {
+        KvError::Nats {
+            bucket: self.bucket.clone(),
+            error: error.to_string(),
+        }
+    }
+
+    fn encode(&self, id: &str, value: &T) -> Result<bytes::Bytes, KvError> {
+        serde_json::to_vec(value)
+            .map(bytes::Bytes::from)
+            .map_err(|error| KvError::Json {
+                bucket: self.bucket.clone(),
+                key: id.to_owned(),
+                error,
+            })
+    }
+
+    /// The value and its revision, if the key holds one.
+    pub async fn get(&self, id: &str) -> Result<Option<(T, u64)>, KvError> {
+        let key = escape(id)?;
+        let Some(entry) = self
+            .store
+            .entry(key.as_str())
+            .await
+            .map_err(|error| self.nats_error(&error))?
+        else {
+            return Ok(None);
+        };
+        if entry.operation != kv::Operation::Put {
+            return Ok(None);
+        }
+        let value = serde_json::from_slice(&entry.value).map_err(|error| KvError::Json {
+            bucket: self.bucket.clone(),
+            key: id.to_owned(),
+            error,
+        })?;
+        Ok(Some((value, entry.revision)))
+    }
+
+    /// Stores `value`, returning the new revision.
+    pub async fn put(&self, id: &str, value: &T) -> Result<u64, KvError> {
+        let key = escape(id)?;
+        let bytes = self.encode(id, value)?;
+        self.store
+            .put(key.as_str(), bytes)
+            .await
+            .map_err(|error| self.nats_error(&error))
+    }
+
+    /// Stores `value` only if the key holds nothing; [`KvError::Conflict`] otherwise.
+    pub async fn create(&self, id: &str, value: &T) -> Result<u64, KvError> {
+        let key = escape(id)?;
+        let bytes = self.encode(id, value)?;
+        self.store
+            .create(key.as_str(), bytes)
+            .await
+            .map_err(|error| match error.kind() {
+                kv::CreateErrorKind::AlreadyExists => KvError::Conflict {
+                    bucket: self.bucket.clone(),
+                    key: id.to_owned(),
+                },
+                _ => self.nats_error(&error),
+            })
+    }
+
+    /// Stores `value` only if the key is still at `revision`; [`KvError::Conflict`] otherwise.
+    pub async fn update(&self, id: &str, value: &T, revision: u64) -> Result<u64, KvError> {
+        let key = escape(id)?;
+        let bytes = self.encode(id, value)?;
+        self.store
+            .update(key.as_str(), bytes, revision)
+            .await
+            .map_err(|error| match error.kind() {
+                kv::UpdateErrorKind::WrongLastRevision => KvError::Conflict {
+                    bucket: self.bucket.clone(),
+                    key: id.to_owned(),
+                },
+                _ => self.nats_error(&error),
+            })
+    }
+
+    /// Removes the key (a delete marker; history keeps the old values).
+    pub async fn delete(&self, id: &str) -> Result<(), KvError> {
+        let key = escape(id)?;
+        self.store
+            .delete(key.as_str())
+            .await
+            .map_err(|error| self.nats_error(&error))
+    }
+}

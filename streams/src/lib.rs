@@ -1,0 +1,46 @@
+//! jetim's event log on NATS JetStream: the only crate that knows subjects and writes events.
+//!
+//! - [`definitions`]: the streams, from `streams/*.json`, applied idempotently at start.
+//! - [`escape`]: the one reversible mapping from an OpenIM ID to a subject token or KV key.
+//! - [`subject`]: typed subject builders; nothing else in jetim formats a subject.
+//! - [`append`]: [`EventLog`], the write path (gapless seqs, dedup, conflict retry).
+//! - [`consume`]: durable pull consumers for projections, ordered replay for rebuilds.
+//! - [`kv`]: KV bucket helpers.
+//! - [`record`] and [`headers`]: a stored event as read back, and the headers it carries.
+//!
+//! A command handler calls [`EventLog::append_to_timeline`]; JetStream acks; a projection's
+//! [`consume::run_durable`] loop hands the event to its handler, which commits, then acks.
+//!
+//! # Streams and subjects
+//!
+//! Streams are few and subjects many. IDs in subjects are escaped (see [`escape`]):
+//! `alice` stays `alice`, `a.b` is written `a=2Eb`.
+//!
+//! | subject | stream | events | written by | read by |
+//! |---|---|---|---|---|
+//! | `im.conv.<conversationID>.msg` | `IM_CONV` | the conversation timeline; each event has the conversation's gapless seq in `Im-Seq` | [`EventLog::append_to_timeline`] | ordered replay (`jetim ops`); projections and push as they are added |
+//! | `im.user.<userID>.<kind>` | `IM_USER` | reserved for user-keyed events (registration, profile, relations) | nothing yet | nothing yet |
+//!
+//! # Headers on every event
+//!
+//! | header | value |
+//! |---|---|
+//! | `Im-Event` | the event kind, e.g. `msg.sent` |
+//! | `Im-Event-Version` | the schema version of that kind |
+//! | `Im-Seq` | timeline events: the conversation seq |
+//! | `Im-Actor` | the user who caused it |
+//! | `Nats-Msg-Id` | `<escaped conversationID>:<dedup key>` (OpenIM's clientMsgID) |
+//! | `traceparent`, `tracestate` | W3C trace context of the command that wrote it |
+
+pub mod append;
+pub mod consume;
+pub mod definitions;
+pub mod escape;
+pub mod headers;
+pub mod kv;
+pub mod record;
+pub mod subject;
+
+pub use append::{AppendError, AppendStats, EventLog, TimelineAppend};
+pub use record::RecordedEvent;
+pub use subject::Subject;

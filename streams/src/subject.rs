@@ -1,0 +1,183 @@
+//! Typed subjects: the only code in jetim that builds a subject string.
+//!
+//! Every ID goes through [`crate::escape`], so an ID holding `.`, `*`, `>` or a space can
+//! never change a subject's shape or widen a filter.
+
+use crate::escape::{TokenError, escape, unescape};
+
+/// The name of the stream holding everything keyed by a conversation.
+pub const CONVERSATION_STREAM: &str = "IM_CONV";
+/// The name of the stream holding everything keyed by a user.
+pub const USER_STREAM: &str = "IM_USER";
+
+const CONVERSATION_PREFIX: &str = "im.conv";
+const USER_PREFIX: &str = "im.user";
+
+/// What a conversation subject holds. The last token of `im.conv.<conversationID>.<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConversationKind {
+    /// `msg`: the timeline. Each event carries the conversation's gapless seq.
+    Timeline,
+}
+
+impl ConversationKind {
+    /// The subject token for this kind.
+    pub const fn token(self) -> &'static str {
+        match self {
+            Self::Timeline => "msg",
+        }
+    }
+
+    fn from_token(token: &str) -> Option<Self> {
+        match token {
+            "msg" => Some(Self::Timeline),
+            _ => None,
+        }
+    }
+}
+
+/// A full, valid subject in one of jetim's streams.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Subject {
+    text: String,
+    kind: SubjectKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SubjectKind {
+    Conversation(ConversationKind),
+}
+
+impl Subject {
+    /// `im.conv.<conversationID>.<kind>`.
+    pub fn conversation(conversation_id: &str, kind: ConversationKind) -> Result<Self, TokenError> {
+        let token = escape(conversation_id)?;
+        Ok(Self {
+            text: format!("{CONVERSATION_PREFIX}.{token}.{}", kind.token()),
+            kind: SubjectKind::Conversation(kind),
+        })
+    }
+
+    /// `im.conv.<conversationID>.msg`, the conversation's timeline.
+    pub fn timeline(conversation_id: &str) -> Result<Self, TokenError> {
+        Self::conversation(conversation_id, ConversationKind::Timeline)
+    }
+
+    /// The subject as NATS sees it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether this is a timeline subject, whose events carry a seq.
+    pub fn is_timeline(&self) -> bool {
+        self.kind == SubjectKind::Conversation(ConversationKind::Timeline)
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.text)
+    }
+}
+
+/// A filter matching every subject of one conversation: `im.conv.<conversationID>.>`.
+pub fn conversation_filter(conversation_id: &str) -> Result<String, TokenError> {
+    Ok(format!(
+        "{CONVERSATION_PREFIX}.{}.>",
+        escape(conversation_id)?
+    ))
+}
+
+/// A filter matching every subject of one user: `im.user.<userID>.>`.
+pub fn user_filter(user_id: &str) -> Result<String, TokenError> {
+    Ok(format!("{USER_PREFIX}.{}.>", escape(user_id)?))
+}
+
+/// What a stored subject says, with its ID unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedSubject {
+    /// `im.conv.<conversationID>.<kind>`.
+    Conversation {
+        /// The conversation ID, unescaped.
+        conversation_id: String,
+        /// The kind token.
+        kind: String,
+    },
+    /// `im.user.<userID>.<kind>`.
+    User {
+        /// The user ID, unescaped.
+        user_id: String,
+        /// The kind token.
+        kind: String,
+    },
+}
+
+impl ParsedSubject {
+    /// Reads a subject from one of jetim's streams; `None` for anything else.
+    pub fn parse(subject: &str) -> Option<Self> {
+        let mut tokens = subject.split('.');
+        let (Some("im"), Some(family), Some(id), Some(kind), None) = (
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+            tokens.next(),
+        ) else {
+            return None;
+        };
+        let id = unescape(id).ok()?;
+        match family {
+            "conv" => Some(Self::Conversation {
+                conversation_id: id,
+                kind: kind.to_owned(),
+            }),
+            "user" => Some(Self::User {
+                user_id: id,
+                kind: kind.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The timeline kind, if this is a known conversation kind.
+    pub fn conversation_kind(&self) -> Option<ConversationKind> {
+        match self {
+            Self::Conversation { kind, .. } => ConversationKind::from_token(kind),
+            Self::User { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_subjects_escape_the_conversation_id() {
+        let subject = Subject::timeline("si_a.b_c").unwrap();
+        assert_eq!(subject.as_str(), "im.conv.si_a=2Eb_c.msg");
+        assert!(subject.is_timeline());
+    }
+
+    #[test]
+    fn an_id_cannot_widen_a_filter() {
+        assert_eq!(conversation_filter(">").unwrap(), "im.conv.=3E.>");
+        assert_eq!(user_filter("*").unwrap(), "im.user.=2A.>");
+    }
+
+    #[test]
+    fn parsing_gives_back_the_unescaped_id() {
+        let subject = Subject::timeline("sg_group 1").unwrap();
+        let parsed = ParsedSubject::parse(subject.as_str()).unwrap();
+        assert_eq!(
+            parsed,
+            ParsedSubject::Conversation {
+                conversation_id: "sg_group 1".into(),
+                kind: "msg".into()
+            }
+        );
+        assert_eq!(parsed.conversation_kind(), Some(ConversationKind::Timeline));
+        assert_eq!(ParsedSubject::parse("im.conv.a.b.c"), None);
+        assert_eq!(ParsedSubject::parse("other.conv.a.msg"), None);
+    }
+}

@@ -1,0 +1,180 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jetim_common::shutdown::CancellationToken;
+use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Replay, run_durable};
+use jetim_streams::subject::CONVERSATION_STREAM;
+use jetim_streams::{EventLog, RecordedEvent};
+
+use crate::support::{Note, server_with_streams};
+
+/// Records what it applied; fails on command.
+#[derive(Clone, Default)]
+struct Recorder {
+    applied: Arc<Mutex<Vec<u64>>>,
+    calls: Arc<Mutex<u32>>,
+    fail_first_calls: u32,
+    poison: Option<u64>,
+}
+
+impl BatchHandler for Recorder {
+    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        if call <= self.fail_first_calls {
+            return Err(HandleError::Transient("database unavailable".into()));
+        }
+        if let Some(poison) = self.poison
+            && batch.iter().any(|event| event.stream_sequence == poison)
+        {
+            return Err(HandleError::Poison {
+                stream_sequence: poison,
+                reason: "cannot apply".into(),
+            });
+        }
+        // "Commit": only now are the effects visible.
+        self.applied
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|event| event.stream_sequence));
+        Ok(())
+    }
+}
+
+/// Appends `count` new events (each with its own dedup key).
+async fn fill(log: &EventLog, conversation: &str, count: u64) {
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..count {
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        log.append_to_timeline(conversation, &format!("k{key}"), "a", &Note::new("x"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn run_until<F: Fn(&[u64]) -> bool + Send + 'static>(
+    jetstream: &async_nats::jetstream::Context,
+    spec: &DurableSpec,
+    handler: &mut Recorder,
+    done: F,
+) {
+    let stop = CancellationToken::new();
+    let applied = Arc::clone(&handler.applied);
+    let watcher_stop = stop.clone();
+    let watcher = tokio::spawn(async move {
+        for _ in 0..300 {
+            if done(&applied.lock().unwrap()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        watcher_stop.cancel();
+    });
+    run_durable(jetstream, spec, handler, stop.cancelled())
+        .await
+        .unwrap();
+    watcher.await.unwrap();
+}
+
+fn spec(name: &str) -> DurableSpec {
+    let mut spec = DurableSpec::new(CONVERSATION_STREAM, name);
+    spec.batch_size = 4;
+    spec.fetch_wait = Duration::from_millis(100);
+    spec
+}
+
+#[tokio::test]
+async fn a_durable_consumer_applies_every_event_once_in_order_and_acks_after() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 10).await;
+    let mut handler = Recorder::default();
+    let spec = spec("test_projection_v1");
+    run_until(&jetstream, &spec, &mut handler, |applied| {
+        applied.len() >= 10
+    })
+    .await;
+    assert_eq!(
+        *handler.applied.lock().unwrap(),
+        (1..=10).collect::<Vec<_>>()
+    );
+
+    let stream = jetstream.get_stream(CONVERSATION_STREAM).await.unwrap();
+    let info = stream.consumer_info("test_projection_v1").await.unwrap();
+    assert_eq!(info.num_pending, 0);
+    assert_eq!(info.num_ack_pending, 0, "everything applied is acked");
+
+    // A restarted projector resumes after the last ack and sees only new events.
+    fill(&log, "si_a_b", 2).await;
+    let mut resumed = Recorder::default();
+    run_until(&jetstream, &spec, &mut resumed, |applied| {
+        applied.len() >= 2
+    })
+    .await;
+    assert_eq!(*resumed.applied.lock().unwrap(), vec![11, 12]);
+}
+
+#[tokio::test]
+async fn a_transient_failure_redelivers_the_batch_and_nothing_is_skipped() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 6).await;
+    let mut handler = Recorder {
+        fail_first_calls: 2,
+        ..Recorder::default()
+    };
+    run_until(&jetstream, &spec("flaky_v1"), &mut handler, |applied| {
+        applied.len() >= 6
+    })
+    .await;
+    assert_eq!(
+        *handler.applied.lock().unwrap(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    assert!(*handler.calls.lock().unwrap() >= 4);
+}
+
+#[tokio::test]
+async fn a_poison_event_is_terminated_and_the_rest_still_apply() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 6).await;
+    let mut handler = Recorder {
+        poison: Some(3),
+        ..Recorder::default()
+    };
+    run_until(&jetstream, &spec("poisoned_v1"), &mut handler, |applied| {
+        applied.len() >= 5
+    })
+    .await;
+    let mut applied = handler.applied.lock().unwrap().clone();
+    applied.sort_unstable();
+    assert_eq!(applied, vec![1, 2, 4, 5, 6]);
+    // The poison event is still in the stream for inspection.
+    assert_eq!(log.read(3).await.unwrap().seq, Some(3));
+}
+
+#[tokio::test]
+async fn a_replay_from_a_sequence_reads_to_the_end_and_stops() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 5).await;
+    fill(&log, "si_c_d", 5).await;
+    let mut replay = Replay::start(&jetstream, CONVERSATION_STREAM, 4, Vec::new())
+        .await
+        .unwrap();
+    let mut sequences = Vec::new();
+    while let Some(event) = replay.next().await {
+        sequences.push(event.unwrap().stream_sequence);
+    }
+    assert_eq!(sequences, (4..=10).collect::<Vec<_>>());
+
+    let mut past_the_end = Replay::start(&jetstream, CONVERSATION_STREAM, 11, Vec::new())
+        .await
+        .unwrap();
+    assert!(past_the_end.next().await.is_none());
+}
