@@ -120,13 +120,25 @@ impl Default for ApiConfig {
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("{text:?} is not a log format: use text or json")),
+        }
+    }
 }
 
 /// Logs, traces and metrics.

@@ -90,13 +90,7 @@ pub async fn ping(pool: &Pool) -> Result<(), String> {
 
 fn describe_pool_error(error: &deadpool_postgres::PoolError) -> String {
     match error {
-        deadpool_postgres::PoolError::Backend(error) => {
-            // tokio-postgres's Display says only "error connecting to server"; the cause says why.
-            match std::error::Error::source(error) {
-                Some(cause) => format!("{error}: {cause}"),
-                None => error.to_string(),
-            }
-        }
+        deadpool_postgres::PoolError::Backend(error) => crate::migrate::describe(error),
         other => other.to_string(),
     }
 }

@@ -74,10 +74,21 @@ fn database_error(error: tokio_postgres::Error) -> MigrateError {
 
 /// The error with Postgres's own message, which `Display` alone leaves out.
 pub fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db_error) => format!("{}: {}", db_error.severity(), db_error.message()),
-        None => error.to_string(),
+    if let Some(db_error) = error.as_db_error() {
+        return format!("{}: {}", db_error.severity(), db_error.message());
     }
+    // "error connecting to server" says nothing alone; the causes say why.
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Applies every migration not yet applied. `client` should be a dedicated connection: the

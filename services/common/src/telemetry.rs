@@ -51,6 +51,7 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
     };
     let fmt_layer = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

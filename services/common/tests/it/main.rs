@@ -1,1 +1,3 @@
+//! Integration tests for the shared crate, against a real Postgres.
 
+mod migrations;

@@ -1,0 +1,192 @@
+//! The `jetim` binary as an operator runs it: bad settings and unreachable servers, and
+//! `jetim migrate` / `jetim ops streams` against a private server.
+
+use std::process::{Command, Output};
+
+use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_schemas::event::{Event, TimelineEvent};
+use serde::{Deserialize, Serialize};
+
+fn jetim(args: &[&str], environment: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jetim"));
+    command.args(args);
+    // Only what the test says: no JETIM_* from the caller's shell.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("JETIM_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("JETIM_TELEMETRY__LOG", "warn")
+        .env("NO_COLOR", "1");
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    command.output().expect("jetim runs")
+}
+
+/// The failure line: the process failed, did not panic, and its last line is `error: …`.
+fn failure_line(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "exit status");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("error: "), "{stderr}");
+    last
+}
+
+#[test]
+fn bad_settings_get_one_line_naming_the_setting() {
+    let cases = [
+        ("JETIM_NATS__URL", "http://[::1", "nats.url"),
+        ("JETIM_NATS__STREAM_REPLICAS", "0", "nats.stream_replicas"),
+        (
+            "JETIM_NATS__STREAM_REPLICAS",
+            "many",
+            "nats.stream_replicas",
+        ),
+        (
+            "JETIM_NATS__CREDENTIALS_FILE",
+            "/no/such.creds",
+            "nats.credentials_file",
+        ),
+        ("JETIM_POSTGRES__URL", "mysql://x", "postgres.url"),
+        ("JETIM_POSTGRES__POOL_SIZE", "0", "postgres.pool_size"),
+        ("JETIM_API__LISTEN", "localhost", "api.listen"),
+        ("JETIM_API__LISTN", "0.0.0.0:1", "listn"),
+        ("JETIM_TELEMETRY__LOG_FORMAT", "xml", "telemetry.log_format"),
+        (
+            "JETIM_TELEMETRY__OTLP_ENDPOINT",
+            "collector",
+            "telemetry.otlp_endpoint",
+        ),
+    ];
+    for (variable, value, setting) in cases {
+        let line = failure_line(&jetim(&["migrate"], &[(variable, value)]));
+        assert!(
+            line.starts_with("error: config: "),
+            "{variable}={value}: {line}"
+        );
+        assert!(line.contains(setting), "{variable}={value}: {line}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let line = failure_line(&jetim(&["--config", "/no/jetim.yaml", "migrate"], &[]));
+    assert_eq!(line, "error: config: file /no/jetim.yaml does not exist");
+}
+
+#[test]
+fn an_unreachable_nats_is_named_with_its_setting() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{closed_port}");
+    let line = failure_line(&jetim(&["migrate"], &[("JETIM_NATS__URL", &url)]));
+    assert!(
+        line.starts_with(&format!(
+            "error: cannot reach NATS at {url} (setting nats.url): "
+        )),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_setting_and_no_password() {
+    let nats = TestNats::start().await;
+    let output = jetim(
+        &["migrate"],
+        &[
+            ("JETIM_NATS__URL", &nats.url),
+            (
+                "JETIM_POSTGRES__URL",
+                "postgres://jetim:secret@127.0.0.1:1/jetim",
+            ),
+        ],
+    );
+    let line = failure_line(&output);
+    assert!(
+        line.starts_with(
+            "error: cannot reach Postgres at postgres://jetim:***@127.0.0.1:1/jetim (setting postgres.url): "
+        ),
+        "{line}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ping {
+    seq: u64,
+}
+
+impl Event for Ping {
+    const KIND: &'static str = "test.ping";
+    const VERSION: u32 = 1;
+}
+
+impl TimelineEvent for Ping {
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
+#[tokio::test]
+async fn migrate_then_ops_streams_shows_what_the_nats_cli_would() {
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let environment = [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+    ];
+    let migrated = jetim(&["migrate"], &environment);
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("migrations: 1 applied now"));
+
+    let jetstream = nats.jetstream().await;
+    let log = jetim_streams::EventLog::open(jetstream.clone())
+        .await
+        .unwrap();
+    for (conversation, key) in [("si_a_b", "1"), ("si_a_b", "2"), ("sg_g", "1")] {
+        log.append_to_timeline(conversation, key, "a", &Ping { seq: 0 })
+            .await
+            .unwrap();
+    }
+    let stream = jetstream.get_stream("IM_CONV").await.unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("messages_v1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let output = jetim(&["ops", "streams", "--json"], &environment);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let conv = &report[0];
+    assert_eq!(conv["name"], "IM_CONV");
+    assert_eq!(conv["messages"], 3);
+    assert_eq!(conv["subjects"], 2);
+    assert_eq!(conv["first_sequence"], 1);
+    assert_eq!(conv["last_sequence"], 3);
+    assert_eq!(conv["consumers"][0]["name"], "messages_v1");
+    assert_eq!(conv["consumers"][0]["pending"], 3);
+    assert_eq!(report[1]["name"], "IM_USER");
+    assert_eq!(report[1]["messages"], 0);
+
+    let table = jetim(&["ops", "streams"], &environment);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().any(|line| line.starts_with("IM_CONV ")),
+        "{table}"
+    );
+    assert!(table.contains("messages_v1"), "{table}");
+
+    // Running migrate again changes nothing.
+    let again = jetim(&["migrate"], &environment);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 applied now, 1 already applied"));
+}
