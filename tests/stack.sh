@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/ops/lib.sh"
 
 state=$(mktemp -d)
+# Reachable by the postgres user, so an own cluster (JETIM_OWN_POSTGRES=1) lives in it too.
+chmod 755 "$state"
 database="jetim_stack_$$"
 export JETIM_STATE_DIR="$state"
 export JETIM_DB_NAME="$database"

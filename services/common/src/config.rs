@@ -3,8 +3,9 @@
 //! Every field has a default that runs on one machine, so no file is needed to start. The
 //! documented example with every field is `ops/jetim.yaml`. An environment variable
 //! `JETIM_<SECTION>__<KEY>` overrides the field `<section>.<key>` of the file, e.g.
-//! `JETIM_POSTGRES__URL=postgres://jetim@db/jetim`. (`JETIM_CONFIG` names the file and is not
-//! a field.)
+//! `JETIM_POSTGRES__URL=postgres://jetim@db/jetim`. Only variables with the `__` separator
+//! are settings; others such as `JETIM_CONFIG` (the file) or the `ops/` scripts' own
+//! `JETIM_STATE_DIR` are not.
 //!
 //! [`Config::load`] refuses unknown fields and invalid values with one line that names the
 //! field and the value. Secrets (the Postgres password) are never printed: `Debug` and error
@@ -215,7 +216,9 @@ impl Config {
         let overrides: HashMap<String, String> = environment
             .into_iter()
             .filter(|(name, _)| {
-                name.starts_with(&format!("{ENVIRONMENT_PREFIX}_")) && name != CONFIG_FILE_VARIABLE
+                name.strip_prefix(ENVIRONMENT_PREFIX)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|setting| setting.contains("__"))
             })
             .collect();
         builder = builder.add_source(
@@ -276,9 +279,8 @@ impl Config {
             return Err(invalid("telemetry.log", &self.telemetry.log, error));
         }
         let endpoint = &self.telemetry.otlp_endpoint;
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
+        let is_http_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !(endpoint.is_empty() || is_http_url) {
             return Err(invalid(
                 "telemetry.otlp_endpoint",
                 endpoint,
@@ -361,6 +363,7 @@ mod tests {
             ("JETIM_POSTGRES__URL", "postgres://jetim@db:5433/chat"),
             ("JETIM_NATS__STREAM_REPLICAS", "3"),
             ("JETIM_CONFIG", "/etc/jetim.yaml"),
+            ("JETIM_STATE_DIR", "/tmp/state"),
             ("OTHER_VARIABLE", "ignored"),
         ])
         .unwrap();
