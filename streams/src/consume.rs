@@ -21,6 +21,9 @@ use futures::StreamExt as _;
 use crate::headers;
 use crate::record::RecordedEvent;
 
+/// How long to wait after a failed fetch before asking again.
+const FETCH_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// A failure to apply a batch.
 #[derive(Debug)]
 pub enum HandleError {
@@ -114,7 +117,8 @@ pub fn redelivery_delay(delivered: i64) -> Duration {
 }
 
 /// Runs a durable consumer until `shutdown` completes. Returns after the batch in hand is
-/// finished, so nothing is left half-applied.
+/// finished, so nothing is left half-applied. Fails only if the consumer cannot be created;
+/// later fetch failures (a NATS restart) are logged and retried.
 pub async fn run_durable<H: BatchHandler>(
     jetstream: &jetstream::Context,
     spec: &DurableSpec,
@@ -142,9 +146,21 @@ pub async fn run_durable<H: BatchHandler>(
             .max_messages(spec.batch_size)
             .expires(spec.fetch_wait)
             .messages();
-        let mut messages = tokio::select! {
+        let fetched = tokio::select! {
             () = &mut shutdown => return Ok(()),
-            fetched = fetch => fetched.map_err(|error| nats_error(&error))?,
+            fetched = fetch => fetched,
+        };
+        let mut messages = match fetched {
+            Ok(messages) => messages,
+            Err(error) => {
+                // NATS is restarting or the connection is re-establishing: nothing is lost,
+                // the un-acked events stay with the consumer. Wait and ask again.
+                tracing::warn!(consumer = %spec.name, %error, "fetch failed; retrying");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(FETCH_RETRY_DELAY) => continue,
+                }
+            }
         };
         let mut batch = Vec::with_capacity(spec.batch_size);
         while let Some(message) = messages.next().await {

@@ -172,6 +172,7 @@ pub fn embedded() -> Result<Vec<StreamDefinition>, DefinitionError> {
 }
 
 /// Makes the server's stream match `definition`.
+#[tracing::instrument(name = "apply_stream", skip_all, fields(stream = definition.name()))]
 pub async fn apply(
     jetstream: &jetstream::Context,
     definition: &StreamDefinition,

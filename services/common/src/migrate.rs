@@ -93,6 +93,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
 
 /// Applies every migration not yet applied. `client` should be a dedicated connection: the
 /// advisory lock belongs to its session.
+#[tracing::instrument(name = "migrate", skip_all, fields(files = migrations.len()))]
 pub async fn run(
     client: &mut Client,
     migrations: &[Migration],

@@ -5,6 +5,7 @@ use jetim_common::config::Config;
 use jetim_common::{db, migrate as migrator, nats, shutdown, telemetry};
 
 /// Connects to NATS (checking version and JetStream) and applies the stream definitions.
+#[tracing::instrument(skip_all)]
 async fn prepare_streams(
     config: &Config,
 ) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {

@@ -190,3 +190,65 @@ async fn migrate_then_ops_streams_shows_what_the_nats_cli_would() {
     let again = jetim(&["migrate"], &environment);
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 applied now, 1 already applied"));
 }
+
+/// A stand-in OTLP/HTTP collector: records the request line and content type of each request.
+fn fake_collector() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if request.is_empty() || lower.starts_with("content-type:") {
+                    request.push_str(line.trim_end());
+                    request.push(' ');
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = sender.send(request);
+        }
+    });
+    (endpoint, receiver)
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let (endpoint, requests) = fake_collector();
+    let output = jetim(
+        &["migrate"],
+        &[
+            ("JETIM_NATS__URL", nats.url.as_str()),
+            ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+            ("JETIM_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+            ("JETIM_TELEMETRY__LOG", "info"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let request = requests
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the collector received spans");
+    assert!(request.starts_with("POST /v1/traces "), "{request}");
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("application/x-protobuf"),
+        "{request}"
+    );
+}
