@@ -33,39 +33,8 @@ pub fn nats_server_binary() -> PathBuf {
 impl TestNats {
     /// Starts the server and waits until it accepts clients.
     pub async fn start() -> Self {
-        let binary = nats_server_binary();
-        assert!(
-            binary.is_file(),
-            "no nats-server at {}: run `ops/test` (it installs the pinned server) or set JETIM_NATS_SERVER",
-            binary.display()
-        );
         let directory = tempfile::tempdir().expect("temporary directory");
-        let store = directory.path().join("store");
-        let child = Command::new(&binary)
-            .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd"])
-            .arg(&store)
-            .arg("--ports_file_dir")
-            .arg(directory.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
-        let ports_file = directory
-            .path()
-            .join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let ports: serde_json::Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports_file)
-                && let Ok(ports) = serde_json::from_str(&text)
-            {
-                break ports;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start in 15 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let (child, ports) = spawn_server(directory.path(), "-1", "-1").await;
         let first = |key: &str| {
             ports[key][0]
                 .as_str()
@@ -78,15 +47,35 @@ impl TestNats {
             monitoring_url: first("monitoring"),
             directory,
         };
-        // The ports file is written before JetStream is ready; wait for an account answer.
-        let client = server.client().await;
+        server.wait_for_jetstream().await;
+        server
+    }
+
+    /// Stops the server and starts it again on the same ports with the same store, as an
+    /// operator's restart would. Clients reconnect on their own.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port_of = |url: &str| url.rsplit(':').next().unwrap_or_default().to_owned();
+        let (child, _) = spawn_server(
+            self.directory.path(),
+            &port_of(&self.url),
+            &port_of(&self.monitoring_url),
+        )
+        .await;
+        self.child = child;
+        self.wait_for_jetstream().await;
+    }
+
+    // The ports file is written before JetStream is ready; wait for an account answer.
+    async fn wait_for_jetstream(&self) {
+        let client = self.client().await;
         let jetstream = async_nats::jetstream::new(client);
         let deadline = Instant::now() + Duration::from_secs(15);
         while jetstream.query_account().await.is_err() {
             assert!(Instant::now() < deadline, "JetStream did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        server
     }
 
     /// A new client connection.
@@ -104,6 +93,52 @@ impl TestNats {
     /// The directory holding the server's store.
     pub fn store_directory(&self) -> PathBuf {
         self.directory.path().join("store")
+    }
+}
+
+/// Starts nats-server with its store and ports file in `directory`; `-1` ports are random.
+async fn spawn_server(
+    directory: &std::path::Path,
+    client_port: &str,
+    monitoring_port: &str,
+) -> (Child, serde_json::Value) {
+    let binary = nats_server_binary();
+    assert!(
+        binary.is_file(),
+        "no nats-server at {}: run `ops/test` (it installs the pinned server) or set JETIM_NATS_SERVER",
+        binary.display()
+    );
+    let child = Command::new(&binary)
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            client_port,
+            "-m",
+            monitoring_port,
+            "-js",
+            "-sd",
+        ])
+        .arg(directory.join("store"))
+        .arg("--ports_file_dir")
+        .arg(directory)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+    let ports_file = directory.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ports_file)
+            && let Ok(ports) = serde_json::from_str(&text)
+        {
+            return (child, ports);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -178,3 +178,63 @@ async fn a_replay_from_a_sequence_reads_to_the_end_and_stops() {
         .unwrap();
     assert!(past_the_end.next().await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_keeps_going_across_a_nats_restart() {
+    let (mut nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 5).await;
+
+    let mut handler = Recorder::default();
+    let applied = Arc::clone(&handler.applied);
+    let stop = CancellationToken::new();
+    let consumer_stop = stop.clone();
+    let consumer_jetstream = jetstream.clone();
+    let consumer = tokio::spawn(async move {
+        run_durable(
+            &consumer_jetstream,
+            &spec("restart_v1"),
+            &mut handler,
+            consumer_stop.cancelled(),
+        )
+        .await
+    });
+    let wait_for = |count: usize| {
+        let applied = Arc::clone(&applied);
+        async move {
+            for _ in 0..600 {
+                if applied.lock().unwrap().len() >= count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("only {:?} applied", applied.lock().unwrap());
+        }
+    };
+    wait_for(5).await;
+
+    nats.restart().await;
+    // The writer's connection reconnects by itself; its appends continue the timeline.
+    let mut appended = 0;
+    while appended < 5 {
+        match log
+            .append_to_timeline(
+                "si_a_b",
+                &format!("after-restart-{appended}"),
+                "a",
+                &Note::new("x"),
+            )
+            .await
+        {
+            Ok(_) => appended += 1,
+            Err(error) if error.is_transient() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    wait_for(10).await;
+    stop.cancel();
+    consumer.await.unwrap().unwrap();
+    assert_eq!(*applied.lock().unwrap(), (1..=10).collect::<Vec<_>>());
+}
