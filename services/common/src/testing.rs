@@ -14,7 +14,7 @@ use crate::config::PostgresConfig;
 
 /// A nats-server with JetStream, private to one test.
 pub struct TestNats {
-    child: Child,
+    process: ServerProcess,
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
     /// `http://127.0.0.1:<port>`, the monitoring endpoint.
@@ -34,7 +34,7 @@ impl TestNats {
     /// Starts the server and waits until it accepts clients.
     pub async fn start() -> Self {
         let directory = tempfile::tempdir().expect("temporary directory");
-        let (child, ports) = spawn_server(directory.path(), "-1", "-1").await;
+        let (process, ports) = spawn_server(directory.path(), "-1", "-1").await;
         let first = |key: &str| {
             ports[key][0]
                 .as_str()
@@ -42,7 +42,7 @@ impl TestNats {
                 .to_owned()
         };
         let server = Self {
-            child,
+            process,
             url: first("nats"),
             monitoring_url: first("monitoring"),
             directory,
@@ -54,16 +54,15 @@ impl TestNats {
     /// Stops the server and starts it again on the same ports with the same store, as an
     /// operator's restart would. Clients reconnect on their own.
     pub async fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.stop();
         let port_of = |url: &str| url.rsplit(':').next().unwrap_or_default().to_owned();
-        let (child, _) = spawn_server(
+        let (process, _) = spawn_server(
             self.directory.path(),
             &port_of(&self.url),
             &port_of(&self.monitoring_url),
         )
         .await;
-        self.child = child;
+        self.process = process;
         self.wait_for_jetstream().await;
     }
 
@@ -101,38 +100,40 @@ async fn spawn_server(
     directory: &std::path::Path,
     client_port: &str,
     monitoring_port: &str,
-) -> (Child, serde_json::Value) {
+) -> (ServerProcess, serde_json::Value) {
     let binary = nats_server_binary();
     assert!(
         binary.is_file(),
         "no nats-server at {}: run `ops/test` (it installs the pinned server) or set JETIM_NATS_SERVER",
         binary.display()
     );
-    let child = Command::new(&binary)
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            client_port,
-            "-m",
-            monitoring_port,
-            "-js",
-            "-sd",
-        ])
-        .arg(directory.join("store"))
-        .arg("--ports_file_dir")
-        .arg(directory)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
-    let ports_file = directory.join(format!("nats-server_{}.ports", child.id()));
+    let process = ServerProcess(
+        Command::new(&binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                client_port,
+                "-m",
+                monitoring_port,
+                "-js",
+                "-sd",
+            ])
+            .arg(directory.join("store"))
+            .arg("--ports_file_dir")
+            .arg(directory)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display())),
+    );
+    let ports_file = directory.join(format!("nats-server_{}.ports", process.0.id()));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(text) = std::fs::read_to_string(&ports_file)
             && let Ok(ports) = serde_json::from_str(&text)
         {
-            return (child, ports);
+            return (process, ports);
         }
         assert!(
             Instant::now() < deadline,
@@ -142,10 +143,19 @@ async fn spawn_server(
     }
 }
 
-impl Drop for TestNats {
+/// A running nats-server, killed and reaped when dropped (also when a test panics).
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
