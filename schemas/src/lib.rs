@@ -6,10 +6,11 @@
 //! - [`event`]: jetim's own event envelope. Events are stored in JetStream as JSON so that
 //!   `nats stream view` shows readable records; the kind and version also travel in headers.
 //!
-//! The event kinds themselves (`msg.sent`, `user.registered`, …) are added by the issues that
-//! introduce them; every kind is versioned and every version ever written stays readable.
+//! - [`events`]: the event kinds (`user.registered`, …); every kind is versioned and every
+//!   version ever written stays readable.
 
 pub mod event;
+pub mod events;
 
 /// OpenIM v3 protobuf packages.
 #[allow(missing_docs, clippy::all, unreachable_pub)]

@@ -24,18 +24,39 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage as Publish};
-use jetim_schemas::event::{TimelineEvent, encode};
+use jetim_schemas::event::{Event, TimelineEvent, encode};
 use tokio::sync::Mutex;
 
 use crate::escape::TokenError;
 use crate::headers;
 use crate::record::RecordedEvent;
-use crate::subject::{CONVERSATION_STREAM, Subject};
+use crate::subject::{CONVERSATION_STREAM, Subject, USER_STREAM};
 
 /// How often a conflicting append is retried before giving up.
 const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 /// How many conversations' cursors the writer keeps before it forgets idle ones.
 const DEFAULT_CURSOR_CAPACITY: usize = 100_000;
+
+/// What a keyed append requires of its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: append whatever is there.
+    Anything,
+    /// The subject has no events yet (e.g. a registration).
+    Empty,
+    /// The subject's last event is at this stream sequence (optimistic concurrency on an
+    /// aggregate that was loaded at that point).
+    LastAt(u64),
+}
+
+/// The result of a keyed append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's position in its stream.
+    pub stream_sequence: u64,
+    /// True when the dedup id was already stored; nothing was written.
+    pub duplicate: bool,
+}
 
 /// The result of a timeline append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +94,13 @@ pub enum AppendError {
     /// the append with the same dedup id is safe.
     #[error("append to {subject} was not acknowledged in time")]
     TimedOut {
+        /// The subject.
+        subject: String,
+    },
+    /// The subject was not as [`Expect`] required: someone else wrote first. A domain
+    /// answer for the caller (already registered, changed concurrently), not a failure.
+    #[error("{subject} changed: it was not as the append expected")]
+    Conflict {
         /// The subject.
         subject: String,
     },
@@ -178,6 +206,7 @@ struct Counters {
 pub struct EventLog {
     jetstream: jetstream::Context,
     conversations: jetstream::stream::Stream,
+    users: jetstream::stream::Stream,
     cursors: Cursors,
     max_attempts: u32,
     counters: Counters,
@@ -186,23 +215,12 @@ pub struct EventLog {
 impl EventLog {
     /// Opens the log on a server where the streams were applied.
     pub async fn open(jetstream: jetstream::Context) -> Result<Self, AppendError> {
-        let conversations = match jetstream.get_stream(CONVERSATION_STREAM).await {
-            Ok(stream) => stream,
-            Err(error) if is_stream_not_found(&error) => {
-                return Err(AppendError::NoStream {
-                    subject: format!("im.conv.> (stream {CONVERSATION_STREAM})"),
-                });
-            }
-            Err(error) => {
-                return Err(AppendError::Nats {
-                    subject: CONVERSATION_STREAM.to_owned(),
-                    error: error.to_string(),
-                });
-            }
-        };
+        let conversations = open_stream(&jetstream, CONVERSATION_STREAM, "im.conv.>").await?;
+        let users = open_stream(&jetstream, USER_STREAM, "im.user.>").await?;
         Ok(Self {
             jetstream,
             conversations,
+            users,
             cursors: Cursors {
                 slots: StdMutex::default(),
                 capacity: DEFAULT_CURSOR_CAPACITY,
@@ -328,6 +346,104 @@ impl EventLog {
         })
     }
 
+    /// Appends `event` to a keyed (non-timeline) subject, if the subject is as `expect` says.
+    ///
+    /// `dedup_id`, when given, makes a repeat within the duplicate window a no-op that
+    /// reports `duplicate`. A subject not as expected gives [`AppendError::Conflict`].
+    #[tracing::instrument(skip_all, fields(subject = %subject, event = E::KIND))]
+    pub async fn append<E: Event>(
+        &self,
+        subject: &Subject,
+        actor: &str,
+        expect: Expect,
+        dedup_id: Option<&str>,
+        event: &E,
+    ) -> Result<Appended, AppendError> {
+        debug_assert!(
+            !subject.is_timeline(),
+            "timeline events take their seq from append_to_timeline"
+        );
+        let body = encode(event).map_err(|error| AppendError::Encode {
+            kind: E::KIND,
+            error,
+        })?;
+        let mut event_headers = HeaderMap::new();
+        event_headers.insert(headers::EVENT, E::KIND);
+        event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
+        event_headers.insert(headers::ACTOR, actor);
+        headers::inject_trace_context(&mut event_headers);
+        let mut publish = Publish::build().payload(body.into()).headers(event_headers);
+        if let Some(dedup_id) = dedup_id {
+            publish = publish.message_id(dedup_id);
+        }
+        publish = match expect {
+            Expect::Anything => publish,
+            Expect::Empty => publish.expected_last_subject_sequence(0),
+            Expect::LastAt(sequence) => publish.expected_last_subject_sequence(sequence),
+        };
+        match self.publish(subject, publish).await {
+            Ok(ack) => {
+                self.counters
+                    .stored
+                    .fetch_add(u64::from(!ack.duplicate), Ordering::Relaxed);
+                self.counters
+                    .duplicates
+                    .fetch_add(u64::from(ack.duplicate), Ordering::Relaxed);
+                metrics::counter!("jetim_appends_total", "stream" => subject.stream()).increment(1);
+                Ok(Appended {
+                    stream_sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
+            }
+            Err(PublishFailure::WrongLastSequence) => Err(AppendError::Conflict {
+                subject: subject.to_string(),
+            }),
+            Err(failure) => Err(failure.into_error(subject)),
+        }
+    }
+
+    /// The last event stored on `subject`, if any.
+    pub async fn last_event(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<RecordedEvent>, AppendError> {
+        self.direct_get(subject, true).await
+    }
+
+    /// The first event stored on `subject`, if any (e.g. a user's registration).
+    pub async fn first_event(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<RecordedEvent>, AppendError> {
+        self.direct_get(subject, false).await
+    }
+
+    async fn direct_get(
+        &self,
+        subject: &Subject,
+        last: bool,
+    ) -> Result<Option<RecordedEvent>, AppendError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let stream = if subject.stream() == USER_STREAM {
+            &self.users
+        } else {
+            &self.conversations
+        };
+        let found = if last {
+            stream.direct_get_last_for_subject(subject.as_str()).await
+        } else {
+            stream.direct_get_first_for_subject(subject.as_str()).await
+        };
+        match found {
+            Ok(message) => Ok(Some(RecordedEvent::from(message))),
+            Err(error) if matches!(error.kind(), DirectGetErrorKind::NotFound) => Ok(None),
+            Err(error) => Err(AppendError::Nats {
+                subject: subject.to_string(),
+                error: error.to_string(),
+            }),
+        }
+    }
+
     /// Reads one event of the conversation stream by its stream sequence.
     pub async fn read(&self, stream_sequence: u64) -> Result<RecordedEvent, AppendError> {
         self.conversations
@@ -381,6 +497,23 @@ impl EventLog {
             .await
             .map_err(PublishFailure::from)?;
         ack_future.await.map_err(PublishFailure::from)
+    }
+}
+
+async fn open_stream(
+    jetstream: &jetstream::Context,
+    name: &str,
+    subjects: &str,
+) -> Result<jetstream::stream::Stream, AppendError> {
+    match jetstream.get_stream(name).await {
+        Ok(stream) => Ok(stream),
+        Err(error) if is_stream_not_found(&error) => Err(AppendError::NoStream {
+            subject: format!("{subjects} (stream {name})"),
+        }),
+        Err(error) => Err(AppendError::Nats {
+            subject: name.to_owned(),
+            error: error.to_string(),
+        }),
     }
 }
 

@@ -168,3 +168,20 @@ impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
             .map_err(|error| self.nats_error(&error))
     }
 }
+
+/// The bucket of login tokens: one entry per user (key: the escaped userID) holding every
+/// live token's state by platform. Token state is shared by every API and gateway instance,
+/// so a kicked token is refused everywhere at once.
+pub const TOKENS_BUCKET: &str = "IM_TOKENS";
+
+/// The configuration of [`TOKENS_BUCKET`] (history 1: only the current table matters).
+pub fn tokens_bucket_config(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: TOKENS_BUCKET.to_owned(),
+        description: "jetim: login token states per user".to_owned(),
+        history: 1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}

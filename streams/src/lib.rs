@@ -19,7 +19,7 @@
 //! | subject | stream | events | written by | read by |
 //! |---|---|---|---|---|
 //! | `im.conv.<conversationID>.msg` | `IM_CONV` | the conversation timeline; each event has the conversation's gapless seq in `Im-Seq` | [`EventLog::append_to_timeline`] | ordered replay (`jetim ops`); projections and push as they are added |
-//! | `im.user.<userID>.<kind>` | `IM_USER` | reserved for user-keyed events (registration, profile, relations) | nothing yet | nothing yet |
+//! | `im.user.<userID>.account` | `IM_USER` | `user.registered` (first event, appended only onto an empty subject), then `user.updated` | [`EventLog::append`] from `/user/user_register` and the profile routes | the `users` projection |
 //!
 //! # Headers on every event
 //!
@@ -41,6 +41,6 @@ pub mod kv;
 pub mod record;
 pub mod subject;
 
-pub use append::{AppendError, AppendStats, EventLog, TimelineAppend};
+pub use append::{AppendError, AppendStats, Appended, EventLog, Expect, TimelineAppend};
 pub use record::RecordedEvent;
 pub use subject::Subject;

@@ -36,6 +36,23 @@ impl ConversationKind {
     }
 }
 
+/// What a user subject holds. The last token of `im.user.<userID>.<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UserKind {
+    /// `account`: registration and profile changes. Its first event is the registration,
+    /// appended only if the subject is empty, so a user ID is registered once.
+    Account,
+}
+
+impl UserKind {
+    /// The subject token for this kind.
+    pub const fn token(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+        }
+    }
+}
+
 /// A full, valid subject in one of jetim's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subject {
@@ -46,6 +63,7 @@ pub struct Subject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum SubjectKind {
     Conversation(ConversationKind),
+    User(UserKind),
 }
 
 impl Subject {
@@ -56,6 +74,23 @@ impl Subject {
             text: format!("{CONVERSATION_PREFIX}.{token}.{}", kind.token()),
             kind: SubjectKind::Conversation(kind),
         })
+    }
+
+    /// `im.user.<userID>.<kind>`.
+    pub fn user(user_id: &str, kind: UserKind) -> Result<Self, TokenError> {
+        let token = escape(user_id)?;
+        Ok(Self {
+            text: format!("{USER_PREFIX}.{token}.{}", kind.token()),
+            kind: SubjectKind::User(kind),
+        })
+    }
+
+    /// The stream holding this subject.
+    pub fn stream(&self) -> &'static str {
+        match self.kind {
+            SubjectKind::Conversation(_) => CONVERSATION_STREAM,
+            SubjectKind::User(_) => USER_STREAM,
+        }
     }
 
     /// `im.conv.<conversationID>.msg`, the conversation's timeline.
@@ -157,6 +192,18 @@ mod tests {
         let subject = Subject::timeline("si_a.b_c").unwrap();
         assert_eq!(subject.as_str(), "im.conv.si_a=2Eb_c.msg");
         assert!(subject.is_timeline());
+    }
+
+    #[test]
+    fn user_subjects_live_in_the_user_stream() {
+        let subject = Subject::user("a@b", UserKind::Account).unwrap();
+        assert_eq!(subject.as_str(), "im.user.a=40b.account");
+        assert_eq!(subject.stream(), USER_STREAM);
+        assert!(!subject.is_timeline());
+        assert_eq!(
+            Subject::timeline("x").unwrap().stream(),
+            CONVERSATION_STREAM
+        );
     }
 
     #[test]

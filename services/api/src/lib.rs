@@ -2,21 +2,35 @@
 //!
 //! - [`build`] binds the listener and assembles the router; [`App::run_until_stopped`] serves
 //!   until the shutdown token fires. Tests build the same `App` on port 0.
+//! - [`openim`]: OpenIM's transport, once for every route: headers, body decoding, the reply
+//!   envelope, error codes, CORS.
+//! - [`routes`]: the OpenIM routes (`/auth`, `/user`), one module per group.
 //! - [`health`]: `GET /healthz`, the state of NATS, JetStream and Postgres.
 //! - `GET /metrics`: Prometheus text from the process-wide recorder.
 //!
-//! The OpenIM routes (`/auth`, `/user`, `/msg`, …) are added here as they are built; each
-//! handler parses, calls the domain, and maps the result.
+//! A request passes gzip, CORS and a tracing span, then its route: the extractor checks
+//! `operationID`, the token and the body; the handler checks access and arguments, appends
+//! events or queries the read models, and answers with the envelope.
 
 pub mod health;
+pub mod openim;
+pub mod routes;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
+use jetim_common::auth::TokenService;
 use jetim_common::config::ApiConfig;
 use jetim_common::shutdown::CancellationToken;
+use jetim_streams::EventLog;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument as _;
 
 /// The handles the API's handlers share; cheap to clone.
 #[derive(Clone)]
@@ -29,6 +43,34 @@ pub struct ApiState {
     pub db: deadpool_postgres::Pool,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Issues and checks tokens.
+    pub tokens: TokenService,
+    /// The event log's writer.
+    pub log: Arc<EventLog>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// Request limits from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// A span per request; the extractor fills in `operation_id`.
+async fn request_span(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        operation_id = tracing::field::Empty,
+    );
+    next.run(request).instrument(span).await
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "404 page not found")
 }
 
 /// The API service, bound and ready to serve.
@@ -47,10 +89,14 @@ pub async fn build(config: &ApiConfig, state: ApiState) -> anyhow::Result<App> {
                 config.listen
             )
         })?;
-    let router = Router::new()
+    let router = routes::router()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(request_span))
+        .layer(axum::middleware::from_fn(openim::cors::cors))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     Ok(App { listener, router })
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// The OpenIM REST API service.
     pub api: ApiConfig,
+    /// Admins, the secret and login tokens.
+    pub auth: AuthConfig,
     /// Logs, traces and metrics.
     pub telemetry: TelemetryConfig,
 }
@@ -109,13 +111,68 @@ impl std::fmt::Debug for PostgresConfig {
 pub struct ApiConfig {
     /// Address to listen on; OpenIM clients expect port 10002.
     pub listen: SocketAddr,
+    /// The largest request body accepted, in bytes; larger ones get errCode 1001.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 10002)),
+            max_body_bytes: 4 * 1024 * 1024,
         }
+    }
+}
+
+/// Admins, the secret and login tokens.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The shared secret: `/auth/get_admin_token` checks it, and it signs every token.
+    /// Change it in production; it is never logged.
+    pub secret: String,
+    /// Users who are admins: they may register users, issue user tokens, and act for anyone.
+    pub admin_user_ids: Vec<String>,
+    /// How long a token lives, in days.
+    pub token_expire_days: u32,
+    /// What a login does to the user's other tokens: 0 nothing (only the per-platform cap),
+    /// 1 kicks the same platform (and all but one token on each other platform),
+    /// 4 kicks the same platform class, 5 lets PCs coexist with one other device.
+    pub multi_login_policy: u8,
+    /// The most tokens one user holds on one platform (policy 0).
+    pub max_tokens_per_platform: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            secret: "openIM123".to_owned(),
+            admin_user_ids: vec!["imAdmin".to_owned()],
+            token_expire_days: 90,
+            multi_login_policy: 1,
+            max_tokens_per_platform: 30,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The configured login policy (validated at load).
+    pub fn login_policy(&self) -> crate::auth::LoginPolicy {
+        crate::auth::LoginPolicy::from_number(self.multi_login_policy)
+            .unwrap_or(crate::auth::LoginPolicy::KickSamePlatform)
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuthConfig")
+            .field("secret", &"***")
+            .field("admin_user_ids", &self.admin_user_ids)
+            .field("token_expire_days", &self.token_expire_days)
+            .field("multi_login_policy", &self.multi_login_policy)
+            .field("max_tokens_per_platform", &self.max_tokens_per_platform)
+            .finish()
     }
 }
 
@@ -226,6 +283,8 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("auth.admin_user_ids")
                 .source(Some(overrides)),
         );
         let loaded: Self = builder
@@ -274,6 +333,45 @@ impl Config {
         }
         if self.postgres.connect_timeout_ms == 0 {
             return Err(invalid("postgres.connect_timeout_ms", 0, "must be above 0"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid(
+                "api.max_body_bytes",
+                self.api.max_body_bytes,
+                "must be at least 1024",
+            ));
+        }
+        if self.auth.secret.is_empty() {
+            return Err(invalid("auth.secret", "", "must not be empty"));
+        }
+        if let Some(bad) = self
+            .auth
+            .admin_user_ids
+            .iter()
+            .find(|id| id.is_empty() || id.contains(':'))
+        {
+            return Err(invalid(
+                "auth.admin_user_ids",
+                bad,
+                "a user ID must be non-empty and without ':'",
+            ));
+        }
+        if self.auth.token_expire_days == 0 {
+            return Err(invalid("auth.token_expire_days", 0, "must be at least 1"));
+        }
+        if crate::auth::LoginPolicy::from_number(self.auth.multi_login_policy).is_none() {
+            return Err(invalid(
+                "auth.multi_login_policy",
+                self.auth.multi_login_policy,
+                "must be 0, 1, 4 or 5",
+            ));
+        }
+        if self.auth.max_tokens_per_platform == 0 {
+            return Err(invalid(
+                "auth.max_tokens_per_platform",
+                0,
+                "must be at least 1",
+            ));
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log) {
             return Err(invalid("telemetry.log", &self.telemetry.log, error));
@@ -417,6 +515,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("telemetry.otlp_endpoint"), "{error}");
+    }
+
+    #[test]
+    fn admins_come_from_a_comma_separated_variable_and_the_secret_is_hidden() {
+        let config = load(&[
+            ("JETIM_AUTH__ADMIN_USER_IDS", "imAdmin,ops"),
+            ("JETIM_AUTH__SECRET", "s3cret-value"),
+        ])
+        .unwrap();
+        assert_eq!(config.auth.admin_user_ids, ["imAdmin", "ops"]);
+        assert!(!format!("{config:?}").contains("s3cret-value"));
+        let error = load(&[("JETIM_AUTH__MULTI_LOGIN_POLICY", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("auth.multi_login_policy = \"2\": must be 0, 1, 4 or 5"),
+            "{error}"
+        );
     }
 
     #[test]

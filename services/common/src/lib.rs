@@ -1,5 +1,6 @@
 //! What every jetim service shares.
 //!
+//! - [`auth`]: login tokens (JWT, token state in KV, multi-login policies).
 //! - [`config`]: the one YAML file with `JETIM_<SECTION>__<KEY>` overrides, validated at start.
 //! - [`telemetry`]: logs, OTLP traces, and the Prometheus recorder behind `GET /metrics`.
 //! - [`shutdown`]: the cancellation token every task watches, fired by Ctrl-C or SIGTERM.
@@ -11,6 +12,7 @@
 //! A process loads [`config::Config`], calls [`telemetry::init`], connects with [`nats`] and
 //! [`db`], runs [`migrate`], and hands the handles to the services it runs.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod migrate;

@@ -30,10 +30,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in one process (today: the REST API).
+    /// Run every service in one process (today: the REST API and the projector).
     All,
     /// Run the REST API service only.
     Api,
+    /// Run the projector only: builds the Postgres read models from the log.
+    Projector,
     /// Apply the stream definitions and the SQL migrations, then exit.
     Migrate,
     /// Operator tools.
@@ -64,7 +66,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::All | Command::Api => start::run_services(&config).await,
+            Command::All => start::run_services(&config, start::Services::ALL).await,
+            Command::Api => start::run_services(&config, start::Services::API).await,
+            Command::Projector => start::run_services(&config, start::Services::PROJECTOR).await,
             Command::Migrate => start::migrate(&config).await,
             Command::Ops { command } => ops::run(&config, command).await,
         }

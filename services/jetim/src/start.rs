@@ -1,8 +1,36 @@
 //! Starting jetim: storage first, then the services, then waiting for a signal.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use jetim_common::auth::TokenService;
 use jetim_common::config::Config;
+use jetim_common::shutdown::CancellationToken;
 use jetim_common::{db, migrate as migrator, nats, shutdown, telemetry};
+use jetim_streams::EventLog;
+use tokio::task::JoinSet;
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Services {
+    api: bool,
+    projector: bool,
+}
+
+impl Services {
+    pub(crate) const ALL: Self = Self {
+        api: true,
+        projector: true,
+    };
+    pub(crate) const API: Self = Self {
+        api: true,
+        projector: false,
+    };
+    pub(crate) const PROJECTOR: Self = Self {
+        api: false,
+        projector: true,
+    };
+}
 
 /// Connects to NATS (checking version and JetStream) and applies the stream definitions.
 #[tracing::instrument(skip_all)]
@@ -37,37 +65,98 @@ pub(crate) async fn migrate(config: &Config) -> anyhow::Result<()> {
     outcome
 }
 
-/// `jetim all` and `jetim api`: prepare storage, run the services until a signal.
-pub(crate) async fn run_services(config: &Config) -> anyhow::Result<()> {
+/// Prepares storage and runs `services` until a signal.
+pub(crate) async fn run_services(config: &Config, services: Services) -> anyhow::Result<()> {
     let telemetry = telemetry::init(&config.telemetry)?;
-    let outcome = serve(config).await;
+    let outcome = serve(config, services).await;
     telemetry.shutdown();
     outcome
 }
 
-async fn serve(config: &Config) -> anyhow::Result<()> {
+async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
     let (client, jetstream) = prepare_streams(config).await?;
     let pool = db::connect(&config.postgres).await?;
     migrator::run_embedded(&config.postgres).await?;
 
     let stop = shutdown::on_signal();
-    let api = jetim_api::build(
-        &config.api,
-        jetim_api::ApiState {
-            nats: client.clone(),
-            jetstream,
-            db: pool,
-            metrics: telemetry::metrics_handle(),
-        },
-    )
-    .await?;
-    tracing::info!(address = %api.local_addr(), "REST API listening (GET /healthz)");
-    api.run_until_stopped(stop)
-        .await
-        .context("the REST API stopped")?;
+    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    if services.projector {
+        let (jetstream, pool, stop) = (jetstream.clone(), pool.clone(), stop.clone());
+        tasks.spawn(async move {
+            jetim_projector::run(jetstream, pool, stop)
+                .await
+                .context("the projector stopped")?;
+            Ok("projector")
+        });
+    }
+    if services.api {
+        let api = build_api(config, client.clone(), jetstream.clone(), pool.clone()).await?;
+        tracing::info!(address = %api.local_addr(), "REST API listening (GET /healthz)");
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            api.run_until_stopped(stop)
+                .await
+                .context("the REST API stopped")?;
+            Ok("api")
+        });
+    }
+    let outcome = wait_for_all(&mut tasks, &stop).await;
     if let Err(error) = client.drain().await {
         tracing::warn!(%error, "NATS connection did not drain");
     }
-    tracing::info!("stopped");
-    Ok(())
+    if outcome.is_ok() {
+        tracing::info!("stopped");
+    }
+    outcome
+}
+
+async fn build_api(
+    config: &Config,
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    pool: deadpool_postgres::Pool,
+) -> anyhow::Result<jetim_api::App> {
+    let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
+        .await
+        .context("opening the token bucket")?;
+    let log = Arc::new(EventLog::open(jetstream.clone()).await?);
+    jetim_api::build(
+        &config.api,
+        jetim_api::ApiState {
+            nats: client,
+            jetstream,
+            db: pool,
+            metrics: telemetry::metrics_handle(),
+            tokens,
+            log,
+            limits: jetim_api::Limits {
+                max_body_bytes: config.api.max_body_bytes,
+            },
+        },
+    )
+    .await
+}
+
+/// Waits for every service; the first to fail stops the others.
+async fn wait_for_all(
+    tasks: &mut JoinSet<anyhow::Result<&'static str>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(finished) = tasks.join_next().await {
+        let outcome = finished
+            .context("a service panicked")
+            .and_then(|outcome| outcome);
+        match outcome {
+            Ok(service) => tracing::info!(service, "service stopped"),
+            Err(error) => {
+                if first_error.is_none() {
+                    first_error = Some(error);
+                }
+            }
+        }
+        // One service ending ends the process.
+        stop.cancel();
+    }
+    first_error.map_or(Ok(()), Err)
 }

@@ -1,0 +1,613 @@
+//! `/user/*`: registration, profiles and account queries.
+//!
+//! Every change is an event on `im.user.<userID>.account`; the `users` projection builds the
+//! `users_v1` table the queries read. A change waits (briefly) for the projection to apply it,
+//! so a client that reads right after writing sees its write.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::State;
+use futures::StreamExt as _;
+use jetim_readmodel::users::{self, UserFilter, UserRow};
+use jetim_schemas::event::Event as _;
+use jetim_schemas::events::user::{UserRegistered, UserUpdated};
+use jetim_streams::subject::{Subject, UserKind};
+use jetim_streams::{AppendError, Expect};
+use serde::{Deserialize, Serialize};
+
+use crate::ApiState;
+use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
+
+/// The longest user ID, in bytes (OpenIM's column size).
+pub const MAX_USER_ID_BYTES: usize = 64;
+/// The longest nickname, in bytes.
+pub const MAX_NICKNAME_BYTES: usize = 255;
+/// The longest face URL, in bytes.
+pub const MAX_FACE_URL_BYTES: usize = 255;
+/// The longest `ex`, in bytes.
+pub const MAX_EX_BYTES: usize = 1024;
+/// The most IDs one request may name.
+pub const MAX_IDS_PER_REQUEST: usize = 1000;
+/// How long a write waits for the read model to show it.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+
+/// OpenIM's `UserInfo`, as requests carry it and replies show it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct UserInfo {
+    #[serde(rename = "userID")]
+    user_id: String,
+    nickname: String,
+    #[serde(rename = "faceURL")]
+    face_url: String,
+    ex: String,
+    #[serde(rename = "createTime")]
+    create_time: i64,
+    #[serde(rename = "appMangerLevel")]
+    app_manger_level: i32,
+    #[serde(rename = "globalRecvMsgOpt")]
+    global_recv_msg_opt: i32,
+}
+
+impl From<UserRow> for UserInfo {
+    fn from(row: UserRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            nickname: row.nickname,
+            face_url: row.face_url,
+            ex: row.ex,
+            create_time: row.create_time,
+            app_manger_level: row.app_manger_level,
+            global_recv_msg_opt: row.global_recv_msg_opt,
+        }
+    }
+}
+
+/// Checks a user ID: non-empty, no `:`, at most [`MAX_USER_ID_BYTES`].
+pub fn check_user_id(field: &str, user_id: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() {
+        return Err(ApiError::args(format!("{field} is empty")));
+    }
+    if user_id.contains(':') {
+        return Err(ApiError::args(format!("{field} {user_id:?} contains ':'")));
+    }
+    if user_id.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::args(format!(
+            "{field} is longer than {MAX_USER_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::args(format!(
+            "{field} is longer than {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_recv_opt(value: i32) -> Result<(), ApiError> {
+    if (0..=2).contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::args(format!(
+            "globalRecvMsgOpt {value} is not 0 (receive), 1 (refuse) or 2 (receive silently)"
+        )))
+    }
+}
+
+/// Checks a list of IDs: non-empty, at most [`MAX_IDS_PER_REQUEST`], each valid, no repeats.
+pub fn check_id_list(field: &str, ids: &[String]) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::args(format!("{field} is empty")));
+    }
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(ApiError::args(format!(
+            "{field} has {} IDs; at most {MAX_IDS_PER_REQUEST} per request",
+            ids.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    for id in ids {
+        check_user_id(field, id)?;
+        if !seen.insert(id.as_str()) {
+            return Err(ApiError::args(format!("{field} names {id:?} twice")));
+        }
+    }
+    Ok(())
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+fn account_subject(user_id: &str) -> Result<Subject, ApiError> {
+    Subject::user(user_id, UserKind::Account)
+        .map_err(|error| ApiError::args(format!("userID {user_id:?}: {error}")))
+}
+
+fn append_failed(error: &AppendError) -> ApiError {
+    ApiError::internal("writing to the event log", error)
+}
+
+fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
+    ApiError::internal("reading users", error)
+}
+
+/// Whether a user exists, answered from the read model or, while the projection has not yet
+/// applied a fresh registration, from the log itself.
+pub enum LookedUp {
+    /// The user, as far as known.
+    Found(UserRow),
+    /// No registration in the log.
+    NotRegistered,
+}
+
+/// Finds one user; the log is the authority when the read model has no row yet.
+pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<LookedUp, ApiError> {
+    check_user_id("userID", user_id)?;
+    if let Some(user) = users::find(&state.db, &[user_id.to_owned()])
+        .await
+        .map_err(|error| read_failed(&error))?
+        .pop()
+    {
+        return Ok(LookedUp::Found(user));
+    }
+    let Some(first) = state
+        .log
+        .first_event(&account_subject(user_id)?)
+        .await
+        .map_err(|error| append_failed(&error))?
+    else {
+        return Ok(LookedUp::NotRegistered);
+    };
+    let registered: UserRegistered = first
+        .decode()
+        .map_err(|error| ApiError::internal("reading a registration", &error))?;
+    Ok(LookedUp::Found(UserRow {
+        user_id: registered.user_id,
+        nickname: registered.nickname,
+        face_url: registered.face_url,
+        ex: registered.ex,
+        app_manger_level: registered.app_manger_level,
+        global_recv_msg_opt: registered.global_recv_msg_opt,
+        create_time: registered.create_time,
+    }))
+}
+
+async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {
+    match jetim_readmodel::projection::wait_for(
+        &state.db,
+        users::NAME,
+        users::VERSION,
+        stream_sequence,
+        READ_YOUR_WRITES_WAIT,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            stream_sequence,
+            "the users projection has not applied a write yet; readers may not see it"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot tell whether the users projection caught up"),
+    }
+}
+
+/// `/user/user_register` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegisterRequest {
+    users: Vec<UserInfo>,
+}
+
+/// Registers users (admin only). If any ID is taken, nobody is registered and the answer is
+/// 1102 naming it.
+pub async fn user_register(
+    State(state): State<ApiState>,
+    request: Authed<RegisterRequest>,
+) -> Result<Done, ApiError> {
+    request.caller.require_admin()?;
+    let mut users = request.body.users;
+    let ids: Vec<String> = users.iter().map(|user| user.user_id.clone()).collect();
+    check_id_list("users.userID", &ids)?;
+    for user in &mut users {
+        check_length("nickname", &user.nickname, MAX_NICKNAME_BYTES)?;
+        check_length("faceURL", &user.face_url, MAX_FACE_URL_BYTES)?;
+        check_length("ex", &user.ex, MAX_EX_BYTES)?;
+        check_recv_opt(user.global_recv_msg_opt)?;
+        if !(0..=4).contains(&user.app_manger_level) {
+            return Err(ApiError::args(format!(
+                "appMangerLevel {} is not 1 (user), 2 (app admin), 3 (notification account) or 4 (robot)",
+                user.app_manger_level
+            )));
+        }
+        if user.app_manger_level == 0 {
+            user.app_manger_level = 1;
+        }
+    }
+
+    // The log is the authority on who exists; ask it for every ID at once.
+    let subjects = ids
+        .iter()
+        .map(|id| account_subject(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lookups = subjects.iter().cloned().map(|subject| {
+        let log = std::sync::Arc::clone(&state.log);
+        async move { log.last_event(&subject).await }
+    });
+    let existing: Vec<Result<Option<_>, AppendError>> =
+        futures::stream::iter(lookups).buffered(32).collect().await;
+    for (id, found) in ids.iter().zip(existing) {
+        if found.map_err(|error| append_failed(&error))?.is_some() {
+            return Err(ApiError::new(
+                Code::RegisteredAlready,
+                format!("userID {id:?} is already registered"),
+            ));
+        }
+    }
+
+    let create_time = now_millis();
+    let mut last_sequence = 0;
+    for (user, subject) in users.into_iter().zip(&subjects) {
+        let registered = UserRegistered {
+            user_id: user.user_id,
+            nickname: user.nickname,
+            face_url: user.face_url,
+            ex: user.ex,
+            app_manger_level: user.app_manger_level,
+            global_recv_msg_opt: user.global_recv_msg_opt,
+            create_time,
+        };
+        // Only onto an empty subject: of two concurrent registrations, one wins.
+        match state
+            .log
+            .append(
+                subject,
+                &request.caller.user_id,
+                Expect::Empty,
+                None,
+                &registered,
+            )
+            .await
+        {
+            Ok(appended) => last_sequence = appended.stream_sequence,
+            Err(AppendError::Conflict { .. }) => {
+                return Err(ApiError::new(
+                    Code::RegisteredAlready,
+                    format!("userID {:?} is already registered", registered.user_id),
+                ));
+            }
+            Err(error) => return Err(append_failed(&error)),
+        }
+    }
+    wait_for_users_projection(&state, last_sequence).await;
+    Ok(Done)
+}
+
+/// `/user/get_users_info` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserIdsRequest {
+    #[serde(rename = "userIDs")]
+    user_ids: Vec<String>,
+}
+
+/// `/user/get_users_info` reply.
+#[derive(Debug, Serialize)]
+pub struct UsersInfoReply {
+    #[serde(rename = "usersInfo", serialize_with = "null_if_empty")]
+    users_info: Vec<UserInfo>,
+}
+
+/// The profiles of the named users; unknown IDs are left out.
+pub async fn get_users_info(
+    State(state): State<ApiState>,
+    request: Authed<UserIdsRequest>,
+) -> Result<Reply<UsersInfoReply>, ApiError> {
+    check_id_list("userIDs", &request.body.user_ids)?;
+    let found = users::find(&state.db, &request.body.user_ids)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    Ok(Reply(UsersInfoReply {
+        users_info: found.into_iter().map(UserInfo::from).collect(),
+    }))
+}
+
+async fn apply_update(
+    state: &ApiState,
+    actor: &str,
+    update: UserUpdated,
+) -> Result<Done, ApiError> {
+    check_user_id("userID", &update.user_id)?;
+    if let Some(nickname) = &update.nickname {
+        check_length("nickname", nickname, MAX_NICKNAME_BYTES)?;
+    }
+    if let Some(face_url) = &update.face_url {
+        check_length("faceURL", face_url, MAX_FACE_URL_BYTES)?;
+    }
+    if let Some(ex) = &update.ex {
+        check_length("ex", ex, MAX_EX_BYTES)?;
+    }
+    if let Some(option) = update.global_recv_msg_opt {
+        check_recv_opt(option)?;
+    }
+    if let LookedUp::NotRegistered = look_up_user(state, &update.user_id).await? {
+        return Err(ApiError::new(
+            Code::RecordNotFound,
+            format!("user {:?} is not registered", update.user_id),
+        ));
+    }
+    if update.is_empty() {
+        return Ok(Done);
+    }
+    let subject = account_subject(&update.user_id)?;
+    let appended = state
+        .log
+        .append(&subject, actor, Expect::Anything, None, &update)
+        .await
+        .map_err(|error| append_failed(&error))?;
+    tracing::debug!(event = UserUpdated::KIND, user = %update.user_id, "profile updated");
+    wait_for_users_projection(state, appended.stream_sequence).await;
+    Ok(Done)
+}
+
+/// `/user/update_user_info` request (deprecated by OpenIM; empty fields are left unchanged).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpdateUserInfoRequest {
+    #[serde(rename = "userInfo")]
+    user_info: Option<UserInfo>,
+}
+
+/// Updates a profile; the caller must be the user or an admin.
+pub async fn update_user_info(
+    State(state): State<ApiState>,
+    request: Authed<UpdateUserInfoRequest>,
+) -> Result<Done, ApiError> {
+    let info = request
+        .body
+        .user_info
+        .ok_or_else(|| ApiError::args("userInfo is missing"))?;
+    request.caller.require_self_or_admin(&info.user_id)?;
+    let non_empty = |value: String| (!value.is_empty()).then_some(value);
+    let update = UserUpdated {
+        user_id: info.user_id,
+        nickname: non_empty(info.nickname),
+        face_url: non_empty(info.face_url),
+        ex: non_empty(info.ex),
+        global_recv_msg_opt: (info.global_recv_msg_opt != 0).then_some(info.global_recv_msg_opt),
+        app_manger_level: None,
+    };
+    apply_update(&state, &request.caller.user_id, update).await
+}
+
+/// `/user/update_user_info_ex` body: each field present (even empty) is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserInfoEx {
+    #[serde(rename = "userID")]
+    user_id: String,
+    nickname: Option<String>,
+    #[serde(rename = "faceURL")]
+    face_url: Option<String>,
+    ex: Option<String>,
+    #[serde(rename = "globalRecvMsgOpt")]
+    global_recv_msg_opt: Option<i32>,
+}
+
+/// `/user/update_user_info_ex` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpdateUserInfoExRequest {
+    #[serde(rename = "userInfo")]
+    user_info: Option<UserInfoEx>,
+}
+
+/// Updates the given profile fields; the caller must be the user or an admin.
+pub async fn update_user_info_ex(
+    State(state): State<ApiState>,
+    request: Authed<UpdateUserInfoExRequest>,
+) -> Result<Done, ApiError> {
+    let info = request
+        .body
+        .user_info
+        .ok_or_else(|| ApiError::args("userInfo is missing"))?;
+    request.caller.require_self_or_admin(&info.user_id)?;
+    let update = UserUpdated {
+        user_id: info.user_id,
+        nickname: info.nickname,
+        face_url: info.face_url,
+        ex: info.ex,
+        global_recv_msg_opt: info.global_recv_msg_opt,
+        app_manger_level: None,
+    };
+    apply_update(&state, &request.caller.user_id, update).await
+}
+
+/// `/user/set_global_msg_recv_opt` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SetRecvOptRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "globalRecvMsgOpt")]
+    global_recv_msg_opt: i32,
+}
+
+/// Sets a user's receive option for all single chats. Only the user or an admin (upstream
+/// lets anyone change anyone's; jetim does not).
+pub async fn set_global_msg_recv_opt(
+    State(state): State<ApiState>,
+    request: Authed<SetRecvOptRequest>,
+) -> Result<Done, ApiError> {
+    request
+        .caller
+        .require_self_or_admin(&request.body.user_id)?;
+    check_recv_opt(request.body.global_recv_msg_opt)?;
+    let update = UserUpdated {
+        user_id: request.body.user_id,
+        global_recv_msg_opt: Some(request.body.global_recv_msg_opt),
+        ..UserUpdated::default()
+    };
+    apply_update(&state, &request.caller.user_id, update).await
+}
+
+/// `/user/account_check` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AccountCheckRequest {
+    #[serde(rename = "checkUserIDs")]
+    check_user_ids: Vec<String>,
+}
+
+/// One `/user/account_check` result.
+#[derive(Debug, Serialize)]
+pub struct AccountStatus {
+    #[serde(rename = "userID")]
+    user_id: String,
+    /// 1 registered, 0 not.
+    #[serde(rename = "accountStatus")]
+    account_status: i32,
+}
+
+/// `/user/account_check` reply.
+#[derive(Debug, Serialize)]
+pub struct AccountCheckReply {
+    #[serde(serialize_with = "null_if_empty")]
+    results: Vec<AccountStatus>,
+}
+
+/// Says which IDs are registered (admin only), in the order asked.
+pub async fn account_check(
+    State(state): State<ApiState>,
+    request: Authed<AccountCheckRequest>,
+) -> Result<Reply<AccountCheckReply>, ApiError> {
+    request.caller.require_admin()?;
+    let ids = request.body.check_user_ids;
+    check_id_list("checkUserIDs", &ids)?;
+    let found: HashSet<String> = users::find(&state.db, &ids)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .into_iter()
+        .map(|user| user.user_id)
+        .collect();
+    let results = ids
+        .into_iter()
+        .map(|user_id| AccountStatus {
+            account_status: i32::from(found.contains(&user_id)),
+            user_id,
+        })
+        .collect();
+    Ok(Reply(AccountCheckReply { results }))
+}
+
+/// OpenIM's `RequestPagination`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Pagination {
+    #[serde(rename = "pageNumber")]
+    page_number: i32,
+    #[serde(rename = "showNumber")]
+    show_number: i32,
+}
+
+impl Pagination {
+    /// (offset, limit), or 1001 for a page below 1 or a size outside 1..=1000.
+    fn window(pagination: Option<&Self>) -> Result<(i64, i64), ApiError> {
+        let pagination = pagination.ok_or_else(|| ApiError::args("pagination is missing"))?;
+        if pagination.page_number < 1 {
+            return Err(ApiError::args(format!(
+                "pagination.pageNumber {} is below 1",
+                pagination.page_number
+            )));
+        }
+        if !(1..=1000).contains(&pagination.show_number) {
+            return Err(ApiError::args(format!(
+                "pagination.showNumber {} is not between 1 and 1000",
+                pagination.show_number
+            )));
+        }
+        let limit = i64::from(pagination.show_number);
+        Ok((i64::from(pagination.page_number - 1) * limit, limit))
+    }
+}
+
+/// `/user/get_all_users_uid` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AllUserIdsRequest {
+    pagination: Option<Pagination>,
+}
+
+/// `/user/get_all_users_uid` reply.
+#[derive(Debug, Serialize)]
+pub struct AllUserIdsReply {
+    total: i64,
+    #[serde(rename = "userIDs", serialize_with = "null_if_empty")]
+    user_ids: Vec<String>,
+}
+
+/// A page of every user ID in registration order (admin only; upstream checks nothing).
+pub async fn get_all_users_uid(
+    State(state): State<ApiState>,
+    request: Authed<AllUserIdsRequest>,
+) -> Result<Reply<AllUserIdsReply>, ApiError> {
+    request.caller.require_admin()?;
+    let (offset, limit) = Pagination::window(request.body.pagination.as_ref())?;
+    let (total, rows) = users::page(&state.db, &UserFilter::default(), offset, limit)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    Ok(Reply(AllUserIdsReply {
+        total,
+        user_ids: rows.into_iter().map(|user| user.user_id).collect(),
+    }))
+}
+
+/// `/user/get_users` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GetUsersRequest {
+    pagination: Option<Pagination>,
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "nickName")]
+    nick_name: String,
+}
+
+/// `/user/get_users` reply.
+#[derive(Debug, Serialize)]
+pub struct GetUsersReply {
+    total: i64,
+    #[serde(serialize_with = "null_if_empty")]
+    users: Vec<UserInfo>,
+}
+
+/// A page of ordinary users (levels 0–1), optionally one ID or a nickname fragment (admin
+/// only; upstream checks nothing).
+pub async fn get_users(
+    State(state): State<ApiState>,
+    request: Authed<GetUsersRequest>,
+) -> Result<Reply<GetUsersReply>, ApiError> {
+    request.caller.require_admin()?;
+    let (offset, limit) = Pagination::window(request.body.pagination.as_ref())?;
+    let filter = UserFilter {
+        user_id: (!request.body.user_id.is_empty()).then_some(request.body.user_id),
+        nickname: (!request.body.nick_name.is_empty()).then_some(request.body.nick_name),
+        levels: Some(vec![0, 1]),
+    };
+    let (total, rows) = users::page(&state.db, &filter, offset, limit)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    Ok(Reply(GetUsersReply {
+        total,
+        users: rows.into_iter().map(UserInfo::from).collect(),
+    }))
+}

@@ -1,0 +1,167 @@
+//! `TestApp`: the API and the projector on a private nats-server and database, and one method
+//! per route so tests read as scenarios.
+
+use std::sync::Arc;
+
+use jetim_api::{ApiState, Limits, build};
+use jetim_common::auth::{Platform, TokenService};
+use jetim_common::config::{ApiConfig, AuthConfig};
+use jetim_common::shutdown::CancellationToken;
+use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_streams::EventLog;
+use serde_json::{Value, json};
+
+pub(crate) const ADMIN: &str = "imAdmin";
+pub(crate) const SECRET: &str = "openIM123";
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) nats: TestNats,
+    pub(crate) database: TestDatabase,
+    pub(crate) jetstream: async_nats::jetstream::Context,
+    stop: CancellationToken,
+}
+
+impl TestApp {
+    /// Everything running and healthy.
+    pub(crate) async fn spawn() -> Self {
+        let nats = TestNats::start().await;
+        let database = TestDatabase::migrated().await;
+        Self::spawn_with(nats, database, None).await
+    }
+
+    /// The API on the given servers; `db` overrides the pool (e.g. an unreachable one).
+    pub(crate) async fn spawn_with(
+        nats: TestNats,
+        database: TestDatabase,
+        db: Option<deadpool_postgres::Pool>,
+    ) -> Self {
+        let client = nats.client().await;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        jetim_streams::definitions::apply_all(&jetstream, 1)
+            .await
+            .unwrap();
+        let tokens = TokenService::open(&jetstream, &AuthConfig::default(), 1)
+            .await
+            .unwrap();
+        let log = Arc::new(EventLog::open(jetstream.clone()).await.unwrap());
+        let pool = db.unwrap_or_else(|| database.pool());
+        let stop = CancellationToken::new();
+        let projection_jetstream = jetstream.clone();
+        let projection_pool = database.pool();
+        let projection_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut projection = jetim_readmodel::users::UsersProjection::new(projection_pool);
+            jetim_streams::consume::run_durable(
+                &projection_jetstream,
+                &jetim_readmodel::users::consumer_spec(),
+                &mut projection,
+                projection_stop.cancelled(),
+            )
+            .await
+        });
+        let state = ApiState {
+            jetstream: jetstream.clone(),
+            nats: client,
+            db: pool,
+            metrics: jetim_common::telemetry::metrics_handle(),
+            tokens,
+            log,
+            limits: Limits {
+                max_body_bytes: MAX_BODY_BYTES,
+            },
+        };
+        let config = ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ApiConfig::default()
+        };
+        let app = build(&config, state).await.unwrap();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        Self {
+            address,
+            http: reqwest::Client::new(),
+            nats,
+            database,
+            jetstream,
+            stop,
+        }
+    }
+
+    /// A POST as OpenIM clients send it; returns the whole envelope.
+    pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .header("operationID", "test-op")
+            .json(body);
+        if let Some(token) = token {
+            request = request.header("token", token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path} answers HTTP 200");
+        response.json().await.unwrap()
+    }
+
+    /// The `data` of a successful call; panics with the envelope otherwise.
+    pub(crate) async fn ok(&self, path: &str, token: &str, body: &Value) -> Value {
+        let reply = self.post(path, Some(token), body).await;
+        assert_eq!(reply["errCode"], 0, "{path}: {reply}");
+        reply.get("data").cloned().unwrap_or(Value::Null)
+    }
+
+    pub(crate) async fn admin_token(&self) -> String {
+        let reply = self
+            .post(
+                "/auth/get_admin_token",
+                None,
+                &json!({"secret": SECRET, "userID": ADMIN}),
+            )
+            .await;
+        reply["data"]["token"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) async fn register(&self, admin: &str, user_ids: &[&str]) {
+        let users: Vec<Value> = user_ids
+            .iter()
+            .map(|id| json!({"userID": id, "nickname": format!("nick {id}"), "faceURL": ""}))
+            .collect();
+        self.ok("/user/user_register", admin, &json!({"users": users}))
+            .await;
+    }
+
+    pub(crate) async fn user_token(
+        &self,
+        admin: &str,
+        user_id: &str,
+        platform: Platform,
+    ) -> String {
+        let data = self
+            .ok(
+                "/auth/get_user_token",
+                admin,
+                &json!({"platformID": platform.id(), "userID": user_id}),
+            )
+            .await;
+        data["token"].as_str().unwrap().to_owned()
+    }
+
+    /// How many events the user stream holds.
+    pub(crate) async fn user_events(&self) -> u64 {
+        let mut stream = self.jetstream.get_stream("IM_USER").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An error envelope, exactly.
+pub(crate) fn error(code: i32, message: &str, detail: &str) -> Value {
+    json!({"errCode": code, "errMsg": message, "errDlt": detail})
+}

@@ -1,0 +1,216 @@
+//! OpenIM's transport rules, checked on real routes.
+
+use serde_json::json;
+
+use crate::support::{MAX_BODY_BYTES, TestApp, error};
+
+#[tokio::test]
+async fn a_request_without_operation_id_gets_1001_before_anything_else() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(format!("{}/user/get_users_info", app.address))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        error(1001, "ArgsError", "header must have operationID")
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_a_token_gets_1001() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post("/user/get_users_info", None, &json!({"userIDs": ["a"]}))
+        .await;
+    assert_eq!(reply, error(1001, "ArgsError", "header must have token"));
+}
+
+#[tokio::test]
+async fn bad_tokens_get_their_own_codes() {
+    let app = TestApp::spawn().await;
+    let body = json!({"userIDs": ["a"]});
+    let reply = app
+        .post("/user/get_users_info", Some("garbage"), &body)
+        .await;
+    assert_eq!(
+        reply,
+        error(1503, "TokenMalformedError", "token is malformed")
+    );
+
+    let now = jetim_common::auth::now_seconds();
+    let claims = |exp| jetim_common::auth::Claims {
+        user_id: "imAdmin".into(),
+        platform_id: 10,
+        exp,
+        iat: now - 5,
+        jti: String::new(),
+    };
+    let forged = jetim_common::auth::jwt::Keys::new("not the secret")
+        .sign(&claims(now + 3600))
+        .unwrap();
+    let reply = app.post("/user/get_users_info", Some(&forged), &body).await;
+    assert_eq!(reply["errCode"], 1505, "{reply}");
+    assert_eq!(reply["errMsg"], "TokenUnknownError");
+
+    let keys = jetim_common::auth::jwt::Keys::new(crate::support::SECRET);
+    let expired = keys.sign(&claims(now - 1)).unwrap();
+    let reply = app
+        .post("/user/get_users_info", Some(&expired), &body)
+        .await;
+    assert_eq!(reply, error(1501, "TokenExpiredError", "token expired"));
+
+    // Signed with the right secret but never issued: the server does not know it.
+    let unissued = keys.sign(&claims(now + 3600)).unwrap();
+    let reply = app
+        .post("/user/get_users_info", Some(&unissued), &body)
+        .await;
+    assert_eq!(
+        reply,
+        error(1507, "TokenNotExistError", "token does not exist")
+    );
+}
+
+#[tokio::test]
+async fn bodies_that_do_not_decode_get_1001_with_the_decoder_text() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let send = |body: &'static str| {
+        app.http
+            .post(format!("{}/user/get_users_info", app.address))
+            .header("operationID", "op")
+            .header("token", &admin)
+            .body(body)
+            .send()
+    };
+    let reply: serde_json::Value = send("{not json").await.unwrap().json().await.unwrap();
+    assert_eq!(reply["errCode"], 1001);
+    assert!(
+        reply["errMsg"]
+            .as_str()
+            .unwrap()
+            .contains("key must be a string"),
+        "{reply}"
+    );
+    assert_eq!(reply["errDlt"], "");
+
+    let reply: serde_json::Value = send("").await.unwrap().json().await.unwrap();
+    assert_eq!(reply["errCode"], 1001, "an empty body is not JSON: {reply}");
+
+    let reply: serde_json::Value = send(r#"{"userIDs":"a"}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        json!({"errCode": 1001, "errMsg": "invalid type: string \"a\", expected a sequence", "errDlt": ""})
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_1001_and_is_not_read() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let huge = "x".repeat(MAX_BODY_BYTES + 1);
+    let reply = app
+        .post(
+            "/user/get_users_info",
+            Some(&admin),
+            &json!({"userIDs": [huge]}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(
+            1001,
+            "ArgsError",
+            &format!("the request body is larger than {MAX_BODY_BYTES} bytes")
+        )
+    );
+}
+
+#[tokio::test]
+async fn keys_are_matched_case_insensitively_and_unknown_keys_ignored() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["casey"]).await;
+    let data = app
+        .ok(
+            "/user/get_users_info",
+            &admin,
+            &json!({"USERIDS": ["casey"], "somethingElse": 1}),
+        )
+        .await;
+    assert_eq!(data["usersInfo"][0]["userID"], "casey");
+}
+
+#[tokio::test]
+async fn options_on_any_path_is_answered_with_openims_cors_headers() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/anything/at/all", app.address),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(headers["access-control-allow-methods"], "*");
+    assert_eq!(headers["access-control-allow-headers"], "*");
+    assert_eq!(headers["access-control-max-age"], "172800");
+    assert_eq!(headers["access-control-allow-credentials"], "false");
+    assert_eq!(response.text().await.unwrap(), "\"Options Request!\"");
+
+    // Ordinary replies carry them too.
+    let response = app
+        .http
+        .post(format!("{}/auth/parse_token", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn replies_are_gzipped_when_asked_and_unknown_paths_get_a_plain_404() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let response = app
+        .http
+        .post(format!("{}/user/get_users_info", app.address))
+        .header("operationID", "op")
+        .header("token", &admin)
+        .header("Accept-Encoding", "gzip")
+        .body(format!(
+            r#"{{"userIDs":[{}]}}"#,
+            vec!["\"someone\""; 200].join(",")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+
+    let response = app
+        .http
+        .post(format!("{}/no/such/route", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.text().await.unwrap(), "404 page not found");
+}

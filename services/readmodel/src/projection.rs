@@ -1,0 +1,60 @@
+//! The projection registry: which version of each projection serves reads, and how far it has
+//! applied the log.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{GenericClient, Pool};
+
+use crate::ReadModelError;
+
+/// Records that a projection version has applied the log up to `stream_sequence`. Called in
+/// the same transaction as the batch it applied.
+pub async fn advance(
+    client: &impl GenericClient,
+    name: &str,
+    version: i32,
+    stream_sequence: u64,
+) -> Result<(), tokio_postgres::Error> {
+    let sequence = i64::try_from(stream_sequence).unwrap_or(i64::MAX);
+    client
+        .execute(
+            "UPDATE projections SET stream_sequence = GREATEST(stream_sequence, $3)
+             WHERE name = $1 AND version = $2",
+            &[&name, &version, &sequence],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How far a projection version has applied the log.
+pub async fn position(pool: &Pool, name: &str, version: i32) -> Result<u64, ReadModelError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT stream_sequence FROM projections WHERE name = $1 AND version = $2",
+            &[&name, &version],
+        )
+        .await?;
+    Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+}
+
+/// Waits until a projection version has applied `stream_sequence`, polling every few
+/// milliseconds; `false` if `timeout` passed first.
+pub async fn wait_for(
+    pool: &Pool,
+    name: &str,
+    version: i32,
+    stream_sequence: u64,
+    timeout: Duration,
+) -> Result<bool, ReadModelError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if position(pool, name, version).await? >= stream_sequence {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
