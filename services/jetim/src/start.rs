@@ -120,21 +120,21 @@ async fn build_api(
         .await
         .context("opening the token bucket")?;
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
-    jetim_api::build(
-        &config.api,
-        jetim_api::ApiState {
-            nats: client,
-            jetstream,
-            db: pool,
-            metrics: telemetry::metrics_handle(),
-            tokens,
-            log,
-            limits: jetim_api::Limits {
-                max_body_bytes: config.api.max_body_bytes,
-            },
+    let state = jetim_api::ApiState {
+        nats: client,
+        jetstream,
+        db: pool,
+        metrics: telemetry::metrics_handle(),
+        tokens,
+        log,
+        limits: jetim_api::Limits {
+            max_body_bytes: config.api.max_body_bytes,
         },
-    )
-    .await
+    };
+    jetim_api::routes::user::register_admins(&state)
+        .await
+        .context("registering the admin users")?;
+    jetim_api::build(&config.api, state).await
 }
 
 /// Waits for every service; the first to fail stops the others.

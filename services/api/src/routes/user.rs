@@ -292,6 +292,35 @@ pub async fn user_register(
     Ok(Done)
 }
 
+/// Registers every configured admin that is not registered yet, as OpenIM does at start:
+/// appMangerLevel 2, nickname `superAdmin`. Safe to run from several instances at once.
+pub async fn register_admins(state: &ApiState) -> Result<(), AppendError> {
+    for admin in &state.tokens.config().admin_user_ids {
+        let Ok(subject) = Subject::user(admin, UserKind::Account) else {
+            continue;
+        };
+        let registered = UserRegistered {
+            user_id: admin.clone(),
+            nickname: "superAdmin".to_owned(),
+            face_url: String::new(),
+            ex: String::new(),
+            app_manger_level: 2,
+            global_recv_msg_opt: 0,
+            create_time: now_millis(),
+        };
+        match state
+            .log
+            .append(&subject, "system", Expect::Empty, None, &registered)
+            .await
+        {
+            Ok(_) => tracing::info!(admin = %admin, "admin user registered"),
+            Err(AppendError::Conflict { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 /// `/user/get_users_info` request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]

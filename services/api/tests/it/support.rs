@@ -73,6 +73,9 @@ impl TestApp {
                 max_body_bytes: MAX_BODY_BYTES,
             },
         };
+        jetim_api::routes::user::register_admins(&state)
+            .await
+            .unwrap();
         let config = ApiConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..ApiConfig::default()

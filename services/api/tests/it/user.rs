@@ -97,7 +97,11 @@ async fn two_concurrent_registrations_of_one_id_make_one_user_and_one_1102() {
     ];
     codes.sort_unstable();
     assert_eq!(codes, [0, 1102], "{left} {right}");
-    assert_eq!(app.user_events().await, 1, "one registration event");
+    assert_eq!(
+        app.user_events().await,
+        2,
+        "the admin's registration and one for the racer"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +278,7 @@ async fn admins_list_and_check_accounts_with_pagination() {
             &json!({"pagination": {"pageNumber": 2, "showNumber": 2}}),
         )
         .await;
-    assert_eq!(data["total"], 4);
+    assert_eq!(data["total"], 5, "three users, a robot and the admin");
     assert_eq!(data["userIDs"].as_array().unwrap().len(), 2);
 
     let data = app
@@ -374,6 +378,37 @@ async fn rebuilding_the_users_projection_from_the_log_gives_the_same_rows() {
             .collect::<Vec<_>>()
     };
     let live = rows(app.database.pool()).await;
-    assert_eq!(live.len(), 3);
+    assert_eq!(live.len(), 4, "three users and the admin");
     assert_eq!(rows(rebuilt.pool()).await, live);
+}
+
+#[tokio::test]
+async fn the_admin_is_a_registered_user_with_level_2() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    // Registered at start; the projector shows it within moments.
+    let mut data = Value::Null;
+    for _ in 0..100 {
+        data = app
+            .ok(
+                "/user/get_users_info",
+                &admin,
+                &json!({"userIDs": ["imAdmin"]}),
+            )
+            .await;
+        if !data["usersInfo"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(data["usersInfo"][0]["nickname"], "superAdmin");
+    assert_eq!(data["usersInfo"][0]["appMangerLevel"], 2);
+    let reply = app
+        .post(
+            "/user/user_register",
+            Some(&admin),
+            &json!({"users": [{"userID": "imAdmin"}]}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1102);
 }
