@@ -42,6 +42,10 @@ pub enum UserKind {
     /// `account`: registration and profile changes. Its first event is the registration,
     /// appended only if the subject is empty, so a user ID is registered once.
     Account,
+    /// `command`: the user's commands (OpenIM's `process_user_command_*`: favourites, etc.).
+    Command,
+    /// `config`: client configuration entries for the user.
+    Config,
 }
 
 impl UserKind {
@@ -49,9 +53,15 @@ impl UserKind {
     pub const fn token(self) -> &'static str {
         match self {
             Self::Account => "account",
+            Self::Command => "command",
+            Self::Config => "config",
         }
     }
 }
+
+/// The token standing for "every user" (app-wide settings): a lone `=`, which
+/// [`crate::escape`] never produces, so it cannot collide with a user ID.
+const APP_WIDE_TOKEN: &str = "=";
 
 /// A full, valid subject in one of jetim's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,6 +93,18 @@ impl Subject {
             text: format!("{USER_PREFIX}.{token}.{}", kind.token()),
             kind: SubjectKind::User(kind),
         })
+    }
+
+    /// `im.user.=.config`: client configuration for every user, which a user's own entries
+    /// override.
+    pub fn app_config() -> Self {
+        Self {
+            text: format!(
+                "{USER_PREFIX}.{APP_WIDE_TOKEN}.{}",
+                UserKind::Config.token()
+            ),
+            kind: SubjectKind::User(UserKind::Config),
+        }
     }
 
     /// The stream holding this subject.
@@ -160,7 +182,11 @@ impl ParsedSubject {
         ) else {
             return None;
         };
-        let id = unescape(id).ok()?;
+        let id = if id == APP_WIDE_TOKEN {
+            String::new()
+        } else {
+            unescape(id).ok()?
+        };
         match family {
             "conv" => Some(Self::Conversation {
                 conversation_id: id,
@@ -203,6 +229,18 @@ mod tests {
         assert_eq!(
             Subject::timeline("x").unwrap().stream(),
             CONVERSATION_STREAM
+        );
+    }
+
+    #[test]
+    fn the_app_wide_config_subject_is_no_user_s() {
+        assert_eq!(Subject::app_config().as_str(), "im.user.=.config");
+        assert_eq!(
+            ParsedSubject::parse("im.user.=.config"),
+            Some(ParsedSubject::User {
+                user_id: String::new(),
+                kind: "config".into()
+            })
         );
     }
 

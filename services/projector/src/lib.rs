@@ -2,11 +2,13 @@
 //! consumer, until shutdown. A projection that cannot start (its consumer cannot be created)
 //! stops the service with an error; once running, failures are retried by the consumer loop.
 //!
-//! Projections today: `users` (`im.user.*.account` → `users_v1`).
+//! Projections today (see `jetim-readmodel`):
+//! - `users`: `im.user.*.account` → `users_v1`;
+//! - `user_settings`: `im.user.*.command`, `im.user.*.config` → `user_commands_v1`,
+//!   `client_configs_v1`.
 
 use jetim_common::shutdown::CancellationToken;
-use jetim_readmodel::users;
-use jetim_streams::consume::{ConsumeError, run_durable};
+use jetim_streams::consume::ConsumeError;
 
 /// Runs every projection until `shutdown` is cancelled.
 pub async fn run(
@@ -14,8 +16,5 @@ pub async fn run(
     pool: deadpool_postgres::Pool,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let mut handler = users::UsersProjection::new(pool);
-    let spec = users::consumer_spec();
-    tracing::info!(consumer = %spec.name, "projection running");
-    run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
+    jetim_readmodel::run_projections(jetstream, pool, shutdown).await
 }

@@ -4,12 +4,16 @@
 //!   has got to in the log, and waiting for it to reach a write (read-your-writes).
 //! - [`users`]: the users projection (`users_v1`): applying `im.user.*.account` events, and
 //!   the queries the `/user` and `/auth` routes make.
+//! - [`settings`]: the user_settings projection: users' commands and client configuration.
+//!
+//! [`run_projections`] runs them all; the projector service calls it.
 //!
 //! A projection's apply runs in the projector over a batch of events in one transaction; it is
 //! idempotent and order-safe (each row keeps the stream sequence that last changed it), so a
 //! redelivery or a replay from sequence 1 changes nothing.
 
 pub mod projection;
+pub mod settings;
 pub mod users;
 
 /// A read-model failure. All are infrastructure failures (the database is unreachable or
@@ -22,4 +26,44 @@ pub enum ReadModelError {
     /// A statement failed.
     #[error("database: {0}")]
     Query(#[from] tokio_postgres::Error),
+}
+
+use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, run_durable};
+use tokio_util::sync::CancellationToken;
+
+async fn run_one<H: BatchHandler>(
+    jetstream: async_nats::jetstream::Context,
+    spec: DurableSpec,
+    mut handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    tracing::info!(consumer = %spec.name, "projection running");
+    run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
+}
+
+/// Runs every projection, each with its own durable consumer, until `shutdown` is
+/// cancelled; the first to fail stops the others.
+pub async fn run_projections(
+    jetstream: async_nats::jetstream::Context,
+    pool: deadpool_postgres::Pool,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let outcome = tokio::try_join!(
+        run_one(
+            jetstream.clone(),
+            users::consumer_spec(),
+            users::UsersProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            settings::consumer_spec(),
+            settings::SettingsProjection::new(pool),
+            shutdown.clone(),
+        ),
+    );
+    if outcome.is_err() {
+        shutdown.cancel();
+    }
+    outcome.map(|_| ())
 }

@@ -1,13 +1,49 @@
 //! The OpenIM routes, one module per group. Each handler parses (the extractor), calls the
 //! domain (the token service, the event log, the read models), and maps the result.
 
+pub mod args;
 pub mod auth;
+pub mod client_config;
 pub mod user;
+pub mod user_command;
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
 
 use crate::ApiState;
+
+/// How long a write waits for the read model to show it.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits (briefly) until a projection has applied `stream_sequence`, so a client that reads
+/// right after writing sees its write. The write is durable either way; a projection that
+/// lags longer is logged.
+pub(crate) async fn wait_for_projection(
+    state: &ApiState,
+    name: &str,
+    version: i32,
+    stream_sequence: u64,
+) {
+    match jetim_readmodel::projection::wait_for(
+        &state.db,
+        name,
+        version,
+        stream_sequence,
+        READ_YOUR_WRITES_WAIT,
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            projection = name,
+            stream_sequence,
+            "the projection has not applied a write yet; readers may not see it"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot tell whether the projection caught up"),
+    }
+}
 
 /// Every OpenIM route.
 pub fn router() -> Router<ApiState> {
@@ -27,4 +63,22 @@ pub fn router() -> Router<ApiState> {
         .route("/user/account_check", post(user::account_check))
         .route("/user/get_all_users_uid", post(user::get_all_users_uid))
         .route("/user/get_users", post(user::get_users))
+        .route("/user/process_user_command_add", post(user_command::add))
+        .route(
+            "/user/process_user_command_update",
+            post(user_command::update),
+        )
+        .route(
+            "/user/process_user_command_delete",
+            post(user_command::delete),
+        )
+        .route("/user/process_user_command_get", post(user_command::get))
+        .route(
+            "/user/process_user_command_get_all",
+            post(user_command::get_all),
+        )
+        .route("/user/get_user_client_config", post(client_config::get))
+        .route("/user/set_user_client_config", post(client_config::set))
+        .route("/user/del_user_client_config", post(client_config::delete))
+        .route("/user/page_user_client_config", post(client_config::page))
 }

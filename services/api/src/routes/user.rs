@@ -5,7 +5,6 @@
 //! so a client that reads right after writing sees its write.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use axum::extract::State;
 use futures::StreamExt as _;
@@ -16,21 +15,12 @@ use jetim_streams::subject::{Subject, UserKind};
 use jetim_streams::{AppendError, Expect};
 use serde::{Deserialize, Serialize};
 
+use super::args::{
+    MAX_EX_BYTES, MAX_FACE_URL_BYTES, MAX_NICKNAME_BYTES, Pagination, check_id_list, check_length,
+    check_recv_opt, check_user_id,
+};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
-
-/// The longest user ID, in bytes (OpenIM's column size).
-pub const MAX_USER_ID_BYTES: usize = 64;
-/// The longest nickname, in bytes.
-pub const MAX_NICKNAME_BYTES: usize = 255;
-/// The longest face URL, in bytes.
-pub const MAX_FACE_URL_BYTES: usize = 255;
-/// The longest `ex`, in bytes.
-pub const MAX_EX_BYTES: usize = 1024;
-/// The most IDs one request may name.
-pub const MAX_IDS_PER_REQUEST: usize = 1000;
-/// How long a write waits for the read model to show it.
-const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
 /// OpenIM's `UserInfo`, as requests carry it and replies show it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -64,63 +54,8 @@ impl From<UserRow> for UserInfo {
     }
 }
 
-/// Checks a user ID: non-empty, no `:`, at most [`MAX_USER_ID_BYTES`].
-pub fn check_user_id(field: &str, user_id: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() {
-        return Err(ApiError::args(format!("{field} is empty")));
-    }
-    if user_id.contains(':') {
-        return Err(ApiError::args(format!("{field} {user_id:?} contains ':'")));
-    }
-    if user_id.len() > MAX_USER_ID_BYTES {
-        return Err(ApiError::args(format!(
-            "{field} is longer than {MAX_USER_ID_BYTES} bytes"
-        )));
-    }
-    Ok(())
-}
-
-fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.len() > max {
-        return Err(ApiError::args(format!(
-            "{field} is longer than {max} bytes"
-        )));
-    }
-    Ok(())
-}
-
-fn check_recv_opt(value: i32) -> Result<(), ApiError> {
-    if (0..=2).contains(&value) {
-        Ok(())
-    } else {
-        Err(ApiError::args(format!(
-            "globalRecvMsgOpt {value} is not 0 (receive), 1 (refuse) or 2 (receive silently)"
-        )))
-    }
-}
-
-/// Checks a list of IDs: non-empty, at most [`MAX_IDS_PER_REQUEST`], each valid, no repeats.
-pub fn check_id_list(field: &str, ids: &[String]) -> Result<(), ApiError> {
-    if ids.is_empty() {
-        return Err(ApiError::args(format!("{field} is empty")));
-    }
-    if ids.len() > MAX_IDS_PER_REQUEST {
-        return Err(ApiError::args(format!(
-            "{field} has {} IDs; at most {MAX_IDS_PER_REQUEST} per request",
-            ids.len()
-        )));
-    }
-    let mut seen = HashSet::with_capacity(ids.len());
-    for id in ids {
-        check_user_id(field, id)?;
-        if !seen.insert(id.as_str()) {
-            return Err(ApiError::args(format!("{field} names {id:?} twice")));
-        }
-    }
-    Ok(())
-}
-
-fn now_millis() -> i64 {
+/// Milliseconds since the epoch.
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {
@@ -128,16 +63,16 @@ fn now_millis() -> i64 {
         })
 }
 
-fn account_subject(user_id: &str) -> Result<Subject, ApiError> {
+pub(crate) fn account_subject(user_id: &str) -> Result<Subject, ApiError> {
     Subject::user(user_id, UserKind::Account)
         .map_err(|error| ApiError::args(format!("userID {user_id:?}: {error}")))
 }
 
-fn append_failed(error: &AppendError) -> ApiError {
+pub(crate) fn append_failed(error: &AppendError) -> ApiError {
     ApiError::internal("writing to the event log", error)
 }
 
-fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
+pub(crate) fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
     ApiError::internal("reading users", error)
 }
 
@@ -183,22 +118,7 @@ pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<LookedUp, A
 }
 
 async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {
-    match jetim_readmodel::projection::wait_for(
-        &state.db,
-        users::NAME,
-        users::VERSION,
-        stream_sequence,
-        READ_YOUR_WRITES_WAIT,
-    )
-    .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            stream_sequence,
-            "the users projection has not applied a write yet; readers may not see it"
-        ),
-        Err(error) => tracing::warn!(%error, "cannot tell whether the users projection caught up"),
-    }
+    super::wait_for_projection(state, users::NAME, users::VERSION, stream_sequence).await;
 }
 
 /// `/user/user_register` request.
@@ -536,37 +456,6 @@ pub async fn account_check(
         })
         .collect();
     Ok(Reply(AccountCheckReply { results }))
-}
-
-/// OpenIM's `RequestPagination`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Pagination {
-    #[serde(rename = "pageNumber")]
-    page_number: i32,
-    #[serde(rename = "showNumber")]
-    show_number: i32,
-}
-
-impl Pagination {
-    /// (offset, limit), or 1001 for a page below 1 or a size outside 1..=1000.
-    fn window(pagination: Option<&Self>) -> Result<(i64, i64), ApiError> {
-        let pagination = pagination.ok_or_else(|| ApiError::args("pagination is missing"))?;
-        if pagination.page_number < 1 {
-            return Err(ApiError::args(format!(
-                "pagination.pageNumber {} is below 1",
-                pagination.page_number
-            )));
-        }
-        if !(1..=1000).contains(&pagination.show_number) {
-            return Err(ApiError::args(format!(
-                "pagination.showNumber {} is not between 1 and 1000",
-                pagination.show_number
-            )));
-        }
-        let limit = i64::from(pagination.show_number);
-        Ok((i64::from(pagination.page_number - 1) * limit, limit))
-    }
 }
 
 /// `/user/get_all_users_uid` request.

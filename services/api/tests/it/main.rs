@@ -3,6 +3,7 @@
 
 mod auth;
 mod health;
+mod settings;
 mod support;
 mod transport;
 mod user;

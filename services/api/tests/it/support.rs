@@ -49,19 +49,11 @@ impl TestApp {
         let log = Arc::new(EventLog::open(jetstream.clone()).await.unwrap());
         let pool = db.unwrap_or_else(|| database.pool());
         let stop = CancellationToken::new();
-        let projection_jetstream = jetstream.clone();
-        let projection_pool = database.pool();
-        let projection_stop = stop.clone();
-        tokio::spawn(async move {
-            let mut projection = jetim_readmodel::users::UsersProjection::new(projection_pool);
-            jetim_streams::consume::run_durable(
-                &projection_jetstream,
-                &jetim_readmodel::users::consumer_spec(),
-                &mut projection,
-                projection_stop.cancelled(),
-            )
-            .await
-        });
+        tokio::spawn(jetim_readmodel::run_projections(
+            jetstream.clone(),
+            database.pool(),
+            stop.clone(),
+        ));
         let state = ApiState {
             jetstream: jetstream.clone(),
             nats: client,
