@@ -86,6 +86,19 @@ pub struct UserFilter {
     pub nickname: Option<String>,
     /// Only these appMangerLevels.
     pub levels: Option<Vec<i32>>,
+    /// Only users whose ID is this or whose nickname contains it, ignoring case.
+    pub keyword: Option<String>,
+}
+
+/// A `LIKE` pattern matching `text` anywhere, lower-cased, with wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
 }
 
 /// A page of users in registration order, and how many match in all.
@@ -96,42 +109,73 @@ pub async fn page(
     limit: i64,
 ) -> Result<(i64, Vec<UserRow>), ReadModelError> {
     let client = pool.get().await?;
-    let nickname_pattern = filter.nickname.as_ref().map(|nickname| {
-        format!(
-            "%{}%",
-            nickname
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let nickname_pattern = filter.nickname.as_deref().map(contains_pattern);
+    let keyword_pattern = filter.keyword.as_deref().map(contains_pattern);
     let condition = "($1::text IS NULL OR user_id = $1)
         AND ($2::text IS NULL OR lower(nickname) LIKE $2)
-        AND ($3::int[] IS NULL OR app_manger_level = ANY($3))";
+        AND ($3::int[] IS NULL OR app_manger_level = ANY($3))
+        AND ($4::text IS NULL OR user_id = $5 OR lower(nickname) LIKE $4)";
+    let filters: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &filter.user_id,
+        &nickname_pattern,
+        &filter.levels,
+        &keyword_pattern,
+        &filter.keyword,
+    ];
     let total: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM users_v1 WHERE {condition}"),
-            &[&filter.user_id, &nickname_pattern, &filter.levels],
+            &filters,
         )
         .await?
         .get(0);
+    let mut parameters = filters.to_vec();
+    parameters.extend([
+        &offset as &(dyn tokio_postgres::types::ToSql + Sync),
+        &limit,
+    ]);
     let rows = client
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM users_v1 WHERE {condition}
-                 ORDER BY create_time, user_id OFFSET $4 LIMIT $5"
+                 ORDER BY create_time, user_id OFFSET $6 LIMIT $7"
             ),
-            &[
-                &filter.user_id,
-                &nickname_pattern,
-                &filter.levels,
-                &offset,
-                &limit,
-            ],
+            &parameters,
         )
         .await?;
     Ok((total, rows.iter().map(UserRow::from).collect()))
+}
+
+/// Registrations per UTC day (`YYYY-MM-DD`) in `[start, end)` milliseconds, how many users
+/// registered before `start`, and how many in all.
+pub async fn registrations_by_day(
+    pool: &Pool,
+    start: i64,
+    end: i64,
+) -> Result<(i64, i64, BTreeMap<String, i64>), ReadModelError> {
+    let client = pool.get().await?;
+    let totals = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE create_time < $1) FROM users_v1",
+            &[&start],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT to_char(to_timestamp(create_time / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                    count(*)
+             FROM users_v1 WHERE create_time >= $1 AND create_time < $2
+             GROUP BY 1",
+            &[&start, &end],
+        )
+        .await?;
+    Ok((
+        totals.get(0),
+        totals.get(1),
+        rows.iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect(),
+    ))
 }
 
 /// Applies `im.user.*.account` events to `users_v1`.

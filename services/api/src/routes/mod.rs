@@ -4,6 +4,8 @@
 pub mod args;
 pub mod auth;
 pub mod client_config;
+pub mod notification_account;
+pub mod statistics;
 pub mod user;
 pub mod user_command;
 
@@ -77,6 +79,19 @@ pub fn router() -> Router<ApiState> {
             "/user/process_user_command_get_all",
             post(user_command::get_all),
         )
+        .route(
+            "/user/add_notification_account",
+            post(notification_account::add),
+        )
+        .route(
+            "/user/update_notification_account",
+            post(notification_account::update),
+        )
+        .route(
+            "/user/search_notification_account",
+            post(notification_account::search),
+        )
+        .route("/statistics/user/register", post(statistics::user_register))
         .route("/user/get_user_client_config", post(client_config::get))
         .route("/user/set_user_client_config", post(client_config::set))
         .route("/user/del_user_client_config", post(client_config::delete))

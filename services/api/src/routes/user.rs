@@ -117,7 +117,7 @@ pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<LookedUp, A
     }))
 }
 
-async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {
+pub(crate) async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {
     super::wait_for_projection(state, users::NAME, users::VERSION, stream_sequence).await;
 }
 
@@ -186,27 +186,8 @@ pub async fn user_register(
             global_recv_msg_opt: user.global_recv_msg_opt,
             create_time,
         };
-        // Only onto an empty subject: of two concurrent registrations, one wins.
-        match state
-            .log
-            .append(
-                subject,
-                &request.caller.user_id,
-                Expect::Empty,
-                None,
-                &registered,
-            )
-            .await
-        {
-            Ok(appended) => last_sequence = appended.stream_sequence,
-            Err(AppendError::Conflict { .. }) => {
-                return Err(ApiError::new(
-                    Code::RegisteredAlready,
-                    format!("userID {:?} is already registered", registered.user_id),
-                ));
-            }
-            Err(error) => return Err(append_failed(&error)),
-        }
+        last_sequence =
+            append_registration(&state, &request.caller.user_id, subject, &registered).await?;
     }
     wait_for_users_projection(&state, last_sequence).await;
     Ok(Done)
@@ -241,6 +222,28 @@ pub async fn register_admins(state: &ApiState) -> Result<(), AppendError> {
     Ok(())
 }
 
+/// Appends a registration onto an empty account subject: of two concurrent registrations of
+/// one ID, one wins and the other gets 1102. Returns the stream sequence.
+pub(crate) async fn append_registration(
+    state: &ApiState,
+    actor: &str,
+    subject: &Subject,
+    registered: &UserRegistered,
+) -> Result<u64, ApiError> {
+    match state
+        .log
+        .append(subject, actor, Expect::Empty, None, registered)
+        .await
+    {
+        Ok(appended) => Ok(appended.stream_sequence),
+        Err(AppendError::Conflict { .. }) => Err(ApiError::new(
+            Code::RegisteredAlready,
+            format!("userID {:?} is already registered", registered.user_id),
+        )),
+        Err(error) => Err(append_failed(&error)),
+    }
+}
+
 /// `/user/get_users_info` request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -270,7 +273,7 @@ pub async fn get_users_info(
     }))
 }
 
-async fn apply_update(
+pub(crate) async fn apply_update(
     state: &ApiState,
     actor: &str,
     update: UserUpdated,
@@ -520,6 +523,7 @@ pub async fn get_users(
         user_id: (!request.body.user_id.is_empty()).then_some(request.body.user_id),
         nickname: (!request.body.nick_name.is_empty()).then_some(request.body.nick_name),
         levels: Some(vec![0, 1]),
+        keyword: None,
     };
     let (total, rows) = users::page(&state.db, &filter, offset, limit)
         .await

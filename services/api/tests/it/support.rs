@@ -160,3 +160,7 @@ impl Drop for TestApp {
 pub(crate) fn error(code: i32, message: &str, detail: &str) -> Value {
     json!({"errCode": code, "errMsg": message, "errDlt": detail})
 }
+
+pub(crate) fn now_millis() -> i64 {
+    jetim_common::auth::now_seconds() * 1000
+}

@@ -412,3 +412,189 @@ async fn the_admin_is_a_registered_user_with_level_2() {
         .await;
     assert_eq!(reply["errCode"], 1102);
 }
+
+#[tokio::test]
+async fn admins_add_update_and_search_notification_accounts() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let data = app
+        .ok(
+            "/user/add_notification_account",
+            &admin,
+            &json!({"userID": "news", "nickName": "Daily News", "faceURL": "https://n", "appMangerLevel": 3}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({"userID": "news", "faceURL": "https://n", "nickName": "Daily News", "appMangerLevel": 3})
+    );
+    let data = app
+        .ok(
+            "/user/add_notification_account",
+            &admin,
+            &json!({"nickName": "Helper", "appMangerLevel": 4}),
+        )
+        .await;
+    let generated = data["userID"].as_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 10);
+
+    let reply = app
+        .post(
+            "/user/add_notification_account",
+            Some(&admin),
+            &json!({"userID": "news", "appMangerLevel": 3}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1102);
+    let reply = app
+        .post(
+            "/user/add_notification_account",
+            Some(&admin),
+            &json!({"userID": "x", "appMangerLevel": 1}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(
+            1001,
+            "ArgsError",
+            "appMangerLevel 1 is not 3 (notification account) or 4 (robot)"
+        )
+    );
+
+    app.ok(
+        "/user/update_notification_account",
+        &admin,
+        &json!({"userID": "news", "nickName": "Evening News"}),
+    )
+    .await;
+    app.register(&admin, &["plain"]).await;
+    let reply = app
+        .post(
+            "/user/update_notification_account",
+            Some(&admin),
+            &json!({"userID": "plain", "nickName": "x"}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(
+            1004,
+            "RecordNotFoundError",
+            "\"plain\" is not a notification account"
+        )
+    );
+
+    let page = json!({"pageNumber": 1, "showNumber": 10});
+    let data = app
+        .ok(
+            "/user/search_notification_account",
+            &admin,
+            &json!({"keyword": "evening", "pagination": page}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({"total": 1, "notificationAccounts": [
+            {"userID": "news", "faceURL": "https://n", "nickName": "Evening News", "appMangerLevel": 3}
+        ]})
+    );
+    let data = app
+        .ok(
+            "/user/search_notification_account",
+            &admin,
+            &json!({"appManagerLevel": 4, "pagination": page}),
+        )
+        .await;
+    assert_eq!(
+        data["notificationAccounts"][0]["userID"],
+        generated.as_str()
+    );
+    let data = app
+        .ok(
+            "/user/search_notification_account",
+            &admin,
+            &json!({"keyword": "nobody", "pagination": page}),
+        )
+        .await;
+    assert_eq!(data, json!({"total": 0, "notificationAccounts": null}));
+
+    let plain = app.user_token(&admin, "plain", Platform::WEB).await;
+    for path in [
+        "/user/add_notification_account",
+        "/user/update_notification_account",
+        "/user/search_notification_account",
+    ] {
+        let reply = app
+            .post(
+                path,
+                Some(&plain),
+                &json!({"userID": "news", "appMangerLevel": 3, "pagination": page}),
+            )
+            .await;
+        assert_eq!(reply["errCode"], 1002, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn registration_statistics_count_per_day() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let start = super::support::now_millis() - 1000;
+    app.register(&admin, &["s1", "s2"]).await;
+    let end = super::support::now_millis() + 1000;
+    let data = app
+        .ok(
+            "/statistics/user/register",
+            &admin,
+            &json!({"start": start, "end": end}),
+        )
+        .await;
+    assert_eq!(data["total"], 3, "two users and the admin: {data}");
+    let counted: i64 = data["count"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|count| count.as_i64().unwrap())
+        .sum();
+    assert_eq!(counted + data["before"].as_i64().unwrap(), 3);
+    assert!(counted >= 2);
+    let day = data["count"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(day.len(), 10, "YYYY-MM-DD: {day}");
+
+    let data = app
+        .ok(
+            "/statistics/user/register",
+            &admin,
+            &json!({"start": 1, "end": 2}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({"total": 3, "before": 0}),
+        "no days in range: count left out"
+    );
+    let reply = app
+        .post(
+            "/statistics/user/register",
+            Some(&admin),
+            &json!({"start": 5, "end": 5}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1001);
+    let s1 = app.user_token(&admin, "s1", Platform::WEB).await;
+    let reply = app
+        .post(
+            "/statistics/user/register",
+            Some(&s1),
+            &json!({"start": 1, "end": 2}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+}
