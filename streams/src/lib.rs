@@ -19,7 +19,16 @@
 //! | subject | stream | events | written by | read by |
 //! |---|---|---|---|---|
 //! | `im.conv.<conversationID>.msg` | `IM_CONV` | the conversation timeline; each event has the conversation's gapless seq in `Im-Seq` | [`EventLog::append_to_timeline`] | ordered replay (`jetim ops`); projections and push as they are added |
-//! | `im.user.<userID>.account` | `IM_USER` | `user.registered` (first event, appended only onto an empty subject), then `user.updated` | [`EventLog::append`] from `/user/user_register` and the profile routes | the `users` projection |
+//! | `im.user.<userID>.account` | `IM_USER` | `user.registered` (first event, appended only onto an empty subject), then `user.updated` | [`EventLog::append`] from `/user/user_register`, the profile routes, the notification-account routes, and the admin registration at start | the `users` projection (`users_v1`) |
+//! | `im.user.<userID>.command` | `IM_USER` | `user.command.set`, `user.command.deleted` | `/user/process_user_command_*` | the `user_settings` projection (`user_commands_v1`) |
+//! | `im.user.<userID>.config` | `IM_USER` | `config.set`, `config.deleted` | `/user/set_user_client_config`, `/user/del_user_client_config` | the `user_settings` projection (`client_configs_v1`) |
+//! | `im.user.=.config` | `IM_USER` | the same, app-wide (`=` alone is no escaped ID) | the same routes with userID `""` | the same |
+//!
+//! # KV buckets
+//!
+//! | bucket | key | value | written by | read by |
+//! |---|---|---|---|---|
+//! | `IM_TOKENS` | escaped userID | the user's token table: platform → token fingerprint → state, issue and expiry time | token issue, force logout | every token check |
 //!
 //! # Headers on every event
 //!
