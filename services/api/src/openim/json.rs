@@ -97,6 +97,18 @@ fn matched_entries<'a>(
         .collect()
 }
 
+fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(flag) => Unexpected::Bool(*flag),
+        Value::Number(_) => Unexpected::Other("number"),
+        Value::String(text) => Unexpected::Str(text),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
+}
+
 impl<'de> Deserializer<'de> for Lenient<'de> {
     type Error = serde_json::Error;
 
@@ -126,7 +138,7 @@ impl<'de> Deserializer<'de> for Lenient<'de> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
@@ -135,7 +147,8 @@ impl<'de> Deserializer<'de> for Lenient<'de> {
                 entries: matched_entries(object, fields).into_iter(),
                 pending: None,
             }),
-            other => other.deserialize_struct(name, fields, visitor),
+            // Go decodes only an object into a struct; serde would also take an array.
+            other => Err(serde::de::Error::invalid_type(unexpected(other), &visitor)),
         }
     }
 
@@ -230,8 +243,16 @@ mod tests {
         assert!(error.to_string().contains("expected a sequence"), "{error}");
         let error = decode::<Request>(b"").unwrap_err();
         assert!(error.to_string().contains("EOF"), "{error}");
-        let error = decode::<Request>(b"[1]").unwrap_err();
-        assert!(error.to_string().starts_with("invalid type"), "{error}");
+        let error = decode::<Request>(b"[]").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid type: sequence, expected struct Request"
+        );
+        let error = decode::<Request>(br#"{"inner": "x"}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("expected struct Inner"),
+            "{error}"
+        );
         let error = decode::<Request>(br#"{"platformID":99999999999}"#).unwrap_err();
         assert!(error.to_string().contains("expected i32"), "{error}");
     }

@@ -214,3 +214,99 @@ async fn replies_are_gzipped_when_asked_and_unknown_paths_get_a_plain_404() {
     assert_eq!(response.status().as_u16(), 404);
     assert_eq!(response.text().await.unwrap(), "404 page not found");
 }
+
+/// Every OpenIM route jetim serves, with whether it needs a token.
+const ROUTES: &[(&str, bool)] = &[
+    ("/auth/get_admin_token", false),
+    ("/auth/parse_token", false),
+    ("/auth/get_user_token", true),
+    ("/auth/force_logout", true),
+    ("/user/user_register", true),
+    ("/user/get_users_info", true),
+    ("/user/update_user_info", true),
+    ("/user/update_user_info_ex", true),
+    ("/user/set_global_msg_recv_opt", true),
+    ("/user/account_check", true),
+    ("/user/get_all_users_uid", true),
+    ("/user/get_users", true),
+    ("/user/process_user_command_add", true),
+    ("/user/process_user_command_update", true),
+    ("/user/process_user_command_delete", true),
+    ("/user/process_user_command_get", true),
+    ("/user/process_user_command_get_all", true),
+    ("/user/add_notification_account", true),
+    ("/user/update_notification_account", true),
+    ("/user/search_notification_account", true),
+    ("/user/get_user_client_config", true),
+    ("/user/set_user_client_config", true),
+    ("/user/del_user_client_config", true),
+    ("/user/page_user_client_config", true),
+    ("/statistics/user/register", true),
+];
+
+#[tokio::test]
+async fn every_route_refuses_bad_transport_input_with_1001_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let before = app.user_events().await;
+    let raw = |path: &str, operation_id: bool, token: Option<&str>, body: String| {
+        let mut request = app.http.post(format!("{}{path}", app.address)).body(body);
+        if operation_id {
+            request = request.header("operationID", "op");
+        }
+        if let Some(token) = token {
+            request = request.header("token", token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    for (path, needs_token) in ROUTES {
+        let reply = raw(path, false, Some(&admin), "{}".into()).await;
+        assert_eq!(
+            reply,
+            error(1001, "ArgsError", "header must have operationID"),
+            "{path}"
+        );
+        if *needs_token {
+            let reply = raw(path, true, None, "{}".into()).await;
+            assert_eq!(
+                reply,
+                error(1001, "ArgsError", "header must have token"),
+                "{path}"
+            );
+            let reply = raw(path, true, Some("forged.token.here"), "{}".into()).await;
+            assert_eq!(reply["errCode"], 1503, "{path}: {reply}");
+        }
+        let reply = raw(path, true, Some(&admin), "{\"userID\": ".into()).await;
+        assert_eq!(reply["errCode"], 1001, "{path}: {reply}");
+        assert_eq!(
+            reply["errDlt"], "",
+            "{path}: the decoder text is the errMsg"
+        );
+        let reply = raw(path, true, Some(&admin), "[]".into()).await;
+        assert_eq!(
+            reply["errCode"], 1001,
+            "{path}: an array is not a request: {reply}"
+        );
+        let reply = raw(
+            path,
+            true,
+            Some(&admin),
+            format!("{{\"ex\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES)),
+        )
+        .await;
+        assert_eq!(reply["errCode"], 1001, "{path}: {reply}");
+        assert!(
+            reply["errDlt"].as_str().unwrap().contains("larger than"),
+            "{path}: {reply}"
+        );
+    }
+    assert_eq!(
+        app.user_events().await,
+        before,
+        "no bad request wrote anything"
+    );
+}
