@@ -1,0 +1,129 @@
+//! Session types and OpenIM's conversation-ID rules.
+//!
+//! | session | chat conversation | notification twin |
+//! |---|---|---|
+//! | 1 single | `si_<a>_<b>` | `n_<a>_<b>` |
+//! | 3 group | `sg_<groupID>` | `n_<groupID>` |
+//! | 4 notification | `sn_<a>_<b>` | `n_<a>_<b>` |
+//!
+//! `<a>_<b>` is the two user IDs sorted byte-wise and joined with `_`. User IDs may contain `_`,
+//! so a conversation's peer is never parsed back out of its ID.
+
+use crate::Rejection;
+
+/// A session type jetim accepts (2, OpenIM's disabled write-diffusion group, is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionType {
+    /// 1: one-to-one chat.
+    Single,
+    /// 3: group chat, one timeline per group.
+    Group,
+    /// 4: a notification account writing to a user.
+    Notification,
+}
+
+impl SessionType {
+    /// Parses OpenIM's number.
+    pub fn from_number(number: i32) -> Result<Self, Rejection> {
+        match number {
+            1 => Ok(Self::Single),
+            3 => Ok(Self::Group),
+            4 => Ok(Self::Notification),
+            other => Err(Rejection::Invalid(format!("unknown sessionType {other}"))),
+        }
+    }
+
+    /// OpenIM's number.
+    pub const fn number(self) -> i32 {
+        match self {
+            Self::Single => 1,
+            Self::Group => 3,
+            Self::Notification => 4,
+        }
+    }
+}
+
+fn sorted_pair(first: &str, second: &str) -> String {
+    if first <= second {
+        format!("{first}_{second}")
+    } else {
+        format!("{second}_{first}")
+    }
+}
+
+/// The chat conversation a message between these parties belongs to.
+pub fn chat_conversation_id(
+    session: SessionType,
+    send_id: &str,
+    recv_id: &str,
+    group_id: &str,
+) -> String {
+    match session {
+        SessionType::Single => format!("si_{}", sorted_pair(send_id, recv_id)),
+        SessionType::Group => format!("sg_{group_id}"),
+        SessionType::Notification => format!("sn_{}", sorted_pair(send_id, recv_id)),
+    }
+}
+
+/// The notification twin of a conversation: the part before the first `_` becomes `n`.
+pub fn notification_twin(conversation_id: &str) -> String {
+    match conversation_id.split_once('_') {
+        Some((_, rest)) => format!("n_{rest}"),
+        None => format!("n_{conversation_id}"),
+    }
+}
+
+/// Whether a conversation ID is a notification conversation (`n_…`).
+pub fn is_notification_conversation(conversation_id: &str) -> bool {
+    conversation_id.starts_with("n_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_chats_sort_the_two_ids_byte_wise() {
+        assert_eq!(
+            chat_conversation_id(SessionType::Single, "bob", "alice", ""),
+            "si_alice_bob"
+        );
+        assert_eq!(
+            chat_conversation_id(SessionType::Single, "alice", "bob", ""),
+            "si_alice_bob"
+        );
+        // Byte order: upper case sorts before lower case, as Go's sort.Strings.
+        assert_eq!(
+            chat_conversation_id(SessionType::Single, "b", "Z", ""),
+            "si_Z_b"
+        );
+    }
+
+    #[test]
+    fn groups_and_notification_sessions_have_their_own_prefixes() {
+        assert_eq!(
+            chat_conversation_id(SessionType::Group, "a", "", "g1"),
+            "sg_g1"
+        );
+        assert_eq!(
+            chat_conversation_id(SessionType::Notification, "news", "u1", ""),
+            "sn_news_u1"
+        );
+    }
+
+    #[test]
+    fn the_twin_replaces_only_the_first_part() {
+        assert_eq!(notification_twin("si_a_b"), "n_a_b");
+        assert_eq!(notification_twin("sg_g_1"), "n_g_1");
+        assert_eq!(notification_twin("sn_x_y"), "n_x_y");
+        assert!(is_notification_conversation("n_a_b"));
+        assert!(!is_notification_conversation("si_a_b"));
+    }
+
+    #[test]
+    fn session_two_and_unknown_types_are_refused() {
+        assert!(SessionType::from_number(2).is_err());
+        assert!(SessionType::from_number(0).is_err());
+        assert_eq!(SessionType::from_number(3).unwrap(), SessionType::Group);
+    }
+}

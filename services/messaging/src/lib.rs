@@ -1,0 +1,27 @@
+//! The message command side, shared by the REST API and the WebSocket gateway.
+//!
+//! - [`conversation`]: session types and OpenIM's conversation-ID rules.
+//! - [`options`]: message options, where a missing key means true.
+//! - [`content`]: what each content type's JSON must hold.
+//!
+//! Everything here is pure: the send decision takes what the caller looked up and returns the
+//! message to append or a [`Rejection`], so it is tested without servers.
+
+pub mod content;
+pub mod conversation;
+pub mod options;
+
+/// Why a command is refused: a domain answer the caller maps to an OpenIM error code, never an
+/// infrastructure failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// 1001: the command is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// 1002: the caller may not do this.
+    #[error("{0}")]
+    NoPermission(String),
+    /// 1101: a user the command names is not registered.
+    #[error("{0}")]
+    UnknownUser(String),
+}
