@@ -3,6 +3,7 @@
 //! - [`conversation`]: session types and OpenIM's conversation-ID rules.
 //! - [`options`]: message options, where a missing key means true.
 //! - [`content`]: what each content type's JSON must hold.
+//! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
 //!
 //! Everything here is pure: the send decision takes what the caller looked up and returns the
 //! message to append or a [`Rejection`], so it is tested without servers.
@@ -10,6 +11,7 @@
 pub mod content;
 pub mod conversation;
 pub mod options;
+pub mod send;
 
 /// Why a command is refused: a domain answer the caller maps to an OpenIM error code, never an
 /// infrastructure failure.
@@ -24,4 +26,7 @@ pub enum Rejection {
     /// 1101: a user the command names is not registered.
     #[error("{0}")]
     UnknownUser(String),
+    /// 1201: the group does not exist.
+    #[error("{0}")]
+    UnknownGroup(String),
 }

@@ -1,0 +1,283 @@
+//! The send decision: a message from a client (or an admin's REST send) either becomes a
+//! `msg.sent` event for one conversation, or is refused.
+
+use jetim_schemas::events::msg::{MsgSent, OfflinePush};
+use jetim_schemas::openim::sdkws::MsgData;
+
+use crate::Rejection;
+use crate::content;
+use crate::conversation::{SessionType, chat_conversation_id, notification_twin};
+use crate::options::{IS_NOT_NOTIFICATION, Options};
+
+/// The longest clientMsgID, in bytes.
+pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
+
+/// Who is sending, and what the caller looked up about the parties.
+#[derive(Debug, Clone)]
+pub struct SendContext {
+    /// The authenticated caller.
+    pub caller: String,
+    /// Whether the caller is an admin (may send as anyone, and system content).
+    pub caller_is_admin: bool,
+    /// The sender's appMangerLevel, or `None` if the sender is not registered.
+    pub sender_level: Option<i32>,
+    /// Whether the receiver of a single or notification session is registered.
+    pub receiver_registered: bool,
+    /// Now, milliseconds since the epoch.
+    pub now_ms: i64,
+    /// The serverMsgID to give the message.
+    pub server_msg_id: String,
+}
+
+/// What the decision made of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// The message, with seq 0 until the append path assigns one.
+    pub message: MsgSent,
+    /// Whether it is stored with a seq (false: online only, delivered but never stored).
+    pub stored: bool,
+}
+
+fn invalid(reason: impl Into<String>) -> Rejection {
+    Rejection::Invalid(reason.into())
+}
+
+/// Decides a send.
+pub fn decide(message: &MsgData, context: &SendContext) -> Result<Decided, Rejection> {
+    if message.send_id.is_empty() {
+        return Err(invalid("sendID is empty"));
+    }
+    if message.send_id != context.caller && !context.caller_is_admin {
+        return Err(Rejection::NoPermission(format!(
+            "{} may not send as {}",
+            context.caller, message.send_id
+        )));
+    }
+    if message.client_msg_id.is_empty() {
+        return Err(invalid("clientMsgID is empty"));
+    }
+    if message.client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
+        return Err(invalid(format!(
+            "clientMsgID is longer than {MAX_CLIENT_MSG_ID_BYTES} bytes"
+        )));
+    }
+    let Some(sender_level) = context.sender_level else {
+        return Err(Rejection::UnknownUser(format!(
+            "sender {:?} is not registered",
+            message.send_id
+        )));
+    };
+    let session = SessionType::from_number(message.session_type)?;
+    match session {
+        SessionType::Single | SessionType::Notification => {
+            if message.recv_id.is_empty() {
+                return Err(invalid("recvID is empty"));
+            }
+            if !context.receiver_registered {
+                return Err(Rejection::UnknownUser(format!(
+                    "receiver {:?} is not registered",
+                    message.recv_id
+                )));
+            }
+        }
+        SessionType::Group => {
+            if message.group_id.is_empty() {
+                return Err(invalid("groupID is empty"));
+            }
+            // Groups are built by the relations work; until then no group exists.
+            return Err(Rejection::UnknownGroup(format!(
+                "group {:?} does not exist",
+                message.group_id
+            )));
+        }
+    }
+    if session == SessionType::Notification && sender_level != 3 && !context.caller_is_admin {
+        return Err(Rejection::NoPermission(format!(
+            "{} is not a notification account",
+            message.send_id
+        )));
+    }
+    content::check(message.content_type, &message.content)?;
+    if content::is_system_content_type(message.content_type) && !context.caller_is_admin {
+        return Err(Rejection::NoPermission(format!(
+            "contentType {} is for the server",
+            message.content_type
+        )));
+    }
+    let content_text =
+        String::from_utf8(message.content.clone()).map_err(|_| invalid("content is not UTF-8"))?;
+
+    let mut options = Options(message.options.clone().into_iter().collect());
+    options.apply_content_type_overrides(message.content_type);
+    let chat = chat_conversation_id(
+        session,
+        &message.send_id,
+        &message.recv_id,
+        &message.group_id,
+    );
+    let conversation_id = if options.is(IS_NOT_NOTIFICATION) {
+        chat
+    } else {
+        notification_twin(&chat)
+    };
+    // Only an admin's REST send may set the send time; everyone else gets the server's.
+    let send_time = if context.caller_is_admin && message.send_time > 0 {
+        message.send_time
+    } else {
+        context.now_ms
+    };
+    let msg_from = if message.msg_from == 200 { 200 } else { 100 };
+    let stored = options.is_stored();
+    Ok(Decided {
+        message: MsgSent {
+            conversation_id,
+            seq: 0,
+            server_msg_id: context.server_msg_id.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            send_id: message.send_id.clone(),
+            recv_id: message.recv_id.clone(),
+            group_id: message.group_id.clone(),
+            sender_platform_id: message.sender_platform_id,
+            sender_nickname: message.sender_nickname.clone(),
+            sender_face_url: message.sender_face_url.clone(),
+            session_type: session.number(),
+            msg_from,
+            content_type: message.content_type,
+            content: content_text,
+            send_time,
+            create_time: if message.create_time > 0 {
+                message.create_time
+            } else {
+                context.now_ms
+            },
+            options: options.0,
+            offline_push: message.offline_push_info.as_ref().map(|push| OfflinePush {
+                title: push.title.clone(),
+                desc: push.desc.clone(),
+                ex: push.ex.clone(),
+                ios_push_sound: push.i_os_push_sound.clone(),
+                ios_badge_count: push.i_os_badge_count,
+            }),
+            at_user_ids: message.at_user_id_list.clone(),
+            attached_info: message.attached_info.clone(),
+            ex: message.ex.clone(),
+        },
+        stored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(caller: &str) -> SendContext {
+        SendContext {
+            caller: caller.to_owned(),
+            caller_is_admin: false,
+            sender_level: Some(1),
+            receiver_registered: true,
+            now_ms: 1_000,
+            server_msg_id: "s".repeat(32),
+        }
+    }
+
+    fn text(from: &str, to: &str) -> MsgData {
+        MsgData {
+            send_id: from.into(),
+            recv_id: to.into(),
+            client_msg_id: "c1".into(),
+            session_type: 1,
+            content_type: 101,
+            content: br#"{"content":"hi"}"#.to_vec(),
+            create_time: 900,
+            send_time: 5,
+            ..MsgData::default()
+        }
+    }
+
+    fn refused(message: &MsgData, context: &SendContext) -> Rejection {
+        decide(message, context).unwrap_err()
+    }
+
+    #[test]
+    fn a_text_between_two_users_goes_to_their_single_chat() {
+        let decided = decide(&text("bob", "alice"), &context("bob")).unwrap();
+        assert!(decided.stored);
+        assert_eq!(decided.message.conversation_id, "si_alice_bob");
+        assert_eq!(
+            decided.message.send_time, 1_000,
+            "the client's sendTime is not kept"
+        );
+        assert_eq!(decided.message.create_time, 900);
+        assert_eq!(decided.message.content, r#"{"content":"hi"}"#);
+        assert_eq!(decided.message.msg_from, 100);
+    }
+
+    #[test]
+    fn an_admin_may_send_as_anyone_and_set_the_send_time() {
+        let mut admin = context("imAdmin");
+        admin.caller_is_admin = true;
+        let decided = decide(&text("bob", "alice"), &admin).unwrap();
+        assert_eq!(decided.message.send_time, 5);
+        assert!(matches!(
+            refused(&text("bob", "alice"), &context("mallory")),
+            Rejection::NoPermission(_)
+        ));
+    }
+
+    #[test]
+    fn a_notification_option_routes_to_the_twin_and_typing_is_not_stored() {
+        let mut message = text("a", "b");
+        message.options.insert("isNotNotification".into(), false);
+        assert_eq!(
+            decide(&message, &context("a"))
+                .unwrap()
+                .message
+                .conversation_id,
+            "n_a_b"
+        );
+        let mut typing = text("a", "b");
+        typing.content_type = 113;
+        typing.content = br#"{"msgTips":"..."}"#.to_vec();
+        assert!(!decide(&typing, &context("a")).unwrap().stored);
+    }
+
+    #[test]
+    fn bad_sends_are_refused_with_a_reason() {
+        let mut message = text("a", "b");
+        message.client_msg_id.clear();
+        assert_eq!(
+            refused(&message, &context("a")),
+            invalid("clientMsgID is empty")
+        );
+        let mut message = text("a", "");
+        message.recv_id.clear();
+        assert_eq!(refused(&message, &context("a")), invalid("recvID is empty"));
+        let mut message = text("a", "b");
+        message.session_type = 2;
+        assert_eq!(
+            refused(&message, &context("a")),
+            invalid("unknown sessionType 2")
+        );
+        let mut unknown_receiver = context("a");
+        unknown_receiver.receiver_registered = false;
+        assert!(matches!(
+            refused(&text("a", "ghost"), &unknown_receiver),
+            Rejection::UnknownUser(_)
+        ));
+        let mut message = text("a", "b");
+        message.content_type = 1400;
+        message.content = br#"{"detail":"{}"}"#.to_vec();
+        assert!(matches!(
+            refused(&message, &context("a")),
+            Rejection::NoPermission(_)
+        ));
+        let mut message = text("a", "b");
+        message.session_type = 3;
+        message.group_id = "g".into();
+        assert!(matches!(
+            refused(&message, &context("a")),
+            Rejection::UnknownGroup(_)
+        ));
+    }
+}
