@@ -5,13 +5,16 @@
 //! - [`content`]: what each content type's JSON must hold.
 //! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
 //!
-//! Everything here is pure: the send decision takes what the caller looked up and returns the
-//! message to append or a [`Rejection`], so it is tested without servers.
+//! - [`service`]: sending for real: the lookups, the decision, the append that fixes the seq.
+//!
+//! The decision is pure: it takes what was looked up and returns the message to append or a
+//! [`Rejection`], so it is tested without servers; [`service`] does the I/O around it.
 
 pub mod content;
 pub mod conversation;
 pub mod options;
 pub mod send;
+pub mod service;
 
 /// Why a command is refused: a domain answer the caller maps to an OpenIM error code, never an
 /// infrastructure failure.

@@ -5,6 +5,8 @@
 //! - [`users`]: the users projection (`users_v1`): applying `im.user.*.account` events, and
 //!   the queries the `/user` and `/auth` routes make.
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
+//! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
+//!   users' conversation rows.
 //!
 //! [`run_projections`] runs them all; the projector service calls it.
 //!
@@ -12,6 +14,7 @@
 //! idempotent and order-safe (each row keeps the stream sequence that last changed it), so a
 //! redelivery or a replay from sequence 1 changes nothing.
 
+pub mod messages;
 pub mod projection;
 pub mod settings;
 pub mod users;
@@ -56,9 +59,15 @@ pub async fn run_projections(
             shutdown.clone(),
         ),
         run_one(
-            jetstream,
+            jetstream.clone(),
             settings::consumer_spec(),
-            settings::SettingsProjection::new(pool),
+            settings::SettingsProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            messages::consumer_spec(),
+            messages::MessagesProjection::new(pool),
             shutdown.clone(),
         ),
     );

@@ -77,6 +77,49 @@ pub async fn find(pool: &Pool, user_ids: &[String]) -> Result<Vec<UserRow>, Read
     Ok(user_ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
+/// Why a user could not be looked up.
+#[derive(Debug, thiserror::Error)]
+pub enum LookUpError {
+    /// The read model failed.
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+    /// The log could not be read.
+    #[error("reading the log: {0}")]
+    Log(#[from] jetim_streams::AppendError),
+    /// The user ID cannot form a subject.
+    #[error("invalid user ID: {0}")]
+    InvalidId(#[from] jetim_streams::escape::TokenError),
+    /// The registration in the log does not decode.
+    #[error("reading a registration: {0}")]
+    Decode(#[from] jetim_schemas::event::DecodeError),
+}
+
+/// One user, from the read model, or from the log while the projection has not yet applied
+/// a fresh registration (the log is the authority on who exists). `None`: not registered.
+pub async fn look_up(
+    pool: &Pool,
+    log: &jetim_streams::EventLog,
+    user_id: &str,
+) -> Result<Option<UserRow>, LookUpError> {
+    if let Some(user) = find(pool, &[user_id.to_owned()]).await?.pop() {
+        return Ok(Some(user));
+    }
+    let subject = jetim_streams::Subject::user(user_id, jetim_streams::subject::UserKind::Account)?;
+    let Some(first) = log.first_event(&subject).await? else {
+        return Ok(None);
+    };
+    let registered: UserRegistered = first.decode()?;
+    Ok(Some(UserRow {
+        user_id: registered.user_id,
+        nickname: registered.nickname,
+        face_url: registered.face_url,
+        ex: registered.ex,
+        app_manger_level: registered.app_manger_level,
+        global_recv_msg_opt: registered.global_recv_msg_opt,
+        create_time: registered.create_time,
+    }))
+}
+
 /// What [`page`] filters on.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {

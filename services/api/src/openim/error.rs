@@ -21,6 +21,8 @@ pub enum Code {
     UserIdNotFound,
     /// 1102: user already registered.
     RegisteredAlready,
+    /// 1201: group missing.
+    GroupIdNotFound,
     /// 1501: token expired.
     TokenExpired,
     /// 1502: token does not belong to this user or platform.
@@ -48,6 +50,7 @@ impl Code {
             Self::RecordNotFound => 1004,
             Self::UserIdNotFound => 1101,
             Self::RegisteredAlready => 1102,
+            Self::GroupIdNotFound => 1201,
             Self::TokenExpired => 1501,
             Self::TokenInvalid => 1502,
             Self::TokenMalformed => 1503,
@@ -68,6 +71,7 @@ impl Code {
             Self::RecordNotFound => "RecordNotFoundError",
             Self::UserIdNotFound => "UserIDNotFoundError",
             Self::RegisteredAlready => "RegisteredAlreadyError",
+            Self::GroupIdNotFound => "GroupIDNotFoundError",
             Self::TokenExpired => "TokenExpiredError",
             Self::TokenInvalid => "TokenInvalidError",
             Self::TokenMalformed => "TokenMalformedError",

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod auth;
 pub mod client_config;
+pub mod msg;
 pub mod notification_account;
 pub mod statistics;
 pub mod user;
@@ -92,6 +93,10 @@ pub fn router() -> Router<ApiState> {
             post(notification_account::search),
         )
         .route("/statistics/user/register", post(statistics::user_register))
+        .route("/msg/send_msg", post(msg::send_msg))
+        .route("/msg/newest_seq", post(msg::newest_seq))
+        .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
+        .route("/msg/get_server_time", post(msg::get_server_time))
         .route("/user/get_user_client_config", post(client_config::get))
         .route("/user/set_user_client_config", post(client_config::set))
         .route("/user/del_user_client_config", post(client_config::delete))

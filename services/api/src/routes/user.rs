@@ -88,33 +88,11 @@ pub enum LookedUp {
 /// Finds one user; the log is the authority when the read model has no row yet.
 pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<LookedUp, ApiError> {
     check_user_id("userID", user_id)?;
-    if let Some(user) = users::find(&state.db, &[user_id.to_owned()])
-        .await
-        .map_err(|error| read_failed(&error))?
-        .pop()
-    {
-        return Ok(LookedUp::Found(user));
+    match users::look_up(&state.db, &state.log, user_id).await {
+        Ok(Some(user)) => Ok(LookedUp::Found(user)),
+        Ok(None) => Ok(LookedUp::NotRegistered),
+        Err(error) => Err(ApiError::internal("looking up a user", &error)),
     }
-    let Some(first) = state
-        .log
-        .first_event(&account_subject(user_id)?)
-        .await
-        .map_err(|error| append_failed(&error))?
-    else {
-        return Ok(LookedUp::NotRegistered);
-    };
-    let registered: UserRegistered = first
-        .decode()
-        .map_err(|error| ApiError::internal("reading a registration", &error))?;
-    Ok(LookedUp::Found(UserRow {
-        user_id: registered.user_id,
-        nickname: registered.nickname,
-        face_url: registered.face_url,
-        ex: registered.ex,
-        app_manger_level: registered.app_manger_level,
-        global_recv_msg_opt: registered.global_recv_msg_opt,
-        create_time: registered.create_time,
-    }))
 }
 
 pub(crate) async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {

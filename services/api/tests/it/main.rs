@@ -3,6 +3,7 @@
 
 mod auth;
 mod health;
+mod msg;
 mod settings;
 mod support;
 mod transport;

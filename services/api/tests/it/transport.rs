@@ -242,6 +242,10 @@ const ROUTES: &[(&str, bool)] = &[
     ("/user/del_user_client_config", true),
     ("/user/page_user_client_config", true),
     ("/statistics/user/register", true),
+    ("/msg/send_msg", true),
+    ("/msg/newest_seq", true),
+    ("/msg/pull_msg_by_seq", true),
+    ("/msg/get_server_time", true),
 ];
 
 #[tokio::test]

@@ -73,13 +73,13 @@ async fn the_embedded_migrations_apply_and_a_second_run_applies_nothing() {
     // The projection registry allows one active version per projection.
     client
         .batch_execute(
-            "INSERT INTO projections (name, version, active) VALUES ('messages', 1, true)",
+            "INSERT INTO projections (name, version, active) VALUES ('test_projection', 1, true)",
         )
         .await
         .unwrap();
     let second_active = client
         .batch_execute(
-            "INSERT INTO projections (name, version, active) VALUES ('messages', 2, true)",
+            "INSERT INTO projections (name, version, active) VALUES ('test_projection', 2, true)",
         )
         .await;
     assert!(second_active.is_err());

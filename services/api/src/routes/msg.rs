@@ -1,0 +1,474 @@
+//! `/msg/*`: sending, max seqs, pulling by seq, server time.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use base64::Engine as _;
+use jetim_messaging::Rejection;
+use jetim_messaging::conversation::is_notification_conversation;
+use jetim_messaging::options;
+use jetim_messaging::service::{self, new_message_id};
+use jetim_readmodel::messages;
+use jetim_schemas::openim::sdkws::{MsgData, OfflinePushInfo};
+use serde::{Deserialize, Serialize};
+
+use super::args::check_user_id;
+use super::user::{now_millis, read_failed};
+use crate::ApiState;
+use crate::openim::{ApiError, Authed, Code, Reply, null_if_empty};
+
+/// The most ranges one pull may ask for.
+const MAX_RANGES: usize = 100;
+/// The most messages one range returns.
+const MAX_NUM: i64 = 1000;
+
+/// Maps a domain refusal to its OpenIM code.
+pub fn rejected(rejection: Rejection) -> ApiError {
+    match rejection {
+        Rejection::Invalid(reason) => ApiError::args(reason),
+        Rejection::NoPermission(reason) => ApiError::no_permission(reason),
+        Rejection::UnknownUser(reason) => ApiError::new(Code::UserIdNotFound, reason),
+        Rejection::UnknownGroup(reason) => ApiError::new(Code::GroupIdNotFound, reason),
+    }
+}
+
+/// `offlinePushInfo` as JSON carries it.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OfflinePushJson {
+    title: String,
+    desc: String,
+    ex: String,
+    #[serde(rename = "iOSPushSound")]
+    ios_push_sound: String,
+    #[serde(rename = "iOSBadgeCount")]
+    ios_badge_count: bool,
+    #[serde(rename = "signalInfo")]
+    signal_info: String,
+}
+
+/// `/msg/send_msg` request (OpenIM's `SendMsgReq`): content is a JSON object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SendMsgRequest {
+    #[serde(rename = "sendID")]
+    send_id: String,
+    #[serde(rename = "recvID")]
+    recv_id: String,
+    #[serde(rename = "groupID")]
+    group_id: String,
+    #[serde(rename = "senderNickname")]
+    sender_nickname: String,
+    #[serde(rename = "senderFaceURL")]
+    sender_face_url: String,
+    #[serde(rename = "senderPlatformID")]
+    sender_platform_id: i32,
+    content: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "contentType")]
+    content_type: i32,
+    #[serde(rename = "sessionType")]
+    session_type: i32,
+    #[serde(rename = "isOnlineOnly")]
+    is_online_only: bool,
+    #[serde(rename = "notOfflinePush")]
+    not_offline_push: bool,
+    #[serde(rename = "sendTime")]
+    send_time: i64,
+    #[serde(rename = "offlinePushInfo")]
+    offline_push_info: Option<OfflinePushJson>,
+    ex: String,
+}
+
+/// `/msg/send_msg` reply.
+#[derive(Debug, Serialize)]
+pub struct SendMsgReply {
+    #[serde(rename = "serverMsgID")]
+    server_msg_id: String,
+    #[serde(rename = "clientMsgID")]
+    client_msg_id: String,
+    #[serde(rename = "sendTime")]
+    send_time: i64,
+}
+
+const REST_CONTENT_TYPES: &[i32] = &[101, 102, 103, 104, 105, 106, 110, 114, 118, 1400];
+
+/// Sends a message as any user (admin only), through the same checks as the user's own send.
+pub async fn send_msg(
+    State(state): State<ApiState>,
+    request: Authed<SendMsgRequest>,
+) -> Result<Reply<SendMsgReply>, ApiError> {
+    request.caller.require_admin()?;
+    let body = request.body;
+    if !REST_CONTENT_TYPES.contains(&body.content_type) {
+        return Err(ApiError::args(format!(
+            "contentType {} cannot be sent through /msg/send_msg",
+            body.content_type
+        )));
+    }
+    let content = body
+        .content
+        .ok_or_else(|| ApiError::args("content must be a JSON object"))?;
+    let at_user_ids: Vec<String> = if body.content_type == 106 {
+        content
+            .get("atUserList")
+            .and_then(serde_json::Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let (content_bytes, session_type) = if body.content_type == 1400 {
+        // Official-account notifications: the content is wrapped as {"detail": "<JSON>"}.
+        let detail = serde_json::Value::Object(content).to_string();
+        (
+            serde_json::json!({ "detail": detail })
+                .to_string()
+                .into_bytes(),
+            4,
+        )
+    } else {
+        (
+            serde_json::Value::Object(content).to_string().into_bytes(),
+            body.session_type,
+        )
+    };
+    let mut message_options = BTreeMap::new();
+    if body.is_online_only {
+        for key in [
+            options::HISTORY,
+            options::PERSISTENT,
+            options::SENDER_SYNC,
+            options::CONVERSATION_UPDATE,
+        ] {
+            message_options.insert(key.to_owned(), false);
+        }
+    }
+    if body.not_offline_push {
+        message_options.insert(options::OFFLINE_PUSH.to_owned(), false);
+    }
+    let message = MsgData {
+        send_id: body.send_id,
+        recv_id: body.recv_id,
+        group_id: body.group_id,
+        client_msg_id: new_message_id(),
+        sender_platform_id: body.sender_platform_id,
+        sender_nickname: body.sender_nickname,
+        sender_face_url: body.sender_face_url,
+        session_type,
+        msg_from: 200,
+        content_type: body.content_type,
+        content: content_bytes,
+        send_time: body.send_time,
+        create_time: now_millis(),
+        options: message_options,
+        offline_push_info: body.offline_push_info.map(|push| OfflinePushInfo {
+            title: push.title,
+            desc: push.desc,
+            ex: push.ex,
+            i_os_push_sound: push.ios_push_sound,
+            i_os_badge_count: push.ios_badge_count,
+            signal_info: push.signal_info,
+        }),
+        at_user_id_list: at_user_ids,
+        ex: body.ex,
+        ..MsgData::default()
+    };
+    let sent = service::send(
+        &state.log,
+        &state.db,
+        &message,
+        &request.caller.user_id,
+        request.caller.is_admin,
+    )
+    .await
+    .map_err(|failure| ApiError::internal("sending", &failure))?
+    .map_err(rejected)?;
+    Ok(Reply(SendMsgReply {
+        server_msg_id: sent.server_msg_id,
+        client_msg_id: sent.client_msg_id,
+        send_time: sent.send_time,
+    }))
+}
+
+/// A request naming only a user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+}
+
+/// `/msg/newest_seq` reply; Go leaves empty maps out, and never fills `minSeqs`.
+#[derive(Debug, Serialize)]
+pub struct NewestSeqReply {
+    #[serde(rename = "maxSeqs", skip_serializing_if = "BTreeMap::is_empty")]
+    max_seqs: BTreeMap<String, i64>,
+}
+
+/// The max seq of each of the user's conversations (only the user, or an admin).
+pub async fn newest_seq(
+    State(state): State<ApiState>,
+    request: Authed<UserRequest>,
+) -> Result<Reply<NewestSeqReply>, ApiError> {
+    check_user_id("userID", &request.body.user_id)?;
+    request
+        .caller
+        .require_self_or_admin(&request.body.user_id)?;
+    let max_seqs = messages::max_seqs(&state.db, &request.body.user_id)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    Ok(Reply(NewestSeqReply { max_seqs }))
+}
+
+/// `MsgData` as Go's JSON writes it: every field, content in base64, nil lists as `null`.
+#[derive(Debug, Serialize)]
+pub struct MsgJson {
+    #[serde(rename = "sendID")]
+    send_id: String,
+    #[serde(rename = "recvID")]
+    recv_id: String,
+    #[serde(rename = "groupID")]
+    group_id: String,
+    #[serde(rename = "clientMsgID")]
+    client_msg_id: String,
+    #[serde(rename = "serverMsgID")]
+    server_msg_id: String,
+    #[serde(rename = "senderPlatformID")]
+    sender_platform_id: i32,
+    #[serde(rename = "senderNickname")]
+    sender_nickname: String,
+    #[serde(rename = "senderFaceURL")]
+    sender_face_url: String,
+    #[serde(rename = "sessionType")]
+    session_type: i32,
+    #[serde(rename = "msgFrom")]
+    msg_from: i32,
+    #[serde(rename = "contentType")]
+    content_type: i32,
+    content: String,
+    seq: i64,
+    #[serde(rename = "sendTime")]
+    send_time: i64,
+    #[serde(rename = "createTime")]
+    create_time: i64,
+    status: i32,
+    #[serde(rename = "isRead")]
+    is_read: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    options: BTreeMap<String, bool>,
+    #[serde(rename = "offlinePushInfo")]
+    offline_push_info: Option<OfflinePushJson>,
+    #[serde(rename = "atUserIDList", serialize_with = "null_if_empty")]
+    at_user_id_list: Vec<String>,
+    #[serde(rename = "attachedInfo")]
+    attached_info: String,
+    ex: String,
+}
+
+impl From<MsgData> for MsgJson {
+    fn from(message: MsgData) -> Self {
+        Self {
+            send_id: message.send_id,
+            recv_id: message.recv_id,
+            group_id: message.group_id,
+            client_msg_id: message.client_msg_id,
+            server_msg_id: message.server_msg_id,
+            sender_platform_id: message.sender_platform_id,
+            sender_nickname: message.sender_nickname,
+            sender_face_url: message.sender_face_url,
+            session_type: message.session_type,
+            msg_from: message.msg_from,
+            content_type: message.content_type,
+            content: base64::engine::general_purpose::STANDARD.encode(&message.content),
+            seq: message.seq,
+            send_time: message.send_time,
+            create_time: message.create_time,
+            status: message.status,
+            is_read: message.is_read,
+            options: message.options.into_iter().collect(),
+            offline_push_info: message.offline_push_info.map(|push| OfflinePushJson {
+                title: push.title,
+                desc: push.desc,
+                ex: push.ex,
+                ios_push_sound: push.i_os_push_sound,
+                ios_badge_count: push.i_os_badge_count,
+                signal_info: push.signal_info,
+            }),
+            at_user_id_list: message.at_user_id_list,
+            attached_info: message.attached_info,
+            ex: message.ex,
+        }
+    }
+}
+
+/// A placeholder for a seq whose message is not there: `{seq, status: 4}`.
+fn placeholder(seq: u64) -> MsgData {
+    MsgData {
+        seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        status: 4,
+        ..MsgData::default()
+    }
+}
+
+/// One asked range.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SeqRange {
+    #[serde(rename = "conversationID")]
+    conversation_id: String,
+    begin: i64,
+    end: i64,
+    num: i64,
+}
+
+/// `/msg/pull_msg_by_seq` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PullRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "seqRanges")]
+    seq_ranges: Vec<SeqRange>,
+    order: i32,
+}
+
+/// One conversation's pulled messages.
+#[derive(Debug, Serialize)]
+pub struct PulledMsgs {
+    #[serde(rename = "Msgs", serialize_with = "null_if_empty")]
+    msgs: Vec<MsgJson>,
+    #[serde(rename = "isEnd")]
+    is_end: bool,
+    #[serde(rename = "endSeq")]
+    end_seq: i64,
+}
+
+/// `/msg/pull_msg_by_seq` reply.
+#[derive(Debug, Serialize)]
+pub struct PullReply {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    msgs: BTreeMap<String, PulledMsgs>,
+    #[serde(
+        rename = "notificationMsgs",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    notification_msgs: BTreeMap<String, PulledMsgs>,
+}
+
+/// Messages by seq range, as WS 1002: per range, only conversations the user has; the range
+/// clamped to what exists; the newest `num` seqs of it; a `{seq, status: 4}` placeholder for a
+/// seq without a message.
+pub async fn pull_msg_by_seq(
+    State(state): State<ApiState>,
+    request: Authed<PullRequest>,
+) -> Result<Reply<PullReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    if body.seq_ranges.len() > MAX_RANGES {
+        return Err(ApiError::args(format!(
+            "seqRanges has {} ranges; at most {MAX_RANGES}",
+            body.seq_ranges.len()
+        )));
+    }
+    if !(0..=1).contains(&body.order) {
+        return Err(ApiError::args(format!(
+            "order {} is not 0 or 1",
+            body.order
+        )));
+    }
+    let mut reply = PullReply {
+        msgs: BTreeMap::new(),
+        notification_msgs: BTreeMap::new(),
+    };
+    for range in &body.seq_ranges {
+        if range.conversation_id.is_empty() {
+            return Err(ApiError::args("seqRanges.conversationID is empty"));
+        }
+        if !(1..=MAX_NUM).contains(&range.num) {
+            return Err(ApiError::args(format!(
+                "seqRanges.num {} for {} is not between 1 and {MAX_NUM}",
+                range.num, range.conversation_id
+            )));
+        }
+        if range.begin > range.end || range.begin < 0 {
+            return Err(ApiError::args(format!(
+                "seqRanges for {} runs backwards or below 0 ({} .. {})",
+                range.conversation_id, range.begin, range.end
+            )));
+        }
+        let member = messages::has_conversation(&state.db, &body.user_id, &range.conversation_id)
+            .await
+            .map_err(|error| read_failed(&error))?;
+        if !member {
+            continue;
+        }
+        let max = messages::max_seq(&state.db, &range.conversation_id)
+            .await
+            .map_err(|error| read_failed(&error))?;
+        if max == 0 {
+            continue;
+        }
+        let asked_begin = u64::try_from(range.begin).unwrap_or(0);
+        let asked_end = u64::try_from(range.end).unwrap_or(0);
+        let begin = asked_begin.max(1);
+        let end = asked_end.min(max);
+        if end < begin {
+            continue;
+        }
+        let num = u64::try_from(range.num).unwrap_or(1);
+        let begin = begin.max(end.saturating_sub(num - 1));
+        let found = messages::range(&state.db, &range.conversation_id, begin, end)
+            .await
+            .map_err(|error| read_failed(&error))?;
+        let mut pulled: Vec<MsgJson> = (begin..=end)
+            .map(|seq| {
+                found
+                    .get(&seq)
+                    .map_or_else(|| placeholder(seq), |message| message.to_msg_data())
+                    .into()
+            })
+            .collect();
+        let is_end = if body.order == 0 {
+            max <= asked_end
+        } else {
+            pulled.reverse();
+            asked_begin <= 1
+        };
+        let entry = PulledMsgs {
+            msgs: pulled,
+            is_end,
+            end_seq: 0,
+        };
+        if is_notification_conversation(&range.conversation_id) {
+            reply
+                .notification_msgs
+                .insert(range.conversation_id.clone(), entry);
+        } else {
+            reply.msgs.insert(range.conversation_id.clone(), entry);
+        }
+    }
+    Ok(Reply(reply))
+}
+
+/// `/msg/get_server_time` reply.
+#[derive(Debug, Serialize)]
+pub struct ServerTimeReply {
+    #[serde(rename = "serverTime")]
+    server_time: i64,
+}
+
+/// A request with no fields (`{}`).
+#[derive(Debug, Default, Deserialize)]
+pub struct EmptyRequest {}
+
+/// The server's clock, Unix milliseconds.
+pub async fn get_server_time(_request: Authed<EmptyRequest>) -> Reply<ServerTimeReply> {
+    Reply(ServerTimeReply {
+        server_time: now_millis(),
+    })
+}

@@ -1,0 +1,289 @@
+//! Sending, max seqs and pulls.
+
+use base64::Engine as _;
+use jetim_common::auth::Platform;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error};
+
+impl TestApp {
+    async fn send_text(&self, admin: &str, from: &str, to: &str, text: &str) -> Value {
+        self.ok(
+            "/msg/send_msg",
+            admin,
+            &json!({"sendID": from, "recvID": to, "sessionType": 1, "contentType": 101,
+                    "content": {"content": text}, "senderPlatformID": 5}),
+        )
+        .await
+    }
+
+    /// The user's max seqs once the messages projection has caught up to `expected` entries.
+    async fn newest_seqs(&self, token: &str, user: &str, expected: usize) -> Value {
+        let mut data = Value::Null;
+        for _ in 0..100 {
+            data = self
+                .ok("/msg/newest_seq", token, &json!({"userID": user}))
+                .await;
+            let seen = data["maxSeqs"].as_object().map_or(0, serde_json::Map::len);
+            if seen >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        data
+    }
+}
+
+#[tokio::test]
+async fn a_sent_message_gets_seq_1_and_both_sides_can_pull_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["alice", "bob"]).await;
+    let sent = app.send_text(&admin, "alice", "bob", "hi bob").await;
+    let server_msg_id = sent["serverMsgID"].as_str().unwrap();
+    assert_eq!(server_msg_id.len(), 32);
+    assert!(server_msg_id.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    assert_eq!(sent["clientMsgID"].as_str().unwrap().len(), 32);
+    assert!(sent["sendTime"].as_i64().unwrap() > 1_700_000_000_000);
+
+    let bob = app.user_token(&admin, "bob", Platform::WEB).await;
+    // Bob has the chat and its n_ twin; the twin has no messages, so only the chat is listed.
+    let seqs = app.newest_seqs(&bob, "bob", 1).await;
+    assert_eq!(seqs, json!({"maxSeqs": {"si_alice_bob": 1}}));
+
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &bob,
+            &json!({"userID": "bob", "seqRanges": [{"conversationID": "si_alice_bob", "begin": 1, "end": 1, "num": 10}]}),
+        )
+        .await;
+    let conversation = &pulled["msgs"]["si_alice_bob"];
+    assert_eq!(conversation["isEnd"], true);
+    assert_eq!(conversation["endSeq"], 0);
+    let message = &conversation["Msgs"][0];
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["status"], 2);
+    assert_eq!(message["sendID"], "alice");
+    assert_eq!(message["recvID"], "bob");
+    assert_eq!(message["sessionType"], 1);
+    assert_eq!(message["msgFrom"], 200);
+    assert_eq!(message["serverMsgID"], server_msg_id);
+    assert_eq!(message["atUserIDList"], Value::Null);
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(message["content"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(content, br#"{"content":"hi bob"}"#);
+    assert_eq!(
+        message.as_object().unwrap().len(),
+        21,
+        "every MsgData field: {message}"
+    );
+}
+
+#[tokio::test]
+async fn seqs_run_gapless_and_a_pull_returns_the_newest_num() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ann", "ben"]).await;
+    for index in 0..5 {
+        let from = if index % 2 == 0 { "ann" } else { "ben" };
+        let to = if from == "ann" { "ben" } else { "ann" };
+        app.send_text(&admin, from, to, &format!("message {index}"))
+            .await;
+    }
+    let ann = app.user_token(&admin, "ann", Platform::WEB).await;
+    let seqs = app.newest_seqs(&ann, "ann", 1).await;
+    assert_eq!(seqs["maxSeqs"]["si_ann_ben"], 5);
+
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &ann,
+            &json!({"userID": "ann", "seqRanges": [{"conversationID": "si_ann_ben", "begin": 1, "end": 100, "num": 2}]}),
+        )
+        .await;
+    let seqs: Vec<i64> = pulled["msgs"]["si_ann_ben"]["Msgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [4, 5], "the newest num of the clamped range");
+    assert_eq!(pulled["msgs"]["si_ann_ben"]["isEnd"], true);
+
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &ann,
+            &json!({"userID": "ann", "order": 1, "seqRanges": [{"conversationID": "si_ann_ben", "begin": 2, "end": 3, "num": 10}]}),
+        )
+        .await;
+    let seqs: Vec<i64> = pulled["msgs"]["si_ann_ben"]["Msgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 2], "descending order");
+    assert_eq!(pulled["msgs"]["si_ann_ben"]["isEnd"], false);
+}
+
+#[tokio::test]
+async fn nobody_reads_a_conversation_they_are_not_in() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["amy", "bill", "eve"]).await;
+    app.send_text(&admin, "amy", "bill", "secret").await;
+    let eve = app.user_token(&admin, "eve", Platform::WEB).await;
+    let _ = app.newest_seqs(&admin, "amy", 1).await;
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &eve,
+            &json!({"userID": "eve", "seqRanges": [{"conversationID": "si_amy_bill", "begin": 1, "end": 10, "num": 10}]}),
+        )
+        .await;
+    assert_eq!(pulled, json!({}));
+    let reply = app
+        .post(
+            "/msg/pull_msg_by_seq",
+            Some(&eve),
+            &json!({"userID": "amy", "seqRanges": []}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(1002, "NoPermissionError", "eve may not act for amy")
+    );
+    let reply = app
+        .post("/msg/newest_seq", Some(&eve), &json!({"userID": "amy"}))
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+}
+
+#[tokio::test]
+async fn bad_sends_and_pulls_get_openim_errors_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["kim", "lee"]).await;
+    let kim = app.user_token(&admin, "kim", Platform::WEB).await;
+    let text = |to: &str| {
+        json!({"sendID": "kim", "recvID": to, "sessionType": 1, "contentType": 101,
+               "content": {"content": "x"}})
+    };
+    let cases = [
+        (text("ghost"), 1101, "receiver \"ghost\" is not registered"),
+        (
+            json!({"sendID": "kim", "groupID": "g1", "sessionType": 3, "contentType": 101, "content": {"content": "x"}}),
+            1201,
+            "group \"g1\" does not exist",
+        ),
+        (
+            json!({"sendID": "kim", "recvID": "lee", "sessionType": 2, "contentType": 101, "content": {"content": "x"}}),
+            1001,
+            "unknown sessionType 2",
+        ),
+        (
+            json!({"sendID": "kim", "recvID": "lee", "sessionType": 1, "contentType": 101, "content": {"text": "x"}}),
+            1001,
+            "text content has no content",
+        ),
+        (
+            json!({"sendID": "kim", "recvID": "lee", "sessionType": 1, "contentType": 999, "content": {}}),
+            1001,
+            "contentType 999 cannot be sent through /msg/send_msg",
+        ),
+        (
+            json!({"sendID": "nobody", "recvID": "lee", "sessionType": 1, "contentType": 101, "content": {"content": "x"}}),
+            1101,
+            "sender \"nobody\" is not registered",
+        ),
+    ];
+    for (body, code, detail) in cases {
+        let reply = app.post("/msg/send_msg", Some(&admin), &body).await;
+        assert_eq!(reply["errCode"], code, "{body}: {reply}");
+        assert_eq!(reply["errDlt"], detail, "{body}");
+    }
+    let reply = app.post("/msg/send_msg", Some(&kim), &text("lee")).await;
+    assert_eq!(reply["errCode"], 1002, "REST send is for admins: {reply}");
+
+    for (range, detail) in [
+        (
+            json!({"conversationID": "si_kim_lee", "begin": 1, "end": 5, "num": 0}),
+            "seqRanges.num 0 for si_kim_lee is not between 1 and 1000",
+        ),
+        (
+            json!({"conversationID": "si_kim_lee", "begin": 9, "end": 5, "num": 5}),
+            "seqRanges for si_kim_lee runs backwards or below 0 (9 .. 5)",
+        ),
+        (
+            json!({"begin": 1, "end": 5, "num": 5}),
+            "seqRanges.conversationID is empty",
+        ),
+    ] {
+        let reply = app
+            .post(
+                "/msg/pull_msg_by_seq",
+                Some(&kim),
+                &json!({"userID": "kim", "seqRanges": [range]}),
+            )
+            .await;
+        assert_eq!(reply, error(1001, "ArgsError", detail));
+    }
+    let mut stream = app.jetstream.get_stream("IM_CONV").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        0,
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_client_msg_id_returns_the_original_even_after_the_dedup_window() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["rex", "sue"]).await;
+    let log = jetim_streams::EventLog::open(app.jetstream.clone())
+        .await
+        .unwrap();
+    let message = jetim_schemas::openim::sdkws::MsgData {
+        send_id: "rex".into(),
+        recv_id: "sue".into(),
+        client_msg_id: "client-1".into(),
+        session_type: 1,
+        content_type: 101,
+        content: br#"{"content":"once"}"#.to_vec(),
+        ..Default::default()
+    };
+    let pool = app.database.pool();
+    let send = || jetim_messaging::service::send(&log, &pool, &message, "rex", false);
+    let first = send().await.unwrap().unwrap();
+    assert_eq!((first.seq, first.duplicate), (1, false));
+    // Inside JetStream's duplicate window.
+    let again = send().await.unwrap().unwrap();
+    assert_eq!((again.seq, again.duplicate), (1, true));
+    assert_eq!(again.server_msg_id, first.server_msg_id);
+    assert_eq!(again.send_time, first.send_time);
+
+    // Beyond it: shrink the window, let it pass, and resend once the read model has the
+    // original; only the read model's clientMsgID table can catch this one.
+    let text =
+        include_str!("../../../../streams/IM_CONV.json").replace("120000000000", "1000000000");
+    let short_window =
+        jetim_streams::definitions::StreamDefinition::parse("IM_CONV.json", &text).unwrap();
+    jetim_streams::definitions::apply(&app.jetstream, &short_window)
+        .await
+        .unwrap();
+    let _ = app.newest_seqs(&admin, "rex", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let late = send().await.unwrap().unwrap();
+    assert_eq!((late.seq, late.duplicate), (1, true));
+    assert_eq!(late.server_msg_id, first.server_msg_id);
+    let mut stream = app.jetstream.get_stream("IM_CONV").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        1,
+        "one message, ever"
+    );
+}

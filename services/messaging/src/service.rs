@@ -1,0 +1,149 @@
+//! Sending: the lookups the decision needs, the decision, and the append that fixes the seq.
+//!
+//! The answer comes only after the JetStream ack, so an answered message is durable and its
+//! seq final. A resend of a clientMsgID is answered with the original message: inside the
+//! log's duplicate window by JetStream's dedup, beyond it from the read model's clientMsgID
+//! table, so one clientMsgID never makes two messages.
+
+use deadpool_postgres::Pool;
+use jetim_readmodel::{messages, users};
+use jetim_schemas::events::msg::MsgSent;
+use jetim_schemas::openim::sdkws::MsgData;
+use jetim_streams::EventLog;
+use sha2::Digest as _;
+
+use crate::Rejection;
+use crate::send::{SendContext, decide};
+
+/// A send that was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The message's serverMsgID (the original's, for a resend).
+    pub server_msg_id: String,
+    /// The clientMsgID.
+    pub client_msg_id: String,
+    /// The send time (the original's, for a resend).
+    pub send_time: i64,
+    /// The seq, 0 for an online-only message.
+    pub seq: u64,
+    /// True when this was a resend and nothing new was stored.
+    pub duplicate: bool,
+    /// The message as stored (for delivery); `None` for a resend.
+    pub message: Option<MsgSent>,
+}
+
+/// An infrastructure failure while sending: the caller answers 500, and the client may resend
+/// with the same clientMsgID safely.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SendFailure(String);
+
+/// 32 lower-case hex characters, as OpenIM's IDs look.
+pub fn new_message_id() -> String {
+    sha2::Sha256::digest(nuid::next().to_string().as_bytes())
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Sends `message` on behalf of `caller`.
+pub async fn send(
+    log: &EventLog,
+    db: &Pool,
+    message: &MsgData,
+    caller: &str,
+    caller_is_admin: bool,
+) -> Result<Result<Sent, Rejection>, SendFailure> {
+    let failure = |error: &dyn std::fmt::Display| SendFailure(error.to_string());
+    let sender = if message.send_id.is_empty() {
+        None
+    } else {
+        users::look_up(db, log, &message.send_id)
+            .await
+            .map_err(|error| failure(&error))?
+    };
+    let receiver_registered = if message.recv_id.is_empty() {
+        false
+    } else {
+        users::look_up(db, log, &message.recv_id)
+            .await
+            .map_err(|error| failure(&error))?
+            .is_some()
+    };
+    let context = SendContext {
+        caller: caller.to_owned(),
+        caller_is_admin,
+        sender_level: sender.map(|user| user.app_manger_level),
+        receiver_registered,
+        now_ms: now_ms(),
+        server_msg_id: new_message_id(),
+    };
+    let decided = match decide(message, &context) {
+        Ok(decided) => decided,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let event = decided.message;
+    if !decided.stored {
+        return Ok(Ok(Sent {
+            server_msg_id: event.server_msg_id.clone(),
+            client_msg_id: event.client_msg_id.clone(),
+            send_time: event.send_time,
+            seq: 0,
+            duplicate: false,
+            message: Some(event),
+        }));
+    }
+    if let Some(original) = messages::original(db, &event.conversation_id, &event.client_msg_id)
+        .await
+        .map_err(|error| failure(&error))?
+    {
+        return Ok(Ok(Sent {
+            server_msg_id: original.server_msg_id,
+            client_msg_id: event.client_msg_id,
+            send_time: original.send_time,
+            seq: original.seq,
+            duplicate: true,
+            message: None,
+        }));
+    }
+    let appended = log
+        .append_to_timeline(&event.conversation_id, &event.client_msg_id, caller, &event)
+        .await
+        .map_err(|error| failure(&error))?;
+    if appended.duplicate {
+        let original: MsgSent = log
+            .read(appended.stream_sequence)
+            .await
+            .map_err(|error| failure(&error))?
+            .decode()
+            .map_err(|error| failure(&error))?;
+        return Ok(Ok(Sent {
+            server_msg_id: original.server_msg_id,
+            client_msg_id: original.client_msg_id,
+            send_time: original.send_time,
+            seq: appended.seq,
+            duplicate: true,
+            message: None,
+        }));
+    }
+    let mut stored = event;
+    stored.seq = appended.seq;
+    tracing::debug!(conversation = %stored.conversation_id, seq = stored.seq, "message stored");
+    Ok(Ok(Sent {
+        server_msg_id: stored.server_msg_id.clone(),
+        client_msg_id: stored.client_msg_id.clone(),
+        send_time: stored.send_time,
+        seq: stored.seq,
+        duplicate: false,
+        message: Some(stored),
+    }))
+}

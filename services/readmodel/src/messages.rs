@@ -1,0 +1,339 @@
+//! The messages projection, version 1: messages by seq, clientMsgID lookups, conversation
+//! max seqs and users' conversation rows, from `im.conv.*.msg`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deadpool_postgres::Pool;
+use jetim_schemas::event::Event as _;
+use jetim_schemas::events::msg::MsgSent;
+use jetim_streams::RecordedEvent;
+use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
+use jetim_streams::subject::CONVERSATION_STREAM;
+
+use crate::{ReadModelError, projection};
+
+/// The projection's name in the registry.
+pub const NAME: &str = "messages";
+/// The version this build writes and reads.
+pub const VERSION: i32 = 1;
+
+/// The durable consumer that feeds the projection.
+pub fn consumer_spec() -> DurableSpec {
+    let mut spec = DurableSpec::new(CONVERSATION_STREAM, &format!("{NAME}_v{VERSION}"));
+    spec.filter_subjects = vec!["im.conv.*.msg".to_owned()];
+    spec
+}
+
+/// The message a clientMsgID first became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    /// Its seq.
+    pub seq: u64,
+    /// Its serverMsgID.
+    pub server_msg_id: String,
+    /// Its send time.
+    pub send_time: i64,
+}
+
+/// The message that `client_msg_id` first became in `conversation_id`, if any.
+pub async fn original(
+    pool: &Pool,
+    conversation_id: &str,
+    client_msg_id: &str,
+) -> Result<Option<Original>, ReadModelError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT m.seq, m.server_msg_id, m.send_time
+             FROM client_msg_ids_v1 c
+             JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
+             WHERE c.conversation_id = $1 AND c.client_msg_id = $2",
+            &[&conversation_id, &client_msg_id],
+        )
+        .await?;
+    Ok(row.map(|row| Original {
+        seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+        server_msg_id: row.get(1),
+        send_time: row.get(2),
+    }))
+}
+
+/// The max seq of every conversation the user has, with each chat's `n_` twin and the
+/// user's own `n_<user>_<user>`; conversations without messages are left out.
+pub async fn max_seqs(pool: &Pool, user_id: &str) -> Result<BTreeMap<String, i64>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT s.conversation_id, s.max_seq
+             FROM user_conversations_v1 u
+             JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+             WHERE u.owner_user_id = $1 AND s.max_seq > 0",
+            &[&user_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect())
+}
+
+/// Whether the user has a row for the conversation.
+pub async fn has_conversation(
+    pool: &Pool,
+    user_id: &str,
+    conversation_id: &str,
+) -> Result<bool, ReadModelError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM user_conversations_v1 WHERE owner_user_id = $1 AND conversation_id = $2",
+            &[&user_id, &conversation_id],
+        )
+        .await?
+        .is_some())
+}
+
+/// A conversation's max seq (0 when it has no messages).
+pub async fn max_seq(pool: &Pool, conversation_id: &str) -> Result<u64, ReadModelError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT max_seq FROM conversation_seqs_v1 WHERE conversation_id = $1",
+            &[&conversation_id],
+        )
+        .await?;
+    Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+}
+
+/// The stored messages of a conversation with seqs in `[begin, end]`, by seq.
+pub async fn range(
+    pool: &Pool,
+    conversation_id: &str,
+    begin: u64,
+    end: u64,
+) -> Result<BTreeMap<u64, MsgSent>, ReadModelError> {
+    let client = pool.get().await?;
+    let begin = i64::try_from(begin).unwrap_or(i64::MAX);
+    let end = i64::try_from(end).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "SELECT seq, body::text FROM messages_v1
+             WHERE conversation_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+            &[&conversation_id, &begin, &end],
+        )
+        .await?;
+    let mut messages = BTreeMap::new();
+    for row in rows {
+        let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let body: String = row.get(1);
+        // The body was written by this projection from a decoded event, so it decodes.
+        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
+            messages.insert(seq, message);
+        }
+    }
+    Ok(messages)
+}
+
+/// Applies `msg.sent` events.
+pub struct MessagesProjection {
+    pool: Pool,
+}
+
+impl MessagesProjection {
+    /// A projection writing through `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+/// A conversation row to make: (owner, conversation, type, peer user, group).
+type ConversationRow = (String, String, i32, String, String);
+
+fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
+    let conversation = &message.conversation_id;
+    let twin = |id: &str| match id.split_once('_') {
+        Some((_, rest)) => format!("n_{rest}"),
+        None => format!("n_{id}"),
+    };
+    let mut rows = Vec::new();
+    match message.session_type {
+        1 => {
+            for (owner, peer) in [
+                (&message.send_id, &message.recv_id),
+                (&message.recv_id, &message.send_id),
+            ] {
+                rows.push((
+                    owner.clone(),
+                    conversation.clone(),
+                    1,
+                    peer.clone(),
+                    String::new(),
+                ));
+                if !conversation.starts_with("n_") {
+                    rows.push((
+                        owner.clone(),
+                        twin(conversation),
+                        1,
+                        peer.clone(),
+                        String::new(),
+                    ));
+                }
+            }
+        }
+        4 => {
+            rows.push((
+                message.recv_id.clone(),
+                conversation.clone(),
+                4,
+                message.send_id.clone(),
+                String::new(),
+            ));
+        }
+        _ => {}
+    }
+    rows
+}
+
+impl BatchHandler for MessagesProjection {
+    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
+        let mut messages: Vec<(MsgSent, i64, String)> = Vec::with_capacity(batch.len());
+        let mut last_sequence = 0;
+        for event in batch {
+            last_sequence = last_sequence.max(event.stream_sequence);
+            if event.kind != MsgSent::KIND {
+                continue;
+            }
+            let message: MsgSent = event.decode().map_err(|error| HandleError::Poison {
+                stream_sequence: event.stream_sequence,
+                reason: error.to_string(),
+            })?;
+            let body = String::from_utf8_lossy(&event.payload).into_owned();
+            let sequence = i64::try_from(event.stream_sequence).unwrap_or(i64::MAX);
+            messages.push((message, sequence, body));
+        }
+        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| HandleError::Transient(Box::new(error)))?;
+        let transaction = client.transaction().await.map_err(transient)?;
+
+        if !messages.is_empty() {
+            let conversations: Vec<&str> = messages
+                .iter()
+                .map(|(m, _, _)| m.conversation_id.as_str())
+                .collect();
+            let seqs: Vec<i64> = messages
+                .iter()
+                .map(|(m, _, _)| i64::try_from(m.seq).unwrap_or(i64::MAX))
+                .collect();
+            let client_msg_ids: Vec<&str> = messages
+                .iter()
+                .map(|(m, _, _)| m.client_msg_id.as_str())
+                .collect();
+            let server_msg_ids: Vec<&str> = messages
+                .iter()
+                .map(|(m, _, _)| m.server_msg_id.as_str())
+                .collect();
+            let senders: Vec<&str> = messages
+                .iter()
+                .map(|(m, _, _)| m.send_id.as_str())
+                .collect();
+            let send_times: Vec<i64> = messages.iter().map(|(m, _, _)| m.send_time).collect();
+            let content_types: Vec<i32> = messages.iter().map(|(m, _, _)| m.content_type).collect();
+            let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_str()).collect();
+            let sequences: Vec<i64> = messages.iter().map(|(_, sequence, _)| *sequence).collect();
+            transaction
+                .execute(
+                    "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
+                                              send_id, send_time, content_type, body,
+                                              stream_sequence)
+                     SELECT c, s, cm, sm, si, st, ct, b::jsonb, ss
+                     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                 $6::bigint[], $7::int[], $8::text[], $9::bigint[])
+                          AS v(c, s, cm, sm, si, st, ct, b, ss)
+                     ON CONFLICT (conversation_id, seq) DO NOTHING",
+                    &[
+                        &conversations,
+                        &seqs,
+                        &client_msg_ids,
+                        &server_msg_ids,
+                        &senders,
+                        &send_times,
+                        &content_types,
+                        &bodies,
+                        &sequences,
+                    ],
+                )
+                .await
+                .map_err(transient)?;
+            // The first seq a clientMsgID got wins; a later one (impossible through the send
+            // path, but the log is the authority) keeps its message row and seq.
+            transaction
+                .execute(
+                    "INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
+                     SELECT DISTINCT ON (c, cm) c, cm, s
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(c, cm, s)
+                     ORDER BY c, cm, s
+                     ON CONFLICT DO NOTHING",
+                    &[&conversations, &client_msg_ids, &seqs],
+                )
+                .await
+                .map_err(transient)?;
+
+            let mut maxima: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+            for (message, _, _) in &messages {
+                let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+                let entry = maxima
+                    .entry(message.conversation_id.as_str())
+                    .or_insert((seq, message.send_time));
+                if seq >= entry.0 {
+                    *entry = (seq, message.send_time);
+                }
+            }
+            let ids: Vec<&str> = maxima.keys().copied().collect();
+            let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
+            let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
+            transaction
+                .execute(
+                    "INSERT INTO conversation_seqs_v1 AS s (conversation_id, max_seq, max_seq_time)
+                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+                     ON CONFLICT (conversation_id) DO UPDATE SET
+                         max_seq = EXCLUDED.max_seq, max_seq_time = EXCLUDED.max_seq_time
+                     WHERE s.max_seq < EXCLUDED.max_seq",
+                    &[&ids, &max_seqs, &times],
+                )
+                .await
+                .map_err(transient)?;
+
+            let rows: BTreeSet<ConversationRow> = messages
+                .iter()
+                .flat_map(|(message, _, _)| conversation_rows(message))
+                .collect();
+            if !rows.is_empty() {
+                let owners: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+                let ids: Vec<&str> = rows.iter().map(|row| row.1.as_str()).collect();
+                let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
+                let peers: Vec<&str> = rows.iter().map(|row| row.3.as_str()).collect();
+                let groups: Vec<&str> = rows.iter().map(|row| row.4.as_str()).collect();
+                transaction
+                    .execute(
+                        "INSERT INTO user_conversations_v1
+                             (owner_user_id, conversation_id, conversation_type, user_id, group_id)
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
+                                              $5::text[])
+                         ON CONFLICT DO NOTHING",
+                        &[&owners, &ids, &types, &peers, &groups],
+                    )
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+
+        projection::advance(&transaction, NAME, VERSION, last_sequence)
+            .await
+            .map_err(transient)?;
+        transaction.commit().await.map_err(transient)
+    }
+}
