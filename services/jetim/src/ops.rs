@@ -15,6 +15,39 @@ pub(crate) enum OpsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The events of one conversation or one user, from the log, as JSON lines.
+    Audit {
+        /// A conversation ID (e.g. si_alice_bob).
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        conversation: Option<String>,
+        /// A user ID.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events stored at or after this time (RFC 3339 or Unix milliseconds).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Only events stored before this time (RFC 3339 or Unix milliseconds).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<time::OffsetDateTime>,
+        /// Only events of this kind (`msg.sent`), or of kinds starting with it (`msg.`).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Each projection's position against its stream: applied, pending, behind.
+    Lag {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    if let Ok(millis) = text.parse::<i64>() {
+        return time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+            .map_err(|error| format!("{text}: {error}"));
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("{text:?} is neither RFC 3339 nor Unix milliseconds: {error}"))
 }
 
 pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<()> {
@@ -28,8 +61,166 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 print!("{}", render_table(&report));
             }
         }
+        OpsCommand::Audit {
+            conversation,
+            user,
+            since,
+            until,
+            kind,
+        } => {
+            let (stream, filter) = match (conversation, user) {
+                (Some(conversation), _) => (
+                    jetim_streams::subject::CONVERSATION_STREAM,
+                    jetim_streams::subject::conversation_filter(&conversation)?,
+                ),
+                (None, Some(user)) => (
+                    jetim_streams::subject::USER_STREAM,
+                    jetim_streams::subject::user_filter(&user)?,
+                ),
+                (None, None) => anyhow::bail!("name a --conversation or a --user"),
+            };
+            audit(&jetstream, stream, filter, since, until, kind.as_deref()).await?;
+        }
+        OpsCommand::Lag { json } => {
+            let pool = jetim_common::db::connect(&config.postgres).await?;
+            let report = lag_report(&jetstream, &pool).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render_lag(&report));
+            }
+        }
     }
     Ok(())
+}
+
+async fn audit(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+    filter: String,
+    since: Option<time::OffsetDateTime>,
+    until: Option<time::OffsetDateTime>,
+    kind: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let millis = |time: time::OffsetDateTime| {
+        i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    };
+    let since_ms = since.map(millis);
+    let until_ms = until.map(millis);
+    // Read from the start of the subject's history and skip what is older than --since: the
+    // ordered consumer cannot be trusted to keep a start time across its own re-creation.
+    let mut replay =
+        jetim_streams::consume::Replay::start(jetstream, stream, 1, vec![filter]).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while let Some(event) = replay.next().await {
+        let event = event?;
+        if until_ms.is_some_and(|until| event.stored_at_ms >= until) {
+            break;
+        }
+        if since_ms.is_some_and(|since| event.stored_at_ms < since) {
+            continue;
+        }
+        if kind.is_some_and(|kind| !event.kind.starts_with(kind)) {
+            continue;
+        }
+        writeln!(out, "{}", event.to_audit_json())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct LagRow {
+    projection: String,
+    version: i32,
+    active: bool,
+    consumer: String,
+    stream: String,
+    applied_sequence: u64,
+    stream_last_sequence: u64,
+    pending: u64,
+    ack_pending: usize,
+}
+
+async fn lag_report(
+    jetstream: &async_nats::jetstream::Context,
+    pool: &deadpool_postgres::Pool,
+) -> anyhow::Result<Vec<LagRow>> {
+    let client = pool.get().await.context("no database connection")?;
+    let registry = client
+        .query(
+            "SELECT name, version, active, stream_sequence FROM projections ORDER BY name, version",
+            &[],
+        )
+        .await
+        .context("reading the projection registry")?;
+    let known = jetim_readmodel::projections();
+    let mut rows = Vec::new();
+    for row in registry {
+        let name: String = row.get(0);
+        let version: i32 = row.get(1);
+        let Some((_, _, spec)) = known.iter().find(|(known_name, known_version, _)| {
+            *known_name == name && *known_version == version
+        }) else {
+            continue;
+        };
+        let mut stream = jetstream
+            .get_stream(&spec.stream)
+            .await
+            .with_context(|| format!("opening stream {}", spec.stream))?;
+        let last = stream.info().await?.state.last_sequence;
+        let (pending, ack_pending) = match stream.consumer_info(&spec.name).await {
+            Ok(info) => (info.num_pending, info.num_ack_pending),
+            // Not created yet: the projector has not started; everything is pending.
+            Err(_) => (last, 0),
+        };
+        rows.push(LagRow {
+            projection: name,
+            version,
+            active: row.get(2),
+            consumer: spec.name.clone(),
+            stream: spec.stream.clone(),
+            applied_sequence: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+            stream_last_sequence: last,
+            pending,
+            ack_pending,
+        });
+    }
+    Ok(rows)
+}
+
+fn render_lag(rows: &[LagRow]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>7} {:>6} {:<10} {:>14} {:>14} {:>10} {:>12}",
+        "PROJECTION",
+        "VERSION",
+        "ACTIVE",
+        "STREAM",
+        "APPLIED SEQ",
+        "STREAM LAST",
+        "PENDING",
+        "ACK PENDING"
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7} {:>6} {:<10} {:>14} {:>14} {:>10} {:>12}",
+            row.projection,
+            row.version,
+            row.active,
+            row.stream,
+            row.applied_sequence,
+            row.stream_last_sequence,
+            row.pending,
+            row.ack_pending
+        );
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]

@@ -44,6 +44,15 @@ async fn run_one<H: BatchHandler>(
     run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
 }
 
+/// Every projection this build maintains: (name, version, its consumer).
+pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
+    vec![
+        (users::NAME, users::VERSION, users::consumer_spec()),
+        (settings::NAME, settings::VERSION, settings::consumer_spec()),
+        (messages::NAME, messages::VERSION, messages::consumer_spec()),
+    ]
+}
+
 /// Runs every projection, each with its own durable consumer, until `shutdown` is
 /// cancelled; the first to fail stops the others.
 pub async fn run_projections(

@@ -260,3 +260,96 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
         "{request}"
     );
 }
+
+#[tokio::test]
+async fn ops_audit_prints_a_conversations_events_as_json_lines_and_ops_lag_the_projections() {
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let environment = [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+    ];
+    assert!(jetim(&["migrate"], &environment).status.success());
+    let log = jetim_streams::EventLog::open(nats.jetstream().await)
+        .await
+        .unwrap();
+    for (conversation, key) in [("si_a.b_c", "1"), ("si_other", "1"), ("si_a.b_c", "2")] {
+        log.append_to_timeline(conversation, key, "a.b", &Ping { seq: 0 })
+            .await
+            .unwrap();
+    }
+
+    let output = jetim(
+        &["ops", "audit", "--conversation", "si_a.b_c"],
+        &environment,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["subject"], "im.conv.si_a=2Eb_c.msg");
+    assert_eq!(lines[0]["event"], "test.ping");
+    assert_eq!(lines[0]["actor"], "a.b");
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[1]["seq"], 2);
+    assert_eq!(lines[1]["data"]["seq"], 2);
+
+    let none = jetim(
+        &[
+            "ops",
+            "audit",
+            "--conversation",
+            "si_a.b_c",
+            "--kind",
+            "msg.",
+        ],
+        &environment,
+    );
+    assert!(none.stdout.is_empty());
+    let future = jetim(
+        &[
+            "ops",
+            "audit",
+            "--conversation",
+            "si_a.b_c",
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+        &environment,
+    );
+    assert!(
+        future.status.success() && future.stdout.is_empty(),
+        "{future:?}"
+    );
+    let bad = jetim(
+        &[
+            "ops",
+            "audit",
+            "--conversation",
+            "x",
+            "--since",
+            "yesterday",
+        ],
+        &environment,
+    );
+    assert_eq!(bad.status.code(), Some(2), "clap refuses a bad time");
+
+    let output = jetim(&["ops", "lag", "--json"], &environment);
+    assert!(output.status.success(), "{output:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let messages = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["projection"] == "messages")
+        .unwrap();
+    assert_eq!(messages["stream"], "IM_CONV");
+    assert_eq!(messages["applied_sequence"], 0);
+    assert_eq!(messages["stream_last_sequence"], 3);
+    assert_eq!(
+        messages["pending"], 3,
+        "no projector has run: everything is pending"
+    );
+}
