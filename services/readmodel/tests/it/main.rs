@@ -1,0 +1,154 @@
+//! The read models' invariants against real servers: applying is idempotent (a batch
+//! redelivered after its commit changes nothing), and a rebuild from the log in other batch
+//! sizes gives the same rows as the live projection.
+
+use deadpool_postgres::Pool;
+use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_readmodel::messages::MessagesProjection;
+use jetim_schemas::events::user::UserRegistered;
+use jetim_schemas::openim::sdkws::MsgData;
+use jetim_streams::consume::{BatchHandler, Replay};
+use jetim_streams::subject::{CONVERSATION_STREAM, Subject, UserKind};
+use jetim_streams::{EventLog, Expect, RecordedEvent};
+
+const TABLES: &[&str] = &[
+    "messages_v1",
+    "client_msg_ids_v1",
+    "conversation_seqs_v1",
+    "user_conversations_v1",
+];
+
+async fn snapshot(pool: &Pool) -> Vec<Vec<String>> {
+    let client = pool.get().await.unwrap();
+    let mut tables = Vec::new();
+    for table in TABLES {
+        let rows = client
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"),
+                &[],
+            )
+            .await
+            .unwrap();
+        tables.push(rows.iter().map(|row| row.get::<_, String>(0)).collect());
+    }
+    tables
+}
+
+async fn all_events(jetstream: &async_nats::jetstream::Context) -> Vec<RecordedEvent> {
+    let mut replay = Replay::start(jetstream, CONVERSATION_STREAM, 1, Vec::new())
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = replay.next().await {
+        events.push(event.unwrap());
+    }
+    events
+}
+
+async fn project(pool: &Pool, events: &[RecordedEvent], batch_size: usize, twice: bool) {
+    let mut projection = MessagesProjection::new(pool.clone());
+    for batch in events.chunks(batch_size) {
+        projection.apply(batch).await.unwrap();
+        if twice {
+            // Committed, then the ack was lost: the same batch comes again.
+            projection.apply(batch).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
+    let nats = TestNats::start().await;
+    let jetstream = nats.jetstream().await;
+    jetim_streams::definitions::apply_all(&jetstream, 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    for user in ["u1", "u2", "u3", "news"] {
+        let registered = UserRegistered {
+            user_id: user.into(),
+            nickname: user.into(),
+            face_url: String::new(),
+            ex: String::new(),
+            app_manger_level: if user == "news" { 3 } else { 1 },
+            global_recv_msg_opt: 0,
+            create_time: 1,
+        };
+        let subject = Subject::user(user, UserKind::Account).unwrap();
+        log.append(&subject, "test", Expect::Empty, None, &registered)
+            .await
+            .unwrap();
+    }
+    let live = TestDatabase::migrated().await;
+    let live_pool = live.pool();
+    let pairs = [
+        ("u1", "u2", 1),
+        ("u2", "u1", 1),
+        ("u1", "u3", 1),
+        ("news", "u1", 4),
+    ];
+    for index in 0..23 {
+        let (from, to, session) = pairs[index % pairs.len()];
+        let message = MsgData {
+            send_id: from.into(),
+            recv_id: to.into(),
+            client_msg_id: format!("c{index}"),
+            session_type: session,
+            content_type: 101,
+            content: format!(r#"{{"content":"m{index}"}}"#).into_bytes(),
+            ..MsgData::default()
+        };
+        jetim_messaging::service::send(&log, &live_pool, &message, from, false)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    let events = all_events(&jetstream).await;
+    assert_eq!(events.len(), 23);
+    project(&live_pool, &events, 7, true).await;
+    let once = TestDatabase::migrated().await;
+    project(&once.pool(), &events, 7, false).await;
+    let live_rows = snapshot(&live_pool).await;
+    assert_eq!(
+        live_rows,
+        snapshot(&once.pool()).await,
+        "a redelivered batch changed nothing"
+    );
+
+    let rebuilt = TestDatabase::migrated().await;
+    project(&rebuilt.pool(), &events, 3, false).await;
+    assert_eq!(
+        snapshot(&rebuilt.pool()).await,
+        live_rows,
+        "rebuild equals live"
+    );
+
+    // Seqs run 1..n per conversation in the read model.
+    let client = live_pool.get().await.unwrap();
+    let gaps: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (
+                 SELECT conversation_id, max(seq) AS top, count(*) AS n FROM messages_v1
+                 GROUP BY conversation_id) c
+             WHERE top <> n",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gaps, 0);
+    let conversations: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT conversation_id) FROM messages_v1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(conversations, 3, "si_u1_u2, si_u1_u3 and sn_news_u1");
+    let max_seq = jetim_readmodel::messages::max_seq(&live_pool, "si_u1_u2")
+        .await
+        .unwrap();
+    assert_eq!(max_seq, 12, "two of every four sends went to si_u1_u2");
+}
