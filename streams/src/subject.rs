@@ -18,6 +18,8 @@ const USER_PREFIX: &str = "im.user";
 pub enum ConversationKind {
     /// `msg`: the timeline. Each event carries the conversation's gapless seq.
     Timeline,
+    /// `read`: read marks of the conversation's members.
+    Read,
 }
 
 impl ConversationKind {
@@ -25,12 +27,14 @@ impl ConversationKind {
     pub const fn token(self) -> &'static str {
         match self {
             Self::Timeline => "msg",
+            Self::Read => "read",
         }
     }
 
     fn from_token(token: &str) -> Option<Self> {
         match token {
             "msg" => Some(Self::Timeline),
+            "read" => Some(Self::Read),
             _ => None,
         }
     }

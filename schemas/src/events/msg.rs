@@ -124,3 +124,38 @@ impl MsgSent {
         }
     }
 }
+
+/// How a read mark changes the reader's read position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Raise it to `has_read_seq` if that is higher (mark as read).
+    Raise,
+    /// Set it to `has_read_seq`, even lower (`set_conversation_has_read_seq`).
+    Set,
+}
+
+/// `conversation.read` v1 on `im.conv.<conversationID>.read`: a member read up to a seq, and
+/// (in single chats) marked the peer's messages at `seqs` read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRead {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The reader.
+    pub user_id: String,
+    /// The new read position.
+    pub has_read_seq: u64,
+    /// Raise or set.
+    pub mode: ReadMode,
+    /// Messages marked read (single chats): the peer's messages among them get `isRead`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seqs: Vec<u64>,
+    /// Also mark every seq after the previous read position up to `has_read_seq`.
+    #[serde(default)]
+    pub from_seq: u64,
+}
+
+impl Event for ConversationRead {
+    const KIND: &'static str = "conversation.read";
+    const VERSION: u32 = 1;
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Pool;
 use jetim_schemas::event::Event as _;
-use jetim_schemas::events::msg::MsgSent;
+use jetim_schemas::events::msg::{ConversationRead, MsgSent, ReadMode};
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::CONVERSATION_STREAM;
@@ -20,7 +20,7 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(CONVERSATION_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec!["im.conv.*.msg".to_owned()];
+    spec.filter_subjects = vec!["im.conv.*.msg".to_owned(), "im.conv.*.read".to_owned()];
     spec
 }
 
@@ -105,19 +105,20 @@ pub async fn max_seq(pool: &Pool, conversation_id: &str) -> Result<u64, ReadMode
     Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
 }
 
-/// The stored messages of a conversation with seqs in `[begin, end]`, by seq.
+/// The stored messages of a conversation with seqs in `[begin, end]`, by seq, each with
+/// whether the peer has read it (single chats).
 pub async fn range(
     pool: &Pool,
     conversation_id: &str,
     begin: u64,
     end: u64,
-) -> Result<BTreeMap<u64, MsgSent>, ReadModelError> {
+) -> Result<BTreeMap<u64, (MsgSent, bool)>, ReadModelError> {
     let client = pool.get().await?;
     let begin = i64::try_from(begin).unwrap_or(i64::MAX);
     let end = i64::try_from(end).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT seq, body::text FROM messages_v1
+            "SELECT seq, body::text, is_read FROM messages_v1
              WHERE conversation_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
             &[&conversation_id, &begin, &end],
         )
@@ -128,13 +129,87 @@ pub async fn range(
         let body: String = row.get(1);
         // The body was written by this projection from a decoded event, so it decodes.
         if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
-            messages.insert(seq, message);
+            messages.insert(seq, (message, row.get::<_, bool>(2)));
         }
     }
     Ok(messages)
 }
 
-/// Applies `msg.sent` events.
+/// A member's read state in one conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqState {
+    /// The conversation's max seq.
+    pub max_seq: u64,
+    /// The member's read position.
+    pub has_read_seq: u64,
+    /// When the newest message was sent, milliseconds.
+    pub max_seq_time: i64,
+}
+
+/// Max seq, read position and last message time of the user's conversations (all of them,
+/// or those named).
+pub async fn seq_states(
+    pool: &Pool,
+    user_id: &str,
+    conversation_ids: Option<&[String]>,
+) -> Result<BTreeMap<String, SeqState>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT u.conversation_id, coalesce(s.max_seq, 0), coalesce(r.has_read_seq, 0),
+                    coalesce(s.max_seq_time, 0)
+             FROM user_conversations_v1 u
+             LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+             LEFT JOIN read_seqs_v1 r
+                    ON r.owner_user_id = u.owner_user_id AND r.conversation_id = u.conversation_id
+             WHERE u.owner_user_id = $1 AND ($2::text[] IS NULL OR u.conversation_id = ANY($2))",
+            &[&user_id, &conversation_ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let number = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+            (
+                row.get::<_, String>(0),
+                SeqState {
+                    max_seq: number(1),
+                    has_read_seq: number(2),
+                    max_seq_time: row.get(3),
+                },
+            )
+        })
+        .collect())
+}
+
+/// A read position change folded over a batch, per (owner, conversation).
+#[derive(Debug, Clone, Copy, Default)]
+struct ReadFold {
+    /// The value a `Set` in the batch fixed (later raises included).
+    set: Option<u64>,
+    /// The highest raise when no `Set` came.
+    raise: u64,
+    /// The stream sequence of the last event folded in.
+    sequence: i64,
+}
+
+impl ReadFold {
+    fn raise(&mut self, seq: u64, sequence: i64) {
+        match &mut self.set {
+            Some(value) => *value = (*value).max(seq),
+            None => self.raise = self.raise.max(seq),
+        }
+        self.sequence = sequence;
+    }
+
+    fn set(&mut self, seq: u64, sequence: i64) {
+        self.set = Some(seq);
+        self.raise = 0;
+        self.sequence = sequence;
+    }
+}
+
+/// Applies `msg.sent` and `conversation.read` events.
 pub struct MessagesProjection {
     pool: Pool,
 }
@@ -197,19 +272,55 @@ fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
 impl BatchHandler for MessagesProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
         let mut messages: Vec<(MsgSent, i64, String)> = Vec::with_capacity(batch.len());
+        let mut reads: BTreeMap<(String, String), ReadFold> = BTreeMap::new();
+        // Peer messages marked read: (conversation, reader, first seq, last seq).
+        let mut marked: Vec<(String, String, i64, i64)> = Vec::new();
         let mut last_sequence = 0;
         for event in batch {
             last_sequence = last_sequence.max(event.stream_sequence);
-            if event.kind != MsgSent::KIND {
-                continue;
-            }
-            let message: MsgSent = event.decode().map_err(|error| HandleError::Poison {
+            let sequence = i64::try_from(event.stream_sequence).unwrap_or(i64::MAX);
+            let poison = |error: jetim_schemas::event::DecodeError| HandleError::Poison {
                 stream_sequence: event.stream_sequence,
                 reason: error.to_string(),
-            })?;
-            let body = String::from_utf8_lossy(&event.payload).into_owned();
-            let sequence = i64::try_from(event.stream_sequence).unwrap_or(i64::MAX);
-            messages.push((message, sequence, body));
+            };
+            if event.kind == MsgSent::KIND {
+                let message: MsgSent = event.decode().map_err(poison)?;
+                // A sender has read what they sent.
+                reads
+                    .entry((message.send_id.clone(), message.conversation_id.clone()))
+                    .or_default()
+                    .raise(message.seq, sequence);
+                let body = String::from_utf8_lossy(&event.payload).into_owned();
+                messages.push((message, sequence, body));
+            } else if event.kind == ConversationRead::KIND {
+                let read: ConversationRead = event.decode().map_err(poison)?;
+                let fold = reads
+                    .entry((read.user_id.clone(), read.conversation_id.clone()))
+                    .or_default();
+                match read.mode {
+                    ReadMode::Raise => fold.raise(read.has_read_seq, sequence),
+                    ReadMode::Set => fold.set(read.has_read_seq, sequence),
+                }
+                if read.conversation_id.starts_with("si_") {
+                    let to_i64 = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+                    if read.has_read_seq > read.from_seq && read.mode == ReadMode::Raise {
+                        marked.push((
+                            read.conversation_id.clone(),
+                            read.user_id.clone(),
+                            to_i64(read.from_seq + 1),
+                            to_i64(read.has_read_seq),
+                        ));
+                    }
+                    for seq in &read.seqs {
+                        marked.push((
+                            read.conversation_id.clone(),
+                            read.user_id.clone(),
+                            to_i64(*seq),
+                            to_i64(*seq),
+                        ));
+                    }
+                }
+            }
         }
         let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
         let mut client = self
@@ -329,6 +440,69 @@ impl BatchHandler for MessagesProjection {
                     .await
                     .map_err(transient)?;
             }
+        }
+
+        if !reads.is_empty() {
+            for setting in [true, false] {
+                let chosen: Vec<(&(String, String), &ReadFold)> = reads
+                    .iter()
+                    .filter(|(_, fold)| fold.set.is_some() == setting)
+                    .collect();
+                if chosen.is_empty() {
+                    continue;
+                }
+                let owners: Vec<&str> = chosen
+                    .iter()
+                    .map(|((owner, _), _)| owner.as_str())
+                    .collect();
+                let ids: Vec<&str> = chosen.iter().map(|((_, id), _)| id.as_str()).collect();
+                let values: Vec<i64> = chosen
+                    .iter()
+                    .map(|(_, fold)| {
+                        i64::try_from(fold.set.unwrap_or(fold.raise)).unwrap_or(i64::MAX)
+                    })
+                    .collect();
+                let sequences: Vec<i64> = chosen.iter().map(|(_, fold)| fold.sequence).collect();
+                let new_value = if setting {
+                    "EXCLUDED.has_read_seq"
+                } else {
+                    "GREATEST(r.has_read_seq, EXCLUDED.has_read_seq)"
+                };
+                transaction
+                    .execute(
+                        &format!(
+                            "INSERT INTO read_seqs_v1 AS r (owner_user_id, conversation_id,
+                                                            has_read_seq, stream_sequence)
+                             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[],
+                                                  $4::bigint[])
+                             ON CONFLICT (owner_user_id, conversation_id) DO UPDATE SET
+                                 has_read_seq = {new_value},
+                                 stream_sequence = EXCLUDED.stream_sequence
+                             WHERE r.stream_sequence < EXCLUDED.stream_sequence"
+                        ),
+                        &[&owners, &ids, &values, &sequences],
+                    )
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+
+        if !marked.is_empty() {
+            let ids: Vec<&str> = marked.iter().map(|mark| mark.0.as_str()).collect();
+            let readers: Vec<&str> = marked.iter().map(|mark| mark.1.as_str()).collect();
+            let firsts: Vec<i64> = marked.iter().map(|mark| mark.2).collect();
+            let lasts: Vec<i64> = marked.iter().map(|mark| mark.3).collect();
+            transaction
+                .execute(
+                    "UPDATE messages_v1 AS m SET is_read = true
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                          AS v(conversation_id, reader, first_seq, last_seq)
+                     WHERE m.conversation_id = v.conversation_id AND m.send_id <> v.reader
+                       AND m.seq BETWEEN v.first_seq AND v.last_seq AND NOT m.is_read",
+                    &[&ids, &readers, &firsts, &lasts],
+                )
+                .await
+                .map_err(transient)?;
         }
 
         projection::advance(&transaction, NAME, VERSION, last_sequence)

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client_config;
 pub mod msg;
 pub mod notification_account;
+pub mod read;
 pub mod statistics;
 pub mod user;
 pub mod user_command;
@@ -97,6 +98,19 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/newest_seq", post(msg::newest_seq))
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
         .route("/msg/get_server_time", post(msg::get_server_time))
+        .route("/msg/mark_msgs_as_read", post(read::mark_msgs_as_read))
+        .route(
+            "/msg/mark_conversation_as_read",
+            post(read::mark_conversation_as_read),
+        )
+        .route(
+            "/msg/set_conversation_has_read_seq",
+            post(read::set_conversation_has_read_seq),
+        )
+        .route(
+            "/msg/get_conversations_has_read_and_max_seq",
+            post(read::get_conversations_has_read_and_max_seq),
+        )
         .route("/user/get_user_client_config", post(client_config::get))
         .route("/user/set_user_client_config", post(client_config::set))
         .route("/user/del_user_client_config", post(client_config::delete))

@@ -429,7 +429,13 @@ pub async fn pull_msg_by_seq(
             .map(|seq| {
                 found
                     .get(&seq)
-                    .map_or_else(|| placeholder(seq), |message| message.to_msg_data())
+                    .map_or_else(
+                        || placeholder(seq),
+                        |(message, is_read)| MsgData {
+                            is_read: *is_read,
+                            ..message.to_msg_data()
+                        },
+                    )
                     .into()
             })
             .collect();

@@ -287,3 +287,141 @@ async fn a_resend_with_the_same_client_msg_id_returns_the_original_even_after_th
         "one message, ever"
     );
 }
+
+#[tokio::test]
+async fn read_marks_move_the_read_position_and_flag_the_peers_messages() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ada", "bo", "cy"]).await;
+    for text in ["one", "two", "three"] {
+        app.send_text(&admin, "ada", "bo", text).await;
+    }
+    let ada = app.user_token(&admin, "ada", Platform::WEB).await;
+    let bo = app.user_token(&admin, "bo", Platform::WEB).await;
+    let _ = app.newest_seqs(&bo, "bo", 1).await;
+
+    let seqs_of = |token: String, user: &'static str| {
+        let app = &app;
+        async move {
+            app.ok(
+                "/msg/get_conversations_has_read_and_max_seq",
+                &token,
+                &json!({"userID": user}),
+            )
+            .await
+        }
+    };
+    let data = seqs_of(ada.clone(), "ada").await;
+    let time = data["seqs"]["si_ada_bo"]["maxSeqTime"].as_i64().unwrap();
+    assert!(time > 0);
+    assert_eq!(
+        data["seqs"]["si_ada_bo"],
+        json!({"maxSeq": 3, "hasReadSeq": 3, "maxSeqTime": time}),
+        "a sender has read what they sent"
+    );
+    assert_eq!(data["pinnedConversationIDs"], Value::Null);
+    assert_eq!(
+        seqs_of(bo.clone(), "bo").await["seqs"]["si_ada_bo"]["hasReadSeq"],
+        0
+    );
+
+    let mark = |path: &'static str, body: Value| {
+        let (app, bo) = (&app, bo.clone());
+        async move { app.post(path, Some(&bo), &body).await }
+    };
+    let done = json!({"errCode": 0, "errMsg": "", "errDlt": ""});
+    assert_eq!(
+        mark(
+            "/msg/mark_conversation_as_read",
+            json!({"conversationID": "si_ada_bo", "userID": "bo", "hasReadSeq": 2})
+        )
+        .await,
+        done
+    );
+    let read_flags = || async {
+        let pulled = app
+            .ok(
+                "/msg/pull_msg_by_seq",
+                &ada,
+                &json!({"userID": "ada", "seqRanges": [{"conversationID": "si_ada_bo", "begin": 1, "end": 3, "num": 3}]}),
+            )
+            .await;
+        pulled["msgs"]["si_ada_bo"]["Msgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| message["isRead"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read_flags().await, [true, true, false]);
+    assert_eq!(
+        seqs_of(bo.clone(), "bo").await["seqs"]["si_ada_bo"]["hasReadSeq"],
+        2
+    );
+
+    assert_eq!(
+        mark(
+            "/msg/mark_msgs_as_read",
+            json!({"conversationID": "si_ada_bo", "userID": "bo", "seqs": [3]})
+        )
+        .await,
+        done
+    );
+    assert_eq!(read_flags().await, [true, true, true]);
+    assert_eq!(
+        seqs_of(bo.clone(), "bo").await["seqs"]["si_ada_bo"]["hasReadSeq"],
+        3
+    );
+
+    mark(
+        "/msg/set_conversation_has_read_seq",
+        json!({"conversationID": "si_ada_bo", "userID": "bo", "hasReadSeq": 1}),
+    )
+    .await;
+    assert_eq!(
+        seqs_of(bo.clone(), "bo").await["seqs"]["si_ada_bo"]["hasReadSeq"],
+        1,
+        "set may lower it"
+    );
+    mark(
+        "/msg/mark_conversation_as_read",
+        json!({"conversationID": "si_ada_bo", "userID": "bo", "hasReadSeq": 0}),
+    )
+    .await;
+    assert_eq!(
+        seqs_of(bo.clone(), "bo").await["seqs"]["si_ada_bo"]["hasReadSeq"],
+        1,
+        "marking never lowers it"
+    );
+
+    for (path, body, code, detail) in [
+        (
+            "/msg/mark_conversation_as_read",
+            json!({"conversationID": "si_ada_bo", "userID": "bo", "hasReadSeq": 9}),
+            1001,
+            "seq 9 is beyond the conversation's max seq 3",
+        ),
+        (
+            "/msg/mark_msgs_as_read",
+            json!({"conversationID": "si_ada_bo", "userID": "bo", "seqs": []}),
+            1001,
+            "seqs is empty",
+        ),
+        (
+            "/msg/set_conversation_has_read_seq",
+            json!({"conversationID": "si_bo_cy", "userID": "bo", "hasReadSeq": 1}),
+            1004,
+            "bo has no conversation si_bo_cy",
+        ),
+        (
+            "/msg/mark_msgs_as_read",
+            json!({"conversationID": "si_ada_bo", "userID": "ada", "seqs": [1]}),
+            1002,
+            "bo may not act for ada",
+        ),
+    ] {
+        let reply = mark(path, body).await;
+        assert_eq!(reply["errCode"], code, "{path}: {reply}");
+        assert_eq!(reply["errDlt"], detail, "{path}");
+    }
+}

@@ -5,10 +5,11 @@
 use deadpool_postgres::Pool;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::messages::MessagesProjection;
+use jetim_schemas::events::msg::{ConversationRead, ReadMode};
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::consume::{BatchHandler, Replay};
-use jetim_streams::subject::{CONVERSATION_STREAM, Subject, UserKind};
+use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, Subject, UserKind};
 use jetim_streams::{EventLog, Expect, RecordedEvent};
 
 const TABLES: &[&str] = &[
@@ -16,6 +17,7 @@ const TABLES: &[&str] = &[
     "client_msg_ids_v1",
     "conversation_seqs_v1",
     "user_conversations_v1",
+    "read_seqs_v1",
 ];
 
 async fn snapshot(pool: &Pool) -> Vec<Vec<String>> {
@@ -104,8 +106,29 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
             .unwrap();
     }
 
+    // Read marks, raised and set, interleaved with the timeline.
+    for (reader, has_read_seq, mode) in [
+        ("u2", 5, ReadMode::Raise),
+        ("u2", 3, ReadMode::Set),
+        ("u2", 4, ReadMode::Raise),
+        ("u1", 2, ReadMode::Set),
+    ] {
+        let read = ConversationRead {
+            conversation_id: "si_u1_u2".into(),
+            user_id: reader.into(),
+            has_read_seq,
+            mode,
+            seqs: vec![1],
+            from_seq: 0,
+        };
+        let subject = Subject::conversation("si_u1_u2", ConversationKind::Read).unwrap();
+        log.append(&subject, reader, Expect::Anything, None, &read)
+            .await
+            .unwrap();
+    }
+
     let events = all_events(&jetstream).await;
-    assert_eq!(events.len(), 23);
+    assert_eq!(events.len(), 27);
     project(&live_pool, &events, 7, true).await;
     let once = TestDatabase::migrated().await;
     project(&once.pool(), &events, 7, false).await;
@@ -151,4 +174,17 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .await
         .unwrap();
     assert_eq!(max_seq, 12, "two of every four sends went to si_u1_u2");
+    let read: Vec<(String, i64)> = client
+        .query(
+            "SELECT owner_user_id, has_read_seq FROM read_seqs_v1
+             WHERE conversation_id = 'si_u1_u2' ORDER BY owner_user_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    // u1 sent up to seq 11 but then set 2; u2 sent up to 12, raised to 5, set 3, raised 4.
+    assert_eq!(read, [("u1".to_owned(), 2), ("u2".to_owned(), 4)]);
 }
