@@ -20,6 +20,8 @@ pub enum ConversationKind {
     Timeline,
     /// `read`: read marks of the conversation's members.
     Read,
+    /// `revoke`: revocations of timeline messages.
+    Revoke,
 }
 
 impl ConversationKind {
@@ -28,6 +30,7 @@ impl ConversationKind {
         match self {
             Self::Timeline => "msg",
             Self::Read => "read",
+            Self::Revoke => "revoke",
         }
     }
 
@@ -35,6 +38,7 @@ impl ConversationKind {
         match token {
             "msg" => Some(Self::Timeline),
             "read" => Some(Self::Read),
+            "revoke" => Some(Self::Revoke),
             _ => None,
         }
     }

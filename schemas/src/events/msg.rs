@@ -159,3 +159,31 @@ impl Event for ConversationRead {
     const KIND: &'static str = "conversation.read";
     const VERSION: u32 = 1;
 }
+
+/// `msg.revoked` v1 on `im.conv.<conversationID>.revoke`: a message was revoked. It stays in
+/// the log and the read model; reads render it as a revoked message (contentType 2101).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgRevoked {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The revoked message's seq.
+    pub seq: u64,
+    /// The revoked message's clientMsgID.
+    pub client_msg_id: String,
+    /// Who revoked it.
+    pub revoker_id: String,
+    /// The revoker's role: 0 for the sender or an app admin in single chats; group roles
+    /// (100 owner, 60 admin, 20 member) in groups.
+    pub revoker_role: i32,
+    /// The revoker's nickname at the time.
+    pub revoker_nickname: String,
+    /// When, milliseconds since the epoch.
+    pub revoke_time: i64,
+    /// Whether an admin revoked someone else's message.
+    pub is_admin_revoke: bool,
+}
+
+impl Event for MsgRevoked {
+    const KIND: &'static str = "msg.revoked";
+    const VERSION: u32 = 1;
+}

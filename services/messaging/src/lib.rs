@@ -3,6 +3,7 @@
 //! - [`conversation`]: session types and OpenIM's conversation-ID rules.
 //! - [`options`]: message options, where a missing key means true.
 //! - [`content`]: what each content type's JSON must hold.
+//! - [`revoke`]: who may revoke what, how a revoked message reads, the 2101 notification.
 //! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
 //!
 //! - [`service`]: sending for real: the lookups, the decision, the append that fixes the seq.
@@ -13,6 +14,7 @@
 pub mod content;
 pub mod conversation;
 pub mod options;
+pub mod revoke;
 pub mod send;
 pub mod service;
 
@@ -32,4 +34,7 @@ pub enum Rejection {
     /// 1201: the group does not exist.
     #[error("{0}")]
     UnknownGroup(String),
+    /// 1404: the message is already revoked.
+    #[error("{0}")]
+    AlreadyRevoked(String),
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Pool;
 use jetim_schemas::event::Event as _;
-use jetim_schemas::events::msg::{ConversationRead, MsgSent, ReadMode};
+use jetim_schemas::events::msg::{ConversationRead, MsgRevoked, MsgSent, ReadMode};
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::CONVERSATION_STREAM;
@@ -20,7 +20,11 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(CONVERSATION_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec!["im.conv.*.msg".to_owned(), "im.conv.*.read".to_owned()];
+    spec.filter_subjects = vec![
+        "im.conv.*.msg".to_owned(),
+        "im.conv.*.read".to_owned(),
+        "im.conv.*.revoke".to_owned(),
+    ];
     spec
 }
 
@@ -105,20 +109,30 @@ pub async fn max_seq(pool: &Pool, conversation_id: &str) -> Result<u64, ReadMode
     Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
 }
 
-/// The stored messages of a conversation with seqs in `[begin, end]`, by seq, each with
-/// whether the peer has read it (single chats).
+/// A message as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The message as sent.
+    pub message: MsgSent,
+    /// Whether the peer has read it (single chats).
+    pub is_read: bool,
+    /// Its revocation, if it was revoked.
+    pub revoked: Option<MsgRevoked>,
+}
+
+/// The stored messages of a conversation with seqs in `[begin, end]`, by seq.
 pub async fn range(
     pool: &Pool,
     conversation_id: &str,
     begin: u64,
     end: u64,
-) -> Result<BTreeMap<u64, (MsgSent, bool)>, ReadModelError> {
+) -> Result<BTreeMap<u64, StoredMessage>, ReadModelError> {
     let client = pool.get().await?;
     let begin = i64::try_from(begin).unwrap_or(i64::MAX);
     let end = i64::try_from(end).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT seq, body::text, is_read FROM messages_v1
+            "SELECT seq, body::text, is_read, revoked::text FROM messages_v1
              WHERE conversation_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
             &[&conversation_id, &begin, &end],
         )
@@ -129,7 +143,17 @@ pub async fn range(
         let body: String = row.get(1);
         // The body was written by this projection from a decoded event, so it decodes.
         if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
-            messages.insert(seq, (message, row.get::<_, bool>(2)));
+            let revoked = row
+                .get::<_, Option<String>>(3)
+                .and_then(|revoked| serde_json::from_str(&revoked).ok());
+            messages.insert(
+                seq,
+                StoredMessage {
+                    message,
+                    is_read: row.get(2),
+                    revoked,
+                },
+            );
         }
     }
     Ok(messages)
@@ -275,6 +299,8 @@ impl BatchHandler for MessagesProjection {
         let mut reads: BTreeMap<(String, String), ReadFold> = BTreeMap::new();
         // Peer messages marked read: (conversation, reader, first seq, last seq).
         let mut marked: Vec<(String, String, i64, i64)> = Vec::new();
+        // Revocations: (conversation, seq, event body).
+        let mut revoked: Vec<(String, i64, String)> = Vec::new();
         let mut last_sequence = 0;
         for event in batch {
             last_sequence = last_sequence.max(event.stream_sequence);
@@ -292,6 +318,13 @@ impl BatchHandler for MessagesProjection {
                     .raise(message.seq, sequence);
                 let body = String::from_utf8_lossy(&event.payload).into_owned();
                 messages.push((message, sequence, body));
+            } else if event.kind == MsgRevoked::KIND {
+                let revoke: MsgRevoked = event.decode().map_err(poison)?;
+                revoked.push((
+                    revoke.conversation_id,
+                    i64::try_from(revoke.seq).unwrap_or(i64::MAX),
+                    String::from_utf8_lossy(&event.payload).into_owned(),
+                ));
             } else if event.kind == ConversationRead::KIND {
                 let read: ConversationRead = event.decode().map_err(poison)?;
                 let fold = reads
@@ -485,6 +518,26 @@ impl BatchHandler for MessagesProjection {
                     .await
                     .map_err(transient)?;
             }
+        }
+
+        if !revoked.is_empty() {
+            let ids: Vec<&str> = revoked.iter().map(|revoke| revoke.0.as_str()).collect();
+            let seqs: Vec<i64> = revoked.iter().map(|revoke| revoke.1).collect();
+            let bodies: Vec<&str> = revoked.iter().map(|revoke| revoke.2.as_str()).collect();
+            // The first revocation of a message is the one that counts.
+            transaction
+                .execute(
+                    "UPDATE messages_v1 AS m SET revoked = v.body::jsonb
+                     FROM (SELECT DISTINCT ON (c, s) c, s, b
+                           FROM UNNEST($1::text[], $2::bigint[], $3::text[])
+                                WITH ORDINALITY AS u(c, s, b, n)
+                           ORDER BY c, s, n) AS v(conversation_id, seq, body)
+                     WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq
+                       AND m.revoked IS NULL",
+                    &[&ids, &seqs, &bodies],
+                )
+                .await
+                .map_err(transient)?;
         }
 
         if !marked.is_empty() {

@@ -23,6 +23,8 @@ pub enum Code {
     RegisteredAlready,
     /// 1201: group missing.
     GroupIdNotFound,
+    /// 1404: the message is already revoked.
+    MsgAlreadyRevoke,
     /// 1501: token expired.
     TokenExpired,
     /// 1502: token does not belong to this user or platform.
@@ -51,6 +53,7 @@ impl Code {
             Self::UserIdNotFound => 1101,
             Self::RegisteredAlready => 1102,
             Self::GroupIdNotFound => 1201,
+            Self::MsgAlreadyRevoke => 1404,
             Self::TokenExpired => 1501,
             Self::TokenInvalid => 1502,
             Self::TokenMalformed => 1503,
@@ -72,6 +75,7 @@ impl Code {
             Self::UserIdNotFound => "UserIDNotFoundError",
             Self::RegisteredAlready => "RegisteredAlreadyError",
             Self::GroupIdNotFound => "GroupIDNotFoundError",
+            Self::MsgAlreadyRevoke => "MsgAlreadyRevoke",
             Self::TokenExpired => "TokenExpiredError",
             Self::TokenInvalid => "TokenInvalidError",
             Self::TokenMalformed => "TokenMalformedError",

@@ -7,6 +7,7 @@ pub mod client_config;
 pub mod msg;
 pub mod notification_account;
 pub mod read;
+pub mod revoke;
 pub mod statistics;
 pub mod user;
 pub mod user_command;
@@ -98,6 +99,7 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/newest_seq", post(msg::newest_seq))
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
         .route("/msg/get_server_time", post(msg::get_server_time))
+        .route("/msg/revoke_msg", post(revoke::revoke_msg))
         .route("/msg/mark_msgs_as_read", post(read::mark_msgs_as_read))
         .route(
             "/msg/mark_conversation_as_read",

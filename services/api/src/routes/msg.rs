@@ -29,6 +29,7 @@ pub fn rejected(rejection: Rejection) -> ApiError {
         Rejection::NoPermission(reason) => ApiError::no_permission(reason),
         Rejection::UnknownUser(reason) => ApiError::new(Code::UserIdNotFound, reason),
         Rejection::UnknownGroup(reason) => ApiError::new(Code::GroupIdNotFound, reason),
+        Rejection::AlreadyRevoked(reason) => ApiError::new(Code::MsgAlreadyRevoke, reason),
     }
 }
 
@@ -429,13 +430,7 @@ pub async fn pull_msg_by_seq(
             .map(|seq| {
                 found
                     .get(&seq)
-                    .map_or_else(
-                        || placeholder(seq),
-                        |(message, is_read)| MsgData {
-                            is_read: *is_read,
-                            ..message.to_msg_data()
-                        },
-                    )
+                    .map_or_else(|| placeholder(seq), jetim_messaging::revoke::as_pulled)
                     .into()
             })
             .collect();

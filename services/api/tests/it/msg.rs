@@ -425,3 +425,96 @@ async fn read_marks_move_the_read_position_and_flag_the_peers_messages() {
         assert_eq!(reply["errDlt"], detail, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_sender_revokes_a_message_and_the_peer_sees_it_revoked_and_is_notified() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ava", "ben", "eve"]).await;
+    app.send_text(&admin, "ava", "ben", "oops").await;
+    app.send_text(&admin, "ava", "ben", "fine").await;
+    let ava = app.user_token(&admin, "ava", Platform::WEB).await;
+    let ben = app.user_token(&admin, "ben", Platform::WEB).await;
+    let eve = app.user_token(&admin, "eve", Platform::WEB).await;
+    let _ = app.newest_seqs(&ben, "ben", 1).await;
+    let revoke = |token: &str, user: &str, seq: i64| {
+        let (app, token, user) = (&app, token.to_owned(), user.to_owned());
+        async move {
+            app.post(
+                "/msg/revoke_msg",
+                Some(&token),
+                &json!({"conversationID": "si_ava_ben", "seq": seq, "userID": user}),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        revoke(&ben, "ben", 1).await,
+        error(
+            1002,
+            "NoPermissionError",
+            "only ava (the sender) may revoke message 1"
+        )
+    );
+    assert_eq!(revoke(&ava, "ava", 1).await["errCode"], 0);
+    assert_eq!(
+        revoke(&ava, "ava", 1).await,
+        error(
+            1404,
+            "MsgAlreadyRevoke",
+            "message 1 of si_ava_ben is already revoked"
+        )
+    );
+    assert_eq!(
+        revoke(&ava, "ava", 9).await,
+        error(1004, "RecordNotFoundError", "si_ava_ben has no message 9")
+    );
+    assert_eq!(
+        revoke(&eve, "eve", 2).await["errCode"],
+        1004,
+        "not her conversation"
+    );
+
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &ben,
+            &json!({"userID": "ben", "seqRanges": [
+                {"conversationID": "si_ava_ben", "begin": 1, "end": 2, "num": 10},
+                {"conversationID": "n_ava_ben", "begin": 1, "end": 1, "num": 10}
+            ]}),
+        )
+        .await;
+    let messages = pulled["msgs"]["si_ava_ben"]["Msgs"].as_array().unwrap();
+    assert_eq!(
+        messages[0]["contentType"], 2101,
+        "the revoked message reads as revoked"
+    );
+    assert_eq!(
+        messages[1]["contentType"], 101,
+        "the other message is untouched"
+    );
+    let decode = |message: &Value| -> Value {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(message["content"].as_str().unwrap())
+            .unwrap();
+        let content: Value = serde_json::from_slice(&bytes).unwrap();
+        serde_json::from_str(content["detail"].as_str().unwrap()).unwrap()
+    };
+    let revoked = decode(&messages[0]);
+    assert_eq!(revoked["revokerID"], "ava");
+    assert_eq!(revoked["revokerNickname"], "nick ava");
+    assert_eq!(revoked["seq"], 1);
+
+    let tips = &pulled["notificationMsgs"]["n_ava_ben"]["Msgs"][0];
+    assert_eq!(tips["contentType"], 2101);
+    assert_eq!(tips["sendID"], "ava");
+    assert_eq!(tips["recvID"], "ben");
+    let tips = decode(tips);
+    assert_eq!(tips["conversationID"], "si_ava_ben");
+    assert_eq!(tips["sesstionType"], 1);
+    assert_eq!(tips["isAdminRevoke"], false);
+
+    let seqs = app.newest_seqs(&ben, "ben", 2).await;
+    assert_eq!(seqs["maxSeqs"], json!({"si_ava_ben": 2, "n_ava_ben": 1}));
+}

@@ -246,6 +246,7 @@ const ROUTES: &[(&str, bool)] = &[
     ("/msg/newest_seq", true),
     ("/msg/pull_msg_by_seq", true),
     ("/msg/get_server_time", true),
+    ("/msg/revoke_msg", true),
     ("/msg/mark_msgs_as_read", true),
     ("/msg/mark_conversation_as_read", true),
     ("/msg/set_conversation_has_read_seq", true),

@@ -5,7 +5,7 @@
 use deadpool_postgres::Pool;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::messages::MessagesProjection;
-use jetim_schemas::events::msg::{ConversationRead, ReadMode};
+use jetim_schemas::events::msg::{ConversationRead, MsgRevoked, ReadMode};
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::consume::{BatchHandler, Replay};
@@ -127,8 +127,26 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
             .unwrap();
     }
 
+    // Two revocations of one message: the first counts.
+    for revoker in ["u1", "u2"] {
+        let revoked = MsgRevoked {
+            conversation_id: "si_u1_u2".into(),
+            seq: 3,
+            client_msg_id: "c4".into(),
+            revoker_id: revoker.into(),
+            revoker_role: 0,
+            revoker_nickname: revoker.into(),
+            revoke_time: 7,
+            is_admin_revoke: false,
+        };
+        let subject = Subject::conversation("si_u1_u2", ConversationKind::Revoke).unwrap();
+        log.append(&subject, revoker, Expect::Anything, None, &revoked)
+            .await
+            .unwrap();
+    }
+
     let events = all_events(&jetstream).await;
-    assert_eq!(events.len(), 27);
+    assert_eq!(events.len(), 29);
     project(&live_pool, &events, 7, true).await;
     let once = TestDatabase::migrated().await;
     project(&once.pool(), &events, 7, false).await;
@@ -187,4 +205,13 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .collect();
     // u1 sent up to seq 11 but then set 2; u2 sent up to 12, raised to 5, set 3, raised 4.
     assert_eq!(read, [("u1".to_owned(), 2), ("u2".to_owned(), 4)]);
+    let revoker: String = client
+        .query_one(
+            "SELECT revoked->>'revoker_id' FROM messages_v1 WHERE conversation_id = 'si_u1_u2' AND seq = 3",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(revoker, "u1", "the first revocation counts");
 }
