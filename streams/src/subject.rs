@@ -54,6 +54,8 @@ pub enum UserKind {
     Command,
     /// `config`: client configuration entries for the user.
     Config,
+    /// `conversation`: the user's settings for their conversations.
+    Conversation,
 }
 
 impl UserKind {
@@ -63,6 +65,7 @@ impl UserKind {
             Self::Account => "account",
             Self::Command => "command",
             Self::Config => "config",
+            Self::Conversation => "conversation",
         }
     }
 }

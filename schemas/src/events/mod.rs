@@ -1,6 +1,7 @@
 //! jetim's event types, one module per area. Every type names its kind and version; a change
 //! to a stored shape adds a version and keeps reading the old ones.
 
+pub mod conversation;
 pub mod msg;
 pub mod settings;
 pub mod user;

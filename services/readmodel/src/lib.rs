@@ -5,6 +5,7 @@
 //! - [`users`]: the users projection (`users_v1`): applying `im.user.*.account` events, and
 //!   the queries the `/user` and `/auth` routes make.
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
+//! - [`conversations`]: the conversation_settings projection and conversation queries.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
 //!
@@ -14,6 +15,7 @@
 //! idempotent and order-safe (each row keeps the stream sequence that last changed it), so a
 //! redelivery or a replay from sequence 1 changes nothing.
 
+pub mod conversations;
 pub mod messages;
 pub mod projection;
 pub mod settings;
@@ -50,6 +52,11 @@ pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
         (users::NAME, users::VERSION, users::consumer_spec()),
         (settings::NAME, settings::VERSION, settings::consumer_spec()),
         (messages::NAME, messages::VERSION, messages::consumer_spec()),
+        (
+            conversations::NAME,
+            conversations::VERSION,
+            conversations::consumer_spec(),
+        ),
     ]
 }
 
@@ -74,9 +81,15 @@ pub async fn run_projections(
             shutdown.clone(),
         ),
         run_one(
-            jetstream,
+            jetstream.clone(),
             messages::consumer_spec(),
-            messages::MessagesProjection::new(pool),
+            messages::MessagesProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            conversations::consumer_spec(),
+            conversations::ConversationSettingsProjection::new(pool),
             shutdown.clone(),
         ),
     );

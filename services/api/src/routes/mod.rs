@@ -4,6 +4,7 @@
 pub mod args;
 pub mod auth;
 pub mod client_config;
+pub mod conversation;
 pub mod msg;
 pub mod notification_account;
 pub mod read;
@@ -100,6 +101,38 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
         .route("/msg/get_server_time", post(msg::get_server_time))
         .route("/msg/revoke_msg", post(revoke::revoke_msg))
+        .route(
+            "/conversation/get_all_conversations",
+            post(conversation::get_all_conversations),
+        )
+        .route(
+            "/conversation/get_conversation",
+            post(conversation::get_conversation),
+        )
+        .route(
+            "/conversation/get_conversations",
+            post(conversation::get_conversations),
+        )
+        .route(
+            "/conversation/get_owner_conversation",
+            post(conversation::get_owner_conversation),
+        )
+        .route(
+            "/conversation/get_not_notify_conversation_ids",
+            post(conversation::get_not_notify_conversation_ids),
+        )
+        .route(
+            "/conversation/get_pinned_conversation_ids",
+            post(conversation::get_pinned_conversation_ids),
+        )
+        .route(
+            "/conversation/set_conversations",
+            post(conversation::set_conversations),
+        )
+        .route(
+            "/conversation/update_conversations_by_user",
+            post(conversation::update_conversations_by_user),
+        )
         .route("/msg/mark_msgs_as_read", post(read::mark_msgs_as_read))
         .route(
             "/msg/mark_conversation_as_read",

@@ -2,6 +2,7 @@
 //! projector running beside it.
 
 mod auth;
+mod conversation;
 mod health;
 mod msg;
 mod settings;
