@@ -18,11 +18,14 @@
 //!
 //! | subject | stream | events | written by | read by |
 //! |---|---|---|---|---|
-//! | `im.conv.<conversationID>.msg` | `IM_CONV` | the conversation timeline; each event has the conversation's gapless seq in `Im-Seq` | [`EventLog::append_to_timeline`] | ordered replay (`jetim ops`); projections and push as they are added |
+//! | `im.conv.<conversationID>.msg` | `IM_CONV` | `msg.sent`: the conversation timeline; each event has the conversation's gapless seq in `Im-Seq`; notifications (e.g. 2101 revoke tips) in the `n_` twins | [`EventLog::append_to_timeline`] from `/msg/send_msg` and `/msg/revoke_msg` | the `messages` projection; `jetim ops audit` |
+//! | `im.conv.<conversationID>.read` | `IM_CONV` | `conversation.read`: a member's read position (raise or set) and messages marked read | [`EventLog::append`] from the read routes | the `messages` projection |
+//! | `im.conv.<conversationID>.revoke` | `IM_CONV` | `msg.revoked` (deduplicated per message) | [`EventLog::append`] from `/msg/revoke_msg` | the `messages` projection |
 //! | `im.user.<userID>.account` | `IM_USER` | `user.registered` (first event, appended only onto an empty subject), then `user.updated` | [`EventLog::append`] from `/user/user_register`, the profile routes, the notification-account routes, and the admin registration at start | the `users` projection (`users_v1`) |
 //! | `im.user.<userID>.command` | `IM_USER` | `user.command.set`, `user.command.deleted` | `/user/process_user_command_*` | the `user_settings` projection (`user_commands_v1`) |
 //! | `im.user.<userID>.config` | `IM_USER` | `config.set`, `config.deleted` | `/user/set_user_client_config`, `/user/del_user_client_config` | the `user_settings` projection (`client_configs_v1`) |
 //! | `im.user.=.config` | `IM_USER` | the same, app-wide (`=` alone is no escaped ID) | the same routes with userID `""` | the same |
+//! | `im.user.<userID>.conversation` | `IM_USER` | `conversation.set`: the owner's settings for one conversation | `/conversation/set_conversations`, `/conversation/update_conversations_by_user` | the `conversation_settings` projection |
 //!
 //! # KV buckets
 //!
