@@ -12,6 +12,7 @@ use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::USER_STREAM;
 use tokio_postgres::Row;
 
+use crate::versions::{ChangeState, record_conversation_changes};
 use crate::{ReadModelError, projection};
 
 /// The projection's name in the registry.
@@ -241,20 +242,21 @@ impl BatchHandler for ConversationSettingsProjection {
                 .collect();
             let sequences: Vec<i64> = changes.iter().map(|(_, sequence)| *sequence).collect();
             // Rows that do not exist yet are made with defaults (their settings follow).
-            transaction
-                .execute(
+            let inserted = transaction
+                .query(
                     "INSERT INTO user_conversations_v1
                          (owner_user_id, conversation_id, conversation_type, user_id, group_id)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
                                           $5::text[])
-                     ON CONFLICT DO NOTHING",
+                     ON CONFLICT DO NOTHING
+                     RETURNING owner_user_id, conversation_id",
                     &[&owners, &ids, &types, &peers, &groups],
                 )
                 .await
                 .map_err(transient)?;
             // Then each change sets only what it names.
-            transaction
-                .execute(
+            let updated = transaction
+                .query(
                     "UPDATE user_conversations_v1 AS c SET
                          recv_msg_opt = coalesce(v.r, c.recv_msg_opt),
                          is_pinned = coalesce(v.pin, c.is_pinned),
@@ -271,7 +273,8 @@ impl BatchHandler for ConversationSettingsProjection {
                                  $11::bool[], $12::bigint[])
                           AS v(o, i, r, pin, a, pr, at, e, b, dt, d, s)
                      WHERE c.owner_user_id = v.o AND c.conversation_id = v.i
-                       AND c.settings_sequence < v.s",
+                       AND c.settings_sequence < v.s
+                     RETURNING c.owner_user_id, c.conversation_id",
                     &[
                         &owners,
                         &ids,
@@ -287,6 +290,25 @@ impl BatchHandler for ConversationSettingsProjection {
                         &sequences,
                     ],
                 )
+                .await
+                .map_err(transient)?;
+            // A row made here reports as inserted; others that changed as updated.
+            let new_rows: std::collections::BTreeSet<(String, String)> = inserted
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            let mut changes: Vec<(String, String, ChangeState)> = new_rows
+                .iter()
+                .map(|(owner, id)| (owner.clone(), id.clone(), ChangeState::Insert))
+                .collect();
+            changes.extend(
+                updated
+                    .iter()
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+                    .filter(|key| !new_rows.contains(key))
+                    .map(|(owner, id)| (owner, id, ChangeState::Update)),
+            );
+            record_conversation_changes(&transaction, &changes)
                 .await
                 .map_err(transient)?;
         }

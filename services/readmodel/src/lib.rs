@@ -6,6 +6,7 @@
 //!   the queries the `/user` and `/auth` routes make.
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
 //! - [`conversations`]: the conversation_settings projection and conversation queries.
+//! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
 //!
@@ -20,6 +21,7 @@ pub mod messages;
 pub mod projection;
 pub mod settings;
 pub mod users;
+pub mod versions;
 
 /// A read-model failure. All are infrastructure failures (the database is unreachable or
 /// refused a statement); domain answers are values in the query results.

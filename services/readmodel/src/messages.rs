@@ -10,6 +10,7 @@ use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::CONVERSATION_STREAM;
 
+use crate::versions::{ChangeState, record_conversation_changes};
 use crate::{ReadModelError, projection};
 
 /// The projection's name in the registry.
@@ -461,15 +462,23 @@ impl BatchHandler for MessagesProjection {
                 let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
                 let peers: Vec<&str> = rows.iter().map(|row| row.3.as_str()).collect();
                 let groups: Vec<&str> = rows.iter().map(|row| row.4.as_str()).collect();
-                transaction
-                    .execute(
+                let inserted = transaction
+                    .query(
                         "INSERT INTO user_conversations_v1
                              (owner_user_id, conversation_id, conversation_type, user_id, group_id)
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
                                               $5::text[])
-                         ON CONFLICT DO NOTHING",
+                         ON CONFLICT DO NOTHING
+                         RETURNING owner_user_id, conversation_id",
                         &[&owners, &ids, &types, &peers, &groups],
                     )
+                    .await
+                    .map_err(transient)?;
+                let changes: Vec<(String, String, ChangeState)> = inserted
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
+                    .collect();
+                record_conversation_changes(&transaction, &changes)
                     .await
                     .map_err(transient)?;
             }

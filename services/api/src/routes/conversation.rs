@@ -8,6 +8,7 @@
 use axum::extract::State;
 use jetim_messaging::conversation::{SessionType, chat_conversation_id};
 use jetim_readmodel::conversations::{self, ConversationRow};
+use jetim_readmodel::versions::{self, ChangeState};
 use jetim_schemas::events::conversation::ConversationSet;
 use jetim_streams::Expect;
 use jetim_streams::subject::{Subject, UserKind};
@@ -411,4 +412,170 @@ pub async fn update_conversations_by_user(
         })
         .collect();
     append_all(&state, &request.caller.user_id, events).await
+}
+
+/// How many changes an incremental answer carries before it says "full" instead.
+const MAX_INCREMENTAL_CHANGES: i64 = 200;
+
+/// `/conversation/get_incremental_conversations` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IncrementalRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    version: i64,
+}
+
+/// `/conversation/get_incremental_conversations` reply.
+#[derive(Debug, Serialize)]
+pub struct IncrementalReply {
+    version: i64,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    full: bool,
+    #[serde(serialize_with = "null_if_empty")]
+    delete: Vec<String>,
+    #[serde(serialize_with = "null_if_empty")]
+    insert: Vec<ConversationJson>,
+    #[serde(serialize_with = "null_if_empty")]
+    update: Vec<ConversationJson>,
+}
+
+/// The changes to the user's conversations since the client's version, or `full` when the
+/// client must download everything again (unknown log, too old, or too many changes).
+pub async fn get_incremental_conversations(
+    State(state): State<ApiState>,
+    request: Authed<IncrementalRequest>,
+) -> Result<Reply<IncrementalReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    let (version_id, version) = versions::conversation_log(&state.db, &body.user_id)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .unwrap_or_default();
+    let full_reply = || IncrementalReply {
+        version,
+        version_id: version_id.clone(),
+        full: true,
+        delete: Vec::new(),
+        insert: Vec::new(),
+        update: Vec::new(),
+    };
+    if body.version <= 0 || body.version_id != version_id || body.version > version {
+        return Ok(Reply(full_reply()));
+    }
+    let changes = versions::conversation_changes_after(
+        &state.db,
+        &body.user_id,
+        body.version,
+        MAX_INCREMENTAL_CHANGES,
+    )
+    .await
+    .map_err(|error| read_failed(&error))?;
+    if i64::try_from(changes.len()).unwrap_or(i64::MAX) > MAX_INCREMENTAL_CHANGES {
+        return Ok(Reply(full_reply()));
+    }
+    let changed: Vec<String> = changes
+        .iter()
+        .filter(|(_, change)| *change != ChangeState::Delete)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut rows: std::collections::BTreeMap<String, ConversationRow> =
+        conversations::list(&state.db, &body.user_id, Some(&changed))
+            .await
+            .map_err(|error| read_failed(&error))?
+            .into_iter()
+            .map(|row| (row.conversation_id.clone(), row))
+            .collect();
+    let mut reply = IncrementalReply {
+        full: false,
+        ..full_reply()
+    };
+    for (id, change) in changes {
+        match change {
+            ChangeState::Delete => reply.delete.push(id),
+            ChangeState::Insert => reply.insert.extend(rows.remove(&id).map(Into::into)),
+            ChangeState::Update => reply.update.extend(rows.remove(&id).map(Into::into)),
+        }
+    }
+    Ok(Reply(reply))
+}
+
+/// `/conversation/get_full_conversation_ids` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FullIdsRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "idHash")]
+    id_hash: u64,
+}
+
+/// `/conversation/get_full_conversation_ids` reply.
+#[derive(Debug, Serialize)]
+pub struct FullIdsReply {
+    version: i64,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    equal: bool,
+    #[serde(rename = "conversationIDs", serialize_with = "null_if_empty")]
+    conversation_ids: Vec<String>,
+}
+
+/// OpenIM's `idHash`: the first 8 bytes, big-endian, of the MD5 of the IDs as a JSON array;
+/// an empty list hashes to 0.
+pub fn id_hash(ids: &[String]) -> u64 {
+    use md5::Digest as _;
+    if ids.is_empty() {
+        return 0;
+    }
+    let json = serde_json::to_string(ids).unwrap_or_default();
+    let digest = md5::Md5::digest(json.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Every conversation ID of the user, or `equal` when the client's hash already matches.
+pub async fn get_full_conversation_ids(
+    State(state): State<ApiState>,
+    request: Authed<FullIdsRequest>,
+) -> Result<Reply<FullIdsReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    let (version_id, version) = versions::conversation_log(&state.db, &body.user_id)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .unwrap_or_default();
+    let ids: Vec<String> = conversations::list(&state.db, &body.user_id, None)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .into_iter()
+        .map(|row| row.conversation_id)
+        .collect();
+    let equal = id_hash(&ids) == body.id_hash;
+    Ok(Reply(FullIdsReply {
+        version,
+        version_id,
+        equal,
+        conversation_ids: if equal { Vec::new() } else { ids },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_hash;
+
+    #[test]
+    fn the_id_hash_is_md5_of_the_json_array_big_endian() {
+        assert_eq!(id_hash(&[]), 0);
+        // md5 of ["a"] is 4c96bbc0e2390918dd50ef8e7eaff6e2; the first 8 bytes, big-endian.
+        let hash = id_hash(&["a".to_owned()]);
+        assert_eq!(hash, 0x4c96_bbc0_e239_0918);
+        assert_ne!(id_hash(&["a".to_owned(), "b".to_owned()]), hash);
+    }
 }

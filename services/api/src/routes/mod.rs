@@ -130,6 +130,14 @@ pub fn router() -> Router<ApiState> {
             post(conversation::set_conversations),
         )
         .route(
+            "/conversation/get_incremental_conversations",
+            post(conversation::get_incremental_conversations),
+        )
+        .route(
+            "/conversation/get_full_conversation_ids",
+            post(conversation::get_full_conversation_ids),
+        )
+        .route(
             "/conversation/update_conversations_by_user",
             post(conversation::update_conversations_by_user),
         )

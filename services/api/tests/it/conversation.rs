@@ -171,3 +171,94 @@ async fn the_first_message_makes_rows_and_owners_change_their_settings() {
         .await;
     assert_eq!(pulled, json!({}), "eve still cannot read it");
 }
+
+#[tokio::test]
+async fn incremental_sync_sends_exactly_the_changes_after_the_clients_version() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ida", "jon", "kai"]).await;
+    let ida = app.user_token(&admin, "ida", Platform::WEB).await;
+    let sync = |version_id: &str, version: i64| {
+        let (app, ida, version_id) = (&app, ida.clone(), version_id.to_owned());
+        async move {
+            app.ok(
+                "/conversation/get_incremental_conversations",
+                &ida,
+                &json!({"userID": "ida", "versionID": version_id, "version": version}),
+            )
+            .await
+        }
+    };
+    let first = sync("", 0).await;
+    assert_eq!(
+        first["full"], true,
+        "a client with nothing gets full: {first}"
+    );
+
+    app.ok(
+        "/msg/send_msg",
+        &admin,
+        &json!({"sendID": "jon", "recvID": "ida", "sessionType": 1, "contentType": 101,
+                "content": {"content": "hi"}}),
+    )
+    .await;
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = sync("", 0).await;
+        if log["version"].as_i64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let version_id = log["versionID"].as_str().unwrap().to_owned();
+    let version = log["version"].as_i64().unwrap();
+    assert_eq!(log["full"], true);
+    assert_eq!(log["insert"], Value::Null, "full answers carry no lists");
+
+    let unchanged = sync(&version_id, version).await;
+    assert_eq!(
+        unchanged,
+        json!({"version": version, "versionID": version_id, "full": false,
+               "delete": null, "insert": null, "update": null})
+    );
+
+    app.ok(
+        "/conversation/set_conversations",
+        &ida,
+        &json!({"userIDs": ["ida"], "conversation": {"conversationID": "si_ida_jon",
+                "conversationType": 1, "userID": "jon", "isPinned": true}}),
+    )
+    .await;
+    app.ok(
+        "/conversation/set_conversations",
+        &ida,
+        &json!({"userIDs": ["ida"], "conversation": {"conversationID": "si_ida_kai",
+                "conversationType": 1, "userID": "kai"}}),
+    )
+    .await;
+    let delta = sync(&version_id, version).await;
+    assert_eq!(delta["full"], false, "{delta}");
+    assert_eq!(delta["version"], version + 2);
+    assert_eq!(delta["update"].as_array().unwrap().len(), 1);
+    assert_eq!(delta["update"][0]["conversationID"], "si_ida_jon");
+    assert_eq!(delta["update"][0]["isPinned"], true);
+    assert_eq!(delta["insert"][0]["conversationID"], "si_ida_kai");
+    assert_eq!(delta["delete"], Value::Null);
+
+    assert_eq!(sync("another-log", version).await["full"], true);
+    assert_eq!(sync(&version_id, version + 100).await["full"], true);
+
+    let ids = app
+        .ok(
+            "/conversation/get_full_conversation_ids",
+            &ida,
+            &json!({"userID": "ida", "idHash": 0}),
+        )
+        .await;
+    assert_eq!(ids["equal"], false);
+    assert_eq!(
+        ids["conversationIDs"],
+        json!(["n_ida_jon", "si_ida_jon", "si_ida_kai"])
+    );
+    assert_eq!(ids["version"], version + 2);
+}

@@ -254,6 +254,8 @@ const ROUTES: &[(&str, bool)] = &[
     ("/conversation/get_not_notify_conversation_ids", true),
     ("/conversation/get_pinned_conversation_ids", true),
     ("/conversation/set_conversations", true),
+    ("/conversation/get_incremental_conversations", true),
+    ("/conversation/get_full_conversation_ids", true),
     ("/conversation/update_conversations_by_user", true),
     ("/msg/mark_msgs_as_read", true),
     ("/msg/mark_conversation_as_read", true),
