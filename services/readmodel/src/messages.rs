@@ -160,6 +160,41 @@ pub async fn range(
     Ok(messages)
 }
 
+/// The newest message of each named conversation, in one query.
+pub async fn last_messages(
+    pool: &Pool,
+    conversation_ids: &[String],
+) -> Result<BTreeMap<String, StoredMessage>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT m.conversation_id, m.body::text, m.is_read, m.revoked::text
+             FROM conversation_seqs_v1 s
+             JOIN messages_v1 m ON m.conversation_id = s.conversation_id AND m.seq = s.max_seq
+             WHERE s.conversation_id = ANY($1)",
+            &[&conversation_ids],
+        )
+        .await?;
+    let mut last = BTreeMap::new();
+    for row in rows {
+        let body: String = row.get(1);
+        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
+            let revoked = row
+                .get::<_, Option<String>>(3)
+                .and_then(|revoked| serde_json::from_str(&revoked).ok());
+            last.insert(
+                row.get::<_, String>(0),
+                StoredMessage {
+                    message,
+                    is_read: row.get(2),
+                    revoked,
+                },
+            );
+        }
+    }
+    Ok(last)
+}
+
 /// A member's read state in one conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeqState {

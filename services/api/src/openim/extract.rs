@@ -152,3 +152,48 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for Public<T> {
         Ok(Self { operation_id, body })
     }
 }
+
+/// A request whose body the handler decodes itself (the `/jssdk` routes take protobuf).
+pub struct AuthedBytes {
+    /// The request's `operationID`.
+    pub operation_id: String,
+    /// The caller.
+    pub caller: Caller,
+    /// The `Content-Type` header, lower-cased; empty when absent.
+    pub content_type: String,
+    /// The raw body.
+    pub body: axum::body::Bytes,
+}
+
+impl FromRequest<ApiState> for AuthedBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let operation_id = operation_id(&parts.headers)?;
+        tracing::Span::current().record("operation_id", operation_id.as_str());
+        let token = parts
+            .headers
+            .get("token")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ApiError::args("header must have token"))?;
+        let caller = caller_from_token(state, token).await?;
+        let limit = state.limits.max_body_bytes;
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::args(format!("the request body is larger than {limit} bytes"))
+        })?;
+        let content_type = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        Ok(Self {
+            operation_id,
+            caller,
+            content_type,
+            body,
+        })
+    }
+}

@@ -14,4 +14,4 @@ pub mod json;
 
 pub use envelope::{Done, Reply, null_if_empty};
 pub use error::{ApiError, Code};
-pub use extract::{Authed, Caller, Public};
+pub use extract::{Authed, AuthedBytes, Caller, Public};

@@ -5,6 +5,7 @@ pub mod args;
 pub mod auth;
 pub mod client_config;
 pub mod conversation;
+pub mod jssdk;
 pub mod msg;
 pub mod notification_account;
 pub mod read;
@@ -101,6 +102,11 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
         .route("/msg/get_server_time", post(msg::get_server_time))
         .route("/msg/revoke_msg", post(revoke::revoke_msg))
+        .route(
+            "/jssdk/get_active_conversations",
+            post(jssdk::get_active_conversations),
+        )
+        .route("/jssdk/get_conversations", post(jssdk::get_conversations))
         .route(
             "/conversation/get_all_conversations",
             post(conversation::get_all_conversations),

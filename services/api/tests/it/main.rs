@@ -4,6 +4,7 @@
 mod auth;
 mod conversation;
 mod health;
+mod jssdk;
 mod msg;
 mod settings;
 mod support;

@@ -247,6 +247,8 @@ const ROUTES: &[(&str, bool)] = &[
     ("/msg/pull_msg_by_seq", true),
     ("/msg/get_server_time", true),
     ("/msg/revoke_msg", true),
+    ("/jssdk/get_active_conversations", true),
+    ("/jssdk/get_conversations", true),
     ("/conversation/get_all_conversations", true),
     ("/conversation/get_conversation", true),
     ("/conversation/get_conversations", true),

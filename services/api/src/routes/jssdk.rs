@@ -1,0 +1,311 @@
+//! `/jssdk/get_active_conversations` and `/jssdk/get_conversations`: the conversation list as
+//! the JS SDK loads it. With a protobuf Content-Type the body is the protobuf request and
+//! `data` the base64 of the protobuf reply; with JSON (or none), JSON both ways. The owner is
+//! always the caller, whatever the request says.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use base64::Engine as _;
+use jetim_readmodel::conversations::{self, ConversationRow};
+use jetim_readmodel::messages;
+use jetim_readmodel::users::{self, UserRow};
+use jetim_schemas::openim::{conversation, jssdk, sdkws};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+use super::conversation::ConversationJson;
+use super::msg::MsgJson;
+use super::user::{UserInfo, read_failed};
+use crate::ApiState;
+use crate::openim::{ApiError, AuthedBytes, Reply, json};
+
+/// The default, and the largest, number of active conversations returned.
+const DEFAULT_COUNT: i64 = 100;
+const MAX_COUNT: i64 = 500;
+
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+fn encoding(content_type: &str) -> Result<Encoding, ApiError> {
+    if content_type.contains("application/x-protobuf")
+        || content_type.contains("application/protobuf")
+    {
+        Ok(Encoding::Protobuf)
+    } else if content_type.is_empty() || content_type.contains("application/json") {
+        Ok(Encoding::Json)
+    } else {
+        Err(ApiError::args("unsupported content type"))
+    }
+}
+
+/// One conversation with everything the list shows.
+struct Entry {
+    row: ConversationRow,
+    last: sdkws::MsgData,
+    user: Option<UserRow>,
+    max_seq: i64,
+    read_seq: i64,
+    last_time: i64,
+}
+
+/// The caller's conversations that have messages (all, or those named), newest first with
+/// pinned ones ahead, and the unread total over all of them.
+async fn entries(
+    state: &ApiState,
+    owner: &str,
+    only: Option<&[String]>,
+) -> Result<(i64, Vec<Entry>), ApiError> {
+    let seq_states = messages::seq_states(&state.db, owner, only)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let with_messages: Vec<String> = seq_states
+        .iter()
+        .filter(|(_, seq_state)| seq_state.max_seq > 0)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let rows = conversations::list(&state.db, owner, Some(&with_messages))
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let mut lasts = messages::last_messages(&state.db, &with_messages)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let peers: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.user_id.is_empty())
+        .map(|row| row.user_id.clone())
+        .collect();
+    let mut people: BTreeMap<String, UserRow> = users::find(&state.db, &peers)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .into_iter()
+        .map(|user| (user.user_id.clone(), user))
+        .collect();
+    let mut unread = 0;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(seq_state) = seq_states.get(&row.conversation_id).copied() else {
+            continue;
+        };
+        let Some(last) = lasts.remove(&row.conversation_id) else {
+            continue;
+        };
+        let max_seq = i64::try_from(seq_state.max_seq).unwrap_or(i64::MAX);
+        let read_seq = i64::try_from(seq_state.has_read_seq).unwrap_or(i64::MAX);
+        unread += (max_seq - read_seq).max(0);
+        let user = people.get(&row.user_id).cloned();
+        found.push(Entry {
+            last: jetim_messaging::revoke::as_pulled(&last),
+            user,
+            max_seq,
+            read_seq,
+            last_time: seq_state.max_seq_time,
+            row,
+        });
+    }
+    people.clear();
+    found.sort_by(|left, right| {
+        right
+            .row
+            .is_pinned
+            .cmp(&left.row.is_pinned)
+            .then(right.last_time.cmp(&left.last_time))
+            .then(left.row.conversation_id.cmp(&right.row.conversation_id))
+    });
+    Ok((unread, found))
+}
+
+fn to_proto(entry: Entry) -> jssdk::ConversationMsg {
+    let row = entry.row;
+    jssdk::ConversationMsg {
+        conversation: Some(conversation::Conversation {
+            owner_user_id: row.owner_user_id,
+            conversation_id: row.conversation_id,
+            recv_msg_opt: row.recv_msg_opt,
+            conversation_type: row.conversation_type,
+            user_id: row.user_id,
+            group_id: row.group_id,
+            is_pinned: row.is_pinned,
+            attached_info: row.attached_info,
+            is_private_chat: row.is_private_chat,
+            group_at_type: row.group_at_type,
+            ex: row.ex,
+            burn_duration: row.burn_duration,
+            min_seq: row.min_seq,
+            max_seq: row.max_seq,
+            msg_destruct_time: row.msg_destruct_time,
+            latest_msg_destruct_time: row.latest_msg_destruct_time,
+            is_msg_destruct: row.is_msg_destruct,
+        }),
+        last_msg: Some(entry.last),
+        user: entry.user.map(|user| sdkws::UserInfo {
+            user_id: user.user_id,
+            nickname: user.nickname,
+            face_url: user.face_url,
+            ex: user.ex,
+            create_time: user.create_time,
+            app_manger_level: user.app_manger_level,
+            global_recv_msg_opt: user.global_recv_msg_opt,
+        }),
+        // Friends and groups arrive with the relations work.
+        friend: None,
+        group: None,
+        max_seq: entry.max_seq,
+        read_seq: entry.read_seq,
+    }
+}
+
+/// `ConversationMsg` as JSON.
+#[derive(Debug, Serialize)]
+pub struct ConversationMsgJson {
+    conversation: ConversationJson,
+    #[serde(rename = "lastMsg")]
+    last_msg: MsgJson,
+    user: Option<UserInfo>,
+    friend: Option<()>,
+    group: Option<()>,
+    #[serde(rename = "maxSeq")]
+    max_seq: i64,
+    #[serde(rename = "readSeq")]
+    read_seq: i64,
+}
+
+/// Both routes' JSON reply.
+#[derive(Debug, Serialize)]
+pub struct ConversationsJson {
+    #[serde(rename = "unreadCount")]
+    unread_count: i64,
+    #[serde(serialize_with = "crate::openim::null_if_empty")]
+    conversations: Vec<ConversationMsgJson>,
+}
+
+fn to_json(unread_count: i64, entries: Vec<Entry>) -> ConversationsJson {
+    ConversationsJson {
+        unread_count,
+        conversations: entries
+            .into_iter()
+            .map(|entry| ConversationMsgJson {
+                conversation: entry.row.into(),
+                last_msg: entry.last.into(),
+                user: entry.user.map(Into::into),
+                friend: None,
+                group: None,
+                max_seq: entry.max_seq,
+                read_seq: entry.read_seq,
+            })
+            .collect(),
+    }
+}
+
+/// Either the base64 protobuf or the JSON reply.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum JssdkReply {
+    /// Base64 of the protobuf reply.
+    Protobuf(String),
+    /// The JSON reply.
+    Json(ConversationsJson),
+}
+
+fn bad_protobuf(error: &prost::DecodeError) -> ApiError {
+    ApiError::args(format!("the body is not a valid protobuf request: {error}"))
+}
+
+fn bad_json(error: &serde_json::Error) -> ApiError {
+    ApiError {
+        code: crate::openim::Code::Args,
+        message: error.to_string(),
+        detail: String::new(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ActiveJson {
+    count: i64,
+}
+
+/// The caller's conversations with messages, pinned first then newest, at most `count`.
+pub async fn get_active_conversations(
+    State(state): State<ApiState>,
+    request: AuthedBytes,
+) -> Result<Reply<JssdkReply>, ApiError> {
+    let format = encoding(&request.content_type)?;
+    let count = match format {
+        Encoding::Protobuf => {
+            jssdk::GetActiveConversationsReq::decode(request.body.as_ref())
+                .map_err(|error| bad_protobuf(&error))?
+                .count
+        }
+        Encoding::Json => {
+            json::decode::<ActiveJson>(&request.body)
+                .map_err(|error| bad_json(&error))?
+                .count
+        }
+    };
+    let count = if count <= 0 || count > MAX_COUNT {
+        DEFAULT_COUNT
+    } else {
+        count
+    };
+    let (unread_count, mut found) = entries(&state, &request.caller.user_id, None).await?;
+    found.truncate(usize::try_from(count).unwrap_or(100));
+    Ok(Reply(match format {
+        Encoding::Protobuf => JssdkReply::Protobuf(
+            base64::engine::general_purpose::STANDARD.encode(
+                jssdk::GetActiveConversationsResp {
+                    unread_count,
+                    conversations: found.into_iter().map(to_proto).collect(),
+                }
+                .encode_to_vec(),
+            ),
+        ),
+        Encoding::Json => JssdkReply::Json(to_json(unread_count, found)),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ConversationsJsonRequest {
+    #[serde(rename = "conversationIDs")]
+    conversation_ids: Vec<String>,
+}
+
+/// The named conversations of the caller that exist and have a message.
+pub async fn get_conversations(
+    State(state): State<ApiState>,
+    request: AuthedBytes,
+) -> Result<Reply<JssdkReply>, ApiError> {
+    let format = encoding(&request.content_type)?;
+    let conversation_ids = match format {
+        Encoding::Protobuf => {
+            jssdk::GetConversationsReq::decode(request.body.as_ref())
+                .map_err(|error| bad_protobuf(&error))?
+                .conversation_i_ds
+        }
+        Encoding::Json => {
+            json::decode::<ConversationsJsonRequest>(&request.body)
+                .map_err(|error| bad_json(&error))?
+                .conversation_ids
+        }
+    };
+    if conversation_ids.len() > 1000 {
+        return Err(ApiError::args("at most 1000 conversationIDs per request"));
+    }
+    let (unread_count, found) =
+        entries(&state, &request.caller.user_id, Some(&conversation_ids)).await?;
+    Ok(Reply(match format {
+        Encoding::Protobuf => JssdkReply::Protobuf(
+            base64::engine::general_purpose::STANDARD.encode(
+                jssdk::GetConversationsResp {
+                    unread_count,
+                    conversations: found.into_iter().map(to_proto).collect(),
+                }
+                .encode_to_vec(),
+            ),
+        ),
+        Encoding::Json => JssdkReply::Json(to_json(unread_count, found)),
+    }))
+}
