@@ -197,6 +197,13 @@ async fn handle_batch<H: BatchHandler>(
             }
             metrics::counter!("jetim_projection_events_total", "consumer" => spec.name.clone())
                 .increment(records.len() as u64);
+            // What the server still holds for this consumer after the batch's last event:
+            // the projection's lag, free with every delivery.
+            if let Some(info) = batch.last().and_then(|message| message.info().ok()) {
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("jetim_projection_lag_events", "consumer" => spec.name.clone())
+                    .set(info.pending as f64);
+            }
         }
         Err(HandleError::Transient(error)) => {
             let delivered = batch
