@@ -22,6 +22,8 @@ pub enum ConversationKind {
     Read,
     /// `revoke`: revocations of timeline messages.
     Revoke,
+    /// `delete`: messages deleted and conversations cleared, for one member or for everyone.
+    Delete,
 }
 
 impl ConversationKind {
@@ -31,6 +33,7 @@ impl ConversationKind {
             Self::Timeline => "msg",
             Self::Read => "read",
             Self::Revoke => "revoke",
+            Self::Delete => "delete",
         }
     }
 
@@ -39,6 +42,7 @@ impl ConversationKind {
             "msg" => Some(Self::Timeline),
             "read" => Some(Self::Read),
             "revoke" => Some(Self::Revoke),
+            "delete" => Some(Self::Delete),
             _ => None,
         }
     }

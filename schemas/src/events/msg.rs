@@ -187,3 +187,41 @@ impl Event for MsgRevoked {
     const KIND: &'static str = "msg.revoked";
     const VERSION: u32 = 1;
 }
+
+/// `msg.deleted` v1 on `im.conv.<conversationID>.delete`: messages hidden for one member, or
+/// deleted for everyone (their seqs then read as placeholders). The log keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgsDeleted {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who deleted them.
+    pub user_id: String,
+    /// The messages.
+    pub seqs: Vec<u64>,
+    /// Deleted for every member, not only for `user_id`.
+    pub for_everyone: bool,
+}
+
+impl Event for MsgsDeleted {
+    const KIND: &'static str = "msg.deleted";
+    const VERSION: u32 = 1;
+}
+
+/// `conversation.cleared` v1 on `im.conv.<conversationID>.delete`: history up to
+/// `min_seq - 1` is gone for `user_id` (or for everyone); their read position moves to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationCleared {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who cleared it.
+    pub user_id: String,
+    /// The first seq still readable (the max seq at the time plus one).
+    pub min_seq: u64,
+    /// Cleared for every member, not only for `user_id`.
+    pub for_everyone: bool,
+}
+
+impl Event for ConversationCleared {
+    const KIND: &'static str = "conversation.cleared";
+    const VERSION: u32 = 1;
+}

@@ -74,6 +74,12 @@ pub fn as_pulled(stored: &StoredMessage) -> MsgData {
         is_read: stored.is_read,
         ..stored.message.to_msg_data()
     };
+    if stored.hidden {
+        // Deleted by the viewer for themselves: status 4 with no content.
+        data.status = 4;
+        data.content.clear();
+        return data;
+    }
     if let Some(revoked) = &stored.revoked {
         let detail = json!({
             "revokerID": revoked.revoker_id,
@@ -182,6 +188,7 @@ mod tests {
             },
             is_read: false,
             revoked: None,
+            hidden: false,
         }
     }
 

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Pool;
 use jetim_schemas::event::Event as _;
-use jetim_schemas::events::msg::{ConversationRead, MsgRevoked, MsgSent, ReadMode};
+use jetim_schemas::events::msg::{
+    ConversationCleared, ConversationRead, MsgRevoked, MsgSent, MsgsDeleted, ReadMode,
+};
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::CONVERSATION_STREAM;
@@ -25,6 +27,7 @@ pub fn consumer_spec() -> DurableSpec {
         "im.conv.*.msg".to_owned(),
         "im.conv.*.read".to_owned(),
         "im.conv.*.revoke".to_owned(),
+        "im.conv.*.delete".to_owned(),
     ];
     spec
 }
@@ -119,23 +122,54 @@ pub struct StoredMessage {
     pub is_read: bool,
     /// Its revocation, if it was revoked.
     pub revoked: Option<MsgRevoked>,
+    /// Whether the viewer deleted it for themselves.
+    pub hidden: bool,
 }
 
-/// The stored messages of a conversation with seqs in `[begin, end]`, by seq.
+/// Where a member's readable window starts in a conversation, and its max seq; `None` when
+/// the user has no row for it.
+pub async fn member_window(
+    pool: &Pool,
+    user_id: &str,
+    conversation_id: &str,
+) -> Result<Option<(u64, u64)>, ReadModelError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT GREATEST(1, u.min_seq, coalesce(s.min_seq, 0)), coalesce(s.max_seq, 0)
+             FROM user_conversations_v1 u
+             LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+             WHERE u.owner_user_id = $1 AND u.conversation_id = $2",
+            &[&user_id, &conversation_id],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        let number = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+        (number(0), number(1))
+    }))
+}
+
+/// The messages of a conversation with seqs in `[begin, end]` as `viewer` sees them, by seq.
+/// Messages deleted for everyone are left out (they read as placeholders).
 pub async fn range(
     pool: &Pool,
     conversation_id: &str,
     begin: u64,
     end: u64,
+    viewer: &str,
 ) -> Result<BTreeMap<u64, StoredMessage>, ReadModelError> {
     let client = pool.get().await?;
     let begin = i64::try_from(begin).unwrap_or(i64::MAX);
     let end = i64::try_from(end).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT seq, body::text, is_read, revoked::text FROM messages_v1
-             WHERE conversation_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
-            &[&conversation_id, &begin, &end],
+            "SELECT m.seq, m.body::text, m.is_read, m.revoked::text, h.seq IS NOT NULL
+             FROM messages_v1 m
+             LEFT JOIN hidden_messages_v1 h ON h.owner_user_id = $4
+                  AND h.conversation_id = m.conversation_id AND h.seq = m.seq
+             WHERE m.conversation_id = $1 AND m.seq BETWEEN $2 AND $3 AND NOT m.deleted
+             ORDER BY m.seq",
+            &[&conversation_id, &begin, &end, &viewer],
         )
         .await?;
     let mut messages = BTreeMap::new();
@@ -153,6 +187,7 @@ pub async fn range(
                     message,
                     is_read: row.get(2),
                     revoked,
+                    hidden: row.get(4),
                 },
             );
         }
@@ -171,7 +206,7 @@ pub async fn last_messages(
             "SELECT m.conversation_id, m.body::text, m.is_read, m.revoked::text
              FROM conversation_seqs_v1 s
              JOIN messages_v1 m ON m.conversation_id = s.conversation_id AND m.seq = s.max_seq
-             WHERE s.conversation_id = ANY($1)",
+             WHERE s.conversation_id = ANY($1) AND NOT m.deleted",
             &[&conversation_ids],
         )
         .await?;
@@ -188,6 +223,7 @@ pub async fn last_messages(
                     message,
                     is_read: row.get(2),
                     revoked,
+                    hidden: false,
                 },
             );
         }
@@ -337,6 +373,12 @@ impl BatchHandler for MessagesProjection {
         let mut marked: Vec<(String, String, i64, i64)> = Vec::new();
         // Revocations: (conversation, seq, event body).
         let mut revoked: Vec<(String, i64, String)> = Vec::new();
+        // Deletions: (owner, conversation, seq) hidden for one; (conversation, seq) for all.
+        let mut hidden: Vec<(String, String, i64)> = Vec::new();
+        let mut deleted: Vec<(String, i64)> = Vec::new();
+        // Clears: (owner, conversation, min seq) for one; (conversation, min seq) for all.
+        let mut cleared_for: Vec<(String, String, i64)> = Vec::new();
+        let mut cleared_all: Vec<(String, i64)> = Vec::new();
         let mut last_sequence = 0;
         for event in batch {
             last_sequence = last_sequence.max(event.stream_sequence);
@@ -354,6 +396,33 @@ impl BatchHandler for MessagesProjection {
                     .raise(message.seq, sequence);
                 let body = String::from_utf8_lossy(&event.payload).into_owned();
                 messages.push((message, sequence, body));
+            } else if event.kind == MsgsDeleted::KIND {
+                let deletion: MsgsDeleted = event.decode().map_err(poison)?;
+                for seq in deletion.seqs {
+                    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                    if deletion.for_everyone {
+                        deleted.push((deletion.conversation_id.clone(), seq));
+                    } else {
+                        hidden.push((
+                            deletion.user_id.clone(),
+                            deletion.conversation_id.clone(),
+                            seq,
+                        ));
+                    }
+                }
+            } else if event.kind == ConversationCleared::KIND {
+                let clear: ConversationCleared = event.decode().map_err(poison)?;
+                let min_seq = i64::try_from(clear.min_seq).unwrap_or(i64::MAX);
+                // The one who cleared has read everything that was there.
+                reads
+                    .entry((clear.user_id.clone(), clear.conversation_id.clone()))
+                    .or_default()
+                    .raise(clear.min_seq.saturating_sub(1), sequence);
+                if clear.for_everyone {
+                    cleared_all.push((clear.conversation_id, min_seq));
+                } else {
+                    cleared_for.push((clear.user_id, clear.conversation_id, min_seq));
+                }
             } else if event.kind == MsgRevoked::KIND {
                 let revoke: MsgRevoked = event.decode().map_err(poison)?;
                 revoked.push((
@@ -580,6 +649,72 @@ impl BatchHandler for MessagesProjection {
                        AND m.revoked IS NULL",
                     &[&ids, &seqs, &bodies],
                 )
+                .await
+                .map_err(transient)?;
+        }
+
+        if !hidden.is_empty() {
+            let owners: Vec<&str> = hidden.iter().map(|entry| entry.0.as_str()).collect();
+            let ids: Vec<&str> = hidden.iter().map(|entry| entry.1.as_str()).collect();
+            let seqs: Vec<i64> = hidden.iter().map(|entry| entry.2).collect();
+            transaction
+                .execute(
+                    "INSERT INTO hidden_messages_v1 (owner_user_id, conversation_id, seq)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                     ON CONFLICT DO NOTHING",
+                    &[&owners, &ids, &seqs],
+                )
+                .await
+                .map_err(transient)?;
+        }
+        if !deleted.is_empty() {
+            let ids: Vec<&str> = deleted.iter().map(|entry| entry.0.as_str()).collect();
+            let seqs: Vec<i64> = deleted.iter().map(|entry| entry.1).collect();
+            transaction
+                .execute(
+                    "UPDATE messages_v1 AS m SET deleted = true
+                     FROM UNNEST($1::text[], $2::bigint[]) AS v(conversation_id, seq)
+                     WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq",
+                    &[&ids, &seqs],
+                )
+                .await
+                .map_err(transient)?;
+        }
+        if !cleared_all.is_empty() {
+            let ids: Vec<&str> = cleared_all.iter().map(|entry| entry.0.as_str()).collect();
+            let minima: Vec<i64> = cleared_all.iter().map(|entry| entry.1).collect();
+            transaction
+                .execute(
+                    "UPDATE conversation_seqs_v1 AS s SET min_seq = GREATEST(s.min_seq, v.min_seq)
+                     FROM (SELECT c, max(m) FROM UNNEST($1::text[], $2::bigint[]) AS u(c, m)
+                           GROUP BY c) AS v(conversation_id, min_seq)
+                     WHERE s.conversation_id = v.conversation_id",
+                    &[&ids, &minima],
+                )
+                .await
+                .map_err(transient)?;
+        }
+        if !cleared_for.is_empty() {
+            let owners: Vec<&str> = cleared_for.iter().map(|entry| entry.0.as_str()).collect();
+            let ids: Vec<&str> = cleared_for.iter().map(|entry| entry.1.as_str()).collect();
+            let minima: Vec<i64> = cleared_for.iter().map(|entry| entry.2).collect();
+            let moved = transaction
+                .query(
+                    "UPDATE user_conversations_v1 AS u SET min_seq = v.min_seq
+                     FROM (SELECT o, c, max(m) FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                               AS x(o, c, m) GROUP BY o, c) AS v(owner_user_id, conversation_id, min_seq)
+                     WHERE u.owner_user_id = v.owner_user_id
+                       AND u.conversation_id = v.conversation_id AND u.min_seq < v.min_seq
+                     RETURNING u.owner_user_id, u.conversation_id",
+                    &[&owners, &ids, &minima],
+                )
+                .await
+                .map_err(transient)?;
+            let changes: Vec<(String, String, ChangeState)> = moved
+                .iter()
+                .map(|row| (row.get(0), row.get(1), ChangeState::Update))
+                .collect();
+            record_conversation_changes(&transaction, &changes)
                 .await
                 .map_err(transient)?;
         }

@@ -5,6 +5,7 @@ pub mod args;
 pub mod auth;
 pub mod client_config;
 pub mod conversation;
+pub mod delete;
 pub mod jssdk;
 pub mod msg;
 pub mod notification_account;
@@ -102,6 +103,12 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))
         .route("/msg/get_server_time", post(msg::get_server_time))
         .route("/msg/revoke_msg", post(revoke::revoke_msg))
+        .route("/msg/delete_msgs", post(delete::delete_msgs))
+        .route(
+            "/msg/clear_conversation_msg",
+            post(delete::clear_conversation_msg),
+        )
+        .route("/msg/user_clear_all_msg", post(delete::user_clear_all_msg))
         .route(
             "/jssdk/get_active_conversations",
             post(jssdk::get_active_conversations),

@@ -402,28 +402,28 @@ pub async fn pull_msg_by_seq(
                 range.conversation_id, range.begin, range.end
             )));
         }
-        let member = messages::has_conversation(&state.db, &body.user_id, &range.conversation_id)
-            .await
-            .map_err(|error| read_failed(&error))?;
-        if !member {
+        // Only conversations the user has, within what they may read: nothing below their
+        // (or the conversation's) cleared min seq.
+        let Some((window_start, max)) =
+            messages::member_window(&state.db, &body.user_id, &range.conversation_id)
+                .await
+                .map_err(|error| read_failed(&error))?
+        else {
             continue;
-        }
-        let max = messages::max_seq(&state.db, &range.conversation_id)
-            .await
-            .map_err(|error| read_failed(&error))?;
+        };
         if max == 0 {
             continue;
         }
         let asked_begin = u64::try_from(range.begin).unwrap_or(0);
         let asked_end = u64::try_from(range.end).unwrap_or(0);
-        let begin = asked_begin.max(1);
+        let begin = asked_begin.max(window_start);
         let end = asked_end.min(max);
         if end < begin {
             continue;
         }
         let num = u64::try_from(range.num).unwrap_or(1);
         let begin = begin.max(end.saturating_sub(num - 1));
-        let found = messages::range(&state.db, &range.conversation_id, begin, end)
+        let found = messages::range(&state.db, &range.conversation_id, begin, end, &body.user_id)
             .await
             .map_err(|error| read_failed(&error))?;
         let mut pulled: Vec<MsgJson> = (begin..=end)
@@ -438,7 +438,7 @@ pub async fn pull_msg_by_seq(
             max <= asked_end
         } else {
             pulled.reverse();
-            asked_begin <= 1
+            asked_begin <= window_start
         };
         let entry = PulledMsgs {
             msgs: pulled,

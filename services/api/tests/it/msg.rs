@@ -518,3 +518,155 @@ async fn the_sender_revokes_a_message_and_the_peer_sees_it_revoked_and_is_notifi
     let seqs = app.newest_seqs(&ben, "ben", 2).await;
     assert_eq!(seqs["maxSeqs"], json!({"si_ava_ben": 2, "n_ava_ben": 1}));
 }
+
+#[tokio::test]
+async fn deletes_hide_for_oneself_or_everyone_and_clears_move_the_window() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["amy", "bob"]).await;
+    for text in ["one", "two", "three"] {
+        app.send_text(&admin, "amy", "bob", text).await;
+    }
+    let amy = app.user_token(&admin, "amy", Platform::WEB).await;
+    let bob = app.user_token(&admin, "bob", Platform::WEB).await;
+    let _ = app.newest_seqs(&bob, "bob", 1).await;
+    let pull = |token: &str, user: &str| {
+        let (app, token, user) = (&app, token.to_owned(), user.to_owned());
+        async move {
+            let pulled = app
+                .ok(
+                    "/msg/pull_msg_by_seq",
+                    &token,
+                    &json!({"userID": user, "seqRanges": [{"conversationID": "si_amy_bob", "begin": 1, "end": 10, "num": 10}]}),
+                )
+                .await;
+            pulled["msgs"]["si_amy_bob"]["Msgs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|message| {
+                    (
+                        message["seq"].as_i64().unwrap(),
+                        message["status"].as_i64().unwrap(),
+                        message["content"].as_str().unwrap().is_empty(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let call = |token: &str, path: &'static str, body: Value| {
+        let (app, token) = (&app, token.to_owned());
+        async move { app.post(path, Some(&token), &body).await }
+    };
+
+    // Bob hides message 1 for himself.
+    let reply = call(
+        &bob,
+        "/msg/delete_msgs",
+        json!({"conversationID": "si_amy_bob", "userID": "bob", "seqs": [1]}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    assert_eq!(
+        pull(&bob, "bob").await,
+        [(1, 4, true), (2, 2, false), (3, 2, false)]
+    );
+    assert_eq!(
+        pull(&amy, "amy").await,
+        [(1, 2, false), (2, 2, false), (3, 2, false)]
+    );
+
+    // Only Amy may delete her message for everyone.
+    let for_all = json!({"conversationID": "si_amy_bob", "seqs": [2], "deleteSyncOpt": {"IsSyncOther": true}});
+    let mut by_bob = for_all.clone();
+    by_bob["userID"] = json!("bob");
+    assert_eq!(
+        call(&bob, "/msg/delete_msgs", by_bob).await,
+        error(
+            1002,
+            "NoPermissionError",
+            "message 2 is not bob's to delete for everyone"
+        )
+    );
+    let mut by_amy = for_all;
+    by_amy["userID"] = json!("amy");
+    assert_eq!(call(&amy, "/msg/delete_msgs", by_amy).await["errCode"], 0);
+    assert_eq!(
+        pull(&amy, "amy").await,
+        [(1, 2, false), (2, 4, true), (3, 2, false)]
+    );
+
+    // Bob clears the conversation for himself: his window starts after seq 3.
+    let reply = call(
+        &bob,
+        "/msg/clear_conversation_msg",
+        json!({"conversationIDs": ["si_amy_bob"], "userID": "bob"}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    assert!(pull(&bob, "bob").await.is_empty());
+    assert_eq!(pull(&amy, "amy").await.len(), 3, "amy keeps her history");
+    app.send_text(&admin, "amy", "bob", "four").await;
+    let _ = app.newest_seqs(&bob, "bob", 1).await;
+    let mut after = Vec::new();
+    for _ in 0..50 {
+        after = pull(&bob, "bob").await;
+        if !after.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(after, [(4, 2, false)]);
+    let seqs = app
+        .ok(
+            "/msg/get_conversations_has_read_and_max_seq",
+            &bob,
+            &json!({"userID": "bob"}),
+        )
+        .await;
+    assert_eq!(
+        seqs["seqs"]["si_amy_bob"]["hasReadSeq"], 3,
+        "clearing reads what was there"
+    );
+
+    // Amy clears for everyone.
+    let reply = call(
+        &amy,
+        "/msg/user_clear_all_msg",
+        json!({"userID": "amy", "deleteSyncOpt": {"IsSyncOther": true}}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    assert!(pull(&amy, "amy").await.is_empty());
+    assert!(pull(&bob, "bob").await.is_empty());
+
+    let reply = call(
+        &bob,
+        "/msg/delete_msgs",
+        json!({"conversationID": "si_amy_bob", "userID": "bob", "seqs": [9]}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1004, "{reply}");
+    let reply = call(
+        &bob,
+        "/msg/clear_conversation_msg",
+        json!({"conversationIDs": ["si_x_y"], "userID": "bob"}),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        error(
+            1004,
+            "RecordNotFoundError",
+            "bob has no conversation si_x_y"
+        )
+    );
+    let reply = call(
+        &bob,
+        "/msg/delete_msgs",
+        json!({"conversationID": "si_amy_bob", "userID": "amy", "seqs": [4]}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1002);
+}

@@ -5,7 +5,9 @@
 use deadpool_postgres::Pool;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::messages::MessagesProjection;
-use jetim_schemas::events::msg::{ConversationRead, MsgRevoked, ReadMode};
+use jetim_schemas::events::msg::{
+    ConversationCleared, ConversationRead, MsgRevoked, MsgsDeleted, ReadMode,
+};
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::consume::{BatchHandler, Replay};
@@ -18,6 +20,7 @@ const TABLES: &[&str] = &[
     "conversation_seqs_v1",
     "user_conversations_v1",
     "read_seqs_v1",
+    "hidden_messages_v1",
 ];
 
 async fn snapshot(pool: &Pool) -> Vec<Vec<String>> {
@@ -145,8 +148,31 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
             .unwrap();
     }
 
+    // A delete for one, a delete for all, a clear for one.
+    let delete_subject = Subject::conversation("si_u1_u3", ConversationKind::Delete).unwrap();
+    for (seqs, for_everyone) in [(vec![1, 2], false), (vec![3], true)] {
+        let deletion = MsgsDeleted {
+            conversation_id: "si_u1_u3".into(),
+            user_id: "u3".into(),
+            seqs,
+            for_everyone,
+        };
+        log.append(&delete_subject, "u3", Expect::Anything, None, &deletion)
+            .await
+            .unwrap();
+    }
+    let clear = ConversationCleared {
+        conversation_id: "si_u1_u3".into(),
+        user_id: "u1".into(),
+        min_seq: 5,
+        for_everyone: false,
+    };
+    log.append(&delete_subject, "u1", Expect::Anything, None, &clear)
+        .await
+        .unwrap();
+
     let events = all_events(&jetstream).await;
-    assert_eq!(events.len(), 29);
+    assert_eq!(events.len(), 32);
     project(&live_pool, &events, 7, true).await;
     let once = TestDatabase::migrated().await;
     project(&once.pool(), &events, 7, false).await;

@@ -1,0 +1,262 @@
+//! `/msg/delete_msgs`, `/msg/clear_conversation_msg`, `/msg/user_clear_all_msg`.
+//!
+//! By default a delete hides messages for the caller only (they read back with status 4 and
+//! no content) and a clear moves the caller's readable window past the current max seq.
+//! With `IsSyncOther` they act for everyone: a message deleted for everyone reads as a
+//! `{seq, status: 4}` placeholder, a conversation cleared for everyone starts after its max.
+//! Upstream lets any participant erase anyone's messages; jetim allows deleting for everyone
+//! only a user's own messages (or an admin), and clearing for everyone only in single chats.
+//! The notifications (2102, 1703, 1300) come with delivery (not yet).
+
+use axum::extract::State;
+use jetim_readmodel::messages;
+use jetim_schemas::event::Event;
+use jetim_schemas::events::msg::{ConversationCleared, MsgsDeleted};
+use jetim_streams::Expect;
+use jetim_streams::subject::{ConversationKind, Subject};
+use serde::Deserialize;
+
+use super::args::check_user_id;
+use super::user::{append_failed, read_failed};
+use crate::ApiState;
+use crate::openim::{ApiError, Authed, Caller, Code, Done};
+
+/// The most seqs one delete may name.
+const MAX_SEQS: usize = 1000;
+
+/// OpenIM's `DeleteSyncOpt`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteSyncOpt {
+    /// Also tell the caller's other devices: accepted, but notifications are not sent yet.
+    #[serde(rename = "IsSyncSelf")]
+    _is_sync_self: bool,
+    /// Act for everyone in the conversation.
+    #[serde(rename = "IsSyncOther")]
+    is_sync_other: bool,
+}
+
+/// `/msg/delete_msgs` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteRequest {
+    #[serde(rename = "conversationID")]
+    conversation_id: String,
+    seqs: Vec<i64>,
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "deleteSyncOpt")]
+    delete_sync_opt: Option<DeleteSyncOpt>,
+}
+
+fn check_caller(caller: &Caller, user_id: &str) -> Result<(), ApiError> {
+    check_user_id("userID", user_id)?;
+    caller.require_self_or_admin(user_id)
+}
+
+async fn window(
+    state: &ApiState,
+    user_id: &str,
+    conversation_id: &str,
+) -> Result<(u64, u64), ApiError> {
+    messages::member_window(&state.db, user_id, conversation_id)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::RecordNotFound,
+                format!("{user_id} has no conversation {conversation_id}"),
+            )
+        })
+}
+
+async fn append<E: Event>(
+    state: &ApiState,
+    actor: &str,
+    conversation_id: &str,
+    event: &E,
+) -> Result<u64, ApiError> {
+    let subject = Subject::conversation(conversation_id, ConversationKind::Delete)
+        .map_err(|error| ApiError::args(format!("conversationID: {error}")))?;
+    state
+        .log
+        .append(&subject, actor, Expect::Anything, None, event)
+        .await
+        .map(|appended| appended.stream_sequence)
+        .map_err(|error| append_failed(&error))
+}
+
+/// Deletes messages for the caller, or (their own, with `IsSyncOther`) for everyone.
+pub async fn delete_msgs(
+    State(state): State<ApiState>,
+    request: Authed<DeleteRequest>,
+) -> Result<Done, ApiError> {
+    let body = request.body;
+    check_caller(&request.caller, &body.user_id)?;
+    if body.seqs.is_empty() {
+        return Err(ApiError::args("seqs is empty"));
+    }
+    if body.seqs.len() > MAX_SEQS {
+        return Err(ApiError::args(format!(
+            "at most {MAX_SEQS} seqs per request"
+        )));
+    }
+    let mut seqs: Vec<u64> = Vec::with_capacity(body.seqs.len());
+    for seq in &body.seqs {
+        seqs.push(
+            u64::try_from(*seq)
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or_else(|| ApiError::args(format!("seq {seq} is not a message seq")))?,
+        );
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    let (start, max) = window(&state, &body.user_id, &body.conversation_id).await?;
+    let (Some(&lowest), Some(&highest)) = (seqs.first(), seqs.last()) else {
+        return Err(ApiError::args("seqs is empty"));
+    };
+    if lowest < start || highest > max {
+        return Err(ApiError::new(
+            Code::RecordNotFound,
+            format!(
+                "{} can read seqs {start}..{max} of {}, not {lowest}..{highest}",
+                body.user_id, body.conversation_id
+            ),
+        ));
+    }
+    let for_everyone = body
+        .delete_sync_opt
+        .is_some_and(|option| option.is_sync_other);
+    if for_everyone && !request.caller.is_admin {
+        let found = messages::range(
+            &state.db,
+            &body.conversation_id,
+            lowest,
+            highest,
+            &body.user_id,
+        )
+        .await
+        .map_err(|error| read_failed(&error))?;
+        if let Some(seq) = seqs.iter().find(|seq| {
+            found
+                .get(seq)
+                .is_some_and(|stored| stored.message.send_id != body.user_id)
+        }) {
+            return Err(ApiError::no_permission(format!(
+                "message {seq} is not {}'s to delete for everyone",
+                body.user_id
+            )));
+        }
+    }
+    let event = MsgsDeleted {
+        conversation_id: body.conversation_id.clone(),
+        user_id: body.user_id.clone(),
+        seqs,
+        for_everyone,
+    };
+    let sequence = append(
+        &state,
+        &request.caller.user_id,
+        &body.conversation_id,
+        &event,
+    )
+    .await?;
+    super::wait_for_projection(&state, messages::NAME, messages::VERSION, sequence).await;
+    Ok(Done)
+}
+
+/// `/msg/clear_conversation_msg` and `/msg/user_clear_all_msg` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ClearRequest {
+    #[serde(rename = "conversationIDs")]
+    conversation_ids: Vec<String>,
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "deleteSyncOpt")]
+    delete_sync_opt: Option<DeleteSyncOpt>,
+}
+
+async fn clear(
+    state: &ApiState,
+    caller: &Caller,
+    user_id: &str,
+    conversation_ids: &[String],
+    for_everyone: bool,
+) -> Result<Done, ApiError> {
+    let mut clears = Vec::with_capacity(conversation_ids.len());
+    for conversation_id in conversation_ids {
+        let (_, max) = window(state, user_id, conversation_id).await?;
+        if for_everyone && !conversation_id.starts_with("si_") {
+            return Err(ApiError::no_permission(format!(
+                "{conversation_id} can be cleared for everyone only by its owner or admins"
+            )));
+        }
+        clears.push(ConversationCleared {
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.to_owned(),
+            min_seq: max + 1,
+            for_everyone,
+        });
+    }
+    let mut last = 0;
+    for cleared in &clears {
+        last = append(state, &caller.user_id, &cleared.conversation_id, cleared).await?;
+    }
+    super::wait_for_projection(state, messages::NAME, messages::VERSION, last).await;
+    Ok(Done)
+}
+
+/// Clears conversations for the caller, or (single chats, `IsSyncOther`) for both sides.
+pub async fn clear_conversation_msg(
+    State(state): State<ApiState>,
+    request: Authed<ClearRequest>,
+) -> Result<Done, ApiError> {
+    let body = request.body;
+    check_caller(&request.caller, &body.user_id)?;
+    if body.conversation_ids.is_empty() {
+        return Err(ApiError::args("conversationIDs is empty"));
+    }
+    if body.conversation_ids.len() > 1000 {
+        return Err(ApiError::args("at most 1000 conversationIDs per request"));
+    }
+    let for_everyone = body
+        .delete_sync_opt
+        .is_some_and(|option| option.is_sync_other);
+    clear(
+        &state,
+        &request.caller,
+        &body.user_id,
+        &body.conversation_ids,
+        for_everyone,
+    )
+    .await
+}
+
+/// Clears every conversation of the caller that has messages.
+pub async fn user_clear_all_msg(
+    State(state): State<ApiState>,
+    request: Authed<ClearRequest>,
+) -> Result<Done, ApiError> {
+    let body = request.body;
+    check_caller(&request.caller, &body.user_id)?;
+    let for_everyone = body
+        .delete_sync_opt
+        .is_some_and(|option| option.is_sync_other);
+    let conversation_ids: Vec<String> = messages::seq_states(&state.db, &body.user_id, None)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .into_iter()
+        .filter(|(_, seq_state)| seq_state.max_seq > 0)
+        .map(|(id, _)| id)
+        .collect();
+    clear(
+        &state,
+        &request.caller,
+        &body.user_id,
+        &conversation_ids,
+        for_everyone,
+    )
+    .await
+}
