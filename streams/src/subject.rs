@@ -152,6 +152,17 @@ impl std::fmt::Display for Subject {
     }
 }
 
+/// A filter matching one kind in every conversation: `im.conv.*.<kind>`.
+pub fn every_conversation(kind: ConversationKind) -> String {
+    format!("{CONVERSATION_PREFIX}.*.{}", kind.token())
+}
+
+/// A filter matching one kind for every user: `im.user.*.<kind>` (the app-wide `=` entries
+/// included).
+pub fn every_user(kind: UserKind) -> String {
+    format!("{USER_PREFIX}.*.{}", kind.token())
+}
+
 /// A filter matching every subject of one conversation: `im.conv.<conversationID>.>`.
 pub fn conversation_filter(conversation_id: &str) -> Result<String, TokenError> {
     Ok(format!(
@@ -257,6 +268,15 @@ mod tests {
                 kind: "config".into()
             })
         );
+    }
+
+    #[test]
+    fn kind_filters_span_every_id() {
+        assert_eq!(
+            every_conversation(ConversationKind::Timeline),
+            "im.conv.*.msg"
+        );
+        assert_eq!(every_user(UserKind::Account), "im.user.*.account");
     }
 
     #[test]

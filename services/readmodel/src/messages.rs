@@ -10,7 +10,7 @@ use jetim_schemas::events::msg::{
 };
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
-use jetim_streams::subject::CONVERSATION_STREAM;
+use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
 
 use crate::versions::{ChangeState, record_conversation_changes};
 use crate::{ReadModelError, projection};
@@ -23,12 +23,15 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(CONVERSATION_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec![
-        "im.conv.*.msg".to_owned(),
-        "im.conv.*.read".to_owned(),
-        "im.conv.*.revoke".to_owned(),
-        "im.conv.*.delete".to_owned(),
-    ];
+    spec.filter_subjects = [
+        ConversationKind::Timeline,
+        ConversationKind::Read,
+        ConversationKind::Revoke,
+        ConversationKind::Delete,
+    ]
+    .into_iter()
+    .map(every_conversation)
+    .collect();
     spec
 }
 

@@ -10,7 +10,7 @@ use jetim_schemas::events::settings::{
 };
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
-use jetim_streams::subject::USER_STREAM;
+use jetim_streams::subject::{USER_STREAM, UserKind, every_user};
 
 use crate::{ReadModelError, projection};
 
@@ -22,10 +22,7 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(USER_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec![
-        "im.user.*.command".to_owned(),
-        "im.user.*.config".to_owned(),
-    ];
+    spec.filter_subjects = vec![every_user(UserKind::Command), every_user(UserKind::Config)];
     spec
 }
 

@@ -7,7 +7,7 @@ use jetim_schemas::event::Event as _;
 use jetim_schemas::events::user::{UserRegistered, UserUpdated};
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
-use jetim_streams::subject::USER_STREAM;
+use jetim_streams::subject::{USER_STREAM, UserKind, every_user};
 use tokio_postgres::Row;
 
 use crate::{ReadModelError, projection};
@@ -20,7 +20,7 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(USER_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec!["im.user.*.account".to_owned()];
+    spec.filter_subjects = vec![every_user(UserKind::Account)];
     spec
 }
 
