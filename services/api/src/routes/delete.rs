@@ -260,3 +260,62 @@ pub async fn user_clear_all_msg(
     )
     .await
 }
+
+/// `/msg/delete_msg_phsical_by_seq` (upstream's spelling) request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PhysicalDeleteRequest {
+    #[serde(rename = "conversationID")]
+    conversation_id: String,
+    seqs: Vec<i64>,
+}
+
+/// An admin deletes messages for everyone. The log keeps them (the streams deny deletes);
+/// every read returns placeholders for their seqs.
+pub async fn delete_msg_physical_by_seq(
+    State(state): State<ApiState>,
+    request: Authed<PhysicalDeleteRequest>,
+) -> Result<Done, ApiError> {
+    request.caller.require_admin()?;
+    let body = request.body;
+    if body.conversation_id.is_empty() {
+        return Err(ApiError::args("conversationID is empty"));
+    }
+    if body.seqs.is_empty() || body.seqs.len() > MAX_SEQS {
+        return Err(ApiError::args(format!(
+            "seqs must name 1 to {MAX_SEQS} messages"
+        )));
+    }
+    let max = messages::max_seq(&state.db, &body.conversation_id)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let mut seqs = Vec::with_capacity(body.seqs.len());
+    for seq in body.seqs {
+        match u64::try_from(seq) {
+            Ok(seq) if (1..=max).contains(&seq) => seqs.push(seq),
+            _ => {
+                return Err(ApiError::new(
+                    Code::RecordNotFound,
+                    format!("{} has no message {seq}", body.conversation_id),
+                ));
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    let event = MsgsDeleted {
+        conversation_id: body.conversation_id.clone(),
+        user_id: request.caller.user_id.clone(),
+        seqs,
+        for_everyone: true,
+    };
+    let sequence = append(
+        &state,
+        &request.caller.user_id,
+        &body.conversation_id,
+        &event,
+    )
+    .await?;
+    super::wait_for_projection(&state, messages::NAME, messages::VERSION, sequence).await;
+    Ok(Done)
+}

@@ -105,6 +105,11 @@ pub fn router() -> Router<ApiState> {
         .route("/msg/revoke_msg", post(revoke::revoke_msg))
         .route("/msg/delete_msgs", post(delete::delete_msgs))
         .route(
+            "/msg/delete_msg_phsical_by_seq",
+            post(delete::delete_msg_physical_by_seq),
+        )
+        .route("/msg/batch_send_msg", post(msg::batch_send_msg))
+        .route(
             "/msg/clear_conversation_msg",
             post(delete::clear_conversation_msg),
         )

@@ -78,6 +78,12 @@ pub struct SendMsgRequest {
     #[serde(rename = "offlinePushInfo")]
     offline_push_info: Option<OfflinePushJson>,
     ex: String,
+    /// `batch_send_msg` only: send to every registered user.
+    #[serde(rename = "isSendAll")]
+    is_send_all: bool,
+    /// `batch_send_msg` only: the receivers.
+    #[serde(rename = "recvIDs")]
+    recv_ids: Vec<String>,
 }
 
 /// `/msg/send_msg` reply.
@@ -93,13 +99,8 @@ pub struct SendMsgReply {
 
 const REST_CONTENT_TYPES: &[i32] = &[101, 102, 103, 104, 105, 106, 110, 114, 118, 1400];
 
-/// Sends a message as any user (admin only), through the same checks as the user's own send.
-pub async fn send_msg(
-    State(state): State<ApiState>,
-    request: Authed<SendMsgRequest>,
-) -> Result<Reply<SendMsgReply>, ApiError> {
-    request.caller.require_admin()?;
-    let body = request.body;
+/// Builds the message an admin's REST send describes, for one receiver.
+fn rest_message(body: &SendMsgRequest, recv_id: &str) -> Result<MsgData, ApiError> {
     if !REST_CONTENT_TYPES.contains(&body.content_type) {
         return Err(ApiError::args(format!(
             "contentType {} cannot be sent through /msg/send_msg",
@@ -108,6 +109,7 @@ pub async fn send_msg(
     }
     let content = body
         .content
+        .clone()
         .ok_or_else(|| ApiError::args("content must be a JSON object"))?;
     let at_user_ids: Vec<String> = if body.content_type == 106 {
         content
@@ -151,14 +153,14 @@ pub async fn send_msg(
     if body.not_offline_push {
         message_options.insert(options::OFFLINE_PUSH.to_owned(), false);
     }
-    let message = MsgData {
-        send_id: body.send_id,
-        recv_id: body.recv_id,
-        group_id: body.group_id,
+    Ok(MsgData {
+        send_id: body.send_id.clone(),
+        recv_id: recv_id.to_owned(),
+        group_id: body.group_id.clone(),
         client_msg_id: new_message_id(),
         sender_platform_id: body.sender_platform_id,
-        sender_nickname: body.sender_nickname,
-        sender_face_url: body.sender_face_url,
+        sender_nickname: body.sender_nickname.clone(),
+        sender_face_url: body.sender_face_url.clone(),
         session_type,
         msg_from: 200,
         content_type: body.content_type,
@@ -166,18 +168,27 @@ pub async fn send_msg(
         send_time: body.send_time,
         create_time: now_millis(),
         options: message_options,
-        offline_push_info: body.offline_push_info.map(|push| OfflinePushInfo {
-            title: push.title,
-            desc: push.desc,
-            ex: push.ex,
-            i_os_push_sound: push.ios_push_sound,
+        offline_push_info: body.offline_push_info.as_ref().map(|push| OfflinePushInfo {
+            title: push.title.clone(),
+            desc: push.desc.clone(),
+            ex: push.ex.clone(),
+            i_os_push_sound: push.ios_push_sound.clone(),
             i_os_badge_count: push.ios_badge_count,
-            signal_info: push.signal_info,
+            signal_info: push.signal_info.clone(),
         }),
         at_user_id_list: at_user_ids,
-        ex: body.ex,
+        ex: body.ex.clone(),
         ..MsgData::default()
-    };
+    })
+}
+
+/// Sends a message as any user (admin only), through the same checks as the user's own send.
+pub async fn send_msg(
+    State(state): State<ApiState>,
+    request: Authed<SendMsgRequest>,
+) -> Result<Reply<SendMsgReply>, ApiError> {
+    request.caller.require_admin()?;
+    let message = rest_message(&request.body, &request.body.recv_id)?;
     let sent = service::send(
         &state.log,
         &state.db,
@@ -193,6 +204,103 @@ pub async fn send_msg(
         client_msg_id: sent.client_msg_id,
         send_time: sent.send_time,
     }))
+}
+
+/// One receiver's result.
+#[derive(Debug, Serialize)]
+pub struct BatchResult {
+    #[serde(rename = "serverMsgID")]
+    server_msg_id: String,
+    #[serde(rename = "clientMsgID")]
+    client_msg_id: String,
+    #[serde(rename = "sendTime")]
+    send_time: i64,
+    #[serde(rename = "recvID")]
+    recv_id: String,
+    /// No webhook changes messages in jetim, so this is always null.
+    modify: Option<()>,
+}
+
+/// `/msg/batch_send_msg` reply.
+#[derive(Debug, Serialize)]
+pub struct BatchSendReply {
+    #[serde(serialize_with = "null_if_empty")]
+    results: Vec<BatchResult>,
+    #[serde(rename = "failedUserIDs", serialize_with = "null_if_empty")]
+    failed_user_ids: Vec<String>,
+}
+
+/// Sends one message to each receiver (or, with `isSendAll`, to every registered user but
+/// the sender), each through the ordinary send; receivers it could not reach are listed.
+pub async fn batch_send_msg(
+    State(state): State<ApiState>,
+    request: Authed<SendMsgRequest>,
+) -> Result<Reply<BatchSendReply>, ApiError> {
+    request.caller.require_admin()?;
+    let body = request.body;
+    let receivers: Vec<String> = if body.is_send_all {
+        let mut everyone = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (_, page) = jetim_readmodel::users::page(
+                &state.db,
+                &jetim_readmodel::users::UserFilter::default(),
+                offset,
+                1000,
+            )
+            .await
+            .map_err(|error| read_failed(&error))?;
+            let fetched = page.len();
+            everyone.extend(
+                page.into_iter()
+                    .map(|user| user.user_id)
+                    .filter(|id| *id != body.send_id),
+            );
+            if fetched < 1000 {
+                break;
+            }
+            offset += 1000;
+        }
+        everyone
+    } else {
+        super::args::check_id_list("recvIDs", &body.recv_ids)?;
+        body.recv_ids.clone()
+    };
+    // The message must make sense at all before anyone gets it.
+    rest_message(&body, "")?;
+    let mut reply = BatchSendReply {
+        results: Vec::new(),
+        failed_user_ids: Vec::new(),
+    };
+    for recv_id in receivers {
+        let message = rest_message(&body, &recv_id)?;
+        match service::send(
+            &state.log,
+            &state.db,
+            &message,
+            &request.caller.user_id,
+            request.caller.is_admin,
+        )
+        .await
+        {
+            Ok(Ok(sent)) => reply.results.push(BatchResult {
+                server_msg_id: sent.server_msg_id,
+                client_msg_id: sent.client_msg_id,
+                send_time: sent.send_time,
+                recv_id,
+                modify: None,
+            }),
+            Ok(Err(rejection)) => {
+                tracing::debug!(%recv_id, %rejection, "batch send refused for one receiver");
+                reply.failed_user_ids.push(recv_id);
+            }
+            Err(failure) => {
+                tracing::warn!(%recv_id, %failure, "batch send failed for one receiver");
+                reply.failed_user_ids.push(recv_id);
+            }
+        }
+    }
+    Ok(Reply(reply))
 }
 
 /// A request naming only a user.

@@ -670,3 +670,95 @@ async fn deletes_hide_for_oneself_or_everyone_and_clears_move_the_window() {
     .await;
     assert_eq!(reply["errCode"], 1002);
 }
+
+#[tokio::test]
+async fn admins_batch_send_and_delete_for_everyone() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["boss", "w1", "w2"]).await;
+    let data = app
+        .ok(
+            "/msg/batch_send_msg",
+            &admin,
+            &json!({"sendID": "boss", "recvIDs": ["w1", "ghost", "w2"], "sessionType": 1,
+                    "contentType": 101, "content": {"content": "meeting at 3"}}),
+        )
+        .await;
+    let receivers: Vec<&str> = data["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["recvID"].as_str().unwrap())
+        .collect();
+    assert_eq!(receivers, ["w1", "w2"]);
+    assert_eq!(data["failedUserIDs"], json!(["ghost"]));
+    assert_eq!(data["results"][0]["modify"], Value::Null);
+
+    let everyone = app
+        .ok(
+            "/msg/batch_send_msg",
+            &admin,
+            &json!({"sendID": "boss", "isSendAll": true, "sessionType": 1,
+                    "contentType": 101, "content": {"content": "all hands"}}),
+        )
+        .await;
+    assert_eq!(
+        everyone["results"].as_array().unwrap().len(),
+        3,
+        "w1, w2 and the admin, not the sender: {everyone}"
+    );
+
+    let w1 = app.user_token(&admin, "w1", Platform::WEB).await;
+    let reply = app
+        .post(
+            "/msg/batch_send_msg",
+            Some(&w1),
+            &json!({"sendID": "w1", "recvIDs": ["w2"], "sessionType": 1, "contentType": 101,
+                    "content": {"content": "x"}}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+
+    let _ = app.newest_seqs(&w1, "w1", 1).await;
+    let reply = app
+        .post(
+            "/msg/delete_msg_phsical_by_seq",
+            Some(&admin),
+            &json!({"conversationID": "si_boss_w1", "seqs": [1]}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &w1,
+            &json!({"userID": "w1", "seqRanges": [{"conversationID": "si_boss_w1", "begin": 1, "end": 2, "num": 2}]}),
+        )
+        .await;
+    let messages = pulled["msgs"]["si_boss_w1"]["Msgs"].as_array().unwrap();
+    assert_eq!(
+        (messages[0]["seq"].as_i64(), messages[0]["status"].as_i64()),
+        (Some(1), Some(4))
+    );
+    assert_eq!(messages[0]["sendID"], "", "a placeholder");
+    assert_eq!(messages[1]["status"], 2);
+    let reply = app
+        .post(
+            "/msg/delete_msg_phsical_by_seq",
+            Some(&w1),
+            &json!({"conversationID": "si_boss_w1", "seqs": [2]}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+    let reply = app
+        .post(
+            "/msg/delete_msg_phsical_by_seq",
+            Some(&admin),
+            &json!({"conversationID": "si_boss_w1", "seqs": [99]}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(1004, "RecordNotFoundError", "si_boss_w1 has no message 99")
+    );
+}

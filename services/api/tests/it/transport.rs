@@ -248,6 +248,8 @@ const ROUTES: &[(&str, bool)] = &[
     ("/msg/get_server_time", true),
     ("/msg/revoke_msg", true),
     ("/msg/delete_msgs", true),
+    ("/msg/delete_msg_phsical_by_seq", true),
+    ("/msg/batch_send_msg", true),
     ("/msg/clear_conversation_msg", true),
     ("/msg/user_clear_all_msg", true),
     ("/jssdk/get_active_conversations", true),
