@@ -23,6 +23,10 @@ pub struct SendContext {
     pub sender_level: Option<i32>,
     /// Whether the receiver of a single or notification session is registered.
     pub receiver_registered: bool,
+    /// The receiver's receive option for all single chats (`globalRecvMsgOpt`).
+    pub receiver_global_recv_opt: i32,
+    /// The receiver's receive option on this conversation's row (`recvMsgOpt`), 0 if none.
+    pub receiver_conversation_recv_opt: i32,
     /// Now, milliseconds since the epoch.
     pub now_ms: i64,
     /// The serverMsgID to give the message.
@@ -36,6 +40,10 @@ pub struct Decided {
     pub message: MsgSent,
     /// Whether it is stored with a seq (false: online only, delivered but never stored).
     pub stored: bool,
+    /// The receiver refuses messages (receive option 1): the sender is answered as usual,
+    /// but nothing is stored or delivered. (Upstream answers 1001, which tells the sender
+    /// about the receiver's setting.)
+    pub refused_by_receiver: bool,
 }
 
 fn invalid(reason: impl Into<String>) -> Rejection {
@@ -109,6 +117,22 @@ pub fn decide(message: &MsgData, context: &SendContext) -> Result<Decided, Rejec
 
     let mut options = Options(message.options.clone().into_iter().collect());
     options.apply_content_type_overrides(message.content_type);
+    // Receive options bind single chats from ordinary senders; system content, read
+    // receipts and app admins (level 2 and up) pass.
+    let receiver_options_apply = session == SessionType::Single
+        && !content::is_system_content_type(message.content_type)
+        && sender_level < 2;
+    let mut refused_by_receiver = false;
+    if receiver_options_apply {
+        let options_in_force = [
+            context.receiver_global_recv_opt,
+            context.receiver_conversation_recv_opt,
+        ];
+        refused_by_receiver = options_in_force.contains(&1);
+        if options_in_force.contains(&2) {
+            options.set(crate::options::OFFLINE_PUSH, false);
+        }
+    }
     let chat = chat_conversation_id(
         session,
         &message.send_id,
@@ -163,6 +187,7 @@ pub fn decide(message: &MsgData, context: &SendContext) -> Result<Decided, Rejec
             ex: message.ex.clone(),
         },
         stored,
+        refused_by_receiver,
     })
 }
 
@@ -176,6 +201,8 @@ mod tests {
             caller_is_admin: false,
             sender_level: Some(1),
             receiver_registered: true,
+            receiver_global_recv_opt: 0,
+            receiver_conversation_recv_opt: 0,
             now_ms: 1_000,
             server_msg_id: "s".repeat(32),
         }
@@ -240,6 +267,37 @@ mod tests {
         typing.content_type = 113;
         typing.content = br#"{"msgTips":"..."}"#.to_vec();
         assert!(!decide(&typing, &context("a")).unwrap().stored);
+    }
+
+    #[test]
+    fn a_receiver_who_refuses_is_not_sent_to_and_one_who_mutes_gets_no_push() {
+        let mut refusing = context("a");
+        refusing.receiver_global_recv_opt = 1;
+        assert!(
+            decide(&text("a", "b"), &refusing)
+                .unwrap()
+                .refused_by_receiver
+        );
+        let mut refusing_here = context("a");
+        refusing_here.receiver_conversation_recv_opt = 1;
+        assert!(
+            decide(&text("a", "b"), &refusing_here)
+                .unwrap()
+                .refused_by_receiver
+        );
+        let mut muted = context("a");
+        muted.receiver_conversation_recv_opt = 2;
+        let decided = decide(&text("a", "b"), &muted).unwrap();
+        assert!(!decided.refused_by_receiver);
+        assert_eq!(decided.message.options.get("offlinePush"), Some(&false));
+        // App admins pass.
+        let mut from_admin = refusing;
+        from_admin.sender_level = Some(2);
+        assert!(
+            !decide(&text("a", "b"), &from_admin)
+                .unwrap()
+                .refused_by_receiver
+        );
     }
 
     #[test]

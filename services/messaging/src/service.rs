@@ -6,13 +6,14 @@
 //! table, so one clientMsgID never makes two messages.
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::{messages, users};
+use jetim_readmodel::{conversations, messages, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::EventLog;
 use sha2::Digest as _;
 
 use crate::Rejection;
+use crate::conversation::{SessionType, chat_conversation_id};
 use crate::send::{SendContext, decide};
 
 /// A send that was answered.
@@ -71,19 +72,33 @@ pub async fn send(
             .await
             .map_err(|error| failure(&error))?
     };
-    let receiver_registered = if message.recv_id.is_empty() {
-        false
+    let receiver = if message.recv_id.is_empty() {
+        None
     } else {
         users::look_up(db, log, &message.recv_id)
             .await
             .map_err(|error| failure(&error))?
-            .is_some()
+    };
+    // The receiver's own setting on this single chat, if they have the row.
+    let receiver_conversation_recv_opt = match (&receiver, message.session_type) {
+        (Some(receiver), 1) => {
+            let conversation_id =
+                chat_conversation_id(SessionType::Single, &message.send_id, &message.recv_id, "");
+            conversations::list(db, &receiver.user_id, Some(&[conversation_id]))
+                .await
+                .map_err(|error| failure(&error))?
+                .first()
+                .map_or(0, |row| row.recv_msg_opt)
+        }
+        _ => 0,
     };
     let context = SendContext {
         caller: caller.to_owned(),
         caller_is_admin,
         sender_level: sender.map(|user| user.app_manger_level),
-        receiver_registered,
+        receiver_registered: receiver.is_some(),
+        receiver_global_recv_opt: receiver.as_ref().map_or(0, |user| user.global_recv_msg_opt),
+        receiver_conversation_recv_opt,
         now_ms: now_ms(),
         server_msg_id: new_message_id(),
     };
@@ -92,6 +107,17 @@ pub async fn send(
         Err(rejection) => return Ok(Err(rejection)),
     };
     let event = decided.message;
+    if decided.refused_by_receiver {
+        tracing::debug!(receiver = %event.recv_id, "the receiver refuses messages; not stored");
+        return Ok(Ok(Sent {
+            server_msg_id: event.server_msg_id,
+            client_msg_id: event.client_msg_id,
+            send_time: event.send_time,
+            seq: 0,
+            duplicate: false,
+            message: None,
+        }));
+    }
     if !decided.stored {
         return Ok(Ok(Sent {
             server_msg_id: event.server_msg_id.clone(),

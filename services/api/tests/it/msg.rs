@@ -762,3 +762,48 @@ async fn admins_batch_send_and_delete_for_everyone() {
         error(1004, "RecordNotFoundError", "si_boss_w1 has no message 99")
     );
 }
+
+#[tokio::test]
+async fn a_receiver_who_refuses_messages_gets_none_and_the_sender_is_not_told() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["fan", "star"]).await;
+    let star = app.user_token(&admin, "star", Platform::WEB).await;
+    app.ok(
+        "/user/set_global_msg_recv_opt",
+        &star,
+        &json!({"userID": "star", "globalRecvMsgOpt": 1}),
+    )
+    .await;
+    let stored = || async {
+        let mut stream = app.jetstream.get_stream("IM_CONV").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    };
+    let sent = app.send_text(&admin, "fan", "star", "hello?").await;
+    assert_eq!(
+        sent["serverMsgID"].as_str().unwrap().len(),
+        32,
+        "an ordinary answer"
+    );
+    assert_eq!(stored().await, 0, "nothing stored, nothing delivered");
+
+    app.ok(
+        "/user/set_global_msg_recv_opt",
+        &star,
+        &json!({"userID": "star", "globalRecvMsgOpt": 0}),
+    )
+    .await;
+    app.send_text(&admin, "fan", "star", "hello!").await;
+    assert_eq!(stored().await, 1);
+
+    // Refusing this one conversation works the same way.
+    app.ok(
+        "/conversation/set_conversations",
+        &star,
+        &json!({"userIDs": ["star"], "conversation": {"conversationID": "si_fan_star",
+                "conversationType": 1, "userID": "fan", "recvMsgOpt": 1}}),
+    )
+    .await;
+    app.send_text(&admin, "fan", "star", "again?").await;
+    assert_eq!(stored().await, 1);
+}
