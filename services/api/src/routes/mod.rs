@@ -110,6 +110,10 @@ pub fn router() -> Router<ApiState> {
         )
         .route("/msg/batch_send_msg", post(msg::batch_send_msg))
         .route(
+            "/msg/send_business_notification",
+            post(msg::send_business_notification),
+        )
+        .route(
             "/msg/clear_conversation_msg",
             post(delete::clear_conversation_msg),
         )

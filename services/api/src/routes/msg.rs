@@ -581,3 +581,119 @@ pub async fn get_server_time(_request: Authed<EmptyRequest>) -> Reply<ServerTime
         server_time: now_millis(),
     })
 }
+
+/// `/msg/send_business_notification` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct BusinessNotificationRequest {
+    key: String,
+    data: String,
+    #[serde(rename = "sendUserID")]
+    send_user_id: String,
+    #[serde(rename = "recvUserID")]
+    recv_user_id: String,
+    #[serde(rename = "recvGroupID")]
+    recv_group_id: String,
+    /// Also store a copy in the chat conversation, counted unread.
+    #[serde(rename = "sendMsg")]
+    send_msg: bool,
+    /// 1 (default): pushed only; 2: stored in the notification conversation too.
+    #[serde(rename = "reliabilityLevel")]
+    reliability_level: Option<i32>,
+}
+
+/// Sends an app-defined notification (contentType 2001, detail `{"key","data"}`) from one
+/// user to another (admin only). As OpenIM's notifications: it goes to the pair's `n_`
+/// conversation, stored there only at reliability level 2; with `sendMsg` a copy is also
+/// stored in their chat, counted unread.
+pub async fn send_business_notification(
+    State(state): State<ApiState>,
+    request: Authed<BusinessNotificationRequest>,
+) -> Result<Reply<SendMsgReply>, ApiError> {
+    request.caller.require_admin()?;
+    let body = request.body;
+    match (body.recv_user_id.is_empty(), body.recv_group_id.is_empty()) {
+        (false, false) | (true, true) => {
+            return Err(ApiError::args(
+                "give exactly one of recvUserID and recvGroupID",
+            ));
+        }
+        (true, false) => {
+            return Err(ApiError::new(
+                Code::GroupIdNotFound,
+                format!("group {:?} does not exist", body.recv_group_id),
+            ));
+        }
+        (false, true) => {}
+    }
+    if body.key.is_empty() {
+        return Err(ApiError::args("key is empty"));
+    }
+    let level = body.reliability_level.unwrap_or(1);
+    if !(1..=2).contains(&level) {
+        return Err(ApiError::args(format!(
+            "reliabilityLevel {level} is not 1 or 2"
+        )));
+    }
+    let detail = serde_json::json!({ "key": body.key, "data": body.data }).to_string();
+    let content = serde_json::json!({ "detail": detail })
+        .to_string()
+        .into_bytes();
+    let stored = level == 2;
+    let notification_options: BTreeMap<String, bool> = [
+        (options::IS_NOT_NOTIFICATION, false),
+        (options::SENDER_SYNC, true),
+        (options::HISTORY, stored),
+        (options::PERSISTENT, stored),
+        (options::UNREAD_COUNT, body.send_msg),
+        ("isSendMsg", body.send_msg),
+        (options::OFFLINE_PUSH, false),
+        (options::CONVERSATION_UPDATE, false),
+        (options::SENDER_CONVERSATION_UPDATE, false),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    let message = |options: BTreeMap<String, bool>| MsgData {
+        send_id: body.send_user_id.clone(),
+        recv_id: body.recv_user_id.clone(),
+        client_msg_id: new_message_id(),
+        session_type: 1,
+        msg_from: 200,
+        content_type: 2001,
+        content: content.clone(),
+        create_time: now_millis(),
+        options,
+        ..MsgData::default()
+    };
+    let send = |data: MsgData| {
+        let state = state.clone();
+        let caller = request.caller.clone();
+        async move {
+            service::send(
+                &state.log,
+                &state.db,
+                &data,
+                &caller.user_id,
+                caller.is_admin,
+            )
+            .await
+            .map_err(|failure| ApiError::internal("sending", &failure))?
+            .map_err(rejected)
+        }
+    };
+    let sent = send(message(notification_options)).await?;
+    if body.send_msg {
+        // The copy in the chat: stored, counted unread, updating the conversation.
+        let copy_options = [(options::UNREAD_COUNT, true), (options::OFFLINE_PUSH, true)]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
+        send(message(copy_options)).await?;
+    }
+    Ok(Reply(SendMsgReply {
+        server_msg_id: sent.server_msg_id,
+        client_msg_id: sent.client_msg_id,
+        send_time: sent.send_time,
+    }))
+}

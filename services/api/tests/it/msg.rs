@@ -807,3 +807,87 @@ async fn a_receiver_who_refuses_messages_gets_none_and_the_sender_is_not_told() 
     app.send_text(&admin, "fan", "star", "again?").await;
     assert_eq!(stored().await, 1);
 }
+
+#[tokio::test]
+async fn business_notifications_follow_openims_notification_storage_rules() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["shop", "cus"]).await;
+    let stored = || async {
+        let mut stream = app.jetstream.get_stream("IM_CONV").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    };
+    // Level 1 without sendMsg: pushed only, so nothing is stored.
+    let sent = app
+        .ok(
+            "/msg/send_business_notification",
+            &admin,
+            &json!({"key": "order", "data": "{\"id\":1}", "sendUserID": "shop", "recvUserID": "cus"}),
+        )
+        .await;
+    assert_eq!(sent["serverMsgID"].as_str().unwrap().len(), 32);
+    assert_eq!(stored().await, 0);
+
+    // Level 2 with sendMsg: stored in the n_ conversation, and a copy in the chat.
+    app.ok(
+        "/msg/send_business_notification",
+        &admin,
+        &json!({"key": "order", "data": "{\"id\":2}", "sendUserID": "shop", "recvUserID": "cus",
+                "sendMsg": true, "reliabilityLevel": 2}),
+    )
+    .await;
+    assert_eq!(stored().await, 2);
+    let cus = app.user_token(&admin, "cus", Platform::WEB).await;
+    let seqs = app.newest_seqs(&cus, "cus", 2).await;
+    assert_eq!(seqs["maxSeqs"], json!({"n_cus_shop": 1, "si_cus_shop": 1}));
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &cus,
+            &json!({"userID": "cus", "seqRanges": [{"conversationID": "n_cus_shop", "begin": 1, "end": 1, "num": 1}]}),
+        )
+        .await;
+    let message = &pulled["notificationMsgs"]["n_cus_shop"]["Msgs"][0];
+    assert_eq!(message["contentType"], 2001);
+    let content: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(message["content"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let detail: Value = serde_json::from_str(content["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail, json!({"key": "order", "data": "{\"id\":2}"}));
+
+    for (body, code) in [
+        (
+            json!({"key": "k", "sendUserID": "shop", "recvUserID": "cus", "recvGroupID": "g"}),
+            1001,
+        ),
+        (json!({"key": "k", "sendUserID": "shop"}), 1001),
+        (
+            json!({"key": "k", "sendUserID": "shop", "recvGroupID": "g"}),
+            1201,
+        ),
+        (
+            json!({"key": "k", "sendUserID": "shop", "recvUserID": "cus", "reliabilityLevel": 3}),
+            1001,
+        ),
+        (
+            json!({"key": "k", "sendUserID": "shop", "recvUserID": "ghost"}),
+            1101,
+        ),
+    ] {
+        let reply = app
+            .post("/msg/send_business_notification", Some(&admin), &body)
+            .await;
+        assert_eq!(reply["errCode"], code, "{body}: {reply}");
+    }
+    let reply = app
+        .post(
+            "/msg/send_business_notification",
+            Some(&cus),
+            &json!({"key": "k", "sendUserID": "cus", "recvUserID": "shop"}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+}
