@@ -109,6 +109,7 @@ pub fn router() -> Router<ApiState> {
             post(delete::delete_msg_physical_by_seq),
         )
         .route("/msg/batch_send_msg", post(msg::batch_send_msg))
+        .route("/msg/send_simple_msg", post(msg::send_simple_msg))
         .route(
             "/msg/send_business_notification",
             post(msg::send_business_notification),

@@ -697,3 +697,107 @@ pub async fn send_business_notification(
         send_time: sent.send_time,
     }))
 }
+
+/// The target of `/msg/send_simple_msg`, from its `key` query parameter (base64 JSON).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SimpleKey {
+    #[serde(rename = "sendID")]
+    send_id: String,
+    #[serde(rename = "recvID")]
+    recv_id: String,
+    #[serde(rename = "groupID")]
+    group_id: String,
+}
+
+/// `/msg/send_simple_msg` query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SimpleQuery {
+    key: String,
+}
+
+/// `/msg/send_simple_msg` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SimpleRequest {
+    #[serde(rename = "sendID")]
+    send_id: String,
+    content: String,
+    #[serde(rename = "offlinePushInfo")]
+    offline_push_info: Option<OfflinePushJson>,
+    ex: String,
+}
+
+fn simple_key(key: &str) -> Result<SimpleKey, ApiError> {
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|engine| engine.decode(key).ok())
+        .ok_or_else(|| ApiError::args("key is not base64"))?;
+    crate::openim::json::decode(&bytes)
+        .map_err(|error| ApiError::args(format!("key is not the expected JSON: {error}")))
+}
+
+/// Sends a Markdown text (contentType 118) where `key` says: into its group from the body's
+/// sender, or else as a reply from the key's `recvID` to its `sendID`. The sender must be the
+/// caller (or the caller an admin).
+pub async fn send_simple_msg(
+    State(state): State<ApiState>,
+    query: Result<axum::extract::Query<SimpleQuery>, axum::extract::rejection::QueryRejection>,
+    request: Authed<SimpleRequest>,
+) -> Result<Reply<SendMsgReply>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|rejection| ApiError::args(format!("bad query: {rejection}")))?;
+    let target = simple_key(&query.key)?;
+    let body = request.body;
+    let (send_id, recv_id, group_id, session_type) = if target.group_id.is_empty() {
+        (target.recv_id, target.send_id, String::new(), 1)
+    } else {
+        (body.send_id.clone(), String::new(), target.group_id, 3)
+    };
+    request.caller.require_self_or_admin(&send_id)?;
+    let message = MsgData {
+        send_id,
+        recv_id,
+        group_id,
+        client_msg_id: new_message_id(),
+        session_type,
+        msg_from: 100,
+        content_type: 118,
+        content: serde_json::json!({ "content": body.content })
+            .to_string()
+            .into_bytes(),
+        create_time: now_millis(),
+        offline_push_info: body.offline_push_info.map(|push| OfflinePushInfo {
+            title: push.title,
+            desc: push.desc,
+            ex: push.ex,
+            i_os_push_sound: push.ios_push_sound,
+            i_os_badge_count: push.ios_badge_count,
+            signal_info: push.signal_info,
+        }),
+        ex: body.ex,
+        ..MsgData::default()
+    };
+    let sent = service::send(
+        &state.log,
+        &state.db,
+        &message,
+        &request.caller.user_id,
+        request.caller.is_admin,
+    )
+    .await
+    .map_err(|failure| ApiError::internal("sending", &failure))?
+    .map_err(rejected)?;
+    Ok(Reply(SendMsgReply {
+        server_msg_id: sent.server_msg_id,
+        client_msg_id: sent.client_msg_id,
+        send_time: sent.send_time,
+    }))
+}

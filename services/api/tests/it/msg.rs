@@ -891,3 +891,43 @@ async fn business_notifications_follow_openims_notification_storage_rules() {
         .await;
     assert_eq!(reply["errCode"], 1002);
 }
+
+#[tokio::test]
+async fn a_simple_message_replies_from_the_keys_receiver_to_its_sender() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["bot", "usr"]).await;
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(br#"{"sendID":"usr","recvID":"bot"}"#);
+    let bot = app.user_token(&admin, "bot", Platform::WEB).await;
+    let send = |token: &str, key: &str| {
+        let (app, token, key) = (&app, token.to_owned(), key.to_owned());
+        async move {
+            app.post(
+                &format!("/msg/send_simple_msg?key={key}"),
+                Some(&token),
+                &json!({"content": "**hi**"}),
+            )
+            .await
+        }
+    };
+    let reply = send(&bot, &key).await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let usr = app.user_token(&admin, "usr", Platform::WEB).await;
+    let _ = app.newest_seqs(&usr, "usr", 1).await;
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &usr,
+            &json!({"userID": "usr", "seqRanges": [{"conversationID": "si_bot_usr", "begin": 1, "end": 1, "num": 1}]}),
+        )
+        .await;
+    let message = &pulled["msgs"]["si_bot_usr"]["Msgs"][0];
+    assert_eq!(message["sendID"], "bot");
+    assert_eq!(message["contentType"], 118);
+
+    // Only the key's receiver (or an admin) may reply as it.
+    assert_eq!(send(&usr, &key).await["errCode"], 1002);
+    assert_eq!(send(&bot, "not-base64!").await["errCode"], 1001);
+    assert_eq!(send(&bot, "%ZZ").await["errCode"], 1001);
+}
