@@ -34,7 +34,7 @@ pub fn rejected(rejection: Rejection) -> ApiError {
 }
 
 /// `offlinePushInfo` as JSON carries it.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OfflinePushJson {
     title: String,
@@ -84,6 +84,42 @@ pub struct SendMsgRequest {
     /// `batch_send_msg` only: the receivers.
     #[serde(rename = "recvIDs")]
     recv_ids: Vec<String>,
+}
+
+impl From<OfflinePushJson> for OfflinePushInfo {
+    fn from(push: OfflinePushJson) -> Self {
+        Self {
+            title: push.title,
+            desc: push.desc,
+            ex: push.ex,
+            i_os_push_sound: push.ios_push_sound,
+            i_os_badge_count: push.ios_badge_count,
+            signal_info: push.signal_info,
+        }
+    }
+}
+
+/// Sends `message` for `caller` and answers as `/msg/send_msg` does.
+async fn send_and_reply(
+    state: &ApiState,
+    caller: &crate::openim::Caller,
+    message: &MsgData,
+) -> Result<Reply<SendMsgReply>, ApiError> {
+    let sent = service::send(
+        &state.log,
+        &state.db,
+        message,
+        &caller.user_id,
+        caller.is_admin,
+    )
+    .await
+    .map_err(|failure| ApiError::internal("sending", &failure))?
+    .map_err(rejected)?;
+    Ok(Reply(SendMsgReply {
+        server_msg_id: sent.server_msg_id,
+        client_msg_id: sent.client_msg_id,
+        send_time: sent.send_time,
+    }))
 }
 
 /// `/msg/send_msg` reply.
@@ -168,14 +204,7 @@ fn rest_message(body: &SendMsgRequest, recv_id: &str) -> Result<MsgData, ApiErro
         send_time: body.send_time,
         create_time: now_millis(),
         options: message_options,
-        offline_push_info: body.offline_push_info.as_ref().map(|push| OfflinePushInfo {
-            title: push.title.clone(),
-            desc: push.desc.clone(),
-            ex: push.ex.clone(),
-            i_os_push_sound: push.ios_push_sound.clone(),
-            i_os_badge_count: push.ios_badge_count,
-            signal_info: push.signal_info.clone(),
-        }),
+        offline_push_info: body.offline_push_info.clone().map(OfflinePushInfo::from),
         at_user_id_list: at_user_ids,
         ex: body.ex.clone(),
         ..MsgData::default()
@@ -189,21 +218,7 @@ pub async fn send_msg(
 ) -> Result<Reply<SendMsgReply>, ApiError> {
     request.caller.require_admin()?;
     let message = rest_message(&request.body, &request.body.recv_id)?;
-    let sent = service::send(
-        &state.log,
-        &state.db,
-        &message,
-        &request.caller.user_id,
-        request.caller.is_admin,
-    )
-    .await
-    .map_err(|failure| ApiError::internal("sending", &failure))?
-    .map_err(rejected)?;
-    Ok(Reply(SendMsgReply {
-        server_msg_id: sent.server_msg_id,
-        client_msg_id: sent.client_msg_id,
-        send_time: sent.send_time,
-    }))
+    send_and_reply(&state, &request.caller, &message).await
 }
 
 /// One receiver's result.
@@ -774,30 +789,9 @@ pub async fn send_simple_msg(
             .to_string()
             .into_bytes(),
         create_time: now_millis(),
-        offline_push_info: body.offline_push_info.map(|push| OfflinePushInfo {
-            title: push.title,
-            desc: push.desc,
-            ex: push.ex,
-            i_os_push_sound: push.ios_push_sound,
-            i_os_badge_count: push.ios_badge_count,
-            signal_info: push.signal_info,
-        }),
+        offline_push_info: body.offline_push_info.map(OfflinePushInfo::from),
         ex: body.ex,
         ..MsgData::default()
     };
-    let sent = service::send(
-        &state.log,
-        &state.db,
-        &message,
-        &request.caller.user_id,
-        request.caller.is_admin,
-    )
-    .await
-    .map_err(|failure| ApiError::internal("sending", &failure))?
-    .map_err(rejected)?;
-    Ok(Reply(SendMsgReply {
-        server_msg_id: sent.server_msg_id,
-        client_msg_id: sent.client_msg_id,
-        send_time: sent.send_time,
-    }))
+    send_and_reply(&state, &request.caller, &message).await
 }
