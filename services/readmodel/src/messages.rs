@@ -234,6 +234,86 @@ pub async fn last_messages(
     Ok(last)
 }
 
+/// What [`search`] filters on; `None` matches anything.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Sender.
+    pub send_id: Option<String>,
+    /// Receiver (single and notification sessions).
+    pub recv_id: Option<String>,
+    /// Content type.
+    pub content_type: Option<i32>,
+    /// Session type.
+    pub session_type: Option<i32>,
+    /// Sent within `[from, to)` milliseconds.
+    pub sent_between: Option<(i64, i64)>,
+}
+
+/// Stored messages matching `filter`, newest first, and how many match in all. Messages
+/// deleted for everyone are not found.
+pub async fn search(
+    pool: &Pool,
+    filter: &MessageFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(i64, Vec<StoredMessage>), ReadModelError> {
+    let client = pool.get().await?;
+    let (from, to) = filter
+        .sent_between
+        .map_or((None, None), |(from, to)| (Some(from), Some(to)));
+    let condition = "NOT deleted
+        AND ($1::text IS NULL OR send_id = $1)
+        AND ($2::text IS NULL OR body->>'recv_id' = $2)
+        AND ($3::int IS NULL OR content_type = $3)
+        AND ($4::int IS NULL OR (body->>'session_type')::int = $4)
+        AND ($5::bigint IS NULL OR send_time >= $5)
+        AND ($6::bigint IS NULL OR send_time < $6)";
+    let filters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &filter.send_id,
+        &filter.recv_id,
+        &filter.content_type,
+        &filter.session_type,
+        &from,
+        &to,
+    ];
+    let total: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM messages_v1 WHERE {condition}"),
+            &filters,
+        )
+        .await?
+        .get(0);
+    let mut parameters = filters.to_vec();
+    parameters.extend([
+        &offset as &(dyn tokio_postgres::types::ToSql + Sync),
+        &limit,
+    ]);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT body::text, is_read, revoked::text FROM messages_v1 WHERE {condition}
+                 ORDER BY send_time DESC, conversation_id, seq DESC OFFSET $7 LIMIT $8"
+            ),
+            &parameters,
+        )
+        .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body: String = row.get(0);
+        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
+            found.push(StoredMessage {
+                message,
+                is_read: row.get(1),
+                revoked: row
+                    .get::<_, Option<String>>(2)
+                    .and_then(|revoked| serde_json::from_str(&revoked).ok()),
+                hidden: false,
+            });
+        }
+    }
+    Ok((total, found))
+}
+
 /// A member's read state in one conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeqState {

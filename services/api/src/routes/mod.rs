@@ -11,6 +11,7 @@ pub mod msg;
 pub mod notification_account;
 pub mod read;
 pub mod revoke;
+pub mod search;
 pub mod statistics;
 pub mod user;
 pub mod user_command;
@@ -109,6 +110,7 @@ pub fn router() -> Router<ApiState> {
             post(delete::delete_msg_physical_by_seq),
         )
         .route("/msg/batch_send_msg", post(msg::batch_send_msg))
+        .route("/msg/search_msg", post(search::search_msg))
         .route("/msg/send_simple_msg", post(msg::send_simple_msg))
         .route(
             "/msg/send_business_notification",

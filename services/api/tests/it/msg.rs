@@ -931,3 +931,95 @@ async fn a_simple_message_replies_from_the_keys_receiver_to_its_sender() {
     assert_eq!(send(&bot, "not-base64!").await["errCode"], 1001);
     assert_eq!(send(&bot, "%ZZ").await["errCode"], 1001);
 }
+
+#[tokio::test]
+async fn admins_search_messages_by_sender_type_day_and_session() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["sam", "tia"]).await;
+    app.send_text(&admin, "sam", "tia", "first").await;
+    app.send_text(&admin, "sam", "tia", "second").await;
+    app.ok(
+        "/msg/send_msg",
+        &admin,
+        &json!({"sendID": "tia", "recvID": "sam", "sessionType": 1, "contentType": 102,
+                "content": {"sourcePicture": {"url": "https://p"}}}),
+    )
+    .await;
+    let sam = app.user_token(&admin, "sam", Platform::WEB).await;
+    let _ = app.newest_seqs(&sam, "sam", 1).await;
+    app.ok(
+        "/msg/revoke_msg",
+        &sam,
+        &json!({"conversationID": "si_sam_tia", "seq": 1, "userID": "sam"}),
+    )
+    .await;
+    let page = json!({"pageNumber": 1, "showNumber": 10});
+    let search = |body: Value| {
+        let (app, admin) = (&app, admin.clone());
+        async move { app.ok("/msg/search_msg", &admin, &body).await }
+    };
+    // Sam's messages: two texts, and the 2101 notification his revoke stored in n_sam_tia.
+    let mut everything = Value::Null;
+    for _ in 0..50 {
+        everything = search(json!({"sendID": "sam", "pagination": page})).await;
+        if everything["chatLogsNum"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(everything["chatLogsNum"], 3);
+    assert_eq!(everything["chatLogs"][0]["chatLog"]["contentType"], 2101);
+    let found = search(json!({"sendID": "sam", "contentType": 101, "pagination": page})).await;
+    assert_eq!(found["chatLogsNum"], 2);
+    let logs = found["chatLogs"].as_array().unwrap();
+    assert_eq!(
+        logs[0]["chatLog"]["content"], r#"{"content":"second"}"#,
+        "newest first"
+    );
+    assert_eq!(logs[0]["isRevoked"], false);
+    assert_eq!(logs[1]["isRevoked"], true);
+    assert_eq!(logs[1]["chatLog"]["recvNickname"], "nick tia");
+    assert_eq!(logs[1]["chatLog"]["seq"], 1);
+    assert_eq!(
+        logs[0]["chatLog"].as_object().unwrap().len(),
+        23,
+        "every ChatLog field"
+    );
+
+    let pictures = search(json!({"contentType": 102, "pagination": page})).await;
+    assert_eq!(pictures["chatLogsNum"], 1);
+    assert_eq!(pictures["chatLogs"][0]["chatLog"]["sendID"], "tia");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let today_found =
+        search(json!({"sendTime": today, "sessionType": 1, "pagination": page})).await;
+    assert_eq!(
+        today_found["chatLogsNum"], 4,
+        "three messages and the notification"
+    );
+    let long_ago = search(json!({"sendTime": "2000-01-01", "pagination": page})).await;
+    assert_eq!(long_ago, json!({"chatLogs": null, "chatLogsNum": 0}));
+
+    let reply = app
+        .post(
+            "/msg/search_msg",
+            Some(&admin),
+            &json!({"sendTime": "01/01/2000", "pagination": page}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(
+            1001,
+            "ArgsError",
+            "sendTime \"01/01/2000\" is not a day (YYYY-MM-DD)"
+        )
+    );
+    let reply = app
+        .post("/msg/search_msg", Some(&sam), &json!({"pagination": page}))
+        .await;
+    assert_eq!(
+        reply["errCode"], 1002,
+        "upstream lets anyone search; jetim does not"
+    );
+}

@@ -250,6 +250,7 @@ const ROUTES: &[(&str, bool)] = &[
     ("/msg/delete_msgs", true),
     ("/msg/delete_msg_phsical_by_seq", true),
     ("/msg/batch_send_msg", true),
+    ("/msg/search_msg", true),
     ("/msg/send_simple_msg", true),
     ("/msg/send_business_notification", true),
     ("/msg/clear_conversation_msg", true),
