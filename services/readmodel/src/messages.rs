@@ -12,6 +12,8 @@ use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
 
+use tokio_postgres::Row;
+
 use crate::versions::{ChangeState, record_conversation_changes};
 use crate::{ReadModelError, projection};
 
@@ -129,6 +131,35 @@ pub struct StoredMessage {
     pub hidden: bool,
 }
 
+/// A message from a row whose columns `first`, `first + 1`, `first + 2` are the body, `is_read`
+/// and the revocation (both as text). A body this build cannot read is logged and left out,
+/// so the seq reads as a placeholder instead of failing the whole read.
+fn stored_message(row: &Row, first: usize, hidden: bool) -> Option<StoredMessage> {
+    let body: String = row.get(first);
+    let message = match serde_json::from_str::<MsgSent>(&body) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::error!(%error, "a stored message body does not decode; reading it as missing");
+            return None;
+        }
+    };
+    let revoked = row.get::<_, Option<String>>(first + 2).and_then(|revoked| {
+        match serde_json::from_str(&revoked) {
+            Ok(revoked) => Some(revoked),
+            Err(error) => {
+                tracing::error!(%error, seq = message.seq, "a stored revocation does not decode");
+                None
+            }
+        }
+    });
+    Some(StoredMessage {
+        message,
+        is_read: row.get(first + 1),
+        revoked,
+        hidden,
+    })
+}
+
 /// Where a member's readable window starts in a conversation, and its max seq; `None` when
 /// the user has no row for it.
 pub async fn member_window(
@@ -175,27 +206,42 @@ pub async fn range(
             &[&conversation_id, &begin, &end, &viewer],
         )
         .await?;
-    let mut messages = BTreeMap::new();
-    for row in rows {
-        let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        let body: String = row.get(1);
-        // The body was written by this projection from a decoded event, so it decodes.
-        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
-            let revoked = row
-                .get::<_, Option<String>>(3)
-                .and_then(|revoked| serde_json::from_str(&revoked).ok());
-            messages.insert(
-                seq,
-                StoredMessage {
-                    message,
-                    is_read: row.get(2),
-                    revoked,
-                    hidden: row.get(4),
-                },
-            );
-        }
-    }
-    Ok(messages)
+    Ok(by_seq(&rows))
+}
+
+/// The messages of a conversation at exactly these seqs, as `viewer` sees them, by seq.
+pub async fn at_seqs(
+    pool: &Pool,
+    conversation_id: &str,
+    seqs: &[u64],
+    viewer: &str,
+) -> Result<BTreeMap<u64, StoredMessage>, ReadModelError> {
+    let client = pool.get().await?;
+    let seqs: Vec<i64> = seqs
+        .iter()
+        .map(|seq| i64::try_from(*seq).unwrap_or(i64::MAX))
+        .collect();
+    let rows = client
+        .query(
+            "SELECT m.seq, m.body::text, m.is_read, m.revoked::text, h.seq IS NOT NULL
+             FROM messages_v1 m
+             LEFT JOIN hidden_messages_v1 h ON h.owner_user_id = $3
+                  AND h.conversation_id = m.conversation_id AND h.seq = m.seq
+             WHERE m.conversation_id = $1 AND m.seq = ANY($2) AND NOT m.deleted",
+            &[&conversation_id, &seqs, &viewer],
+        )
+        .await?;
+    Ok(by_seq(&rows))
+}
+
+/// Rows of (seq, body, is_read, revoked, hidden) as messages by seq.
+fn by_seq(rows: &[Row]) -> BTreeMap<u64, StoredMessage> {
+    rows.iter()
+        .filter_map(|row| {
+            let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            stored_message(row, 1, row.get(4)).map(|stored| (seq, stored))
+        })
+        .collect()
 }
 
 /// The newest message of each named conversation, in one query.
@@ -213,25 +259,12 @@ pub async fn last_messages(
             &[&conversation_ids],
         )
         .await?;
-    let mut last = BTreeMap::new();
-    for row in rows {
-        let body: String = row.get(1);
-        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
-            let revoked = row
-                .get::<_, Option<String>>(3)
-                .and_then(|revoked| serde_json::from_str(&revoked).ok());
-            last.insert(
-                row.get::<_, String>(0),
-                StoredMessage {
-                    message,
-                    is_read: row.get(2),
-                    revoked,
-                    hidden: false,
-                },
-            );
-        }
-    }
-    Ok(last)
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            stored_message(row, 1, false).map(|stored| (row.get::<_, String>(0), stored))
+        })
+        .collect())
 }
 
 /// What [`search`] filters on; `None` matches anything.
@@ -297,20 +330,10 @@ pub async fn search(
             &parameters,
         )
         .await?;
-    let mut found = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body: String = row.get(0);
-        if let Ok(message) = serde_json::from_str::<MsgSent>(&body) {
-            found.push(StoredMessage {
-                message,
-                is_read: row.get(1),
-                revoked: row
-                    .get::<_, Option<String>>(2)
-                    .and_then(|revoked| serde_json::from_str(&revoked).ok()),
-                hidden: false,
-            });
-        }
-    }
+    let found = rows
+        .iter()
+        .filter_map(|row| stored_message(row, 0, false))
+        .collect();
     Ok((total, found))
 }
 

@@ -129,15 +129,9 @@ pub async fn delete_msgs(
         .delete_sync_opt
         .is_some_and(|option| option.is_sync_other);
     if for_everyone && !request.caller.is_admin {
-        let found = messages::range(
-            &state.db,
-            &body.conversation_id,
-            lowest,
-            highest,
-            &body.user_id,
-        )
-        .await
-        .map_err(|error| read_failed(&error))?;
+        let found = messages::at_seqs(&state.db, &body.conversation_id, &seqs, &body.user_id)
+            .await
+            .map_err(|error| read_failed(&error))?;
         if let Some(seq) = seqs.iter().find(|seq| {
             found
                 .get(seq)

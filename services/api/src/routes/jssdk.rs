@@ -77,7 +77,7 @@ async fn entries(
         .filter(|row| !row.user_id.is_empty())
         .map(|row| row.user_id.clone())
         .collect();
-    let mut people: BTreeMap<String, UserRow> = users::find(&state.db, &peers)
+    let people: BTreeMap<String, UserRow> = users::find(&state.db, &peers)
         .await
         .map_err(|error| read_failed(&error))?
         .into_iter()
@@ -105,7 +105,6 @@ async fn entries(
             row,
         });
     }
-    people.clear();
     found.sort_by(|left, right| {
         right
             .row

@@ -54,7 +54,7 @@ pub async fn revoke_msg(
     if !member && !request.caller.is_admin {
         return Err(not_found());
     }
-    let stored = messages::range(&state.db, &body.conversation_id, seq, seq, &body.user_id)
+    let stored = messages::at_seqs(&state.db, &body.conversation_id, &[seq], &body.user_id)
         .await
         .map_err(|error| read_failed(&error))?
         .remove(&seq)
