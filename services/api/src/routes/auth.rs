@@ -4,10 +4,10 @@ use axum::extract::State;
 use jetim_common::auth::Platform;
 use serde::{Deserialize, Serialize};
 
-use super::user::{LookedUp, look_up_user};
+use super::user::registered_user;
 use crate::ApiState;
 use crate::openim::extract::token_error;
-use crate::openim::{ApiError, Authed, Code, Done, Public, Reply};
+use crate::openim::{ApiError, Authed, Done, Public, Reply};
 
 /// `/auth/get_admin_token` request.
 #[derive(Debug, Default, Deserialize)]
@@ -98,15 +98,7 @@ pub async fn get_user_token(
             body.user_id
         )));
     }
-    let user = match look_up_user(&state, &body.user_id).await? {
-        LookedUp::Found(user) => user,
-        LookedUp::NotRegistered => {
-            return Err(ApiError::new(
-                Code::RecordNotFound,
-                format!("user {:?} is not registered", body.user_id),
-            ));
-        }
-    };
+    let user = registered_user(&state, &body.user_id).await?;
     if user.app_manger_level >= 3 {
         return Err(ApiError::args(format!(
             "{} is a notification account or robot (appMangerLevel {}) and cannot log in",

@@ -11,8 +11,8 @@ use super::args::{
     MAX_FACE_URL_BYTES, MAX_NICKNAME_BYTES, Pagination, check_length, check_user_id,
 };
 use super::user::{
-    LookedUp, account_subject, append_registration, apply_update, look_up_user, now_millis,
-    read_failed, wait_for_users_projection,
+    account_subject, append_registration, apply_update, look_up_user, now_millis, read_failed,
+    wait_for_users_projection,
 };
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
@@ -134,10 +134,9 @@ pub async fn update(
 ) -> Result<Done, ApiError> {
     request.caller.require_admin()?;
     let body = request.body;
-    let is_account = match look_up_user(&state, &body.user_id).await? {
-        LookedUp::Found(user) => NOTIFICATION_LEVELS.contains(&user.app_manger_level),
-        LookedUp::NotRegistered => false,
-    };
+    let is_account = look_up_user(&state, &body.user_id)
+        .await?
+        .is_some_and(|user| NOTIFICATION_LEVELS.contains(&user.app_manger_level));
     if !is_account {
         return Err(ApiError::new(
             Code::RecordNotFound,

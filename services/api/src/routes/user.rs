@@ -76,23 +76,23 @@ pub(crate) fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
     ApiError::internal("reading users", error)
 }
 
-/// Whether a user exists, answered from the read model or, while the projection has not yet
-/// applied a fresh registration, from the log itself.
-pub enum LookedUp {
-    /// The user, as far as known.
-    Found(UserRow),
-    /// No registration in the log.
-    NotRegistered,
+/// Finds one user, `None` if not registered: from the read model or, while the projection has
+/// not yet applied a fresh registration, from the log itself.
+pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<Option<UserRow>, ApiError> {
+    check_user_id("userID", user_id)?;
+    users::look_up(&state.db, &state.log, user_id)
+        .await
+        .map_err(|error| ApiError::internal("looking up a user", &error))
 }
 
-/// Finds one user; the log is the authority when the read model has no row yet.
-pub async fn look_up_user(state: &ApiState, user_id: &str) -> Result<LookedUp, ApiError> {
-    check_user_id("userID", user_id)?;
-    match users::look_up(&state.db, &state.log, user_id).await {
-        Ok(Some(user)) => Ok(LookedUp::Found(user)),
-        Ok(None) => Ok(LookedUp::NotRegistered),
-        Err(error) => Err(ApiError::internal("looking up a user", &error)),
-    }
+/// The user, or 1004 when `user_id` is not registered.
+pub async fn registered_user(state: &ApiState, user_id: &str) -> Result<UserRow, ApiError> {
+    look_up_user(state, user_id).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::RecordNotFound,
+            format!("user {user_id:?} is not registered"),
+        )
+    })
 }
 
 pub(crate) async fn wait_for_users_projection(state: &ApiState, stream_sequence: u64) {
@@ -269,12 +269,7 @@ pub(crate) async fn apply_update(
     if let Some(option) = update.global_recv_msg_opt {
         check_recv_opt(option)?;
     }
-    if let LookedUp::NotRegistered = look_up_user(state, &update.user_id).await? {
-        return Err(ApiError::new(
-            Code::RecordNotFound,
-            format!("user {:?} is not registered", update.user_id),
-        ));
-    }
+    registered_user(state, &update.user_id).await?;
     if update.is_empty() {
         return Ok(Done);
     }

@@ -9,7 +9,7 @@ use jetim_streams::subject::{Subject, UserKind};
 use serde::{Deserialize, Serialize};
 
 use super::args::{MAX_EX_BYTES, check_length, check_user_id};
-use super::user::{LookedUp, append_failed, look_up_user, now_millis, read_failed};
+use super::user::{append_failed, now_millis, read_failed, registered_user};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
 
@@ -83,12 +83,7 @@ async fn checked(
         )?;
         check_length("ex", body.ex.as_deref().unwrap_or(""), MAX_EX_BYTES)?;
     }
-    if let LookedUp::NotRegistered = look_up_user(state, &body.user_id).await? {
-        return Err(ApiError::new(
-            Code::RecordNotFound,
-            format!("user {:?} is not registered", body.user_id),
-        ));
-    }
+    registered_user(state, &body.user_id).await?;
     Ok(())
 }
 
