@@ -185,3 +185,20 @@ pub fn tokens_bucket_config(replicas: usize) -> kv::Config {
         ..Default::default()
     }
 }
+
+/// The bucket of REST send results (OpenIM's `check_msg_is_send_success`): key
+/// `<userID>:<operationID>` escaped, value 2 (sent) or 3 (failed). Entries expire after a day.
+pub const SEND_STATUS_BUCKET: &str = "IM_SEND_STATUS";
+
+/// The configuration of [`SEND_STATUS_BUCKET`].
+pub fn send_status_bucket_config(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: SEND_STATUS_BUCKET.to_owned(),
+        description: "jetim: results of REST sends by operationID, for a day".to_owned(),
+        history: 1,
+        max_age: std::time::Duration::from_secs(24 * 60 * 60),
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}

@@ -26,13 +26,14 @@
 //! | `im.user.<userID>.command` | `IM_USER` | `user.command.set`, `user.command.deleted` | `/user/process_user_command_*` | the `user_settings` projection (`user_commands_v1`) |
 //! | `im.user.<userID>.config` | `IM_USER` | `config.set`, `config.deleted` | `/user/set_user_client_config`, `/user/del_user_client_config` | the `user_settings` projection (`client_configs_v1`) |
 //! | `im.user.=.config` | `IM_USER` | the same, app-wide (`=` alone is no escaped ID) | the same routes with userID `""` | the same |
-//! | `im.user.<userID>.conversation` | `IM_USER` | `conversation.set`: the owner's settings for one conversation | `/conversation/set_conversations`, `/conversation/update_conversations_by_user` | the `conversation_settings` projection |
+//! | `im.user.<userID>.conversation` | `IM_USER` | `conversation.set`: the owner's settings for one conversation; `conversation.deleted`: conversations taken off the owner's list | `/conversation/set_conversations`, `/conversation/update_conversations_by_user`, `/conversation/delete_conversations` | the `conversation_settings` projection |
 //!
 //! # KV buckets
 //!
 //! | bucket | key | value | written by | read by |
 //! |---|---|---|---|---|
 //! | `IM_TOKENS` | escaped userID | the user's token table: platform → token fingerprint → state, issue and expiry time | token issue, force logout | every token check |
+//! | `IM_SEND_STATUS` | escaped `<userID>:<operationID>` | 2 sent, 3 failed; expires after a day | `/msg/send_msg` | `/msg/check_msg_is_send_success` |
 //!
 //! # Headers on every event
 //!

@@ -66,3 +66,36 @@ impl Event for ConversationSet {
     const KIND: &'static str = "conversation.set";
     const VERSION: u32 = 1;
 }
+
+/// One conversation in a [`ConversationsDeleted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedConversation {
+    /// The conversation.
+    pub conversation_id: String,
+    /// 1 single, 3 group, 4 notification (the row is made hidden if the projection has not
+    /// seen it yet).
+    pub conversation_type: i32,
+    /// The peer, for single and notification conversations.
+    pub user_id: String,
+    /// The group, for group conversations.
+    pub group_id: String,
+    /// Its max seq when it was deleted: the row stays out of the owner's lists until a
+    /// message after this seq arrives.
+    pub through_seq: u64,
+}
+
+/// `conversation.deleted` v1: the owner removed conversations from their list. The rows lose
+/// their settings and are hidden until a newer message brings them back, as OpenIM makes a
+/// new row then. Messages stay pullable (deleting them is `/msg/clear_conversation_msg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationsDeleted {
+    /// The owner.
+    pub owner_user_id: String,
+    /// The conversations.
+    pub conversations: Vec<DeletedConversation>,
+}
+
+impl Event for ConversationsDeleted {
+    const KIND: &'static str = "conversation.deleted";
+    const VERSION: u32 = 1;
+}

@@ -209,11 +209,13 @@ impl Event for MsgsDeleted {
 
 /// `conversation.cleared` v1 on `im.conv.<conversationID>.delete`: history up to
 /// `min_seq - 1` is gone for `user_id` (or for everyone); their read position moves to it.
+/// An admin's purge by age (`/msg/delete_msg_physical`) clears for everyone with an empty
+/// `user_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationCleared {
     /// The conversation.
     pub conversation_id: String,
-    /// Who cleared it.
+    /// The member who cleared it; empty for an admin's purge.
     pub user_id: String,
     /// The first seq still readable (the max seq at the time plus one).
     pub min_seq: u64,

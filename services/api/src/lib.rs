@@ -29,6 +29,7 @@ use jetim_common::auth::TokenService;
 use jetim_common::config::ApiConfig;
 use jetim_common::shutdown::CancellationToken;
 use jetim_streams::EventLog;
+use jetim_streams::kv::{self, JsonBucket, KvError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument as _;
 
@@ -49,6 +50,19 @@ pub struct ApiState {
     pub log: Arc<EventLog>,
     /// Request limits.
     pub limits: Limits,
+    /// Results of REST sends by caller and operationID.
+    pub send_status: JsonBucket<i32>,
+}
+
+impl ApiState {
+    /// Opens (creating if needed) the bucket behind [`ApiState::send_status`].
+    pub async fn open_send_status(
+        jetstream: &async_nats::jetstream::Context,
+        replicas: usize,
+    ) -> Result<JsonBucket<i32>, KvError> {
+        let store = kv::ensure_bucket(jetstream, kv::send_status_bucket_config(replicas)).await?;
+        Ok(JsonBucket::new(store, kv::SEND_STATUS_BUCKET))
+    }
 }
 
 /// Request limits from the config.

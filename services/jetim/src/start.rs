@@ -120,6 +120,10 @@ async fn build_api(
         .await
         .context("opening the token bucket")?;
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
+    let send_status =
+        jetim_api::ApiState::open_send_status(&jetstream, config.nats.stream_replicas)
+            .await
+            .context("opening the send status bucket")?;
     let state = jetim_api::ApiState {
         nats: client,
         jetstream,
@@ -130,6 +134,7 @@ async fn build_api(
         limits: jetim_api::Limits {
             max_body_bytes: config.api.max_body_bytes,
         },
+        send_status,
     };
     jetim_api::routes::user::register_admins(&state)
         .await

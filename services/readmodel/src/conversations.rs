@@ -2,11 +2,13 @@
 //! rows (`user_conversations_v1`), from `im.user.*.conversation`; and the queries the
 //! `/conversation` routes make.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use deadpool_postgres::Pool;
 use jetim_schemas::event::Event as _;
-use jetim_schemas::events::conversation::ConversationSet;
+use jetim_schemas::events::conversation::{
+    ConversationSet, ConversationsDeleted, DeletedConversation,
+};
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::{USER_STREAM, UserKind, every_user};
@@ -26,6 +28,11 @@ pub fn consumer_spec() -> DurableSpec {
     spec.filter_subjects = vec![every_user(UserKind::Conversation)];
     spec
 }
+
+/// The condition that keeps rows hidden by `delete_conversations` out of an owner's lists,
+/// over `user_conversations_v1 u` left-joined to `conversation_seqs_v1 s`.
+pub(crate) const VISIBLE: &str =
+    "(u.hidden_through_seq IS NULL OR coalesce(s.max_seq, 0) > u.hidden_through_seq)";
 
 /// One conversation row with the owner's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +77,15 @@ const COLUMNS: &str = "owner_user_id, conversation_id, conversation_type, user_i
     recv_msg_opt, is_pinned, attached_info, is_private_chat, group_at_type, ex, burn_duration,
     min_seq, max_seq, msg_destruct_time, latest_msg_destruct_time, is_msg_destruct";
 
+/// [`COLUMNS`] of the row aliased `u`.
+fn qualified_columns() -> String {
+    COLUMNS
+        .split(',')
+        .map(|column| format!("u.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl From<&Row> for ConversationRow {
     fn from(row: &Row) -> Self {
         Self {
@@ -104,9 +120,12 @@ pub async fn list(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM user_conversations_v1
-                 WHERE owner_user_id = $1 AND ($2::text[] IS NULL OR conversation_id = ANY($2))
-                 ORDER BY conversation_id"
+                "SELECT {} FROM user_conversations_v1 u
+                 LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+                 WHERE u.owner_user_id = $1
+                   AND ($2::text[] IS NULL OR u.conversation_id = ANY($2)) AND {VISIBLE}
+                 ORDER BY u.conversation_id",
+                qualified_columns()
             ),
             &[&owner_user_id, &conversation_ids],
         )
@@ -124,24 +143,24 @@ pub async fn page(
     let client = pool.get().await?;
     let total: i64 = client
         .query_one(
-            "SELECT count(*) FROM user_conversations_v1 WHERE owner_user_id = $1",
+            &format!(
+                "SELECT count(*) FROM user_conversations_v1 u
+                 LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+                 WHERE u.owner_user_id = $1 AND {VISIBLE}"
+            ),
             &[&owner_user_id],
         )
         .await?
         .get(0);
-    let columns = COLUMNS
-        .split(',')
-        .map(|column| format!("u.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
     let rows = client
         .query(
             &format!(
-                "SELECT {columns} FROM user_conversations_v1 u
+                "SELECT {} FROM user_conversations_v1 u
                  LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
-                 WHERE u.owner_user_id = $1
+                 WHERE u.owner_user_id = $1 AND {VISIBLE}
                  ORDER BY coalesce(s.max_seq_time, 0) DESC, u.conversation_id
-                 OFFSET $2 LIMIT $3"
+                 OFFSET $2 LIMIT $3",
+                qualified_columns()
             ),
             &[&owner_user_id, &offset, &limit],
         )
@@ -161,29 +180,53 @@ impl ConversationSettingsProjection {
     }
 }
 
+/// One row's changes in a batch: a delete (and its stream sequence) and the settings set
+/// after it (or without one).
+#[derive(Default)]
+struct RowFold {
+    deleted: Option<(DeletedConversation, i64)>,
+    set: Option<(ConversationSet, i64)>,
+}
+
 impl BatchHandler for ConversationSettingsProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
-        let mut folded: BTreeMap<(String, String), (ConversationSet, i64)> = BTreeMap::new();
+        let mut rows: BTreeMap<(String, String), RowFold> = BTreeMap::new();
         let mut last_sequence = 0;
         for event in batch {
             last_sequence = last_sequence.max(event.stream_sequence);
+            let poison = |error: jetim_schemas::event::DecodeError| HandleError::Poison {
+                stream_sequence: event.stream_sequence,
+                reason: error.to_string(),
+            };
+            let sequence = i64::try_from(event.stream_sequence).unwrap_or(i64::MAX);
+            if event.kind == ConversationsDeleted::KIND {
+                let deletion: ConversationsDeleted = event.decode().map_err(poison)?;
+                for deleted in deletion.conversations {
+                    // A delete drops the settings folded before it.
+                    rows.insert(
+                        (
+                            deletion.owner_user_id.clone(),
+                            deleted.conversation_id.clone(),
+                        ),
+                        RowFold {
+                            deleted: Some((deleted, sequence)),
+                            set: None,
+                        },
+                    );
+                }
+                continue;
+            }
             if event.kind != ConversationSet::KIND {
                 continue;
             }
-            let change: ConversationSet = event.decode().map_err(|error| HandleError::Poison {
-                stream_sequence: event.stream_sequence,
-                reason: error.to_string(),
-            })?;
-            let sequence = i64::try_from(event.stream_sequence).unwrap_or(i64::MAX);
+            let change: ConversationSet = event.decode().map_err(poison)?;
             let key = (change.owner_user_id.clone(), change.conversation_id.clone());
-            match folded.get_mut(&key) {
+            match &mut rows.entry(key).or_default().set {
                 Some((earlier, last)) => {
                     earlier.merge(change);
                     *last = sequence;
                 }
-                None => {
-                    folded.insert(key, (change, sequence));
-                }
+                empty @ None => *empty = Some((change, sequence)),
             }
         }
         let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
@@ -193,6 +236,65 @@ impl BatchHandler for ConversationSettingsProjection {
             .await
             .map_err(|error| HandleError::Transient(Box::new(error)))?;
         let transaction = client.transaction().await.map_err(transient)?;
+        let mut log: BTreeMap<(String, String), ChangeState> = BTreeMap::new();
+        let deletes: Vec<(&str, &(DeletedConversation, i64))> = rows
+            .iter()
+            .filter_map(|((owner, _), fold)| {
+                fold.deleted
+                    .as_ref()
+                    .map(|deleted| (owner.as_str(), deleted))
+            })
+            .collect();
+        if !deletes.is_empty() {
+            let owners: Vec<&str> = deletes.iter().map(|(owner, _)| *owner).collect();
+            let text = |pick: fn(&DeletedConversation) -> &str| -> Vec<&str> {
+                deletes
+                    .iter()
+                    .map(|(_, (deleted, _))| pick(deleted))
+                    .collect()
+            };
+            let ids = text(|deleted| &deleted.conversation_id);
+            let peers = text(|deleted| &deleted.user_id);
+            let groups = text(|deleted| &deleted.group_id);
+            let types: Vec<i32> = deletes
+                .iter()
+                .map(|(_, (deleted, _))| deleted.conversation_type)
+                .collect();
+            let through: Vec<i64> = deletes
+                .iter()
+                .map(|(_, (deleted, _))| i64::try_from(deleted.through_seq).unwrap_or(i64::MAX))
+                .collect();
+            let sequences: Vec<i64> = deletes.iter().map(|(_, (_, sequence))| *sequence).collect();
+            // The row goes back to defaults, as a row OpenIM makes again would be. A row the
+            // messages projection has not made yet is made here, hidden, so the delete holds
+            // whichever projection runs ahead.
+            let hidden = transaction
+                .query(
+                    "INSERT INTO user_conversations_v1 AS c
+                         (owner_user_id, conversation_id, conversation_type, user_id, group_id,
+                          hidden_through_seq, settings_sequence)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
+                                          $5::text[], $6::bigint[], $7::bigint[])
+                     ON CONFLICT (owner_user_id, conversation_id) DO UPDATE SET
+                         recv_msg_opt = 0, is_pinned = false, attached_info = '',
+                         is_private_chat = false, group_at_type = 0, ex = '', burn_duration = 0,
+                         msg_destruct_time = 0, is_msg_destruct = false,
+                         hidden_through_seq = EXCLUDED.hidden_through_seq,
+                         settings_sequence = EXCLUDED.settings_sequence
+                     WHERE c.settings_sequence < EXCLUDED.settings_sequence
+                     RETURNING c.owner_user_id, c.conversation_id",
+                    &[&owners, &ids, &types, &peers, &groups, &through, &sequences],
+                )
+                .await
+                .map_err(transient)?;
+            for row in &hidden {
+                log.insert((row.get(0), row.get(1)), ChangeState::Delete);
+            }
+        }
+        let folded: BTreeMap<(String, String), (ConversationSet, i64)> = rows
+            .into_iter()
+            .filter_map(|(key, fold)| fold.set.map(|set| (key, set)))
+            .collect();
         if !folded.is_empty() {
             let changes: Vec<&(ConversationSet, i64)> = folded.values().collect();
             let text = |pick: fn(&ConversationSet) -> &str| -> Vec<&str> {
@@ -241,6 +343,20 @@ impl BatchHandler for ConversationSettingsProjection {
                 .map(|(change, _)| change.is_msg_destruct)
                 .collect();
             let sequences: Vec<i64> = changes.iter().map(|(_, sequence)| *sequence).collect();
+            // Rows hidden by a delete come back as new ones.
+            let hidden: BTreeSet<(String, String)> = transaction
+                .query(
+                    "SELECT c.owner_user_id, c.conversation_id FROM user_conversations_v1 c
+                     JOIN UNNEST($1::text[], $2::text[]) AS v(o, i)
+                       ON c.owner_user_id = v.o AND c.conversation_id = v.i
+                     WHERE c.hidden_through_seq IS NOT NULL",
+                    &[&owners, &ids],
+                )
+                .await
+                .map_err(transient)?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
             // Rows that do not exist yet are made with defaults (their settings follow).
             let inserted = transaction
                 .query(
@@ -267,6 +383,7 @@ impl BatchHandler for ConversationSettingsProjection {
                          burn_duration = coalesce(v.b, c.burn_duration),
                          msg_destruct_time = coalesce(v.dt, c.msg_destruct_time),
                          is_msg_destruct = coalesce(v.d, c.is_msg_destruct),
+                         hidden_through_seq = NULL,
                          settings_sequence = v.s
                      FROM UNNEST($1::text[], $2::text[], $3::int[], $4::bool[], $5::text[],
                                  $6::bool[], $7::int[], $8::text[], $9::int[], $10::bigint[],
@@ -292,26 +409,27 @@ impl BatchHandler for ConversationSettingsProjection {
                 )
                 .await
                 .map_err(transient)?;
-            // A row made here reports as inserted; others that changed as updated.
-            let new_rows: std::collections::BTreeSet<(String, String)> = inserted
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect();
-            let mut changes: Vec<(String, String, ChangeState)> = new_rows
-                .iter()
-                .map(|(owner, id)| (owner.clone(), id.clone(), ChangeState::Insert))
-                .collect();
-            changes.extend(
-                updated
-                    .iter()
-                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-                    .filter(|key| !new_rows.contains(key))
-                    .map(|(owner, id)| (owner, id, ChangeState::Update)),
-            );
-            record_conversation_changes(&transaction, &changes)
-                .await
-                .map_err(transient)?;
+            // A row made (or brought back) here reports as inserted; others as updated.
+            for row in &inserted {
+                log.insert((row.get(0), row.get(1)), ChangeState::Insert);
+            }
+            for row in &updated {
+                let key: (String, String) = (row.get(0), row.get(1));
+                let state = if hidden.contains(&key) || log.contains_key(&key) {
+                    ChangeState::Insert
+                } else {
+                    ChangeState::Update
+                };
+                log.insert(key, state);
+            }
         }
+        let changes: Vec<(String, String, ChangeState)> = log
+            .into_iter()
+            .map(|((owner, id), state)| (owner, id, state))
+            .collect();
+        record_conversation_changes(&transaction, &changes)
+            .await
+            .map_err(transient)?;
         projection::advance(&transaction, NAME, VERSION, last_sequence)
             .await
             .map_err(transient)?;

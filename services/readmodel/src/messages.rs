@@ -14,6 +14,7 @@ use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conver
 
 use tokio_postgres::Row;
 
+use crate::conversations::VISIBLE;
 use crate::versions::{ChangeState, record_conversation_changes};
 use crate::{ReadModelError, projection};
 
@@ -80,7 +81,8 @@ pub async fn max_seqs(pool: &Pool, user_id: &str) -> Result<BTreeMap<String, i64
             "SELECT s.conversation_id, s.max_seq
              FROM user_conversations_v1 u
              JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
-             WHERE u.owner_user_id = $1 AND s.max_seq > 0",
+             WHERE u.owner_user_id = $1 AND s.max_seq > 0
+               AND (u.hidden_through_seq IS NULL OR s.max_seq > u.hidden_through_seq)",
             &[&user_id],
         )
         .await?;
@@ -116,6 +118,36 @@ pub async fn max_seq(pool: &Pool, conversation_id: &str) -> Result<u64, ReadMode
         )
         .await?;
     Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+}
+
+/// For each conversation (all, or those named) with messages sent before `before` (ms) that
+/// are still readable: the highest such seq.
+pub async fn last_seqs_before(
+    pool: &Pool,
+    before: i64,
+    conversation_ids: Option<&[String]>,
+) -> Result<BTreeMap<String, u64>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT m.conversation_id, max(m.seq)
+             FROM messages_v1 m
+             JOIN conversation_seqs_v1 s ON s.conversation_id = m.conversation_id
+             WHERE m.send_time < $1 AND ($2::text[] IS NULL OR m.conversation_id = ANY($2))
+             GROUP BY m.conversation_id, s.min_seq
+             HAVING max(m.seq) >= s.min_seq",
+            &[&before, &conversation_ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, String>(0),
+                u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            )
+        })
+        .collect())
 }
 
 /// A message as the read model holds it.
@@ -358,13 +390,16 @@ pub async fn seq_states(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT u.conversation_id, coalesce(s.max_seq, 0), coalesce(r.has_read_seq, 0),
+            &format!(
+                "SELECT u.conversation_id, coalesce(s.max_seq, 0), coalesce(r.has_read_seq, 0),
                     coalesce(s.max_seq_time, 0)
              FROM user_conversations_v1 u
              LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
              LEFT JOIN read_seqs_v1 r
                     ON r.owner_user_id = u.owner_user_id AND r.conversation_id = u.conversation_id
-             WHERE u.owner_user_id = $1 AND ($2::text[] IS NULL OR u.conversation_id = ANY($2))",
+             WHERE u.owner_user_id = $1 AND ($2::text[] IS NULL OR u.conversation_id = ANY($2))
+               AND {VISIBLE}"
+            ),
             &[&user_id, &conversation_ids],
         )
         .await?;
@@ -519,11 +554,14 @@ impl BatchHandler for MessagesProjection {
             } else if event.kind == ConversationCleared::KIND {
                 let clear: ConversationCleared = event.decode().map_err(poison)?;
                 let min_seq = i64::try_from(clear.min_seq).unwrap_or(i64::MAX);
-                // The one who cleared has read everything that was there.
-                reads
-                    .entry((clear.user_id.clone(), clear.conversation_id.clone()))
-                    .or_default()
-                    .raise(clear.min_seq.saturating_sub(1), sequence);
+                // The one who cleared has read everything that was there (an admin's purge
+                // by age names no member).
+                if !clear.user_id.is_empty() {
+                    reads
+                        .entry((clear.user_id.clone(), clear.conversation_id.clone()))
+                        .or_default()
+                        .raise(clear.min_seq.saturating_sub(1), sequence);
+                }
                 if clear.for_everyone {
                     cleared_all.push((clear.conversation_id, min_seq));
                 } else {
@@ -684,10 +722,38 @@ impl BatchHandler for MessagesProjection {
                     )
                     .await
                     .map_err(transient)?;
-                let changes: Vec<(String, String, ChangeState)> = inserted
+                let mut changes: Vec<(String, String, ChangeState)> = inserted
                     .iter()
                     .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
                     .collect();
+                // A row its owner deleted comes back with the first message after the delete.
+                let mut newest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+                for (message, _, _) in &messages {
+                    let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+                    for row in rows.iter().filter(|row| row.1 == message.conversation_id) {
+                        let entry = newest.entry((&row.0, &row.1)).or_default();
+                        *entry = (*entry).max(seq);
+                    }
+                }
+                let owners: Vec<&str> = newest.keys().map(|key| key.0).collect();
+                let ids: Vec<&str> = newest.keys().map(|key| key.1).collect();
+                let seqs: Vec<i64> = newest.values().copied().collect();
+                let returned = transaction
+                    .query(
+                        "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
+                         FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(o, i, s)
+                         WHERE u.owner_user_id = v.o AND u.conversation_id = v.i
+                           AND u.hidden_through_seq < v.s
+                         RETURNING u.owner_user_id, u.conversation_id",
+                        &[&owners, &ids, &seqs],
+                    )
+                    .await
+                    .map_err(transient)?;
+                changes.extend(
+                    returned
+                        .iter()
+                        .map(|row| (row.get(0), row.get(1), ChangeState::Insert)),
+                );
                 record_conversation_changes(&transaction, &changes)
                     .await
                     .map_err(transient)?;

@@ -9,7 +9,9 @@ use axum::extract::State;
 use jetim_messaging::conversation::{SessionType, chat_conversation_id};
 use jetim_readmodel::conversations::{self, ConversationRow};
 use jetim_readmodel::versions::{self, ChangeState};
-use jetim_schemas::events::conversation::ConversationSet;
+use jetim_schemas::events::conversation::{
+    ConversationSet, ConversationsDeleted, DeletedConversation,
+};
 use jetim_streams::Expect;
 use jetim_streams::subject::{Subject, UserKind};
 use serde::{Deserialize, Serialize};
@@ -578,4 +580,307 @@ mod tests {
         assert_eq!(hash, 0x4c96_bbc0_e239_0918);
         assert_ne!(id_hash(&["a".to_owned(), "b".to_owned()]), hash);
     }
+}
+
+/// `/conversation/delete_conversations` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteConversationsRequest {
+    #[serde(rename = "ownerUserID")]
+    owner_user_id: String,
+    /// Days: delete the conversations whose last message is older.
+    #[serde(rename = "needDeleteTime")]
+    need_delete_time: i64,
+    #[serde(rename = "conversationIDs")]
+    conversation_ids: Vec<String>,
+}
+
+/// Takes conversations off the owner's list: the named ones, or (with `needDeleteTime`) those
+/// whose last message is more than that many days old. A later message brings one back, with
+/// default settings; its messages stay pullable.
+pub async fn delete_conversations(
+    State(state): State<ApiState>,
+    request: Authed<DeleteConversationsRequest>,
+) -> Result<Done, ApiError> {
+    let body = &request.body;
+    check_user_id("ownerUserID", &body.owner_user_id)?;
+    request.caller.require_self_or_admin(&body.owner_user_id)?;
+    let by_age = match (body.need_delete_time, body.conversation_ids.is_empty()) {
+        (0, true) => {
+            return Err(ApiError::args(
+                "set either needDeleteTime (days) or conversationIDs",
+            ));
+        }
+        (days, true) if days < 0 => {
+            return Err(ApiError::args(format!(
+                "needDeleteTime {days} is negative; it is a number of days"
+            )));
+        }
+        (days, true) => Some(days),
+        (0, false) => None,
+        (_, false) => {
+            return Err(ApiError::args(
+                "needDeleteTime and conversationIDs cannot both be set",
+            ));
+        }
+    };
+    let named = if by_age.is_none() {
+        check_id_list("conversationIDs", &body.conversation_ids)?;
+        Some(body.conversation_ids.as_slice())
+    } else {
+        None
+    };
+    let states = jetim_readmodel::messages::seq_states(&state.db, &body.owner_user_id, named)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let rows: std::collections::BTreeMap<String, ConversationRow> =
+        conversations::list(&state.db, &body.owner_user_id, named)
+            .await
+            .map_err(|error| read_failed(&error))?
+            .into_iter()
+            .map(|row| (row.conversation_id.clone(), row))
+            .collect();
+    if let Some(missing) = body
+        .conversation_ids
+        .iter()
+        .find(|id| !states.contains_key(*id))
+    {
+        return Err(ApiError::new(
+            Code::RecordNotFound,
+            format!("{} has no conversation {missing}", body.owner_user_id),
+        ));
+    }
+    let older_than = by_age.map(|days| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            });
+        now.saturating_sub(days.saturating_mul(24 * 60 * 60 * 1000))
+    });
+    let deleted: Vec<DeletedConversation> = states
+        .into_iter()
+        .filter(|(_, seq_state)| {
+            // By age, only conversations with messages count, as upstream's.
+            older_than.is_none_or(|cutoff| seq_state.max_seq > 0 && seq_state.max_seq_time < cutoff)
+        })
+        .filter_map(|(conversation_id, seq_state)| {
+            let row = rows.get(&conversation_id)?;
+            Some(DeletedConversation {
+                conversation_type: row.conversation_type,
+                user_id: row.user_id.clone(),
+                group_id: row.group_id.clone(),
+                conversation_id,
+                through_seq: seq_state.max_seq,
+            })
+        })
+        .collect();
+    if deleted.is_empty() {
+        return Ok(Done);
+    }
+    let subject = Subject::user(&body.owner_user_id, UserKind::Conversation)
+        .map_err(|error| ApiError::args(format!("ownerUserID: {error}")))?;
+    let event = ConversationsDeleted {
+        owner_user_id: body.owner_user_id.clone(),
+        conversations: deleted,
+    };
+    let sequence = state
+        .log
+        .append(
+            &subject,
+            &request.caller.user_id,
+            Expect::Anything,
+            None,
+            &event,
+        )
+        .await
+        .map_err(|error| append_failed(&error))?
+        .stream_sequence;
+    super::wait_for_projection(
+        &state,
+        conversations::NAME,
+        conversations::VERSION,
+        sequence,
+    )
+    .await;
+    Ok(Done)
+}
+
+/// `/conversation/get_sorted_conversation_list` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SortedListRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "conversationIDs")]
+    conversation_ids: Vec<String>,
+    pagination: Option<Pagination>,
+}
+
+/// OpenIM's `MsgInfo`: the newest message of a conversation as the sorted list shows it.
+#[derive(Debug, Serialize)]
+pub struct MsgInfoJson {
+    #[serde(rename = "serverMsgID")]
+    server_msg_id: String,
+    #[serde(rename = "clientMsgID")]
+    client_msg_id: String,
+    #[serde(rename = "sessionType")]
+    session_type: i32,
+    #[serde(rename = "sendID")]
+    send_id: String,
+    #[serde(rename = "recvID")]
+    recv_id: String,
+    #[serde(rename = "senderName")]
+    sender_name: String,
+    #[serde(rename = "faceURL")]
+    face_url: String,
+    #[serde(rename = "groupID")]
+    group_id: String,
+    #[serde(rename = "groupName")]
+    group_name: String,
+    #[serde(rename = "groupFaceURL")]
+    group_face_url: String,
+    #[serde(rename = "groupType")]
+    group_type: i32,
+    #[serde(rename = "groupMemberCount")]
+    group_member_count: u32,
+    #[serde(rename = "LatestMsgRecvTime")]
+    latest_msg_recv_time: i64,
+    #[serde(rename = "msgFrom")]
+    msg_from: i32,
+    #[serde(rename = "contentType")]
+    content_type: i32,
+    content: String,
+    ex: String,
+}
+
+/// OpenIM's `ConversationElem`.
+#[derive(Debug, Serialize)]
+pub struct ConversationElemJson {
+    #[serde(rename = "conversationID")]
+    conversation_id: String,
+    #[serde(rename = "recvMsgOpt")]
+    recv_msg_opt: i32,
+    #[serde(rename = "unreadCount")]
+    unread_count: i64,
+    #[serde(rename = "IsPinned")]
+    is_pinned: bool,
+    #[serde(rename = "msgInfo")]
+    msg_info: Option<MsgInfoJson>,
+}
+
+/// `/conversation/get_sorted_conversation_list` reply.
+#[derive(Debug, Serialize)]
+pub struct SortedListReply {
+    #[serde(rename = "conversationTotal")]
+    conversation_total: i64,
+    #[serde(rename = "unreadTotal")]
+    unread_total: i64,
+    #[serde(rename = "conversationElems", serialize_with = "null_if_empty")]
+    conversation_elems: Vec<ConversationElemJson>,
+}
+
+fn sorted_element(entry: super::jssdk::Entry) -> ConversationElemJson {
+    let last = entry.last;
+    // In a single chat the name and face are the peer's, whoever sent the message.
+    let (sender_name, face_url) = match (&entry.user, last.session_type) {
+        (Some(peer), 1) => (peer.nickname.clone(), peer.face_url.clone()),
+        _ => (String::new(), String::new()),
+    };
+    ConversationElemJson {
+        conversation_id: entry.row.conversation_id,
+        recv_msg_opt: entry.row.recv_msg_opt,
+        unread_count: (entry.max_seq - entry.read_seq).max(0),
+        is_pinned: entry.row.is_pinned,
+        msg_info: Some(MsgInfoJson {
+            server_msg_id: last.server_msg_id,
+            client_msg_id: last.client_msg_id,
+            session_type: last.session_type,
+            send_id: last.send_id,
+            recv_id: last.recv_id,
+            sender_name,
+            face_url,
+            group_id: last.group_id,
+            // Group profiles arrive with the relations work.
+            group_name: String::new(),
+            group_face_url: String::new(),
+            group_type: 0,
+            group_member_count: 0,
+            latest_msg_recv_time: last.send_time,
+            msg_from: last.msg_from,
+            content_type: last.content_type,
+            content: String::from_utf8_lossy(&last.content).into_owned(),
+            ex: last.ex,
+        }),
+    }
+}
+
+/// The user's conversations (all, or those named): pinned first, then by newest message;
+/// conversations without messages last. `conversationTotal` and `unreadTotal` count all of
+/// them, before the page is cut. Upstream marks the route deprecated; the SDKs do not call it.
+pub async fn get_sorted_conversation_list(
+    State(state): State<ApiState>,
+    request: Authed<SortedListRequest>,
+) -> Result<Reply<SortedListReply>, ApiError> {
+    let body = &request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    let named = if body.conversation_ids.is_empty() {
+        None
+    } else {
+        check_id_list("conversationIDs", &body.conversation_ids)?;
+        Some(body.conversation_ids.as_slice())
+    };
+    let window = match &body.pagination {
+        None => None,
+        Some(pagination) => Some(Pagination::window(Some(pagination))?),
+    };
+    let (unread_total, with_messages) = super::jssdk::entries(&state, &body.user_id, named).await?;
+    let rows = conversations::list(&state.db, &body.user_id, named)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    if rows.is_empty() {
+        return Err(ApiError::new(
+            Code::RecordNotFound,
+            format!("{} has no conversations", body.user_id),
+        ));
+    }
+    let listed: std::collections::BTreeSet<String> = with_messages
+        .iter()
+        .map(|entry| entry.row.conversation_id.clone())
+        .collect();
+    let mut quiet: Vec<ConversationRow> = rows
+        .into_iter()
+        .filter(|row| !listed.contains(&row.conversation_id))
+        .collect();
+    quiet.sort_by(|left, right| {
+        right
+            .is_pinned
+            .cmp(&left.is_pinned)
+            .then(left.conversation_id.cmp(&right.conversation_id))
+    });
+    let mut elements: Vec<ConversationElemJson> =
+        with_messages.into_iter().map(sorted_element).collect();
+    elements.extend(quiet.into_iter().map(|row| ConversationElemJson {
+        conversation_id: row.conversation_id,
+        recv_msg_opt: row.recv_msg_opt,
+        unread_count: 0,
+        is_pinned: row.is_pinned,
+        msg_info: None,
+    }));
+    // Stable: pinned ones first, each part in the order above.
+    elements.sort_by_key(|element| !element.is_pinned);
+    let conversation_total = i64::try_from(elements.len()).unwrap_or(i64::MAX);
+    if let Some((offset, limit)) = window {
+        elements = elements
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+    }
+    Ok(Reply(SortedListReply {
+        conversation_total,
+        unread_total,
+        conversation_elems: elements,
+    }))
 }

@@ -1,4 +1,5 @@
-//! `/msg/delete_msgs`, `/msg/clear_conversation_msg`, `/msg/user_clear_all_msg`.
+//! `/msg/delete_msgs`, `/msg/clear_conversation_msg`, `/msg/user_clear_all_msg`, and the
+//! admin's `/msg/delete_msg_phsical_by_seq` and `/msg/delete_msg_physical`.
 //!
 //! By default a delete hides messages for the caller only (they read back with status 4 and
 //! no content) and a clear moves the caller's readable window past the current max seq.
@@ -311,5 +312,78 @@ pub async fn delete_msg_physical_by_seq(
     )
     .await?;
     super::wait_for_projection(&state, messages::NAME, messages::VERSION, sequence).await;
+    Ok(Done)
+}
+
+/// `/msg/delete_msg_physical` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PurgeRequest {
+    #[serde(rename = "conversationIDs")]
+    conversation_ids: Vec<String>,
+    /// Age in seconds: messages sent before now minus this go.
+    timestamp: i64,
+}
+
+/// An admin purges, for everyone, the messages older than `timestamp` seconds in the named
+/// conversations (every conversation when none is named): each conversation's readable
+/// window then starts after its last such message. The log keeps them.
+pub async fn delete_msg_physical(
+    State(state): State<ApiState>,
+    request: Authed<PurgeRequest>,
+) -> Result<Done, ApiError> {
+    request.caller.require_admin()?;
+    let body = request.body;
+    if body.timestamp < 0 {
+        return Err(ApiError::args(format!(
+            "timestamp {} is negative; it is an age in seconds",
+            body.timestamp
+        )));
+    }
+    if body.conversation_ids.len() > MAX_SEQS {
+        return Err(ApiError::args(format!(
+            "at most {MAX_SEQS} conversationIDs per request"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for id in &body.conversation_ids {
+        if id.is_empty() {
+            return Err(ApiError::args("conversationIDs holds an empty ID"));
+        }
+        if !seen.insert(id) {
+            return Err(ApiError::args(format!(
+                "conversationIDs names {id:?} twice"
+            )));
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        });
+    let before = now.saturating_sub(body.timestamp.saturating_mul(1000));
+    let named = (!body.conversation_ids.is_empty()).then_some(body.conversation_ids.as_slice());
+    let last_seqs = messages::last_seqs_before(&state.db, before, named)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let mut last = 0;
+    for (conversation_id, seq) in last_seqs {
+        let cleared = ConversationCleared {
+            conversation_id,
+            user_id: String::new(),
+            min_seq: seq + 1,
+            for_everyone: true,
+        };
+        last = append(
+            &state,
+            &request.caller.user_id,
+            &cleared.conversation_id,
+            &cleared,
+        )
+        .await?;
+    }
+    if last > 0 {
+        super::wait_for_projection(&state, messages::NAME, messages::VERSION, last).await;
+    }
     Ok(Done)
 }

@@ -42,18 +42,20 @@ fn encoding(content_type: &str) -> Result<Encoding, ApiError> {
 }
 
 /// One conversation with everything the list shows.
-struct Entry {
-    row: ConversationRow,
-    last: sdkws::MsgData,
-    user: Option<UserRow>,
-    max_seq: i64,
-    read_seq: i64,
-    last_time: i64,
+pub(super) struct Entry {
+    pub(super) row: ConversationRow,
+    /// The newest message, as a pull shows it.
+    pub(super) last: sdkws::MsgData,
+    /// The peer's profile (single and notification conversations).
+    pub(super) user: Option<UserRow>,
+    pub(super) max_seq: i64,
+    pub(super) read_seq: i64,
+    pub(super) last_time: i64,
 }
 
 /// The caller's conversations that have messages (all, or those named), newest first with
 /// pinned ones ahead, and the unread total over all of them.
-async fn entries(
+pub(super) async fn entries(
     state: &ApiState,
     owner: &str,
     only: Option<&[String]>,

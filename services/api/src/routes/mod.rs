@@ -109,6 +109,14 @@ pub fn router() -> Router<ApiState> {
             "/msg/delete_msg_phsical_by_seq",
             post(delete::delete_msg_physical_by_seq),
         )
+        .route(
+            "/msg/delete_msg_physical",
+            post(delete::delete_msg_physical),
+        )
+        .route(
+            "/msg/check_msg_is_send_success",
+            post(msg::check_msg_is_send_success),
+        )
         .route("/msg/batch_send_msg", post(msg::batch_send_msg))
         .route("/msg/search_msg", post(search::search_msg))
         .route("/msg/send_simple_msg", post(msg::send_simple_msg))
@@ -161,6 +169,14 @@ pub fn router() -> Router<ApiState> {
         .route(
             "/conversation/get_full_conversation_ids",
             post(conversation::get_full_conversation_ids),
+        )
+        .route(
+            "/conversation/delete_conversations",
+            post(conversation::delete_conversations),
+        )
+        .route(
+            "/conversation/get_sorted_conversation_list",
+            post(conversation::get_sorted_conversation_list),
         )
         .route(
             "/conversation/update_conversations_by_user",

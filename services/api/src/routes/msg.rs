@@ -218,7 +218,52 @@ pub async fn send_msg(
 ) -> Result<Reply<SendMsgReply>, ApiError> {
     request.caller.require_admin()?;
     let message = rest_message(&request.body, &request.body.recv_id)?;
-    send_and_reply(&state, &request.caller, &message).await
+    let result = send_and_reply(&state, &request.caller, &message).await;
+    let status = if result.is_ok() {
+        SEND_SUCCEEDED
+    } else {
+        SEND_FAILED
+    };
+    let key = send_status_key(&request.caller.user_id, &request.operation_id);
+    if let Err(error) = state.send_status.put(&key, &status).await {
+        // The send itself is done (or refused); only its later check is affected.
+        tracing::warn!(%error, "send status not recorded");
+    }
+    result
+}
+
+/// OpenIM's send status: no send with this operationID is known.
+const SEND_UNKNOWN: i32 = 0;
+/// OpenIM's send status: sent.
+const SEND_SUCCEEDED: i32 = 2;
+/// OpenIM's send status: failed.
+const SEND_FAILED: i32 = 3;
+
+fn send_status_key(user_id: &str, operation_id: &str) -> String {
+    // User IDs hold no ':', so the pair is unambiguous.
+    format!("{user_id}:{operation_id}")
+}
+
+/// `/msg/check_msg_is_send_success` reply.
+#[derive(Debug, Serialize)]
+pub struct SendStatusReply {
+    status: i32,
+}
+
+/// The result of the caller's `/msg/send_msg` with the same operationID in the last day:
+/// 2 sent, 3 failed, 0 unknown.
+pub async fn check_msg_is_send_success(
+    State(state): State<ApiState>,
+    request: Authed<EmptyRequest>,
+) -> Result<Reply<SendStatusReply>, ApiError> {
+    let key = send_status_key(&request.caller.user_id, &request.operation_id);
+    let status = state
+        .send_status
+        .get(&key)
+        .await
+        .map_err(|error| ApiError::internal("reading the send status", &error))?
+        .map_or(SEND_UNKNOWN, |(status, _)| status);
+    Ok(Reply(SendStatusReply { status }))
 }
 
 /// One receiver's result.

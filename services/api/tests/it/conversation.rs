@@ -262,3 +262,355 @@ async fn incremental_sync_sends_exactly_the_changes_after_the_clients_version() 
     );
     assert_eq!(ids["version"], version + 2);
 }
+
+/// Polls `path` until `done` holds for its data (the projections run behind the routes).
+async fn eventually(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut data = Value::Null;
+    for _ in 0..100 {
+        data = app.ok(path, token, body).await;
+        if done(&data) {
+            return data;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never got there: {data}");
+}
+
+fn conversation_ids(all: &Value) -> Vec<String> {
+    all["conversations"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row["conversationID"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_deleted_conversation_leaves_the_list_until_a_newer_message_brings_it_back() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ana", "ben", "eve"]).await;
+    let send = json!({"sendID": "ana", "recvID": "ben", "sessionType": 1, "contentType": 101,
+                      "content": {"content": "hi"}});
+    app.ok("/msg/send_msg", &admin, &send).await;
+    let ben = app.user_token(&admin, "ben", Platform::WEB).await;
+    let eve = app.user_token(&admin, "eve", Platform::WEB).await;
+    let all_of_ben = json!({"ownerUserID": "ben"});
+    eventually(
+        &app,
+        &ben,
+        "/conversation/get_all_conversations",
+        &all_of_ben,
+        |all| conversation_ids(all).len() == 2,
+    )
+    .await;
+    let pin = json!({"userIDs": ["ben"], "conversation": {"conversationID": "si_ana_ben",
+        "conversationType": 1, "userID": "ana", "isPinned": true}});
+    app.ok("/conversation/set_conversations", &ben, &pin).await;
+    let before = app
+        .ok(
+            "/conversation/get_incremental_conversations",
+            &ben,
+            &json!({"userID": "ben", "versionID": "", "version": 0}),
+        )
+        .await;
+
+    let delete = |token: &str, body: Value| {
+        let (app, token) = (&app, token.to_owned());
+        async move {
+            app.post("/conversation/delete_conversations", Some(&token), &body)
+                .await
+        }
+    };
+    for (body, expected) in [
+        (
+            json!({"ownerUserID": "ben"}),
+            error(
+                1001,
+                "ArgsError",
+                "set either needDeleteTime (days) or conversationIDs",
+            ),
+        ),
+        (
+            json!({"ownerUserID": "ben", "needDeleteTime": 1, "conversationIDs": ["si_ana_ben"]}),
+            error(
+                1001,
+                "ArgsError",
+                "needDeleteTime and conversationIDs cannot both be set",
+            ),
+        ),
+        (
+            json!({"ownerUserID": "ben", "needDeleteTime": -2}),
+            error(
+                1001,
+                "ArgsError",
+                "needDeleteTime -2 is negative; it is a number of days",
+            ),
+        ),
+        (
+            json!({"ownerUserID": "ben", "conversationIDs": ["si_ana_ben", "si_ana_ben"]}),
+            error(
+                1001,
+                "ArgsError",
+                "conversationIDs names \"si_ana_ben\" twice",
+            ),
+        ),
+        (
+            json!({"ownerUserID": "ben", "conversationIDs": ["si_ana_ben", "si_x_y"]}),
+            error(
+                1004,
+                "RecordNotFoundError",
+                "ben has no conversation si_x_y",
+            ),
+        ),
+        (
+            json!({"ownerUserID": "ben", "conversationIDs": "si_ana_ben"}),
+            json!(1001),
+        ),
+    ] {
+        let reply = delete(&ben, body.clone()).await;
+        if expected.is_number() {
+            assert_eq!(reply["errCode"], expected, "{body}: {reply}");
+        } else {
+            assert_eq!(reply, expected, "{body}");
+        }
+    }
+    let reply = delete(
+        &eve,
+        json!({"ownerUserID": "ben", "conversationIDs": ["si_ana_ben"]}),
+    )
+    .await;
+    assert_eq!(
+        reply["errCode"], 1002,
+        "eve cannot delete ben's rows: {reply}"
+    );
+    // Nothing is older than a day, so the age form deletes nothing.
+    let reply = delete(&ben, json!({"ownerUserID": "ben", "needDeleteTime": 1})).await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let all = app
+        .ok("/conversation/get_all_conversations", &ben, &all_of_ben)
+        .await;
+    assert_eq!(conversation_ids(&all), ["n_ana_ben", "si_ana_ben"]);
+
+    let reply = delete(
+        &ben,
+        json!({"ownerUserID": "ben", "conversationIDs": ["si_ana_ben"]}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let all = app
+        .ok("/conversation/get_all_conversations", &ben, &all_of_ben)
+        .await;
+    assert_eq!(conversation_ids(&all), ["n_ana_ben"]);
+    let newest = app
+        .ok("/msg/newest_seq", &ben, &json!({"userID": "ben"}))
+        .await;
+    assert_eq!(newest["maxSeqs"].get("si_ana_ben"), None, "{newest}");
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &ben,
+            &json!({"userID": "ben", "seqRanges": [{"conversationID": "si_ana_ben", "begin": 1, "end": 1, "num": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        pulled["msgs"]["si_ana_ben"]["Msgs"][0]["seq"], 1,
+        "the messages stay pullable: {pulled}"
+    );
+    let changes = app
+        .ok(
+            "/conversation/get_incremental_conversations",
+            &ben,
+            &json!({"userID": "ben", "versionID": before["versionID"], "version": before["version"]}),
+        )
+        .await;
+    assert_eq!(changes["full"], false, "{changes}");
+    assert_eq!(changes["delete"], json!(["si_ana_ben"]), "{changes}");
+    let reply = delete(
+        &ben,
+        json!({"ownerUserID": "ben", "conversationIDs": ["si_ana_ben"]}),
+    )
+    .await;
+    assert_eq!(
+        reply,
+        error(
+            1004,
+            "RecordNotFoundError",
+            "ben has no conversation si_ana_ben"
+        ),
+        "a deleted row is gone for the owner"
+    );
+    let peer = app
+        .ok(
+            "/conversation/get_all_conversations",
+            &app.user_token(&admin, "ana", Platform::WEB).await,
+            &json!({"ownerUserID": "ana"}),
+        )
+        .await;
+    assert_eq!(
+        conversation_ids(&peer),
+        ["n_ana_ben", "si_ana_ben"],
+        "the peer keeps theirs"
+    );
+
+    app.ok("/msg/send_msg", &admin, &send).await;
+    let back = eventually(
+        &app,
+        &ben,
+        "/conversation/get_all_conversations",
+        &all_of_ben,
+        |all| conversation_ids(all).len() == 2,
+    )
+    .await;
+    let row = back["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["conversationID"] == "si_ana_ben")
+        .unwrap();
+    assert_eq!(row["isPinned"], false, "it comes back as a new row: {row}");
+    let changes = app
+        .ok(
+            "/conversation/get_incremental_conversations",
+            &ben,
+            &json!({"userID": "ben", "versionID": before["versionID"], "version": before["version"]}),
+        )
+        .await;
+    assert_eq!(changes["delete"], Value::Null, "{changes}");
+    assert_eq!(
+        changes["insert"][0]["conversationID"], "si_ana_ben",
+        "{changes}"
+    );
+}
+
+#[tokio::test]
+async fn the_sorted_list_puts_pinned_first_then_the_newest_with_unread_counts() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ana", "ben", "cy", "dee"]).await;
+    let ben = app.user_token(&admin, "ben", Platform::WEB).await;
+    let list = json!({"userID": "ben"});
+    let reply = app
+        .post(
+            "/conversation/get_sorted_conversation_list",
+            Some(&ben),
+            &list,
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(1004, "RecordNotFoundError", "ben has no conversations")
+    );
+    for (from, text) in [("ana", "one"), ("cy", "two"), ("ana", "three")] {
+        app.ok(
+            "/msg/send_msg",
+            &admin,
+            &json!({"sendID": from, "recvID": "ben", "sessionType": 1, "contentType": 101,
+                    "content": {"content": text}}),
+        )
+        .await;
+    }
+    let quiet = json!({"userIDs": ["ben"], "conversation": {"conversationID": "si_ben_dee",
+        "conversationType": 1, "userID": "dee"}});
+    app.ok("/conversation/set_conversations", &ben, &quiet)
+        .await;
+    let sorted = eventually(
+        &app,
+        &ben,
+        "/conversation/get_sorted_conversation_list",
+        &list,
+        |data| data["unreadTotal"] == 3,
+    )
+    .await;
+    let order: Vec<&str> = sorted["conversationElems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|element| element["conversationID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "si_ana_ben",
+            "si_ben_cy",
+            "n_ana_ben",
+            "n_ben_cy",
+            "si_ben_dee"
+        ],
+        "{sorted}"
+    );
+    assert_eq!(sorted["conversationTotal"], 5);
+    let first = &sorted["conversationElems"][0];
+    assert_eq!(first["unreadCount"], 2);
+    assert_eq!(first["IsPinned"], false);
+    assert_eq!(first["recvMsgOpt"], 0);
+    let info = &first["msgInfo"];
+    assert_eq!(
+        (
+            &info["sendID"],
+            &info["recvID"],
+            &info["senderName"],
+            &info["sessionType"],
+            &info["contentType"],
+            &info["msgFrom"],
+        ),
+        (
+            &json!("ana"),
+            &json!("ben"),
+            &json!("nick ana"),
+            &json!(1),
+            &json!(101),
+            &json!(200)
+        )
+    );
+    assert_eq!(info["content"], "{\"content\":\"three\"}");
+    assert!(info["LatestMsgRecvTime"].as_i64().unwrap() > 0);
+    assert_eq!(sorted["conversationElems"][4]["msgInfo"], Value::Null);
+
+    let pin = json!({"userIDs": ["ben"], "conversation": {"conversationID": "si_ben_dee",
+        "conversationType": 1, "userID": "dee", "isPinned": true}});
+    app.ok("/conversation/set_conversations", &ben, &pin).await;
+    let page = app
+        .ok(
+            "/conversation/get_sorted_conversation_list",
+            &ben,
+            &json!({"userID": "ben", "conversationIDs": ["si_ben_dee", "si_ben_cy"],
+                    "pagination": {"pageNumber": 1, "showNumber": 1}}),
+        )
+        .await;
+    assert_eq!(page["conversationTotal"], 2);
+    assert_eq!(page["unreadTotal"], 1);
+    assert_eq!(
+        page["conversationElems"][0]["conversationID"], "si_ben_dee",
+        "pinned first, messages or not: {page}"
+    );
+    assert_eq!(page["conversationElems"].as_array().unwrap().len(), 1);
+
+    let reply = app
+        .post(
+            "/conversation/get_sorted_conversation_list",
+            Some(&ben),
+            &json!({"userID": "ben", "pagination": {"pageNumber": 0, "showNumber": 1}}),
+        )
+        .await;
+    assert_eq!(
+        reply,
+        error(1001, "ArgsError", "pagination.pageNumber 0 is below 1")
+    );
+    let reply = app
+        .post(
+            "/conversation/get_sorted_conversation_list",
+            Some(&ben),
+            &json!({"userID": "ana"}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+}

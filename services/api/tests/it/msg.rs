@@ -1023,3 +1023,172 @@ async fn admins_search_messages_by_sender_type_day_and_session() {
         "upstream lets anyone search; jetim does not"
     );
 }
+
+#[tokio::test]
+async fn a_rest_send_leaves_its_result_under_the_callers_operation_id() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["s1", "s2"]).await;
+    let check = |operation_id: &'static str, token: String| {
+        let app = &app;
+        async move {
+            app.post_as_operation(
+                "/msg/check_msg_is_send_success",
+                operation_id,
+                Some(&token),
+                &json!({}),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        check("op-sent", admin.clone()).await["data"],
+        json!({"status": 0})
+    );
+    let reply = app
+        .post_as_operation(
+            "/msg/send_msg",
+            "op-sent",
+            Some(&admin),
+            &json!({"sendID": "s1", "recvID": "s2", "sessionType": 1, "contentType": 101,
+                    "content": {"content": "hi"}}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    assert_eq!(
+        check("op-sent", admin.clone()).await["data"],
+        json!({"status": 2})
+    );
+    let reply = app
+        .post_as_operation(
+            "/msg/send_msg",
+            "op-failed",
+            Some(&admin),
+            &json!({"sendID": "s1", "recvID": "nobody", "sessionType": 1, "contentType": 101,
+                    "content": {"content": "hi"}}),
+        )
+        .await;
+    assert_ne!(reply["errCode"], 0, "{reply}");
+    assert_eq!(
+        check("op-failed", admin.clone()).await["data"],
+        json!({"status": 3})
+    );
+    let s1 = app.user_token(&admin, "s1", Platform::WEB).await;
+    assert_eq!(
+        check("op-sent", s1).await["data"],
+        json!({"status": 0}),
+        "another caller's operationID tells nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_purges_messages_older_than_an_age_for_everyone() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["p1", "p2", "p3"]).await;
+    app.send_text(&admin, "p1", "p2", "old one").await;
+    app.send_text(&admin, "p1", "p2", "old two").await;
+    app.send_text(&admin, "p3", "p2", "other").await;
+    let p2 = app.user_token(&admin, "p2", Platform::WEB).await;
+    let _ = app.newest_seqs(&p2, "p2", 2).await;
+    let purge = |token: String, body: Value| {
+        let app = &app;
+        async move {
+            app.post("/msg/delete_msg_physical", Some(&token), &body)
+                .await
+        }
+    };
+    let reply = purge(
+        admin.clone(),
+        json!({"conversationIDs": ["si_p1_p2"], "timestamp": 3600}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let pull = json!({"userID": "p2", "seqRanges": [
+        {"conversationID": "si_p1_p2", "begin": 1, "end": 3, "num": 3},
+        {"conversationID": "si_p2_p3", "begin": 1, "end": 1, "num": 1}]});
+    let pulled = app.ok("/msg/pull_msg_by_seq", &p2, &pull).await;
+    assert_eq!(
+        pulled["msgs"]["si_p1_p2"]["Msgs"].as_array().unwrap().len(),
+        2,
+        "nothing is an hour old: {pulled}"
+    );
+    for (body, expected) in [
+        (
+            json!({"conversationIDs": ["si_p1_p2"], "timestamp": -1}),
+            error(
+                1001,
+                "ArgsError",
+                "timestamp -1 is negative; it is an age in seconds",
+            ),
+        ),
+        (
+            json!({"conversationIDs": ["si_p1_p2", "si_p1_p2"], "timestamp": 0}),
+            error(
+                1001,
+                "ArgsError",
+                "conversationIDs names \"si_p1_p2\" twice",
+            ),
+        ),
+        (
+            json!({"conversationIDs": [""], "timestamp": 0}),
+            error(1001, "ArgsError", "conversationIDs holds an empty ID"),
+        ),
+    ] {
+        assert_eq!(purge(admin.clone(), body.clone()).await, expected, "{body}");
+    }
+    let reply = purge(
+        p2.clone(),
+        json!({"conversationIDs": ["si_p1_p2"], "timestamp": 0}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let reply = purge(
+        admin.clone(),
+        json!({"conversationIDs": ["si_p1_p2"], "timestamp": 0}),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let pulled = app.ok("/msg/pull_msg_by_seq", &p2, &pull).await;
+    assert_eq!(
+        pulled["msgs"]["si_p1_p2"],
+        Value::Null,
+        "both are gone for everyone: {pulled}"
+    );
+    assert_eq!(
+        pulled["msgs"]["si_p2_p3"]["Msgs"][0]["seq"], 1,
+        "other conversations are untouched"
+    );
+    let p1 = app.user_token(&admin, "p1", Platform::WEB).await;
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &p1,
+            &json!({"userID": "p1", "seqRanges": [{"conversationID": "si_p1_p2", "begin": 1, "end": 2, "num": 2}]}),
+        )
+        .await;
+    assert_eq!(pulled["msgs"]["si_p1_p2"], Value::Null, "{pulled}");
+    app.send_text(&admin, "p1", "p2", "new").await;
+    let mut pulled = Value::Null;
+    for _ in 0..100 {
+        pulled = app.ok("/msg/pull_msg_by_seq", &p2, &pull).await;
+        if !pulled["msgs"]["si_p1_p2"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let messages = pulled["msgs"]["si_p1_p2"]["Msgs"].as_array().unwrap();
+    assert_eq!(
+        (messages.len(), &messages[0]["seq"]),
+        (1, &json!(3)),
+        "{pulled}"
+    );
+    // With no conversation named, every conversation is purged.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let reply = purge(admin.clone(), json!({"timestamp": 0})).await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let pulled = app.ok("/msg/pull_msg_by_seq", &p2, &pull).await;
+    assert_eq!(pulled, json!({}), "{pulled}");
+}

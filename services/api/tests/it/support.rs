@@ -64,6 +64,7 @@ impl TestApp {
             limits: Limits {
                 max_body_bytes: MAX_BODY_BYTES,
             },
+            send_status: ApiState::open_send_status(&jetstream, 1).await.unwrap(),
         };
         jetim_api::routes::user::register_admins(&state)
             .await
@@ -87,10 +88,21 @@ impl TestApp {
 
     /// A POST as OpenIM clients send it; returns the whole envelope.
     pub(crate) async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        self.post_as_operation(path, "test-op", token, body).await
+    }
+
+    /// [`TestApp::post`] with the given `operationID`.
+    pub(crate) async fn post_as_operation(
+        &self,
+        path: &str,
+        operation_id: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Value {
         let mut request = self
             .http
             .post(format!("{}{path}", self.address))
-            .header("operationID", "test-op")
+            .header("operationID", operation_id)
             .json(body);
         if let Some(token) = token {
             request = request.header("token", token);

@@ -4,14 +4,20 @@
 
 use deadpool_postgres::Pool;
 use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_readmodel::conversations::ConversationSettingsProjection;
 use jetim_readmodel::messages::MessagesProjection;
+use jetim_schemas::events::conversation::{
+    ConversationSet, ConversationsDeleted, DeletedConversation,
+};
 use jetim_schemas::events::msg::{
     ConversationCleared, ConversationRead, MsgRevoked, MsgsDeleted, ReadMode,
 };
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::consume::{BatchHandler, Replay};
-use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, Subject, UserKind};
+use jetim_streams::subject::{
+    CONVERSATION_STREAM, ConversationKind, Subject, USER_STREAM, UserKind,
+};
 use jetim_streams::{EventLog, Expect, RecordedEvent};
 
 const TABLES: &[&str] = &[
@@ -240,4 +246,167 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .unwrap()
         .get(0);
     assert_eq!(revoker, "u1", "the first revocation counts");
+}
+
+async fn stream_events(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<RecordedEvent> {
+    let mut replay = Replay::start(jetstream, stream, 1, Vec::new())
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = replay.next().await {
+        events.push(event.unwrap());
+    }
+    events
+}
+
+/// Each owner's visible conversation rows, as the routes read them.
+async fn visible_rows(pool: &Pool) -> Vec<jetim_readmodel::conversations::ConversationRow> {
+    let mut rows = Vec::new();
+    for owner in ["v1", "v2"] {
+        rows.extend(
+            jetim_readmodel::conversations::list(pool, owner, None)
+                .await
+                .unwrap(),
+        );
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_conversations_read_the_same_whichever_projection_applies_first() {
+    let nats = TestNats::start().await;
+    let jetstream = nats.jetstream().await;
+    jetim_streams::definitions::apply_all(&jetstream, 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    for user in ["v1", "v2"] {
+        let registered = UserRegistered {
+            user_id: user.into(),
+            nickname: user.into(),
+            face_url: String::new(),
+            ex: String::new(),
+            app_manger_level: 1,
+            global_recv_msg_opt: 0,
+            create_time: 1,
+        };
+        let subject = Subject::user(user, UserKind::Account).unwrap();
+        log.append(&subject, "test", Expect::Empty, None, &registered)
+            .await
+            .unwrap();
+    }
+    let scratch = TestDatabase::migrated().await;
+    let scratch_pool = scratch.pool();
+    let conversation_subject = Subject::user("v2", UserKind::Conversation).unwrap();
+    let set = |pinned: bool| ConversationSet {
+        owner_user_id: "v2".into(),
+        conversation_id: "si_v1_v2".into(),
+        conversation_type: 1,
+        user_id: "v1".into(),
+        is_pinned: Some(pinned),
+        ..ConversationSet::default()
+    };
+    let delete = |owner: &str, through_seq: u64| ConversationsDeleted {
+        owner_user_id: owner.into(),
+        conversations: vec![DeletedConversation {
+            conversation_id: "si_v1_v2".into(),
+            conversation_type: 1,
+            user_id: if owner == "v1" { "v2" } else { "v1" }.into(),
+            group_id: String::new(),
+            through_seq,
+        }],
+    };
+    let mut sent = 0;
+    let mut send = async |count: usize| {
+        for _ in 0..count {
+            let (from, to) = if sent % 2 == 0 {
+                ("v1", "v2")
+            } else {
+                ("v2", "v1")
+            };
+            let message = MsgData {
+                send_id: from.into(),
+                recv_id: to.into(),
+                client_msg_id: format!("d{sent}"),
+                session_type: 1,
+                content_type: 101,
+                content: format!(r#"{{"content":"m{sent}"}}"#).into_bytes(),
+                ..MsgData::default()
+            };
+            sent += 1;
+            jetim_messaging::service::send(&log, &scratch_pool, &message, from, false)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    };
+    send(3).await;
+    log.append(
+        &conversation_subject,
+        "v2",
+        Expect::Anything,
+        None,
+        &set(true),
+    )
+    .await
+    .unwrap();
+    log.append(
+        &conversation_subject,
+        "v2",
+        Expect::Anything,
+        None,
+        &delete("v2", 3),
+    )
+    .await
+    .unwrap();
+    send(2).await;
+    let v1_subject = Subject::user("v1", UserKind::Conversation).unwrap();
+    log.append(&v1_subject, "v1", Expect::Anything, None, &delete("v1", 5))
+        .await
+        .unwrap();
+
+    let timeline = stream_events(&jetstream, CONVERSATION_STREAM).await;
+    let settings = stream_events(&jetstream, USER_STREAM).await;
+    let mut answers = Vec::new();
+    for messages_first in [true, false] {
+        let database = TestDatabase::migrated().await;
+        let pool = database.pool();
+        let mut messages = MessagesProjection::new(pool.clone());
+        let mut conversations = ConversationSettingsProjection::new(pool.clone());
+        // Each batch twice (a redelivery), one projection entirely before the other.
+        if messages_first {
+            messages.apply(&timeline).await.unwrap();
+            messages.apply(&timeline).await.unwrap();
+        }
+        conversations.apply(&settings).await.unwrap();
+        conversations.apply(&settings).await.unwrap();
+        if !messages_first {
+            messages.apply(&timeline).await.unwrap();
+            messages.apply(&timeline).await.unwrap();
+        }
+        answers.push(visible_rows(&pool).await);
+    }
+    assert_eq!(answers[0], answers[1], "the order does not matter");
+    let owners: Vec<(&str, &str, bool)> = answers[0]
+        .iter()
+        .map(|row| {
+            (
+                row.owner_user_id.as_str(),
+                row.conversation_id.as_str(),
+                row.is_pinned,
+            )
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("v1", "n_v1_v2", false),
+            ("v2", "n_v1_v2", false),
+            ("v2", "si_v1_v2", false)
+        ],
+        "v1 deleted after the last message; v2's row came back without its pin"
+    );
 }
