@@ -7,6 +7,7 @@
 //! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
 //!
 //! - [`service`]: sending for real: the lookups, the decision, the append that fixes the seq.
+//! - [`sync`]: seq sync, the reads clients make to catch up (max seqs, pulls, read seqs).
 //!
 //! The decision is pure: it takes what was looked up and returns the message to append or a
 //! [`Rejection`], so it is tested without servers; [`service`] does the I/O around it.
@@ -17,6 +18,7 @@ pub mod options;
 pub mod revoke;
 pub mod send;
 pub mod service;
+pub mod sync;
 
 /// Why a command is refused: a domain answer the caller maps to an OpenIM error code, never an
 /// infrastructure failure.

@@ -5,22 +5,16 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use base64::Engine as _;
 use jetim_messaging::Rejection;
-use jetim_messaging::conversation::is_notification_conversation;
 use jetim_messaging::options;
 use jetim_messaging::service::{self, new_message_id};
-use jetim_readmodel::messages;
-use jetim_schemas::openim::sdkws::{MsgData, OfflinePushInfo};
+use jetim_messaging::sync;
+use jetim_schemas::openim::sdkws::{MsgData, OfflinePushInfo, PullMessageBySeqsReq, PullMsgs};
 use serde::{Deserialize, Serialize};
 
 use super::args::check_user_id;
 use super::user::{now_millis, read_failed};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Reply, null_if_empty};
-
-/// The most ranges one pull may ask for.
-const MAX_RANGES: usize = 100;
-/// The most messages one range returns.
-const MAX_NUM: i64 = 1000;
 
 /// Maps a domain refusal to its OpenIM code.
 pub fn rejected(rejection: Rejection) -> ApiError {
@@ -387,10 +381,12 @@ pub async fn newest_seq(
     request
         .caller
         .require_self_or_admin(&request.body.user_id)?;
-    let max_seqs = messages::max_seqs(&state.db, &request.body.user_id)
+    let newest = sync::newest_seqs(&state.db, &request.body.user_id)
         .await
-        .map_err(|error| read_failed(&error))?;
-    Ok(Reply(NewestSeqReply { max_seqs }))
+        .map_err(sync_failed)?;
+    Ok(Reply(NewestSeqReply {
+        max_seqs: newest.max_seqs,
+    }))
 }
 
 /// `MsgData` as Go's JSON writes it: every field, content in base64, nil lists as `null`.
@@ -474,15 +470,6 @@ impl From<MsgData> for MsgJson {
     }
 }
 
-/// A placeholder for a seq whose message is not there: `{seq, status: 4}`.
-fn placeholder(seq: u64) -> MsgData {
-    MsgData {
-        seq: i64::try_from(seq).unwrap_or(i64::MAX),
-        status: 4,
-        ..MsgData::default()
-    }
-}
-
 /// One asked range.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -538,90 +525,49 @@ pub async fn pull_msg_by_seq(
     let body = request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    if body.seq_ranges.len() > MAX_RANGES {
-        return Err(ApiError::args(format!(
-            "seqRanges has {} ranges; at most {MAX_RANGES}",
-            body.seq_ranges.len()
-        )));
-    }
-    if !(0..=1).contains(&body.order) {
-        return Err(ApiError::args(format!(
-            "order {} is not 0 or 1",
-            body.order
-        )));
-    }
-    let mut reply = PullReply {
-        msgs: BTreeMap::new(),
-        notification_msgs: BTreeMap::new(),
-    };
-    for range in &body.seq_ranges {
-        if range.conversation_id.is_empty() {
-            return Err(ApiError::args("seqRanges.conversationID is empty"));
-        }
-        if !(1..=MAX_NUM).contains(&range.num) {
-            return Err(ApiError::args(format!(
-                "seqRanges.num {} for {} is not between 1 and {MAX_NUM}",
-                range.num, range.conversation_id
-            )));
-        }
-        if range.begin > range.end || range.begin < 0 {
-            return Err(ApiError::args(format!(
-                "seqRanges for {} runs backwards or below 0 ({} .. {})",
-                range.conversation_id, range.begin, range.end
-            )));
-        }
-        // Only conversations the user has, within what they may read: nothing below their
-        // (or the conversation's) cleared min seq.
-        let Some((window_start, max)) =
-            messages::member_window(&state.db, &body.user_id, &range.conversation_id)
-                .await
-                .map_err(|error| read_failed(&error))?
-        else {
-            continue;
-        };
-        if max == 0 {
-            continue;
-        }
-        let asked_begin = u64::try_from(range.begin).unwrap_or(0);
-        let asked_end = u64::try_from(range.end).unwrap_or(0);
-        let begin = asked_begin.max(window_start);
-        let end = asked_end.min(max);
-        if end < begin {
-            continue;
-        }
-        let num = u64::try_from(range.num).unwrap_or(1);
-        let begin = begin.max(end.saturating_sub(num - 1));
-        let found = messages::range(&state.db, &range.conversation_id, begin, end, &body.user_id)
-            .await
-            .map_err(|error| read_failed(&error))?;
-        let mut pulled: Vec<MsgJson> = (begin..=end)
-            .map(|seq| {
-                found
-                    .get(&seq)
-                    .map_or_else(|| placeholder(seq), jetim_messaging::revoke::as_pulled)
-                    .into()
+    let asked = PullMessageBySeqsReq {
+        user_id: body.user_id.clone(),
+        seq_ranges: body
+            .seq_ranges
+            .into_iter()
+            .map(|range| jetim_schemas::openim::sdkws::SeqRange {
+                conversation_id: range.conversation_id,
+                begin: range.begin,
+                end: range.end,
+                num: range.num,
             })
-            .collect();
-        let is_end = if body.order == 0 {
-            max <= asked_end
-        } else {
-            pulled.reverse();
-            asked_begin <= window_start
-        };
-        let entry = PulledMsgs {
-            msgs: pulled,
-            is_end,
-            end_seq: 0,
-        };
-        if is_notification_conversation(&range.conversation_id) {
-            reply
-                .notification_msgs
-                .insert(range.conversation_id.clone(), entry);
-        } else {
-            reply.msgs.insert(range.conversation_id.clone(), entry);
-        }
+            .collect(),
+        order: body.order,
+    };
+    let pulled = sync::pull_by_ranges(&state.db, &body.user_id, &asked)
+        .await
+        .map_err(sync_failed)?;
+    let render = |all: BTreeMap<String, PullMsgs>| -> BTreeMap<String, PulledMsgs> {
+        all.into_iter()
+            .map(|(conversation_id, pulled)| {
+                (
+                    conversation_id,
+                    PulledMsgs {
+                        msgs: pulled.msgs.into_iter().map(MsgJson::from).collect(),
+                        is_end: pulled.is_end,
+                        end_seq: pulled.end_seq,
+                    },
+                )
+            })
+            .collect()
+    };
+    Ok(Reply(PullReply {
+        msgs: render(pulled.msgs),
+        notification_msgs: render(pulled.notification_msgs),
+    }))
+}
+
+/// Maps a seq-sync failure to its OpenIM code.
+pub fn sync_failed(error: sync::SyncError) -> ApiError {
+    match error {
+        sync::SyncError::Rejected(rejection) => rejected(rejection),
+        sync::SyncError::ReadModel(error) => read_failed(&error),
     }
-    Ok(Reply(reply))
 }
 
 /// `/msg/get_server_time` reply.

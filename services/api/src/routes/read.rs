@@ -193,9 +193,9 @@ pub struct SeqsRequest {
 #[derive(Debug, Serialize)]
 pub struct SeqsEntry {
     #[serde(rename = "maxSeq")]
-    max_seq: u64,
+    max_seq: i64,
     #[serde(rename = "hasReadSeq")]
-    has_read_seq: u64,
+    has_read_seq: i64,
     #[serde(rename = "maxSeqTime")]
     max_seq_time: i64,
 }
@@ -205,7 +205,6 @@ pub struct SeqsEntry {
 pub struct SeqsReply {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     seqs: BTreeMap<String, SeqsEntry>,
-    /// Pinning comes with the conversation settings; none are pinned yet.
     #[serde(rename = "pinnedConversationIDs", serialize_with = "null_if_empty")]
     pinned_conversation_ids: Vec<String>,
 }
@@ -219,26 +218,29 @@ pub async fn get_conversations_has_read_and_max_seq(
     let body = request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    // Nothing is pinned until conversation settings exist, so returnPinned adds nothing.
-    let _ = body.return_pinned;
-    let named = (!body.conversation_ids.is_empty()).then_some(body.conversation_ids.as_slice());
-    let states = messages::seq_states(&state.db, &body.user_id, named)
-        .await
-        .map_err(|error| read_failed(&error))?;
+    let found = jetim_messaging::sync::read_and_max_seqs(
+        &state.db,
+        &body.user_id,
+        &body.conversation_ids,
+        body.return_pinned,
+    )
+    .await
+    .map_err(super::msg::sync_failed)?;
     Ok(Reply(SeqsReply {
-        seqs: states
+        seqs: found
+            .seqs
             .into_iter()
-            .map(|(conversation_id, seq_state)| {
+            .map(|(conversation_id, seqs)| {
                 (
                     conversation_id,
                     SeqsEntry {
-                        max_seq: seq_state.max_seq,
-                        has_read_seq: seq_state.has_read_seq,
-                        max_seq_time: seq_state.max_seq_time,
+                        max_seq: seqs.max_seq,
+                        has_read_seq: seqs.has_read_seq,
+                        max_seq_time: seqs.max_seq_time,
                     },
                 )
             })
             .collect(),
-        pinned_conversation_ids: Vec::new(),
+        pinned_conversation_ids: found.pinned_conversation_i_ds,
     }))
 }

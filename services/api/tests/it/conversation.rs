@@ -578,6 +578,19 @@ async fn the_sorted_list_puts_pinned_first_then_the_newest_with_unread_counts() 
     let pin = json!({"userIDs": ["ben"], "conversation": {"conversationID": "si_ben_dee",
         "conversationType": 1, "userID": "dee", "isPinned": true}});
     app.ok("/conversation/set_conversations", &ben, &pin).await;
+    let seqs = app
+        .ok(
+            "/msg/get_conversations_has_read_and_max_seq",
+            &ben,
+            &json!({"userID": "ben", "returnPinned": true}),
+        )
+        .await;
+    assert_eq!(
+        seqs["pinnedConversationIDs"],
+        json!(["si_ben_dee"]),
+        "{seqs}"
+    );
+    assert_eq!(seqs["seqs"]["si_ana_ben"]["maxSeq"], 2, "{seqs}");
     let page = app
         .ok(
             "/conversation/get_sorted_conversation_list",
