@@ -17,6 +17,7 @@ export JETIM_DB_NAME="$database"
 export JETIM_NATS_PORT=$(first_free_port 24222)
 api_port=$(first_free_port 20002)
 export JETIM_API__LISTEN="127.0.0.1:$api_port"
+export JETIM_GATEWAY__LISTEN="127.0.0.1:$(first_free_port 21001)"
 run_pid=""
 
 finish() {
@@ -51,6 +52,10 @@ start_stack() {
   [ -n "$body" ] || fail "no healthy /healthz within 20 minutes"
   echo "$body" | grep -q '"status":"ok"' || fail "unhealthy: $body"
   echo "stack test: run $1 healthy: $body"
+  # The gateway answers a plain request (no upgrade, no query) with OpenIM's 1602.
+  local gateway
+  gateway=$(curl -fsS "http://$JETIM_GATEWAY__LISTEN/" 2>/dev/null || true)
+  echo "$gateway" | grep -q '"errCode":1602' || fail "the gateway did not answer: $gateway"
 }
 
 stop_stack() {

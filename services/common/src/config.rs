@@ -32,6 +32,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// The OpenIM REST API service.
     pub api: ApiConfig,
+    /// The OpenIM WebSocket gateway.
+    pub gateway: GatewayConfig,
     /// Admins, the secret and login tokens.
     pub auth: AuthConfig,
     /// Logs, traces and metrics.
@@ -120,6 +122,33 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 10002)),
             max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The OpenIM WebSocket gateway.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on; OpenIM clients expect port 10001.
+    pub listen: SocketAddr,
+    /// The largest frame a client may send, in bytes (as received, compressed or not);
+    /// larger ones close the connection.
+    pub max_frame_bytes: usize,
+    /// Frames waiting to be written to one connection; a client that falls further behind is
+    /// closed with a reason.
+    pub write_queue: usize,
+    /// Seconds without any frame from a client before its connection is closed.
+    pub read_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 10001)),
+            max_frame_bytes: 51_200,
+            write_queue: 256,
+            read_timeout_secs: 60,
         }
     }
 }
@@ -340,6 +369,19 @@ impl Config {
                 self.api.max_body_bytes,
                 "must be at least 1024",
             ));
+        }
+        if self.gateway.max_frame_bytes < 1024 {
+            return Err(invalid(
+                "gateway.max_frame_bytes",
+                self.gateway.max_frame_bytes,
+                "must be at least 1024",
+            ));
+        }
+        if self.gateway.write_queue == 0 {
+            return Err(invalid("gateway.write_queue", 0, "must be at least 1"));
+        }
+        if self.gateway.read_timeout_secs == 0 {
+            return Err(invalid("gateway.read_timeout_secs", 0, "must be above 0"));
         }
         if self.auth.secret.is_empty() {
             return Err(invalid("auth.secret", "", "must not be empty"));

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: logs, OTLP traces, and the Prometheus recorder behind `GET /metrics`.
 //! - [`shutdown`]: the cancellation token every task watches, fired by Ctrl-C or SIGTERM.
 //! - [`db`]: the Postgres pool.
+//! - [`errcode`]: OpenIM's error codes, for the API and the gateway alike.
 //! - [`migrate`]: the migrator for `migrations/*.sql`.
 //! - [`nats`]: connecting to NATS with the configured settings.
 //! - `testing` (feature `test-util`): a private nats-server and a fresh database per test.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod errcode;
 pub mod migrate;
 pub mod nats;
 pub mod shutdown;

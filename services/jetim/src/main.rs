@@ -30,10 +30,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in one process (today: the REST API and the projector).
+    /// Run every service in one process (today: the REST API, the gateway and the projector).
     All,
     /// Run the REST API service only.
     Api,
+    /// Run the WebSocket gateway only.
+    Gateway,
     /// Run the projector only: builds the Postgres read models from the log.
     Projector,
     /// Apply the stream definitions and the SQL migrations, then exit.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::All => start::run_services(&config, start::Services::ALL).await,
             Command::Api => start::run_services(&config, start::Services::API).await,
+            Command::Gateway => start::run_services(&config, start::Services::GATEWAY).await,
             Command::Projector => start::run_services(&config, start::Services::PROJECTOR).await,
             Command::Migrate => start::migrate(&config).await,
             Command::Ops { command } => ops::run(&config, command).await,

@@ -14,20 +14,29 @@ use tokio::task::JoinSet;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Services {
     api: bool,
+    gateway: bool,
     projector: bool,
 }
 
 impl Services {
     pub(crate) const ALL: Self = Self {
         api: true,
+        gateway: true,
         projector: true,
     };
     pub(crate) const API: Self = Self {
         api: true,
+        gateway: false,
+        projector: false,
+    };
+    pub(crate) const GATEWAY: Self = Self {
+        api: false,
+        gateway: true,
         projector: false,
     };
     pub(crate) const PROJECTOR: Self = Self {
         api: false,
+        gateway: false,
         projector: true,
     };
 }
@@ -87,6 +96,27 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
                 .await
                 .context("the projector stopped")?;
             Ok("projector")
+        });
+    }
+    if services.gateway {
+        let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
+            .await
+            .context("opening the token bucket")?;
+        let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
+            tokens,
+            db: pool.clone(),
+            log: Arc::new(EventLog::open(jetstream.clone()).await?),
+            config: config.gateway.clone(),
+        })
+        .await?;
+        tracing::info!(address = %gateway.local_addr(), "WebSocket gateway listening");
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            gateway
+                .run_until_stopped(stop)
+                .await
+                .context("the gateway stopped")?;
+            Ok("gateway")
         });
     }
     if services.api {

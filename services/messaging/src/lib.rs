@@ -40,3 +40,17 @@ pub enum Rejection {
     #[error("{0}")]
     AlreadyRevoked(String),
 }
+
+impl Rejection {
+    /// The OpenIM code the refusal is answered with.
+    pub const fn code(&self) -> jetim_common::errcode::Code {
+        use jetim_common::errcode::Code;
+        match self {
+            Self::Invalid(_) => Code::Args,
+            Self::NoPermission(_) => Code::NoPermission,
+            Self::UnknownUser(_) => Code::UserIdNotFound,
+            Self::UnknownGroup(_) => Code::GroupIdNotFound,
+            Self::AlreadyRevoked(_) => Code::MsgAlreadyRevoke,
+        }
+    }
+}

@@ -77,16 +77,8 @@ fn operation_id(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// Maps a token failure to its OpenIM code.
 pub fn token_error(error: TokenError) -> ApiError {
-    let code = match &error {
-        TokenError::Expired => Code::TokenExpired,
-        TokenError::Malformed => Code::TokenMalformed,
-        TokenError::NotValidYet => Code::TokenNotValidYet,
-        TokenError::Unknown(_) => Code::TokenUnknown,
-        TokenError::Kicked => Code::TokenKicked,
-        TokenError::NotExist => Code::TokenNotExist,
-        TokenError::Store(store_error) => {
-            return ApiError::internal("checking the token", store_error);
-        }
+    let Some(code) = Code::of_token_error(&error) else {
+        return ApiError::internal("checking the token", &error);
     };
     ApiError::new(code, error.to_string())
 }

@@ -18,13 +18,7 @@ use crate::openim::{ApiError, Authed, Code, Reply, null_if_empty};
 
 /// Maps a domain refusal to its OpenIM code.
 pub fn rejected(rejection: Rejection) -> ApiError {
-    match rejection {
-        Rejection::Invalid(reason) => ApiError::args(reason),
-        Rejection::NoPermission(reason) => ApiError::no_permission(reason),
-        Rejection::UnknownUser(reason) => ApiError::new(Code::UserIdNotFound, reason),
-        Rejection::UnknownGroup(reason) => ApiError::new(Code::GroupIdNotFound, reason),
-        Rejection::AlreadyRevoked(reason) => ApiError::new(Code::MsgAlreadyRevoke, reason),
-    }
+    ApiError::new(rejection.code(), rejection.to_string())
 }
 
 /// `offlinePushInfo` as JSON carries it.

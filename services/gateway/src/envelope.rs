@@ -1,0 +1,182 @@
+//! The request and reply envelopes (`shared/reference/gateway.md` §4). `data` is always a
+//! protobuf message. The JSON form (`sdkType=js`) carries it as standard base64; the gob form
+//! (the Go SDK) is not served yet, and connections asking for it are refused at the
+//! handshake.
+
+use std::io::{Read as _, Write as _};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// A client's request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Request {
+    /// What is asked (1001, 1003, ...).
+    #[serde(rename = "reqIdentifier")]
+    pub req_identifier: i32,
+    /// Ignored: the connection is already authenticated.
+    pub token: String,
+    /// Must be the connection's user.
+    #[serde(rename = "sendID")]
+    pub send_id: String,
+    /// The client's operationID, echoed back.
+    #[serde(rename = "operationID")]
+    pub operation_id: String,
+    /// The client's correlation ID, echoed back.
+    #[serde(rename = "msgIncr")]
+    pub msg_incr: String,
+    /// The protobuf request (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// A reply to a request, or a push (empty `msgIncr`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    /// The request's identifier, or the push's.
+    #[serde(rename = "reqIdentifier")]
+    pub req_identifier: i32,
+    /// The request's correlation ID; empty for pushes.
+    #[serde(rename = "msgIncr")]
+    pub msg_incr: String,
+    /// The request's operationID.
+    #[serde(rename = "operationID")]
+    pub operation_id: String,
+    /// 0, or the OpenIM error code.
+    #[serde(rename = "errCode")]
+    pub err_code: i32,
+    /// The error, empty on success.
+    #[serde(rename = "errMsg")]
+    pub err_msg: String,
+    /// The protobuf reply; `None` for errors and empty replies (JSON `null`).
+    #[serde(serialize_with = "base64_or_null")]
+    pub data: Option<Vec<u8>>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize as _, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn base64_or_null<S: serde::Serializer>(
+    data: &Option<Vec<u8>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match data {
+        Some(bytes) => {
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A frame that could not be read; the connection is closed with this reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadFrame(pub String);
+
+/// Reads a binary frame: gunzip when the connection is compressed, then the JSON envelope.
+pub fn decode_json(frame: &[u8], gzip: bool, max_bytes: usize) -> Result<Request, BadFrame> {
+    let plain = if gzip {
+        gunzip(frame, max_bytes)?
+    } else {
+        frame.to_vec()
+    };
+    let not_envelope = |error: &dyn std::fmt::Display| {
+        BadFrame(format!("the frame is not a request envelope: {error}"))
+    };
+    // serde would fill a struct from a JSON array too; an envelope is an object.
+    let value: serde_json::Value =
+        serde_json::from_slice(&plain).map_err(|error| not_envelope(&error))?;
+    if !value.is_object() {
+        return Err(not_envelope(&"not a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|error| not_envelope(&error))
+}
+
+/// Writes a reply frame.
+pub fn encode_json(reply: &Reply, gzip: bool) -> Vec<u8> {
+    let plain = serde_json::to_vec(reply).unwrap_or_default();
+    if gzip { gzip_bytes(&plain) } else { plain }
+}
+
+fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
+    let mut plain = Vec::new();
+    // A small frame must not inflate without bound.
+    let limit = u64::try_from(max_bytes.saturating_mul(64)).unwrap_or(u64::MAX);
+    flate2::read::GzDecoder::new(frame)
+        .take(limit)
+        .read_to_end(&mut plain)
+        .map_err(|error| BadFrame(format!("the frame is not gzip: {error}")))?;
+    Ok(plain)
+}
+
+fn gzip_bytes(plain: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(plain);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Standard base64, as the JSON envelope carries protobuf.
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_js_request_decodes_and_a_reply_renders_as_the_sdk_reads_it() {
+        let frame = br#"{"reqIdentifier":1006,"msgIncr":"k1","sendID":"u1","operationID":"op-1","data":"CgJ1MQ=="}"#;
+        let request = decode_json(frame, false, 51_200).unwrap();
+        assert_eq!(request.req_identifier, 1006);
+        assert_eq!(request.data, b"\n\x02u1");
+        let reply = Reply {
+            req_identifier: 1006,
+            msg_incr: "k1".into(),
+            operation_id: "op-1".into(),
+            err_code: 0,
+            err_msg: String::new(),
+            data: Some(Vec::new()),
+        };
+        assert_eq!(
+            String::from_utf8(encode_json(&reply, false)).unwrap(),
+            r#"{"reqIdentifier":1006,"msgIncr":"k1","operationID":"op-1","errCode":0,"errMsg":"","data":""}"#
+        );
+        let kick = Reply {
+            req_identifier: 2002,
+            ..Reply::default()
+        };
+        assert_eq!(
+            String::from_utf8(encode_json(&kick, false)).unwrap(),
+            r#"{"reqIdentifier":2002,"msgIncr":"","operationID":"","errCode":0,"errMsg":"","data":null}"#
+        );
+    }
+
+    #[test]
+    fn gzip_round_trips_and_garbage_is_refused() {
+        let reply = Reply {
+            req_identifier: 1001,
+            data: Some(vec![1, 2, 3]),
+            ..Reply::default()
+        };
+        let packed = encode_json(&reply, true);
+        let plain = gunzip(&packed, 51_200).unwrap();
+        assert_eq!(plain, encode_json(&reply, false));
+        assert!(decode_json(b"not gzip", true, 51_200).is_err());
+        assert!(decode_json(b"{\"data\":\"***\"}", false, 51_200).is_err());
+        assert!(decode_json(b"[1]", false, 51_200).is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! The requests a connection serves (`shared/reference/gateway.md` §5), each answered by the
+//! same messaging code as its REST twin. Every request gets a reply, errors included: the JS
+//! SDK has no request timeout, so an unanswered request hangs its caller.
+
+use jetim_common::errcode::Code;
+use jetim_messaging::service;
+use jetim_messaging::sync::{self, SyncError};
+use jetim_schemas::openim::msg::{
+    GetConversationsHasReadAndMaxSeqReq, GetLastMessageReq, GetSeqMessageReq, SendMsgResp,
+};
+use jetim_schemas::openim::sdkws::{GetMaxSeqReq, MsgData, PullMessageBySeqsReq};
+use prost::Message as _;
+
+use crate::GatewayState;
+use crate::envelope::{Reply, Request};
+
+/// WS 1001: max seqs.
+pub const GET_NEWEST_SEQ: i32 = 1001;
+/// WS 1002: pull by seq ranges.
+pub const PULL_BY_RANGE: i32 = 1002;
+/// WS 1003: send a message.
+pub const SEND_MSG: i32 = 1003;
+/// WS 1004: signalling, never served.
+pub const SEND_SIGNAL_MSG: i32 = 1004;
+/// WS 1005: pull by seqs.
+pub const PULL_BY_SEQS: i32 = 1005;
+/// WS 1006: read and max seqs.
+pub const GET_CONV_MAX_READ_SEQ: i32 = 1006;
+/// WS 1007: last messages.
+pub const PULL_CONV_LAST_MESSAGE: i32 = 1007;
+
+/// A failed request: its code and what was wrong.
+struct Failure {
+    code: Code,
+    detail: String,
+}
+
+impl Failure {
+    fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<SyncError> for Failure {
+    fn from(error: SyncError) -> Self {
+        match error {
+            SyncError::Rejected(rejection) => Self::new(rejection.code(), rejection.to_string()),
+            SyncError::ReadModel(error) => {
+                tracing::error!(%error, "a gateway read failed");
+                Self::new(Code::ServerInternal, error.to_string())
+            }
+        }
+    }
+}
+
+fn decode<M: prost::Message + Default>(data: &[u8]) -> Result<M, Failure> {
+    M::decode(data)
+        .map_err(|error| Failure::new(Code::Args, format!("data is not the request: {error}")))
+}
+
+/// A request's `userID` must be the connection's user (an empty one means the caller).
+fn check_user(asked: &str, user_id: &str) -> Result<(), Failure> {
+    if asked.is_empty() || asked == user_id {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Code::NoPermission,
+            format!("userID {asked:?} is not the connection's user {user_id}"),
+        ))
+    }
+}
+
+/// Serves one request of `user_id` and builds its reply.
+pub async fn serve(state: &GatewayState, user_id: &str, request: &Request) -> Reply {
+    let result = answer(state, user_id, request).await;
+    let (err_code, err_msg, data) = match result {
+        Ok(data) => (0, String::new(), Some(data)),
+        Err(failure) => (
+            failure.code.number(),
+            format!("{}: {}", failure.code.name(), failure.detail),
+            None,
+        ),
+    };
+    Reply {
+        req_identifier: request.req_identifier,
+        msg_incr: request.msg_incr.clone(),
+        operation_id: request.operation_id.clone(),
+        err_code,
+        err_msg,
+        data,
+    }
+}
+
+async fn answer(
+    state: &GatewayState,
+    user_id: &str,
+    request: &Request,
+) -> Result<Vec<u8>, Failure> {
+    let db = &state.db;
+    match request.req_identifier {
+        GET_NEWEST_SEQ => {
+            let asked: GetMaxSeqReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            Ok(sync::newest_seqs(db, user_id).await?.encode_to_vec())
+        }
+        PULL_BY_RANGE => {
+            let asked: PullMessageBySeqsReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            Ok(sync::pull_by_ranges(db, user_id, &asked)
+                .await?
+                .encode_to_vec())
+        }
+        SEND_MSG => {
+            let message: MsgData = decode(&request.data)?;
+            let sent = service::send(&state.log, db, &message, user_id, false)
+                .await
+                .map_err(|failure| Failure::new(Code::ServerInternal, failure.to_string()))?
+                .map_err(|rejection| Failure::new(rejection.code(), rejection.to_string()))?;
+            Ok(SendMsgResp {
+                server_msg_id: sent.server_msg_id,
+                client_msg_id: sent.client_msg_id,
+                send_time: sent.send_time,
+                modify: None,
+            }
+            .encode_to_vec())
+        }
+        PULL_BY_SEQS => {
+            let asked: GetSeqMessageReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            Ok(sync::pull_by_seqs(db, user_id, &asked)
+                .await?
+                .encode_to_vec())
+        }
+        GET_CONV_MAX_READ_SEQ => {
+            let asked: GetConversationsHasReadAndMaxSeqReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            Ok(
+                sync::read_and_max_seqs(db, user_id, &asked.conversation_i_ds, asked.return_pinned)
+                    .await?
+                    .encode_to_vec(),
+            )
+        }
+        PULL_CONV_LAST_MESSAGE => {
+            let asked: GetLastMessageReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            Ok(sync::last_messages(db, user_id, &asked.conversation_i_ds)
+                .await?
+                .encode_to_vec())
+        }
+        SEND_SIGNAL_MSG => Err(Failure::new(
+            Code::Args,
+            "signalling (1004) is not served; OpenIM retired it",
+        )),
+        other => Err(Failure::new(
+            Code::Args,
+            format!("reqIdentifier {other} is not a request this gateway serves"),
+        )),
+    }
+}

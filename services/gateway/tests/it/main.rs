@@ -1,0 +1,532 @@
+//! The gateway against real servers, through a WebSocket client speaking the JS SDK's JSON
+//! envelope: the handshake and its refusals, the heartbeat, and each request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use jetim_common::auth::{Platform, TokenService};
+use jetim_common::config::{AuthConfig, GatewayConfig};
+use jetim_common::shutdown::CancellationToken;
+use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_gateway::{GatewayState, build};
+use jetim_schemas::events::user::UserRegistered;
+use jetim_schemas::openim::msg::{
+    GetConversationsHasReadAndMaxSeqReq, GetConversationsHasReadAndMaxSeqResp, GetSeqMessageReq,
+    GetSeqMessageResp, SendMsgResp,
+};
+use jetim_schemas::openim::sdkws::{
+    GetMaxSeqReq, GetMaxSeqResp, MsgData, PullMessageBySeqsReq, PullMessageBySeqsResp, SeqRange,
+};
+use jetim_streams::subject::{Subject, UserKind};
+use jetim_streams::{EventLog, Expect};
+use prost::Message as _;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct TestGateway {
+    address: String,
+    tokens: TokenService,
+    pool: deadpool_postgres::Pool,
+    _nats: TestNats,
+    _database: TestDatabase,
+    stop: CancellationToken,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestGateway {
+    async fn spawn(users: &[&str]) -> Self {
+        let nats = TestNats::start().await;
+        let database = TestDatabase::migrated().await;
+        let jetstream = nats.jetstream().await;
+        jetim_streams::definitions::apply_all(&jetstream, 1)
+            .await
+            .unwrap();
+        let tokens = TokenService::open(&jetstream, &AuthConfig::default(), 1)
+            .await
+            .unwrap();
+        let log = Arc::new(EventLog::open(jetstream.clone()).await.unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn(jetim_readmodel::run_projections(
+            jetstream.clone(),
+            database.pool(),
+            stop.clone(),
+        ));
+        for user in users {
+            let registered = UserRegistered {
+                user_id: (*user).into(),
+                nickname: format!("nick {user}"),
+                face_url: String::new(),
+                ex: String::new(),
+                app_manger_level: 1,
+                global_recv_msg_opt: 0,
+                create_time: 1,
+            };
+            let subject = Subject::user(user, UserKind::Account).unwrap();
+            log.append(&subject, "test", Expect::Empty, None, &registered)
+                .await
+                .unwrap();
+        }
+        let ids: Vec<String> = users.iter().map(|user| (*user).to_owned()).collect();
+        for _ in 0..200 {
+            if jetim_readmodel::users::find(&database.pool(), &ids)
+                .await
+                .unwrap()
+                .len()
+                == ids.len()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            max_frame_bytes: 4096,
+            write_queue: 64,
+            read_timeout_secs: 2,
+        };
+        let app = build(GatewayState {
+            tokens: tokens.clone(),
+            db: database.pool(),
+            log,
+            config,
+        })
+        .await
+        .unwrap();
+        let address = format!("ws://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        Self {
+            address,
+            tokens,
+            pool: database.pool(),
+            _nats: nats,
+            _database: database,
+            stop,
+        }
+    }
+
+    async fn token(&self, user: &str, platform: Platform) -> String {
+        self.tokens.issue(user, platform).await.unwrap().token
+    }
+
+    /// Connects as the JS SDK does (unencoded query, in-band result).
+    async fn connect_raw(&self, query: &str) -> Socket {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("{}/?{query}", self.address))
+            .await
+            .unwrap();
+        socket
+    }
+
+    fn js_query(user: &str, token: &str, platform: i32) -> String {
+        format!(
+            "sendID={user}&token={token}&platformID={platform}&operationID=op-connect&isBackground=false&isMsgResp=true&sdkType=js"
+        )
+    }
+
+    /// A connected socket, past the success frame.
+    async fn connect(&self, user: &str) -> Socket {
+        let token = self.token(user, Platform::WEB).await;
+        let mut socket = self.connect_raw(&Self::js_query(user, &token, 5)).await;
+        assert_eq!(
+            next_text(&mut socket).await,
+            json!({"errCode": 0, "errMsg": "", "errDlt": ""})
+        );
+        socket
+    }
+}
+
+async fn next_frame(socket: &mut Socket) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame within 10 s")
+        .expect("the connection is open")
+        .expect("a readable frame")
+}
+
+async fn next_text(socket: &mut Socket) -> Value {
+    match next_frame(socket).await {
+        Message::Text(text) => serde_json::from_str(text.as_str()).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Sends a request and returns the reply envelope (with `data` still base64).
+async fn request(
+    socket: &mut Socket,
+    user: &str,
+    identifier: i32,
+    incr: &str,
+    data: &[u8],
+) -> Value {
+    let envelope = json!({
+        "reqIdentifier": identifier,
+        "sendID": user,
+        "operationID": format!("op-{incr}"),
+        "msgIncr": incr,
+        "data": base64::engine::general_purpose::STANDARD.encode(data),
+    });
+    socket
+        .send(Message::Binary(envelope.to_string().into_bytes().into()))
+        .await
+        .unwrap();
+    loop {
+        match next_frame(socket).await {
+            Message::Binary(bytes) => return serde_json::from_slice(&bytes).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a binary reply, got {other:?}"),
+        }
+    }
+}
+
+fn payload<M: prost::Message + Default>(reply: &Value) -> M {
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(reply["data"].as_str().unwrap())
+        .unwrap();
+    M::decode(data.as_slice()).unwrap()
+}
+
+/// Waits until the closing frame (or the end of the stream) and returns its reason.
+async fn closed_with(socket: &mut Socket) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return frame
+                    .map(|frame| frame.reason.to_string())
+                    .unwrap_or_default();
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(None | Some(Err(_))) => return String::new(),
+            Err(_) => panic!("the connection was not closed"),
+        }
+    }
+}
+
+fn text_message(from: &str, to: &str, client_msg_id: &str, text: &str) -> MsgData {
+    MsgData {
+        send_id: from.into(),
+        recv_id: to.into(),
+        client_msg_id: client_msg_id.into(),
+        session_type: 1,
+        content_type: 101,
+        content: json!({"content": text}).to_string().into_bytes(),
+        sender_platform_id: 5,
+        ..MsgData::default()
+    }
+}
+
+#[tokio::test]
+async fn a_js_client_connects_sends_and_syncs_over_the_gateway() {
+    let gateway = TestGateway::spawn(&["ws1", "ws2"]).await;
+    let mut one = gateway.connect("ws1").await;
+
+    socket_ping(&mut one).await;
+
+    let sent: SendMsgResp = payload(
+        &request(
+            &mut one,
+            "ws1",
+            1003,
+            "s1",
+            &text_message("ws1", "ws2", "c-1", "hello").encode_to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(sent.client_msg_id, "c-1");
+    assert_eq!(sent.server_msg_id.len(), 32);
+    let again: SendMsgResp = payload(
+        &request(
+            &mut one,
+            "ws1",
+            1003,
+            "s2",
+            &text_message("ws1", "ws2", "c-1", "hello").encode_to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(again, sent, "a resend returns the original");
+
+    let mut two = gateway.connect("ws2").await;
+    let mut max = GetMaxSeqResp::default();
+    for attempt in 0..100 {
+        max = payload(
+            &request(
+                &mut two,
+                "ws2",
+                1001,
+                &format!("m{attempt}"),
+                &GetMaxSeqReq {
+                    user_id: "ws2".into(),
+                }
+                .encode_to_vec(),
+            )
+            .await,
+        );
+        if !max.max_seqs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(max.max_seqs.get("si_ws1_ws2"), Some(&1), "{max:?}");
+
+    let pulled: PullMessageBySeqsResp = payload(
+        &request(
+            &mut two,
+            "ws2",
+            1002,
+            "p1",
+            &PullMessageBySeqsReq {
+                user_id: "ws2".into(),
+                seq_ranges: vec![SeqRange {
+                    conversation_id: "si_ws1_ws2".into(),
+                    begin: 1,
+                    end: 1,
+                    num: 10,
+                }],
+                order: 0,
+            }
+            .encode_to_vec(),
+        )
+        .await,
+    );
+    let message = &pulled.msgs["si_ws1_ws2"].msgs[0];
+    assert_eq!(
+        (message.seq, message.client_msg_id.as_str(), message.status),
+        (1, "c-1", 2)
+    );
+
+    let by_seq: GetSeqMessageResp = payload(
+        &request(
+            &mut two,
+            "ws2",
+            1005,
+            "q1",
+            &GetSeqMessageReq {
+                user_id: "ws2".into(),
+                conversations: vec![
+                    jetim_schemas::openim::msg::ConversationSeqs {
+                        conversation_id: "si_ws1_ws2".into(),
+                        seqs: vec![1, 5],
+                    },
+                    jetim_schemas::openim::msg::ConversationSeqs {
+                        conversation_id: "si_x_y".into(),
+                        seqs: vec![1],
+                    },
+                ],
+                order: 0,
+            }
+            .encode_to_vec(),
+        )
+        .await,
+    );
+    let own = &by_seq.msgs["si_ws1_ws2"];
+    assert_eq!(own.msgs.len(), 1);
+    assert_eq!(
+        (own.is_end, own.end_seq),
+        (true, 1),
+        "seq 5 is past the end"
+    );
+    assert!(
+        by_seq.msgs["si_x_y"].msgs.is_empty(),
+        "a conversation the user is not in is answered, empty"
+    );
+
+    let seqs: GetConversationsHasReadAndMaxSeqResp = payload(
+        &request(
+            &mut two,
+            "ws2",
+            1006,
+            "r1",
+            &GetConversationsHasReadAndMaxSeqReq {
+                user_id: "ws2".into(),
+                conversation_i_ds: Vec::new(),
+                return_pinned: false,
+            }
+            .encode_to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(seqs.seqs["si_ws1_ws2"].max_seq, 1);
+    assert_eq!(seqs.seqs["si_ws1_ws2"].has_read_seq, 0);
+    let _ = &gateway.pool;
+}
+
+async fn socket_ping(socket: &mut Socket) {
+    socket
+        .send(Message::Text(r#"{"type":"ping","body":"b"}"#.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(socket).await,
+        json!({"type": "pong", "body": "b"})
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_openim_errors_and_protocol_errors_close() {
+    let gateway = TestGateway::spawn(&["bad1", "bad2"]).await;
+    let mut socket = gateway.connect("bad1").await;
+    let reply = request(&mut socket, "bad1", 1001, "x1", b"\xff\xff").await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+    assert_eq!(reply["data"], Value::Null);
+    assert_eq!(reply["msgIncr"], "x1");
+    let reply = request(&mut socket, "bad1", 1099, "x2", b"").await;
+    assert_eq!(
+        reply["errMsg"],
+        "ArgsError: reqIdentifier 1099 is not a request this gateway serves"
+    );
+    let reply = request(&mut socket, "bad1", 1004, "x3", b"").await;
+    assert_eq!(reply["errCode"], 1001);
+    let reply = request(
+        &mut socket,
+        "bad1",
+        1001,
+        "x4",
+        &GetMaxSeqReq {
+            user_id: "bad2".into(),
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1002, "nobody asks for another's seqs");
+    let reply = request(
+        &mut socket,
+        "bad1",
+        1003,
+        "x5",
+        &text_message("bad2", "bad1", "forged", "hi").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1002, "nobody sends as another: {reply}");
+    let reply = request(
+        &mut socket,
+        "bad1",
+        1003,
+        "x6",
+        &text_message("bad1", "nobody", "c", "hi").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1101, "{reply}");
+    let reply = request(
+        &mut socket,
+        "bad1",
+        1002,
+        "x7",
+        &PullMessageBySeqsReq {
+            user_id: "bad1".into(),
+            seq_ranges: vec![SeqRange {
+                conversation_id: "si_bad1_bad2".into(),
+                begin: 5,
+                end: 1,
+                num: 10,
+            }],
+            order: 0,
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+
+    // A request in another user's name closes the connection.
+    socket
+        .send(Message::Binary(
+            json!({"reqIdentifier": 1001, "sendID": "bad2", "msgIncr": "y", "data": ""})
+                .to_string()
+                .into_bytes()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert!(closed_with(&mut socket).await.contains("sendID"));
+
+    let mut socket = gateway.connect("bad1").await;
+    socket.send(Message::Text("hello".into())).await.unwrap();
+    assert!(closed_with(&mut socket).await.contains("not JSON"));
+
+    let mut socket = gateway.connect("bad1").await;
+    socket
+        .send(Message::Binary(b"{not json".to_vec().into()))
+        .await
+        .unwrap();
+    assert!(closed_with(&mut socket).await.contains("not a request"));
+
+    let mut socket = gateway.connect("bad1").await;
+    socket
+        .send(Message::Binary(vec![b' '; 5000].into()))
+        .await
+        .unwrap();
+    let _ = closed_with(&mut socket).await;
+
+    // Silence past the read timeout closes it too.
+    let mut socket = gateway.connect("bad1").await;
+    assert!(closed_with(&mut socket).await.contains("read timeout"));
+}
+
+#[tokio::test]
+async fn handshakes_are_refused_with_the_code_the_sdks_react_to() {
+    let gateway = TestGateway::spawn(&["hs1", "hs2"]).await;
+    let token = gateway.token("hs1", Platform::WEB).await;
+    let refused = |query: String| {
+        let gateway = &gateway;
+        async move {
+            let mut socket = gateway.connect_raw(&query).await;
+            let result = next_text(&mut socket).await;
+            let _ = closed_with(&mut socket).await;
+            result
+        }
+    };
+    let wrong_user = refused(TestGateway::js_query("hs2", &token, 5)).await;
+    assert_eq!(wrong_user["errCode"], 1502, "{wrong_user}");
+    let wrong_platform = refused(TestGateway::js_query("hs1", &token, 1)).await;
+    assert_eq!(wrong_platform["errCode"], 1502, "{wrong_platform}");
+    let forged = refused(TestGateway::js_query("hs1", "abc.def.ghi", 5)).await;
+    assert!(
+        (1501..=1507).contains(&forged["errCode"].as_i64().unwrap()),
+        "{forged}"
+    );
+    let missing = refused(
+        "sendID=hs1&platformID=5&operationID=o&isBackground=false&isMsgResp=true&sdkType=js"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(
+        missing,
+        json!({"errCode": 1602, "errMsg": "args err, need token, sendID, platformID",
+               "errDlt": "token is missing"})
+    );
+
+    // Kicked tokens are refused with 1506.
+    gateway
+        .tokens
+        .kick_platform("hs1", Platform::WEB)
+        .await
+        .unwrap();
+    let kicked = refused(TestGateway::js_query("hs1", &token, 5)).await;
+    assert_eq!(kicked["errCode"], 1506, "{kicked}");
+
+    // Without isMsgResp the refusal is the HTTP answer: the upgrade does not happen.
+    let query = format!(
+        "sendID=hs1&token={token}&platformID=5&operationID=o&isBackground=false&sdkType=js"
+    );
+    let error = tokio_tungstenite::connect_async(format!("{}/?{query}", gateway.address))
+        .await
+        .unwrap_err();
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 200);
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["errCode"], 1506, "{body}");
+        }
+        other => panic!("expected the HTTP refusal, got {other:?}"),
+    }
+}
