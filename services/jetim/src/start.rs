@@ -98,14 +98,17 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             Ok("projector")
         });
     }
+    // One token service and one log writer for every service of the process: the writer
+    // serialises appends per conversation, which only works if they all go through it.
+    let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
+        .await
+        .context("opening the token bucket")?;
+    let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     if services.gateway {
-        let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
-            .await
-            .context("opening the token bucket")?;
         let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
-            tokens,
+            tokens: tokens.clone(),
             db: pool.clone(),
-            log: Arc::new(EventLog::open(jetstream.clone()).await?),
+            log: Arc::clone(&log),
             config: config.gateway.clone(),
         })
         .await?;
@@ -120,7 +123,27 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
         });
     }
     if services.api {
-        let api = build_api(config, client.clone(), jetstream.clone(), pool.clone()).await?;
+        let state = jetim_api::ApiState {
+            nats: client.clone(),
+            jetstream: jetstream.clone(),
+            db: pool.clone(),
+            metrics: telemetry::metrics_handle(),
+            tokens,
+            log,
+            limits: jetim_api::Limits {
+                max_body_bytes: config.api.max_body_bytes,
+            },
+            send_status: jetim_api::ApiState::open_send_status(
+                &jetstream,
+                config.nats.stream_replicas,
+            )
+            .await
+            .context("opening the send status bucket")?,
+        };
+        jetim_api::routes::user::register_admins(&state)
+            .await
+            .context("registering the admin users")?;
+        let api = jetim_api::build(&config.api, state).await?;
         tracing::info!(address = %api.local_addr(), "REST API listening (GET /healthz)");
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -138,38 +161,6 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
         tracing::info!("stopped");
     }
     outcome
-}
-
-async fn build_api(
-    config: &Config,
-    client: async_nats::Client,
-    jetstream: async_nats::jetstream::Context,
-    pool: deadpool_postgres::Pool,
-) -> anyhow::Result<jetim_api::App> {
-    let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
-        .await
-        .context("opening the token bucket")?;
-    let log = Arc::new(EventLog::open(jetstream.clone()).await?);
-    let send_status =
-        jetim_api::ApiState::open_send_status(&jetstream, config.nats.stream_replicas)
-            .await
-            .context("opening the send status bucket")?;
-    let state = jetim_api::ApiState {
-        nats: client,
-        jetstream,
-        db: pool,
-        metrics: telemetry::metrics_handle(),
-        tokens,
-        log,
-        limits: jetim_api::Limits {
-            max_body_bytes: config.api.max_body_bytes,
-        },
-        send_status,
-    };
-    jetim_api::routes::user::register_admins(&state)
-        .await
-        .context("registering the admin users")?;
-    jetim_api::build(&config.api, state).await
 }
 
 /// Waits for every service; the first to fail stops the others.

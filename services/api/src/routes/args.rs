@@ -60,6 +60,27 @@ pub fn check_id_list(field: &str, ids: &[String]) -> Result<(), ApiError> {
     if ids.is_empty() {
         return Err(ApiError::args(format!("{field} is empty")));
     }
+    check_each(field, ids, check_user_id)
+}
+
+/// Checks a list of conversation IDs (empty allowed, often meaning "all"): at most
+/// [`MAX_IDS_PER_REQUEST`], none empty, no repeats. Conversation IDs join two user IDs, so
+/// the user-ID length limit does not apply.
+pub fn check_conversation_ids(field: &str, ids: &[String]) -> Result<(), ApiError> {
+    check_each(field, ids, |field, id| {
+        if id.is_empty() {
+            Err(ApiError::args(format!("{field} holds an empty ID")))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+fn check_each(
+    field: &str,
+    ids: &[String],
+    check_one: impl Fn(&str, &str) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
     if ids.len() > MAX_IDS_PER_REQUEST {
         return Err(ApiError::args(format!(
             "{field} has {} IDs; at most {MAX_IDS_PER_REQUEST} per request",
@@ -68,7 +89,7 @@ pub fn check_id_list(field: &str, ids: &[String]) -> Result<(), ApiError> {
     }
     let mut seen = HashSet::with_capacity(ids.len());
     for id in ids {
-        check_user_id(field, id)?;
+        check_one(field, id)?;
         if !seen.insert(id.as_str()) {
             return Err(ApiError::args(format!("{field} names {id:?} twice")));
         }
@@ -106,5 +127,21 @@ impl Pagination {
         }
         let limit = i64::from(pagination.show_number);
         Ok((i64::from(pagination.page_number - 1) * limit, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids_are_not_held_to_the_user_id_limit() {
+        let long = format!("si_{}_{}", "a".repeat(64), "b".repeat(64));
+        assert!(check_conversation_ids("conversationIDs", &[long.clone()]).is_ok());
+        assert!(check_conversation_ids("conversationIDs", &[]).is_ok());
+        let twice = check_conversation_ids("conversationIDs", &[long.clone(), long]).unwrap_err();
+        assert!(twice.detail.contains("twice"), "{twice}");
+        let empty = check_conversation_ids("conversationIDs", &[String::new()]).unwrap_err();
+        assert_eq!(empty.detail, "conversationIDs holds an empty ID");
     }
 }

@@ -16,7 +16,9 @@ use jetim_streams::Expect;
 use jetim_streams::subject::{Subject, UserKind};
 use serde::{Deserialize, Serialize};
 
-use super::args::{MAX_EX_BYTES, Pagination, check_id_list, check_length, check_user_id};
+use super::args::{
+    MAX_EX_BYTES, Pagination, check_conversation_ids, check_id_list, check_length, check_user_id,
+};
 use super::user::{append_failed, read_failed};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
@@ -625,7 +627,7 @@ pub async fn delete_conversations(
         }
     };
     let named = if by_age.is_none() {
-        check_id_list("conversationIDs", &body.conversation_ids)?;
+        check_conversation_ids("conversationIDs", &body.conversation_ids)?;
         Some(body.conversation_ids.as_slice())
     } else {
         None
@@ -650,14 +652,8 @@ pub async fn delete_conversations(
             format!("{} has no conversation {missing}", body.owner_user_id),
         ));
     }
-    let older_than = by_age.map(|days| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            });
-        now.saturating_sub(days.saturating_mul(24 * 60 * 60 * 1000))
-    });
+    let older_than = by_age
+        .map(|days| super::user::now_millis().saturating_sub(days.saturating_mul(86_400_000)));
     let deleted: Vec<DeletedConversation> = states
         .into_iter()
         .filter(|(_, seq_state)| {
@@ -828,7 +824,7 @@ pub async fn get_sorted_conversation_list(
     let named = if body.conversation_ids.is_empty() {
         None
     } else {
-        check_id_list("conversationIDs", &body.conversation_ids)?;
+        check_conversation_ids("conversationIDs", &body.conversation_ids)?;
         Some(body.conversation_ids.as_slice())
     };
     let window = match &body.pagination {

@@ -17,7 +17,7 @@ use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
 use serde::Deserialize;
 
-use super::args::check_user_id;
+use super::args::{check_conversation_ids, check_user_id};
 use super::user::{append_failed, read_failed};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Caller, Code, Done};
@@ -340,27 +340,8 @@ pub async fn delete_msg_physical(
             body.timestamp
         )));
     }
-    if body.conversation_ids.len() > MAX_SEQS {
-        return Err(ApiError::args(format!(
-            "at most {MAX_SEQS} conversationIDs per request"
-        )));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for id in &body.conversation_ids {
-        if id.is_empty() {
-            return Err(ApiError::args("conversationIDs holds an empty ID"));
-        }
-        if !seen.insert(id) {
-            return Err(ApiError::args(format!(
-                "conversationIDs names {id:?} twice"
-            )));
-        }
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        });
+    check_conversation_ids("conversationIDs", &body.conversation_ids)?;
+    let now = super::user::now_millis();
     let before = now.saturating_sub(body.timestamp.saturating_mul(1000));
     let named = (!body.conversation_ids.is_empty()).then_some(body.conversation_ids.as_slice());
     let last_seqs = messages::last_seqs_before(&state.db, before, named)
