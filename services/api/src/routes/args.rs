@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn conversation_ids_are_not_held_to_the_user_id_limit() {
         let long = format!("si_{}_{}", "a".repeat(64), "b".repeat(64));
-        assert!(check_conversation_ids("conversationIDs", &[long.clone()]).is_ok());
+        assert!(check_conversation_ids("conversationIDs", std::slice::from_ref(&long)).is_ok());
         assert!(check_conversation_ids("conversationIDs", &[]).is_ok());
         let twice = check_conversation_ids("conversationIDs", &[long.clone(), long]).unwrap_err();
         assert!(twice.detail.contains("twice"), "{twice}");
