@@ -184,6 +184,48 @@ impl Cursors {
     }
 }
 
+/// Who caused an event: the user (or `system`), and the OpenIM operationID of their request
+/// when there was one. A bare `&str` is an actor without an operationID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    /// `Im-Actor`.
+    pub user_id: &'a str,
+    /// `Im-Operation`; left out when empty.
+    pub operation_id: &'a str,
+}
+
+impl<'a> Actor<'a> {
+    /// An actor acting in the request `operation_id`.
+    pub fn with_operation(user_id: &'a str, operation_id: &'a str) -> Self {
+        Self {
+            user_id,
+            operation_id,
+        }
+    }
+
+    fn write(self, event_headers: &mut HeaderMap) {
+        event_headers.insert(headers::ACTOR, self.user_id);
+        if !self.operation_id.is_empty() {
+            event_headers.insert(headers::OPERATION, self.operation_id);
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(user_id: &'a str) -> Self {
+        Self {
+            user_id,
+            operation_id: "",
+        }
+    }
+}
+
+impl<'a> From<&'a String> for Actor<'a> {
+    fn from(user_id: &'a String) -> Self {
+        Self::from(user_id.as_str())
+    }
+}
+
 /// Counts of what one [`EventLog`] has done since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendStats {
@@ -230,6 +272,11 @@ impl EventLog {
         })
     }
 
+    /// The NATS connection under the log, for core NATS publishes (delivery).
+    pub fn nats(&self) -> async_nats::Client {
+        self.jetstream.client()
+    }
+
     /// What this writer has done since it was opened.
     pub fn stats(&self) -> AppendStats {
         AppendStats {
@@ -255,9 +302,10 @@ impl EventLog {
         &self,
         conversation_id: &str,
         dedup_key: &str,
-        actor: &str,
+        actor: impl Into<Actor<'_>>,
         event: &E,
     ) -> Result<TimelineAppend, AppendError> {
+        let actor = actor.into();
         let subject = Subject::timeline(conversation_id)?;
         let dedup_id = format!("{}:{dedup_key}", crate::escape::escape(conversation_id)?);
         let slot = self.cursors.slot(subject.as_str());
@@ -278,7 +326,7 @@ impl EventLog {
             let mut event_headers = HeaderMap::new();
             event_headers.insert(headers::EVENT, E::KIND);
             event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
-            event_headers.insert(headers::ACTOR, actor);
+            actor.write(&mut event_headers);
             event_headers.insert(headers::SEQ, seq.to_string().as_str());
             headers::inject_trace_context(&mut event_headers);
             let publish = Publish::build()
@@ -354,7 +402,7 @@ impl EventLog {
     pub async fn append<E: Event>(
         &self,
         subject: &Subject,
-        actor: &str,
+        actor: impl Into<Actor<'_>>,
         expect: Expect,
         dedup_id: Option<&str>,
         event: &E,
@@ -370,7 +418,7 @@ impl EventLog {
         let mut event_headers = HeaderMap::new();
         event_headers.insert(headers::EVENT, E::KIND);
         event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
-        event_headers.insert(headers::ACTOR, actor);
+        actor.into().write(&mut event_headers);
         headers::inject_trace_context(&mut event_headers);
         let mut publish = Publish::build().payload(body.into()).headers(event_headers);
         if let Some(dedup_id) = dedup_id {

@@ -249,7 +249,8 @@ async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: Ack
     }
 }
 
-fn record_of(message: &jetstream::Message) -> RecordedEvent {
+/// The record of a message a consumer delivered.
+pub fn record_of(message: &jetstream::Message) -> RecordedEvent {
     let (stream_sequence, stored_at) = message
         .info()
         .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {

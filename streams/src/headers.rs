@@ -12,6 +12,13 @@ pub const EVENT_VERSION: &str = "Im-Event-Version";
 pub const SEQ: &str = "Im-Seq";
 /// The user (or `system`) who caused the event.
 pub const ACTOR: &str = "Im-Actor";
+/// The OpenIM operationID of the request that caused the event (the 2001 push carries it
+/// back to the sender, whose SDK matches its own messages by it).
+pub const OPERATION: &str = "Im-Operation";
+/// On a delivery: the message's clientMsgID.
+pub const CLIENT_MSG_ID: &str = "Im-Client-Msg-Id";
+/// On a delivery: the message's sender.
+pub const SENDER: &str = "Im-Sender";
 /// JetStream's deduplication id.
 pub const MSG_ID: &str = "Nats-Msg-Id";
 

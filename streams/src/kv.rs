@@ -202,3 +202,22 @@ pub fn send_status_bucket_config(replicas: usize) -> kv::Config {
         ..Default::default()
     }
 }
+
+/// The bucket of presence: one entry per user (key: the escaped userID) saying, per gateway
+/// instance, which platforms the user is connected on and when that was last confirmed.
+/// Gateways re-confirm their entries while the connections live; the bucket's age limit
+/// removes the entries of a gateway that died.
+pub const PRESENCE_BUCKET: &str = "IM_PRESENCE";
+
+/// The configuration of [`PRESENCE_BUCKET`]; `ttl` is how long an unconfirmed entry lives.
+pub fn presence_bucket_config(replicas: usize, ttl: std::time::Duration) -> kv::Config {
+    kv::Config {
+        bucket: PRESENCE_BUCKET.to_owned(),
+        description: "jetim: online platforms per user, per gateway".to_owned(),
+        history: 1,
+        max_age: ttl,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}

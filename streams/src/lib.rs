@@ -55,6 +55,6 @@ pub mod kv;
 pub mod record;
 pub mod subject;
 
-pub use append::{AppendError, AppendStats, Appended, EventLog, Expect, TimelineAppend};
+pub use append::{Actor, AppendError, AppendStats, Appended, EventLog, Expect, TimelineAppend};
 pub use record::RecordedEvent;
 pub use subject::Subject;

@@ -176,6 +176,35 @@ pub fn user_filter(user_id: &str) -> Result<String, TokenError> {
     Ok(format!("{USER_PREFIX}.{}.>", escape(user_id)?))
 }
 
+/// The core NATS subjects of delivery. They are not in any stream: delivery is best effort
+/// and fast, and completeness comes from seq sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LiveKind {
+    /// `im.deliver.<userID>`: messages pushed to a user's connections (2001).
+    Deliver,
+    /// `im.session.<userID>`: session control for a user's connections: a new connection
+    /// (for the multi-login policy) and force logouts.
+    Session,
+    /// `im.presence.<userID>`: a user's online platforms changed (for 2005 subscriptions).
+    Presence,
+}
+
+impl LiveKind {
+    const fn prefix(self) -> &'static str {
+        match self {
+            Self::Deliver => "im.deliver",
+            Self::Session => "im.session",
+            Self::Presence => "im.presence",
+        }
+    }
+}
+
+/// `im.deliver.<userID>`, `im.session.<userID>` or `im.presence.<userID>`, for core NATS
+/// publish and subscribe.
+pub fn live(kind: LiveKind, user_id: &str) -> Result<String, TokenError> {
+    Ok(format!("{}.{}", kind.prefix(), escape(user_id)?))
+}
+
 /// What a stored subject says, with its ID unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedSubject {
@@ -277,6 +306,14 @@ mod tests {
             "im.conv.*.msg"
         );
         assert_eq!(every_user(UserKind::Account), "im.user.*.account");
+    }
+
+    #[test]
+    fn live_subjects_escape_the_user() {
+        assert_eq!(live(LiveKind::Deliver, "u1").unwrap(), "im.deliver.u1");
+        assert_eq!(live(LiveKind::Session, "a.b").unwrap(), "im.session.a=2Eb");
+        assert_eq!(live(LiveKind::Presence, ">").unwrap(), "im.presence.=3E");
+        assert!(live(LiveKind::Deliver, "").is_err());
     }
 
     #[test]

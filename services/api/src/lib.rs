@@ -52,6 +52,8 @@ pub struct ApiState {
     pub limits: Limits,
     /// Results of REST sends by caller and operationID.
     pub send_status: JsonBucket<i32>,
+    /// Who is online (the gateways write it).
+    pub presence: jetim_common::presence::PresenceStore,
 }
 
 impl ApiState {

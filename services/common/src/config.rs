@@ -34,6 +34,10 @@ pub struct Config {
     pub api: ApiConfig,
     /// The OpenIM WebSocket gateway.
     pub gateway: GatewayConfig,
+    /// The push service: delivery to online users, offline push.
+    pub push: PushConfig,
+    /// Who is online, shared by every gateway.
+    pub presence: PresenceConfig,
     /// Admins, the secret and login tokens.
     pub auth: AuthConfig,
     /// Logs, traces and metrics.
@@ -140,6 +144,8 @@ pub struct GatewayConfig {
     pub write_queue: usize,
     /// Seconds without any frame from a client before its connection is closed.
     pub read_timeout_secs: u64,
+    /// Seconds between the WebSocket pings sent to web connections (platform 5), as OpenIM.
+    pub web_ping_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -149,7 +155,48 @@ impl Default for GatewayConfig {
             max_frame_bytes: 51_200,
             write_queue: 256,
             read_timeout_secs: 60,
+            web_ping_secs: 27,
         }
+    }
+}
+
+/// The push service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// Messages older than this many seconds when the push service reads them (after it was
+    /// down, say) are not pushed: clients fetch them by seq sync anyway.
+    pub max_age_secs: u64,
+    /// Offline push: an `http://` URL that gets a POST for each message with recipients who
+    /// are not online. Empty: no offline push.
+    pub offline_webhook_url: String,
+    /// How long one webhook call may take, in milliseconds.
+    pub offline_webhook_timeout_ms: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 300,
+            offline_webhook_url: String::new(),
+            offline_webhook_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Who is online.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Seconds a gateway's word that a user is online stays good; gateways confirm it every
+    /// third of this while the connection lives, so a gateway that dies stops counting
+    /// within this time.
+    pub ttl_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 90 }
     }
 }
 
@@ -382,6 +429,32 @@ impl Config {
         }
         if self.gateway.read_timeout_secs == 0 {
             return Err(invalid("gateway.read_timeout_secs", 0, "must be above 0"));
+        }
+        if self.gateway.web_ping_secs == 0 {
+            return Err(invalid("gateway.web_ping_secs", 0, "must be above 0"));
+        }
+        if self.presence.ttl_secs < 3 {
+            return Err(invalid(
+                "presence.ttl_secs",
+                self.presence.ttl_secs,
+                "must be at least 3",
+            ));
+        }
+        if !self.push.offline_webhook_url.is_empty()
+            && !self.push.offline_webhook_url.starts_with("http://")
+        {
+            return Err(invalid(
+                "push.offline_webhook_url",
+                &self.push.offline_webhook_url,
+                "must be an http:// URL or empty (for https, put a TLS proxy in front)",
+            ));
+        }
+        if self.push.offline_webhook_timeout_ms == 0 {
+            return Err(invalid(
+                "push.offline_webhook_timeout_ms",
+                0,
+                "must be above 0",
+            ));
         }
         if self.auth.secret.is_empty() {
             return Err(invalid("auth.secret", "", "must not be empty"));

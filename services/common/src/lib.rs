@@ -8,6 +8,8 @@
 //! - [`errcode`]: OpenIM's error codes, for the API and the gateway alike.
 //! - [`migrate`]: the migrator for `migrations/*.sql`.
 //! - [`nats`]: connecting to NATS with the configured settings.
+//! - [`presence`]: who is online, per gateway, in the `IM_PRESENCE` bucket.
+//! - [`session`]: session control (new connections, force logouts) on `im.session.<userID>`.
 //! - `testing` (feature `test-util`): a private nats-server and a fresh database per test.
 //!
 //! A process loads [`config::Config`], calls [`telemetry::init`], connects with [`nats`] and
@@ -19,6 +21,8 @@ pub mod db;
 pub mod errcode;
 pub mod migrate;
 pub mod nats;
+pub mod presence;
+pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "test-util")]

@@ -1,7 +1,7 @@
 //! The request and reply envelopes (`shared/reference/gateway.md` §4). `data` is always a
 //! protobuf message. The JSON form (`sdkType=js`) carries it as standard base64; the gob form
-//! (the Go SDK) is not served yet, and connections asking for it are refused at the
-//! handshake.
+//! (the Go SDK, [`crate::gob`]) as a byte slice. With compression on, every binary frame is
+//! one gzip member, both ways.
 
 use std::io::{Read as _, Write as _};
 
@@ -85,6 +85,38 @@ fn base64_or_null<S: serde::Serializer>(
 #[error("{0}")]
 pub struct BadFrame(pub String);
 
+/// Reads a binary frame in `envelope`: gunzip when the connection is compressed, then the
+/// envelope.
+pub fn decode(
+    frame: &[u8],
+    envelope: crate::handshake::Envelope,
+    gzip: bool,
+    max_bytes: usize,
+) -> Result<Request, BadFrame> {
+    match envelope {
+        crate::handshake::Envelope::Json => decode_json(frame, gzip, max_bytes),
+        crate::handshake::Envelope::Gob => {
+            let plain = if gzip {
+                gunzip(frame, max_bytes)?
+            } else {
+                frame.to_vec()
+            };
+            crate::gob::decode_request(&plain).map_err(|error| BadFrame(error.to_string()))
+        }
+    }
+}
+
+/// Writes a reply frame in `envelope`.
+pub fn encode(reply: &Reply, envelope: crate::handshake::Envelope, gzip: bool) -> Vec<u8> {
+    match envelope {
+        crate::handshake::Envelope::Json => encode_json(reply, gzip),
+        crate::handshake::Envelope::Gob => {
+            let plain = crate::gob::encode_reply(reply);
+            if gzip { gzip_bytes(&plain) } else { plain }
+        }
+    }
+}
+
 /// Reads a binary frame: gunzip when the connection is compressed, then the JSON envelope.
 pub fn decode_json(frame: &[u8], gzip: bool, max_bytes: usize) -> Result<Request, BadFrame> {
     let plain = if gzip {
@@ -110,14 +142,20 @@ pub fn encode_json(reply: &Reply, gzip: bool) -> Vec<u8> {
     if gzip { gzip_bytes(&plain) } else { plain }
 }
 
+/// How much larger than the frame limit a frame may inflate.
+const INFLATE_RATIO: usize = 64;
+
 fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
     let mut plain = Vec::new();
     // A small frame must not inflate without bound.
-    let limit = u64::try_from(max_bytes.saturating_mul(64)).unwrap_or(u64::MAX);
+    let limit = u64::try_from(max_bytes.saturating_mul(INFLATE_RATIO)).unwrap_or(u64::MAX);
     flate2::read::GzDecoder::new(frame)
-        .take(limit)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut plain)
         .map_err(|error| BadFrame(format!("the frame is not gzip: {error}")))?;
+    if plain.len() as u64 > limit {
+        return Err(BadFrame(format!("the frame inflates beyond {limit} bytes")));
+    }
     Ok(plain)
 }
 
@@ -178,5 +216,10 @@ mod tests {
         assert!(decode_json(b"not gzip", true, 51_200).is_err());
         assert!(decode_json(b"{\"data\":\"***\"}", false, 51_200).is_err());
         assert!(decode_json(b"[1]", false, 51_200).is_err());
+        // A bomb: a small frame that inflates past the limit.
+        let bomb = gzip_bytes(&vec![b' '; 2048 * INFLATE_RATIO + 1]);
+        assert!(bomb.len() < 2048);
+        let refused = decode_json(&bomb, true, 2048).unwrap_err();
+        assert!(refused.0.contains("inflates beyond"), "{refused}");
     }
 }

@@ -1,22 +1,30 @@
 //! The OpenIM WebSocket gateway (port 10001 by default), `shared/reference/gateway.md`.
 //!
 //! - [`handshake`]: the query every SDK sends, checked in OpenIM's order.
-//! - [`envelope`]: the request and reply envelopes (JSON, with optional gzip).
-//! - [`requests`]: the requests served over a connection (1001–1007), by the messaging code
-//!   the REST routes use too.
+//! - [`envelope`]: the request and reply envelopes: JSON for the JS SDK, [`gob`] for the Go
+//!   SDK, with optional gzip.
+//! - [`requests`]: the requests served over a connection (1001–1007 by the messaging code the
+//!   REST routes use too; 2003 logout, 2004 background, 2005 status subscriptions).
+//! - [`connection`]: one connection's bounded outbound queue, its close, and the ordering of
+//!   a sender's reply before its own push.
+//! - [`hub`]: the connections by user, the NATS subscriptions that bring them pushes (2001),
+//!   kicks (2002) and status changes (2005), and presence.
 //!
 //! A connection is accepted on any path. Its token must be valid and bound to the user and
 //! platform the query names. Then one task reads frames and answers each request in order;
 //! another writes from a bounded queue, and a client that lets the queue fill is closed with
-//! a reason rather than having frames dropped. A text ping gets a text pong at once; a
-//! connection silent for longer than the read timeout is closed.
+//! a reason rather than having frames dropped. A text ping gets a text pong at once; web
+//! connections get WebSocket pings; a connection silent for longer than the read timeout is
+//! closed. At shutdown every client gets a close frame (1001, going away), so it reconnects
+//! to another gateway.
 //!
-//! Not yet: the gob envelope of the Go SDK (refused at the handshake with 1602), pushes
-//! (2001), kicks (2002), presence and its subscriptions (2005), logout and background status
-//! (2003, 2004).
+//! Not yet: the connection limit (1601).
 
+pub mod connection;
 pub mod envelope;
+pub mod gob;
 pub mod handshake;
+pub mod hub;
 pub mod requests;
 
 use std::collections::HashMap;
@@ -26,19 +34,24 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt as _, StreamExt as _};
-use jetim_common::auth::TokenService;
+use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::GatewayConfig;
 use jetim_common::errcode::Code;
+use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
+use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::EventLog;
-use tokio::sync::{mpsc, oneshot};
+use prost::Message as _;
 
-use crate::handshake::{ConnectArgs, Envelope, Refusal};
+use crate::connection::Connection;
+use crate::handshake::{ConnectArgs, Refusal};
+use crate::hub::Hub;
+use crate::requests::After;
 
 /// The handles every connection shares; cheap to clone.
 #[derive(Clone)]
@@ -47,16 +60,27 @@ pub struct GatewayState {
     pub tokens: TokenService,
     /// The read models.
     pub db: deadpool_postgres::Pool,
-    /// The event log's writer.
+    /// The event log's writer (and, under it, the NATS connection).
     pub log: Arc<EventLog>,
+    /// Who is online.
+    pub presence: PresenceStore,
     /// Frame and queue limits.
     pub config: GatewayConfig,
+}
+
+/// What every connection task shares.
+pub struct Shared {
+    /// The handles.
+    pub state: GatewayState,
+    /// The connections.
+    pub hub: Arc<Hub>,
 }
 
 /// A bound, ready-to-run gateway.
 pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
+    hub: Arc<Hub>,
 }
 
 /// Binds `state.config.listen`.
@@ -67,8 +91,21 @@ pub async fn build(state: GatewayState) -> anyhow::Result<App> {
         .map_err(|error| {
             anyhow::anyhow!("cannot listen on {listen} (setting gateway.listen): {error}")
         })?;
-    let router = Router::new().fallback(connect).with_state(state);
-    Ok(App { listener, router })
+    let hub = Arc::new(Hub::new(
+        state.log.nats(),
+        state.presence.clone(),
+        state.tokens.clone(),
+    ));
+    let shared = Arc::new(Shared {
+        state,
+        hub: Arc::clone(&hub),
+    });
+    let router = Router::new().fallback(connect).with_state(shared);
+    Ok(App {
+        listener,
+        router,
+        hub,
+    })
 }
 
 impl App {
@@ -79,25 +116,43 @@ impl App {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serves until `shutdown` is cancelled.
+    /// The connections this gateway holds.
+    pub fn hub(&self) -> Arc<Hub> {
+        Arc::clone(&self.hub)
+    }
+
+    /// This gateway instance's ID, as presence and session control name it.
+    pub fn instance(&self) -> &str {
+        self.hub.instance()
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes every connection with 1001 (going
+    /// away) and waits up to [`SHUTDOWN_WAIT`] for them to go.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
+        let stopping = shutdown.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .await;
+        self.hub
+            .close_all(
+                close_code::AWAY,
+                "the server is shutting down",
+                SHUTDOWN_WAIT,
+            )
+            .await;
+        confirming.abort();
+        served
     }
 }
+
+/// How long a stopping gateway waits for its connections to close.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// The in-band success frame.
 const CONNECTED: &str = r#"{"errCode":0,"errMsg":"","errDlt":""}"#;
 
 async fn check(state: &GatewayState, args: &ConnectArgs) -> Result<(), Refusal> {
-    if args.envelope == Envelope::Gob {
-        return Err(Refusal {
-            code: Code::ConnArgs,
-            detail: "the gob envelope (sdkType go, the Go SDK) is not served yet; use sdkType=js"
-                .to_owned(),
-        });
-    }
     let claims = state.tokens.verify(&args.token).await.map_err(|error| {
         let code = Code::of_token_error(&error).unwrap_or(Code::ServerInternal);
         Refusal {
@@ -121,7 +176,7 @@ async fn check(state: &GatewayState, args: &ConnectArgs) -> Result<(), Refusal> 
 }
 
 async fn connect(
-    State(state): State<GatewayState>,
+    State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -131,7 +186,7 @@ async fn connect(
         .get("compression")
         .and_then(|value| value.to_str().ok());
     let checked = match handshake::parse(&query, compression) {
-        Ok(args) => check(&state, &args).await.map(|()| args),
+        Ok(args) => check(&shared.state, &args).await.map(|()| args),
         Err(refusal) => Err(refusal),
     };
     let Ok(upgrade) = upgrade else {
@@ -142,10 +197,10 @@ async fn connect(
         return refused(&refusal);
     };
     let upgrade = upgrade
-        .max_message_size(state.config.max_frame_bytes)
-        .max_frame_size(state.config.max_frame_bytes);
+        .max_message_size(shared.state.config.max_frame_bytes)
+        .max_frame_size(shared.state.config.max_frame_bytes);
     match checked {
-        Ok(args) => upgrade.on_upgrade(move |socket| serve_connection(socket, state, args)),
+        Ok(args) => upgrade.on_upgrade(move |socket| serve_connection(socket, shared, args)),
         Err(refusal) if in_band => upgrade.on_upgrade(move |mut socket| async move {
             let _ = socket.send(Message::Text(refusal.to_json().into())).await;
             let _ = socket.send(Message::Close(None)).await;
@@ -161,32 +216,6 @@ fn refused(refusal: &Refusal) -> Response {
         refusal.to_json(),
     )
         .into_response()
-}
-
-/// What the reader asks of the writer.
-struct Outbound {
-    frames: mpsc::Sender<Message>,
-    close: Option<oneshot::Sender<(u16, String)>>,
-}
-
-impl Outbound {
-    /// Queues a frame; `false` when the client is too far behind (and is being closed).
-    fn send(&mut self, frame: Message) -> bool {
-        match self.frames.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(close_code::POLICY, "the client does not read fast enough");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    fn close(&mut self, code: u16, reason: &str) {
-        if let Some(close) = self.close.take() {
-            let _ = close.send((code, reason.to_owned()));
-        }
-    }
 }
 
 /// The text heartbeat: `{"type":"ping","body":…}` gets `{"type":"pong","body":…}`; a pong
@@ -209,85 +238,62 @@ fn answer_text(text: &str) -> Result<Option<String>, String> {
     }
 }
 
-async fn serve_connection(socket: WebSocket, state: GatewayState, args: ConnectArgs) {
+async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectArgs) {
     let (mut sink, mut stream) = socket.split();
+    let config = &shared.state.config;
+    let (connection, outbox) =
+        Connection::new(shared.hub.next_connection_id(), &args, config.write_queue);
+    let connection = Arc::new(connection);
+    // Subscribed before the client hears it is connected, so nothing sent to it after that
+    // is missed.
+    shared.hub.register(&connection).await;
     if args.in_band_result && sink.send(Message::Text(CONNECTED.into())).await.is_err() {
+        shared.hub.unregister(&connection).await;
         return;
     }
-    let (frames, mut queued) = mpsc::channel::<Message>(state.config.write_queue);
-    let (close, mut closing) = oneshot::channel::<(u16, String)>();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                reason = &mut closing => {
-                    if let Ok((code, reason)) = reason {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
-                            .await;
-                    }
-                    break;
-                }
-                frame = queued.recv() => match frame {
-                    Some(frame) => {
-                        if sink.send(frame).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => {
-                        let _ = sink.close().await;
-                        break;
-                    }
-                },
-            }
-        }
-    });
-    let mut outbound = Outbound {
-        frames,
-        close: Some(close),
+    let ping_every =
+        (args.platform == Platform::WEB).then(|| Duration::from_secs(config.web_ping_secs));
+    let writer = {
+        let connection = Arc::clone(&connection);
+        tokio::spawn(async move { connection.write(sink, outbox, ping_every).await })
     };
-    let read_timeout = Duration::from_secs(state.config.read_timeout_secs);
+    let read_timeout = Duration::from_secs(config.read_timeout_secs);
     tracing::debug!(user = %args.user_id, platform = args.platform.id(), "connected");
     loop {
-        let frame = match tokio::time::timeout(read_timeout, stream.next()).await {
+        let next = tokio::select! {
+            () = connection.closed() => break,
+            next = tokio::time::timeout(read_timeout, stream.next()) => next,
+        };
+        let frame = match next {
             Err(_) => {
-                outbound.close(close_code::POLICY, "no frame within the read timeout");
+                connection.close(close_code::POLICY, "no frame within the read timeout", None);
                 break;
             }
-            Ok(None | Some(Err(_))) => break,
+            Ok(None) => break,
+            Ok(Some(Err(error))) => {
+                let reason = error.to_string();
+                // tungstenite reports a frame over the limit as "… Message too long: …".
+                let code = if reason.contains("Message too long") {
+                    close_code::SIZE
+                } else {
+                    close_code::PROTOCOL
+                };
+                connection.close(code, &reason, None);
+                break;
+            }
             Ok(Some(Ok(frame))) => frame,
         };
         let keep_going = match frame {
             Message::Text(text) => match answer_text(text.as_str()) {
-                Ok(Some(pong)) => outbound.send(Message::Text(pong.into())),
+                Ok(Some(pong)) => connection.send(Message::Text(pong.into())),
                 Ok(None) => true,
                 Err(reason) => {
-                    outbound.close(close_code::PROTOCOL, &reason);
+                    connection.close(close_code::PROTOCOL, &reason, None);
                     false
                 }
             },
-            Message::Binary(bytes) => {
-                match envelope::decode_json(&bytes, args.gzip, state.config.max_frame_bytes) {
-                    Err(bad) => {
-                        outbound.close(close_code::INVALID, &bad.0);
-                        false
-                    }
-                    Ok(request) if request.send_id != args.user_id => {
-                        outbound.close(
-                            close_code::POLICY,
-                            &format!("sendID {:?} is not this connection's user", request.send_id),
-                        );
-                        false
-                    }
-                    Ok(request) => {
-                        let reply = requests::serve(&state, &args.user_id, &request).await;
-                        outbound.send(Message::Binary(
-                            envelope::encode_json(&reply, args.gzip).into(),
-                        ))
-                    }
-                }
-            }
-            Message::Ping(payload) => outbound.send(Message::Pong(payload)),
+            Message::Binary(bytes) => serve_frame(&shared, &connection, &bytes).await,
+            Message::Ping(payload) => connection.send(Message::Pong(payload)),
             Message::Pong(_) => true,
             Message::Close(_) => false,
         };
@@ -295,9 +301,53 @@ async fn serve_connection(socket: WebSocket, state: GatewayState, args: ConnectA
             break;
         }
     }
-    drop(outbound);
+    connection.close(close_code::NORMAL, "", None);
+    shared.hub.unregister(&connection).await;
     let _ = writer.await;
     tracing::debug!(user = %args.user_id, "disconnected");
+}
+
+/// Reads and answers one binary frame; `false` when the connection is to close.
+async fn serve_frame(shared: &Shared, connection: &Arc<Connection>, frame: &[u8]) -> bool {
+    let request = match connection.decode(frame, shared.state.config.max_frame_bytes) {
+        Ok(request) => request,
+        Err(bad) => {
+            connection.close(close_code::INVALID, &bad.0, None);
+            return false;
+        }
+    };
+    if request.send_id != connection.user_id {
+        connection.close(
+            close_code::POLICY,
+            &format!("sendID {:?} is not this connection's user", request.send_id),
+            None,
+        );
+        return false;
+    }
+    // The sender's own push of this message waits for the reply.
+    let held = (request.req_identifier == requests::SEND_MSG)
+        .then(|| MsgData::decode(request.data.as_slice()).ok())
+        .flatten()
+        .map(|message| message.client_msg_id)
+        .filter(|client_msg_id| !client_msg_id.is_empty());
+    if let Some(client_msg_id) = &held {
+        connection.hold(client_msg_id);
+    }
+    let (reply, after) = requests::serve(shared, connection, &request).await;
+    let frame = connection.encode(&reply);
+    match after {
+        After::Continue => {
+            let queued = connection.send(frame);
+            if let Some(client_msg_id) = &held {
+                connection.release(client_msg_id);
+            }
+            queued
+        }
+        After::Close => {
+            connection.close(close_code::NORMAL, "logged out", Some(frame));
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,16 +2,22 @@
 //! same messaging code as its REST twin. Every request gets a reply, errors included: the JS
 //! SDK has no request timeout, so an unanswered request hangs its caller.
 
+use std::sync::Arc;
+
 use jetim_common::errcode::Code;
 use jetim_messaging::service;
 use jetim_messaging::sync::{self, SyncError};
 use jetim_schemas::openim::msg::{
     GetConversationsHasReadAndMaxSeqReq, GetLastMessageReq, GetSeqMessageReq, SendMsgResp,
 };
-use jetim_schemas::openim::sdkws::{GetMaxSeqReq, MsgData, PullMessageBySeqsReq};
+use jetim_schemas::openim::push::{DelUserPushTokenReq, DelUserPushTokenResp};
+use jetim_schemas::openim::sdkws::{
+    GetMaxSeqReq, MsgData, PullMessageBySeqsReq, SetAppBackgroundStatusReq, SubUserOnlineStatus,
+};
 use prost::Message as _;
 
-use crate::GatewayState;
+use crate::Shared;
+use crate::connection::Connection;
 use crate::envelope::{Reply, Request};
 
 /// WS 1001: max seqs.
@@ -28,6 +34,27 @@ pub const PULL_BY_SEQS: i32 = 1005;
 pub const GET_CONV_MAX_READ_SEQ: i32 = 1006;
 /// WS 1007: last messages.
 pub const PULL_CONV_LAST_MESSAGE: i32 = 1007;
+
+/// WS 2003: log out; the connection closes after the reply.
+pub const LOGOUT: i32 = 2003;
+/// WS 2004: the app went to or came back from the background.
+pub const SET_BACKGROUND_STATUS: i32 = 2004;
+/// WS 2005: subscribe to (and unsubscribe from) users' online status.
+pub const SUB_USER_ONLINE_STATUS: i32 = crate::hub::SUB_USER_ONLINE_STATUS;
+
+/// The most users one 2005 request may name.
+pub const MAX_STATUS_USERS: usize = 1000;
+/// The most users one connection may follow.
+pub const MAX_WATCHED_PER_CONNECTION: usize = 10_000;
+
+/// What happens to the connection after a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// It stays open.
+    Continue,
+    /// It closes once the reply is written (2003).
+    Close,
+}
 
 /// A failed request: its code and what was wrong.
 struct Failure {
@@ -73,32 +100,107 @@ fn check_user(asked: &str, user_id: &str) -> Result<(), Failure> {
     }
 }
 
-/// Serves one request of `user_id` and builds its reply.
-pub async fn serve(state: &GatewayState, user_id: &str, request: &Request) -> Reply {
-    let result = answer(state, user_id, request).await;
-    let (err_code, err_msg, data) = match result {
-        Ok(data) => (0, String::new(), Some(data)),
+/// Serves one request on `connection` and builds its reply.
+pub async fn serve(
+    shared: &Shared,
+    connection: &Arc<Connection>,
+    request: &Request,
+) -> (Reply, After) {
+    let result = answer(shared, connection, request).await;
+    let (err_code, err_msg, data, after) = match result {
+        Ok((data, after)) => (0, String::new(), data, after),
         Err(failure) => (
             failure.code.number(),
             format!("{}: {}", failure.code.name(), failure.detail),
             None,
+            After::Continue,
         ),
     };
-    Reply {
+    let reply = Reply {
         req_identifier: request.req_identifier,
         msg_incr: request.msg_incr.clone(),
         operation_id: request.operation_id.clone(),
         err_code,
         err_msg,
         data,
-    }
+    };
+    (reply, after)
 }
 
 async fn answer(
-    state: &GatewayState,
+    shared: &Shared,
+    connection: &Arc<Connection>,
+    request: &Request,
+) -> Result<(Option<Vec<u8>>, After), Failure> {
+    let user_id = connection.user_id.as_str();
+    let data = match request.req_identifier {
+        LOGOUT => {
+            let asked: DelUserPushTokenReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            // jetim keeps no offline-push tokens yet, so there is none to remove.
+            return Ok((Some(DelUserPushTokenResp {}.encode_to_vec()), After::Close));
+        }
+        SET_BACKGROUND_STATUS => {
+            let asked: SetAppBackgroundStatusReq = decode(&request.data)?;
+            check_user(&asked.user_id, user_id)?;
+            connection.set_background(asked.is_background);
+            return Ok((None, After::Continue));
+        }
+        SUB_USER_ONLINE_STATUS => {
+            let asked: SubUserOnlineStatus = decode(&request.data)?;
+            check_status_users(&asked.subscribe_user_id, "subscribeUserID")?;
+            check_status_users(&asked.unsubscribe_user_id, "unsubscribeUserID")?;
+            shared.hub.unwatch(connection, &asked.unsubscribe_user_id);
+            let following = connection
+                .watching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            if following + asked.subscribe_user_id.len() > MAX_WATCHED_PER_CONNECTION {
+                return Err(Failure::new(
+                    Code::Args,
+                    format!("a connection follows at most {MAX_WATCHED_PER_CONNECTION} users"),
+                ));
+            }
+            let tips = shared
+                .hub
+                .watch(connection, &asked.subscribe_user_id)
+                .await
+                .map_err(|error| Failure::new(Code::ServerInternal, error.to_string()))?;
+            tips.encode_to_vec()
+        }
+        _ => answer_sync(shared, user_id, request).await?,
+    };
+    Ok((Some(data), After::Continue))
+}
+
+/// A 2005 user list: at most [`MAX_STATUS_USERS`] non-empty IDs.
+fn check_status_users(user_ids: &[String], field: &str) -> Result<(), Failure> {
+    if user_ids.len() > MAX_STATUS_USERS {
+        return Err(Failure::new(
+            Code::Args,
+            format!(
+                "{field} names {} users; at most {MAX_STATUS_USERS}",
+                user_ids.len()
+            ),
+        ));
+    }
+    if user_ids.iter().any(String::is_empty) {
+        return Err(Failure::new(
+            Code::Args,
+            format!("{field} holds an empty user ID"),
+        ));
+    }
+    Ok(())
+}
+
+/// The requests the messaging code answers.
+async fn answer_sync(
+    shared: &Shared,
     user_id: &str,
     request: &Request,
 ) -> Result<Vec<u8>, Failure> {
+    let state = &shared.state;
     let db = &state.db;
     match request.req_identifier {
         GET_NEWEST_SEQ => {
@@ -115,10 +217,17 @@ async fn answer(
         }
         SEND_MSG => {
             let message: MsgData = decode(&request.data)?;
-            let sent = service::send(&state.log, db, &message, user_id, false)
-                .await
-                .map_err(|failure| Failure::new(Code::ServerInternal, failure.to_string()))?
-                .map_err(|rejection| Failure::new(rejection.code(), rejection.to_string()))?;
+            let sent = service::send(
+                &state.log,
+                db,
+                &message,
+                user_id,
+                false,
+                &request.operation_id,
+            )
+            .await
+            .map_err(|failure| Failure::new(Code::ServerInternal, failure.to_string()))?
+            .map_err(|rejection| Failure::new(rejection.code(), rejection.to_string()))?;
             Ok(SendMsgResp {
                 server_msg_id: sent.server_msg_id,
                 client_msg_id: sent.client_msg_id,

@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service in one process (today: the REST API, the gateway and the projector).
+    /// Run every service in one process: the REST API, the gateway, the push service and the
+    /// projector.
     All,
     /// Run the REST API service only.
     Api,
@@ -38,6 +39,9 @@ enum Command {
     Gateway,
     /// Run the projector only: builds the Postgres read models from the log.
     Projector,
+    /// Run the push service only: delivers new messages to the gateways holding their
+    /// recipients, and hands offline recipients to the offline push.
+    Push,
     /// Apply the stream definitions and the SQL migrations, then exit.
     Migrate,
     /// Operator tools.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
             Command::Api => start::run_services(&config, start::Services::API).await,
             Command::Gateway => start::run_services(&config, start::Services::GATEWAY).await,
             Command::Projector => start::run_services(&config, start::Services::PROJECTOR).await,
+            Command::Push => start::run_services(&config, start::Services::PUSH).await,
             Command::Migrate => start::migrate(&config).await,
             Command::Ops { command } => ops::run(&config, command).await,
         }

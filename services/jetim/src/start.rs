@@ -1,10 +1,12 @@
 //! Starting jetim: storage first, then the services, then waiting for a signal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use jetim_common::auth::TokenService;
 use jetim_common::config::Config;
+use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::{db, migrate as migrator, nats, shutdown, telemetry};
 use jetim_streams::EventLog;
@@ -16,28 +18,37 @@ pub(crate) struct Services {
     api: bool,
     gateway: bool,
     projector: bool,
+    push: bool,
 }
 
 impl Services {
+    const NONE: Self = Self {
+        api: false,
+        gateway: false,
+        projector: false,
+        push: false,
+    };
     pub(crate) const ALL: Self = Self {
         api: true,
         gateway: true,
         projector: true,
+        push: true,
     };
     pub(crate) const API: Self = Self {
         api: true,
-        gateway: false,
-        projector: false,
+        ..Self::NONE
     };
     pub(crate) const GATEWAY: Self = Self {
-        api: false,
         gateway: true,
-        projector: false,
+        ..Self::NONE
     };
     pub(crate) const PROJECTOR: Self = Self {
-        api: false,
-        gateway: false,
         projector: true,
+        ..Self::NONE
+    };
+    pub(crate) const PUSH: Self = Self {
+        push: true,
+        ..Self::NONE
     };
 }
 
@@ -104,15 +115,39 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
         .await
         .context("opening the token bucket")?;
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
+    let presence = PresenceStore::open(
+        &jetstream,
+        config.nats.stream_replicas,
+        Duration::from_secs(config.presence.ttl_secs),
+    )
+    .await
+    .context("opening the presence bucket")?;
+    if services.push {
+        let state = jetim_push::PushState {
+            jetstream: jetstream.clone(),
+            nats: client.clone(),
+            db: pool.clone(),
+            presence: presence.clone(),
+            config: config.push.clone(),
+        };
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            jetim_push::run(state, stop)
+                .await
+                .context("the push service stopped")?;
+            Ok("push")
+        });
+    }
     if services.gateway {
         let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
             tokens: tokens.clone(),
             db: pool.clone(),
             log: Arc::clone(&log),
+            presence: presence.clone(),
             config: config.gateway.clone(),
         })
         .await?;
-        tracing::info!(address = %gateway.local_addr(), "WebSocket gateway listening");
+        tracing::info!(address = %gateway.local_addr(), instance = gateway.instance(), "WebSocket gateway listening");
         let stop = stop.clone();
         tasks.spawn(async move {
             gateway
@@ -139,6 +174,7 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             )
             .await
             .context("opening the send status bucket")?,
+            presence,
         };
         jetim_api::routes::user::register_admins(&state)
             .await

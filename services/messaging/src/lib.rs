@@ -5,6 +5,7 @@
 //! - [`content`]: what each content type's JSON must hold.
 //! - [`revoke`]: who may revoke what, how a revoked message reads, the 2101 notification.
 //! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
+//! - [`delivery`]: who a message is pushed to, and the 2001 payload.
 //!
 //! - [`service`]: sending for real: the lookups, the decision, the append that fixes the seq.
 //! - [`sync`]: seq sync, the reads clients make to catch up (max seqs, pulls, read seqs).
@@ -14,6 +15,7 @@
 
 pub mod content;
 pub mod conversation;
+pub mod delivery;
 pub mod options;
 pub mod revoke;
 pub mod send;

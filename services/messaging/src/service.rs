@@ -9,7 +9,7 @@ use deadpool_postgres::Pool;
 use jetim_readmodel::{conversations, messages, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
-use jetim_streams::EventLog;
+use jetim_streams::{Actor, EventLog};
 use sha2::Digest as _;
 
 use crate::Rejection;
@@ -56,13 +56,16 @@ fn now_ms() -> i64 {
         })
 }
 
-/// Sends `message` on behalf of `caller`.
+/// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
+/// of the message carry back to the sender). An online-only message is delivered here, since
+/// it never reaches the log the push service reads.
 pub async fn send(
     log: &EventLog,
     db: &Pool,
     message: &MsgData,
     caller: &str,
     caller_is_admin: bool,
+    operation_id: &str,
 ) -> Result<Result<Sent, Rejection>, SendFailure> {
     let failure = |error: &dyn std::fmt::Display| SendFailure(error.to_string());
     let sender = if message.send_id.is_empty() {
@@ -119,6 +122,7 @@ pub async fn send(
         }));
     }
     if !decided.stored {
+        crate::delivery::deliver_online_only(&log.nats(), &event, operation_id).await;
         return Ok(Ok(Sent {
             server_msg_id: event.server_msg_id.clone(),
             client_msg_id: event.client_msg_id.clone(),
@@ -142,7 +146,12 @@ pub async fn send(
         }));
     }
     let appended = log
-        .append_to_timeline(&event.conversation_id, &event.client_msg_id, caller, &event)
+        .append_to_timeline(
+            &event.conversation_id,
+            &event.client_msg_id,
+            Actor::with_operation(caller, operation_id),
+            &event,
+        )
         .await
         .map_err(|error| failure(&error))?;
     if appended.duplicate {

@@ -169,6 +169,17 @@ pub async fn force_logout(
         .await
         .map_err(token_error)?;
     tracing::info!(user = %body.user_id, platform = platform.id(), kicked, "force logout");
+    // The tokens are refused from now on; the gateways holding the user's connections on
+    // that platform send 2002 and close them.
+    jetim_common::session::announce(
+        &state.nats,
+        &body.user_id,
+        &jetim_common::session::SessionControl::ForceLogout {
+            platform_id: platform.id(),
+        },
+    )
+    .await
+    .map_err(|error| ApiError::internal("announcing the logout to the gateways", &error))?;
     Ok(Done)
 }
 

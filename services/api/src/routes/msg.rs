@@ -91,6 +91,7 @@ impl From<OfflinePushJson> for OfflinePushInfo {
 async fn send_and_reply(
     state: &ApiState,
     caller: &crate::openim::Caller,
+    operation_id: &str,
     message: &MsgData,
 ) -> Result<Reply<SendMsgReply>, ApiError> {
     let sent = service::send(
@@ -99,6 +100,7 @@ async fn send_and_reply(
         message,
         &caller.user_id,
         caller.is_admin,
+        operation_id,
     )
     .await
     .map_err(|failure| ApiError::internal("sending", &failure))?
@@ -206,7 +208,7 @@ pub async fn send_msg(
 ) -> Result<Reply<SendMsgReply>, ApiError> {
     request.caller.require_admin()?;
     let message = rest_message(&request.body, &request.body.recv_id)?;
-    let result = send_and_reply(&state, &request.caller, &message).await;
+    let result = send_and_reply(&state, &request.caller, &request.operation_id, &message).await;
     let status = if result.is_ok() {
         SEND_SUCCEEDED
     } else {
@@ -328,6 +330,7 @@ pub async fn batch_send_msg(
             &message,
             &request.caller.user_id,
             request.caller.is_admin,
+            &request.operation_id,
         )
         .await
         {
@@ -669,6 +672,7 @@ pub async fn send_business_notification(
     let send = |data: MsgData| {
         let state = state.clone();
         let caller = request.caller.clone();
+        let operation_id = request.operation_id.clone();
         async move {
             service::send(
                 &state.log,
@@ -676,6 +680,7 @@ pub async fn send_business_notification(
                 &data,
                 &caller.user_id,
                 caller.is_admin,
+                &operation_id,
             )
             .await
             .map_err(|failure| ApiError::internal("sending", &failure))?
@@ -778,5 +783,5 @@ pub async fn send_simple_msg(
         ex: body.ex,
         ..MsgData::default()
     };
-    send_and_reply(&state, &request.caller, &message).await
+    send_and_reply(&state, &request.caller, &request.operation_id, &message).await
 }

@@ -6,8 +6,8 @@ use axum::extract::State;
 use jetim_messaging::revoke::{self, Revoker};
 use jetim_messaging::service::new_message_id;
 use jetim_readmodel::{messages, users};
-use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
+use jetim_streams::{Actor, Expect};
 use serde::Deserialize;
 
 use super::args::check_user_id;
@@ -98,7 +98,7 @@ pub async fn revoke_msg(
         .append_to_timeline(
             &tips.conversation_id,
             &format!("revoke:{}:{seq}", body.conversation_id),
-            &body.user_id,
+            Actor::with_operation(&body.user_id, &request.operation_id),
             &tips,
         )
         .await

@@ -65,6 +65,13 @@ impl TestApp {
                 max_body_bytes: MAX_BODY_BYTES,
             },
             send_status: ApiState::open_send_status(&jetstream, 1).await.unwrap(),
+            presence: jetim_common::presence::PresenceStore::open(
+                &jetstream,
+                1,
+                std::time::Duration::from_secs(90),
+            )
+            .await
+            .unwrap(),
         };
         jetim_api::routes::user::register_admins(&state)
             .await

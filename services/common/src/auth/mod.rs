@@ -59,7 +59,9 @@ pub fn now_seconds() -> i64 {
         })
 }
 
-fn fingerprint(token: &str) -> String {
+/// A token's short fingerprint: how token tables and session control name a token without
+/// holding it.
+pub fn fingerprint(token: &str) -> String {
     sha2::Sha256::digest(token.as_bytes())
         .iter()
         .take(16)
@@ -179,6 +181,20 @@ impl TokenService {
         self.change_table(user_id, |table| kicked = table.kick_platform(platform.id()))
             .await?;
         Ok(kicked)
+    }
+
+    /// Marks the named tokens of `user_id` kicked (connections the login policy replaced).
+    pub async fn kick_tokens(
+        &self,
+        user_id: &str,
+        tokens: &[(i32, String)],
+    ) -> Result<(), TokenError> {
+        self.change_table(user_id, |table| {
+            for (platform_id, token) in tokens {
+                table.kick_token(*platform_id, token);
+            }
+        })
+        .await
     }
 
     async fn change_table(

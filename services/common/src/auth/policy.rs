@@ -57,6 +57,19 @@ impl LoginPolicy {
     }
 }
 
+impl LoginPolicy {
+    /// Whether a new connection on `new` replaces (kicks) a live connection on `old` with a
+    /// different token. A reconnect with the same token never replaces anything.
+    pub fn replaces(self, new: Platform, old: Platform) -> bool {
+        match self {
+            Self::NoKick => false,
+            Self::KickSamePlatform => new == old,
+            Self::KickSameClass => new.class() == old.class(),
+            Self::PcAndOne => new.class() != PlatformClass::Pc && old.class() != PlatformClass::Pc,
+        }
+    }
+}
+
 /// How long an admin's superseded admin token stays valid (OpenIM: 5 minutes).
 const SUPERSEDED_ADMIN_TOKEN_SECONDS: i64 = 300;
 
@@ -84,6 +97,18 @@ impl TokenTable {
             }
         }
         kicked
+    }
+
+    /// Marks one token kicked, if it is known and normal.
+    pub fn kick_token(&mut self, platform_id: i32, fingerprint: &str) {
+        if let Some(entry) = self
+            .platforms
+            .get_mut(&platform_id)
+            .and_then(|entries| entries.get_mut(fingerprint))
+            && entry.state == TokenState::Normal
+        {
+            entry.state = TokenState::Kicked;
+        }
     }
 
     /// Adds a newly issued token, first forgetting expired and refused tokens (as OpenIM does
@@ -228,6 +253,27 @@ mod tests {
 
     fn platform(id: i32) -> Platform {
         Platform::from_id(id).unwrap()
+    }
+
+    #[test]
+    fn connections_replaced_by_a_new_one() {
+        use LoginPolicy::*;
+        let (ios, android, windows, web, ipad) = (
+            platform(1),
+            platform(2),
+            platform(3),
+            platform(5),
+            platform(9),
+        );
+        assert!(!NoKick.replaces(ios, ios));
+        assert!(KickSamePlatform.replaces(ios, ios));
+        assert!(!KickSamePlatform.replaces(ios, android));
+        assert!(KickSameClass.replaces(ios, android));
+        assert!(!KickSameClass.replaces(ios, ipad));
+        assert!(!KickSameClass.replaces(windows, web));
+        assert!(!PcAndOne.replaces(windows, ios));
+        assert!(PcAndOne.replaces(ios, android));
+        assert!(!PcAndOne.replaces(ios, windows));
     }
 
     /// Logs in on each (platform, token) in order, one second apart.

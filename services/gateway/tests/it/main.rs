@@ -1,5 +1,9 @@
-//! The gateway against real servers, through a WebSocket client speaking the JS SDK's JSON
-//! envelope: the handshake and its refusals, the heartbeat, and each request.
+//! The gateway against real servers, through WebSocket clients speaking the JS SDK's JSON
+//! envelope and the Go SDK's gob: the handshake and its refusals, the heartbeat, each
+//! request, pushes through the push service, kicks and presence across two gateway
+//! instances, slow clients and shutdown.
+
+mod delivery;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +12,10 @@ use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::{AuthConfig, GatewayConfig};
+use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_gateway::hub::Hub;
 use jetim_gateway::{GatewayState, build};
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::msg::{
@@ -32,9 +38,24 @@ struct TestGateway {
     address: String,
     tokens: TokenService,
     pool: deadpool_postgres::Pool,
-    _nats: TestNats,
+    state: GatewayState,
+    hub: Arc<Hub>,
+    nats: TestNats,
     _database: TestDatabase,
     stop: CancellationToken,
+}
+
+/// Another gateway instance on the same servers.
+struct OtherGateway {
+    address: String,
+    hub: Arc<Hub>,
+    stop: CancellationToken,
+}
+
+impl Drop for OtherGateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Drop for TestGateway {
@@ -90,28 +111,55 @@ impl TestGateway {
         }
         let config = GatewayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            max_frame_bytes: 4096,
+            max_frame_bytes: 8192,
             write_queue: 64,
             read_timeout_secs: 2,
+            web_ping_secs: 27,
         };
-        let app = build(GatewayState {
+        let presence = PresenceStore::open(&jetstream, 1, Duration::from_secs(90))
+            .await
+            .unwrap();
+        let state = GatewayState {
             tokens: tokens.clone(),
             db: database.pool(),
             log,
+            presence: presence.clone(),
             config,
-        })
-        .await
-        .unwrap();
+        };
+        tokio::spawn(jetim_push::run(
+            jetim_push::PushState {
+                jetstream: jetstream.clone(),
+                nats: nats.client().await,
+                db: database.pool(),
+                presence,
+                config: jetim_common::config::PushConfig::default(),
+            },
+            stop.clone(),
+        ));
+        let app = build(state.clone()).await.unwrap();
         let address = format!("ws://{}", app.local_addr());
+        let hub = app.hub();
         tokio::spawn(app.run_until_stopped(stop.clone()));
         Self {
             address,
             tokens,
             pool: database.pool(),
-            _nats: nats,
+            state,
+            hub,
+            nats,
             _database: database,
             stop,
         }
+    }
+
+    /// A second gateway instance on the same NATS and Postgres.
+    async fn another(&self) -> OtherGateway {
+        let app = build(self.state.clone()).await.unwrap();
+        let address = format!("ws://{}", app.local_addr());
+        let hub = app.hub();
+        let stop = CancellationToken::new();
+        tokio::spawn(app.run_until_stopped(stop.clone()));
+        OtherGateway { address, hub, stop }
     }
 
     async fn token(&self, user: &str, platform: Platform) -> String {
@@ -120,10 +168,7 @@ impl TestGateway {
 
     /// Connects as the JS SDK does (unencoded query, in-band result).
     async fn connect_raw(&self, query: &str) -> Socket {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("{}/?{query}", self.address))
-            .await
-            .unwrap();
-        socket
+        connect_to(&self.address, query).await
     }
 
     fn js_query(user: &str, token: &str, platform: i32) -> String {
@@ -134,14 +179,32 @@ impl TestGateway {
 
     /// A connected socket, past the success frame.
     async fn connect(&self, user: &str) -> Socket {
-        let token = self.token(user, Platform::WEB).await;
-        let mut socket = self.connect_raw(&Self::js_query(user, &token, 5)).await;
-        assert_eq!(
-            next_text(&mut socket).await,
-            json!({"errCode": 0, "errMsg": "", "errDlt": ""})
-        );
-        socket
+        self.connect_at(&self.address, user, Platform::WEB).await
     }
+
+    /// A JS connection for `user` on `platform` to the gateway at `address`, with a fresh
+    /// token.
+    async fn connect_at(&self, address: &str, user: &str, platform: Platform) -> Socket {
+        let token = self.token(user, platform).await;
+        connect_js(address, user, &token, platform.id()).await
+    }
+}
+
+async fn connect_to(address: &str, query: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("{address}/?{query}"))
+        .await
+        .unwrap();
+    socket
+}
+
+/// A JS connection with `token`, past the success frame.
+async fn connect_js(address: &str, user: &str, token: &str, platform: i32) -> Socket {
+    let mut socket = connect_to(address, &TestGateway::js_query(user, token, platform)).await;
+    assert_eq!(
+        next_text(&mut socket).await,
+        json!({"errCode": 0, "errMsg": "", "errDlt": ""})
+    );
+    socket
 }
 
 async fn next_frame(socket: &mut Socket) -> Message {
@@ -180,7 +243,13 @@ async fn request(
         .unwrap();
     loop {
         match next_frame(socket).await {
-            Message::Binary(bytes) => return serde_json::from_slice(&bytes).unwrap(),
+            Message::Binary(bytes) => {
+                let reply: Value = serde_json::from_slice(&bytes).unwrap();
+                // Pushes (empty msgIncr) may come in between.
+                if reply["msgIncr"] == incr {
+                    return reply;
+                }
+            }
             Message::Ping(_) | Message::Pong(_) => {}
             other => panic!("expected a binary reply, got {other:?}"),
         }
@@ -461,10 +530,10 @@ async fn bad_requests_get_openim_errors_and_protocol_errors_close() {
 
     let mut socket = gateway.connect("bad1").await;
     socket
-        .send(Message::Binary(vec![b' '; 5000].into()))
+        .send(Message::Binary(vec![b' '; 9000].into()))
         .await
         .unwrap();
-    let _ = closed_with(&mut socket).await;
+    assert!(closed_with(&mut socket).await.contains("too long"));
 
     // Silence past the read timeout closes it too.
     let mut socket = gateway.connect("bad1").await;

@@ -1,0 +1,160 @@
+//! Who is online: the `IM_PRESENCE` bucket, shared by every gateway.
+//!
+//! One entry per user says, per gateway instance, the platforms the user has connections on
+//! there and when the gateway last confirmed it. A gateway writes its part when a user's
+//! platforms on it change and confirms every part it holds every third of the TTL. A part
+//! older than the TTL no longer counts, and the bucket's age limit drops entries nobody
+//! confirms, so the users of a gateway that died go offline on their own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jetim_streams::kv::{self, JsonBucket, KvError};
+use serde::{Deserialize, Serialize};
+
+/// One gateway's part of a user's presence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPart {
+    /// The platforms with at least one connection on that gateway, ascending.
+    pub platforms: Vec<i32>,
+    /// When the gateway last confirmed it, seconds since the epoch.
+    pub confirmed: i64,
+}
+
+/// A user's presence entry: gateway instance → its part.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    /// The parts, by gateway instance ID.
+    pub gateways: BTreeMap<String, GatewayPart>,
+}
+
+impl PresenceEntry {
+    /// The platforms the user is online on, ascending and distinct, counting only parts
+    /// confirmed within `ttl_secs` of `now`.
+    pub fn online_platforms(&self, now: i64, ttl_secs: i64) -> Vec<i32> {
+        let platforms: BTreeSet<i32> = self
+            .gateways
+            .values()
+            .filter(|part| now - part.confirmed < ttl_secs)
+            .flat_map(|part| part.platforms.iter().copied())
+            .collect();
+        platforms.into_iter().collect()
+    }
+
+    /// Sets (or, with no platforms, removes) one gateway's part, and forgets parts nobody
+    /// confirmed within the TTL.
+    pub fn set_part(&mut self, gateway: &str, platforms: &[i32], now: i64, ttl_secs: i64) {
+        self.gateways
+            .retain(|_, part| now - part.confirmed < ttl_secs);
+        if platforms.is_empty() {
+            self.gateways.remove(gateway);
+        } else {
+            let distinct: BTreeSet<i32> = platforms.iter().copied().collect();
+            self.gateways.insert(
+                gateway.to_owned(),
+                GatewayPart {
+                    platforms: distinct.into_iter().collect(),
+                    confirmed: now,
+                },
+            );
+        }
+    }
+}
+
+/// How often a compare-and-set is retried when gateways write one user at once.
+const MAX_ATTEMPTS: u64 = 16;
+
+/// Reads and writes presence.
+#[derive(Clone)]
+pub struct PresenceStore {
+    bucket: JsonBucket<PresenceEntry>,
+    ttl_secs: i64,
+}
+
+impl PresenceStore {
+    /// Opens (creating if needed) the bucket.
+    pub async fn open(
+        jetstream: &async_nats::jetstream::Context,
+        replicas: usize,
+        ttl: Duration,
+    ) -> Result<Self, KvError> {
+        let store = kv::ensure_bucket(jetstream, kv::presence_bucket_config(replicas, ttl)).await?;
+        Ok(Self {
+            bucket: JsonBucket::new(store, kv::PRESENCE_BUCKET),
+            ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// How long a confirmation stays good.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.ttl_secs).unwrap_or(0))
+    }
+
+    /// The platforms `user_id` is online on, ascending.
+    pub async fn online(&self, user_id: &str) -> Result<Vec<i32>, KvError> {
+        Ok(self
+            .bucket
+            .get(user_id)
+            .await?
+            .map(|(entry, _)| entry.online_platforms(crate::auth::now_seconds(), self.ttl_secs))
+            .unwrap_or_default())
+    }
+
+    /// Writes `gateway`'s part of `user_id`'s presence (confirming it) and returns the
+    /// user's platforms before and after.
+    pub async fn set(
+        &self,
+        user_id: &str,
+        gateway: &str,
+        platforms: &[i32],
+    ) -> Result<(Vec<i32>, Vec<i32>), KvError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = crate::auth::now_seconds();
+            let current = self.bucket.get(user_id).await?;
+            let (mut entry, revision) = current
+                .map_or((PresenceEntry::default(), None), |(entry, revision)| {
+                    (entry, Some(revision))
+                });
+            let before = entry.online_platforms(now, self.ttl_secs);
+            entry.set_part(gateway, platforms, now, self.ttl_secs);
+            let written = match revision {
+                Some(revision) => self.bucket.update(user_id, &entry, revision).await,
+                None => self.bucket.create(user_id, &entry).await,
+            };
+            match written {
+                Ok(_) => return Ok((before, entry.online_platforms(now, self.ttl_secs))),
+                Err(KvError::Conflict { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(KvError::Conflict {
+            bucket: kv::PRESENCE_BUCKET.to_owned(),
+            key: user_id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PresenceEntry;
+
+    #[test]
+    fn parts_add_up_and_stale_ones_do_not_count() {
+        let mut entry = PresenceEntry::default();
+        entry.set_part("gw-a", &[5, 1, 5], 1000, 90);
+        entry.set_part("gw-b", &[2], 1010, 90);
+        assert_eq!(entry.online_platforms(1020, 90), vec![1, 2, 5]);
+        assert_eq!(entry.gateways["gw-a"].platforms, vec![1, 5]);
+        // gw-a stops confirming: after the TTL only gw-b counts.
+        assert_eq!(entry.online_platforms(1090, 90), vec![2]);
+        // A write forgets the stale part.
+        entry.set_part("gw-b", &[2, 3], 1095, 90);
+        assert_eq!(entry.gateways.len(), 1);
+        // No platforms left on a gateway: its part goes.
+        entry.set_part("gw-b", &[], 1096, 90);
+        assert!(entry.gateways.is_empty());
+        assert!(entry.online_platforms(1096, 90).is_empty());
+    }
+}

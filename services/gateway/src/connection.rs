@@ -1,0 +1,354 @@
+//! One client connection as the rest of the gateway sees it: a bounded outbound queue, a
+//! way to close it with a reason, and the state requests change (background, status
+//! subscriptions).
+//!
+//! Frames reach the socket only through [`Connection::send`], which never waits: a client
+//! that lets [`GatewayConfig::write_queue`](jetim_common::config::GatewayConfig) frames pile
+//! up is closed with a reason instead of growing the server's memory or losing frames
+//! silently.
+//!
+//! The sender's own push of a message must follow the 1003 reply that tells the sender the
+//! message was sent (the JS SDK matches the push to the send only after the reply). While a
+//! send is in flight its clientMsgID is *held*: a push of that message to this connection
+//! waits and is queued right after the reply.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures::SinkExt as _;
+use futures::stream::SplitSink;
+use jetim_common::auth::Platform;
+use jetim_common::shutdown::CancellationToken;
+use tokio::sync::mpsc;
+
+use crate::envelope::{self, Reply};
+use crate::handshake::{ConnectArgs, Envelope};
+
+/// How long the last frame and the close frame may take to write when closing.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why and how a connection is being closed.
+struct Closing {
+    code: u16,
+    reason: String,
+    /// A frame written just before the close frame (the 2002 of a kick, the 2003 reply).
+    last_frame: Option<Message>,
+}
+
+/// A live connection.
+pub struct Connection {
+    /// Its number on this gateway.
+    pub id: u64,
+    /// The user.
+    pub user_id: String,
+    /// The platform.
+    pub platform: Platform,
+    /// The fingerprint of its token.
+    pub token: String,
+    envelope: Envelope,
+    gzip: bool,
+    frames: mpsc::Sender<Message>,
+    closing: Mutex<Option<Closing>>,
+    closed: CancellationToken,
+    held: Mutex<HashMap<String, Vec<Message>>>,
+    background: AtomicBool,
+    /// Users whose online status this connection subscribed to (2005).
+    pub watching: Mutex<BTreeSet<String>>,
+}
+
+/// The receiving end of a connection's queue, for its writer.
+pub struct Outbox(mpsc::Receiver<Message>);
+
+impl Connection {
+    /// A connection for `args` with a queue of `queue` frames.
+    pub fn new(id: u64, args: &ConnectArgs, queue: usize) -> (Self, Outbox) {
+        let (frames, outbox) = mpsc::channel(queue.max(1));
+        let connection = Self {
+            id,
+            user_id: args.user_id.clone(),
+            platform: args.platform,
+            token: jetim_common::auth::fingerprint(&args.token),
+            envelope: args.envelope,
+            gzip: args.gzip,
+            frames,
+            closing: Mutex::new(None),
+            closed: CancellationToken::new(),
+            held: Mutex::new(HashMap::new()),
+            // OpenIM ignores the handshake's isBackground; only 2004 sets it.
+            background: AtomicBool::new(false),
+            watching: Mutex::new(BTreeSet::new()),
+        };
+        (connection, Outbox(outbox))
+    }
+
+    /// A reply or push as this connection's envelope writes it.
+    pub fn encode(&self, reply: &Reply) -> Message {
+        Message::Binary(envelope::encode(reply, self.envelope, self.gzip).into())
+    }
+
+    /// Reads a binary frame in this connection's envelope.
+    pub fn decode(
+        &self,
+        frame: &[u8],
+        max_bytes: usize,
+    ) -> Result<envelope::Request, envelope::BadFrame> {
+        envelope::decode(frame, self.envelope, self.gzip, max_bytes)
+    }
+
+    /// Queues a frame. `false` when the connection is closing, or the client is too far
+    /// behind, in which case it is closed now.
+    pub fn send(&self, frame: Message) -> bool {
+        match self.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("jetim_gateway_slow_closes_total").increment(1);
+                self.close(
+                    close_code::POLICY,
+                    "the client does not read fast enough",
+                    None,
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes the connection: `last_frame` (if any), then a close frame with `code` and
+    /// `reason`. The first close wins.
+    pub fn close(&self, code: u16, reason: &str, last_frame: Option<Message>) {
+        let mut closing = self
+            .closing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if closing.is_none() && !self.closed.is_cancelled() {
+            *closing = Some(Closing {
+                code,
+                reason: close_reason(reason),
+                last_frame,
+            });
+            self.closed.cancel();
+        }
+    }
+
+    /// Completes when the connection is being closed.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Whether the connection is closing.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Holds pushes of `client_msg_id` from this user until [`Connection::release`].
+    pub fn hold(&self, client_msg_id: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(client_msg_id.to_owned())
+            .or_default();
+    }
+
+    /// Queues the pushes held for `client_msg_id` (call after queueing the reply).
+    pub fn release(&self, client_msg_id: &str) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for frame in held.remove(client_msg_id).unwrap_or_default() {
+            if !self.send(frame) {
+                break;
+            }
+        }
+    }
+
+    /// Queues a push of a message from `sender` with `client_msg_id`, after the reply to
+    /// its send if that send is this connection's and still in flight. iOS connections in
+    /// the background get no pushes (offline push serves them).
+    pub fn push(&self, frame: Message, sender: &str, client_msg_id: &str) {
+        if self.platform == Platform::IOS && self.background.load(Ordering::Relaxed) {
+            return;
+        }
+        if sender == self.user_id && !client_msg_id.is_empty() {
+            let mut held = self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(waiting) = held.get_mut(client_msg_id) {
+                waiting.push(frame);
+                return;
+            }
+        }
+        self.send(frame);
+    }
+
+    /// Sets the background flag (2004).
+    pub fn set_background(&self, background: bool) {
+        self.background.store(background, Ordering::Relaxed);
+    }
+
+    /// Writes queued frames to `sink` until the connection closes; sends WebSocket pings
+    /// every `ping_every`, if given.
+    pub async fn write(
+        &self,
+        mut sink: SplitSink<WebSocket, Message>,
+        mut outbox: Outbox,
+        ping_every: Option<Duration>,
+    ) {
+        let mut ping = ping_every.map(|every| {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        loop {
+            tokio::select! {
+                biased;
+                () = self.closed() => {
+                    let closing = self
+                        .closing
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+                        match closing {
+                            Some(Closing { code, reason, last_frame }) => {
+                                if let Some(frame) = last_frame {
+                                    sink.send(frame).await?;
+                                }
+                                sink.send(Message::Close(Some(CloseFrame {
+                                    code,
+                                    reason: reason.into(),
+                                })))
+                                .await
+                            }
+                            None => sink.close().await,
+                        }
+                    })
+                    .await;
+                    return;
+                }
+                frame = outbox.0.recv() => match frame {
+                    Some(frame) => {
+                        if sink.send(frame).await.is_err() {
+                            self.close(close_code::ERROR, "write failed", None);
+                        }
+                    }
+                    None => return,
+                },
+                () = next_ping(&mut ping) => {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        self.close(close_code::ERROR, "write failed", None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The next tick of `ping`; never, without one.
+async fn next_ping(ping: &mut Option<tokio::time::Interval>) {
+    match ping {
+        Some(ticker) => {
+            ticker.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A close frame's reason holds at most 123 bytes; longer reasons are cut at a character
+/// boundary.
+fn close_reason(reason: &str) -> String {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason.to_owned();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ws::Message;
+    use jetim_common::auth::Platform;
+
+    use super::{Connection, Outbox, close_reason};
+    use crate::handshake::{ConnectArgs, Envelope};
+
+    fn connection(platform: Platform, queue: usize) -> (Connection, Outbox) {
+        let args = ConnectArgs {
+            user_id: "alice".into(),
+            token: "t".into(),
+            platform,
+            operation_id: "o".into(),
+            envelope: Envelope::Json,
+            gzip: false,
+            in_band_result: true,
+            background: false,
+        };
+        Connection::new(1, &args, queue)
+    }
+
+    fn text(frame: Option<Message>) -> String {
+        match frame {
+            Some(Message::Text(text)) => text.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_senders_own_push_waits_for_the_reply() {
+        let (connection, mut outbox) = connection(Platform::WEB, 8);
+        connection.hold("c1");
+        connection.push(Message::Text("push c1".into()), "alice", "c1");
+        // Pushes of other messages, or of others' messages with that ID, do not wait.
+        connection.push(Message::Text("push c2".into()), "alice", "c2");
+        connection.push(Message::Text("bob's c1".into()), "bob", "c1");
+        connection.send(Message::Text("reply c1".into()));
+        connection.release("c1");
+        let order: Vec<String> = (0..4).map(|_| text(outbox.0.try_recv().ok())).collect();
+        assert_eq!(order, ["push c2", "bob's c1", "reply c1", "push c1"]);
+        // Released: later pushes of c1 go straight out.
+        connection.push(Message::Text("again".into()), "alice", "c1");
+        assert_eq!(text(outbox.0.try_recv().ok()), "again");
+    }
+
+    #[test]
+    fn a_full_queue_closes_and_background_ios_gets_no_pushes() {
+        let (connection, mut outbox) = connection(Platform::WEB, 2);
+        assert!(connection.send(Message::Text("1".into())));
+        assert!(connection.send(Message::Text("2".into())));
+        assert!(!connection.is_closed());
+        assert!(!connection.send(Message::Text("3".into())));
+        assert!(
+            connection.is_closed(),
+            "a client that falls behind is closed"
+        );
+        assert_eq!(text(outbox.0.try_recv().ok()), "1");
+
+        let (ios, mut outbox) = connection_on_ios();
+        ios.set_background(true);
+        ios.push(Message::Text("skipped".into()), "bob", "c");
+        assert!(outbox.0.try_recv().is_err());
+        ios.set_background(false);
+        ios.push(Message::Text("delivered".into()), "bob", "c");
+        assert_eq!(text(outbox.0.try_recv().ok()), "delivered");
+    }
+
+    fn connection_on_ios() -> (Connection, Outbox) {
+        connection(Platform::IOS, 8)
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("kicked"), "kicked");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,473 @@
+//! The connections this gateway holds, and what reaches them through NATS.
+//!
+//! While it holds a connection of a user, the gateway subscribes to the user's
+//! `im.deliver.<userID>` (pushes, 2001) and `im.session.<userID>` (session control: other
+//! gateways' new connections, for the multi-login policy, and force logouts, both ending
+//! in 2002 and a close). It writes its part of the user's presence to the `IM_PRESENCE`
+//! bucket whenever the user's platforms on this gateway change, confirms it periodically,
+//! and announces changes on `im.presence.<userID>`, which connections that subscribed to
+//! the user's status (2005) hear through this gateway's subscription to that subject.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::close_code;
+use futures::StreamExt as _;
+use jetim_common::auth::{LoginPolicy, Platform, TokenService};
+use jetim_common::presence::PresenceStore;
+use jetim_common::session::{self, SessionControl};
+use jetim_common::shutdown::CancellationToken;
+use jetim_schemas::openim::sdkws::{SubUserOnlineStatusElem, SubUserOnlineStatusTips};
+use jetim_streams::headers;
+use jetim_streams::subject::{LiveKind, live};
+use prost::Message as _;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::connection::Connection;
+use crate::envelope::Reply;
+
+/// 2001: a pushed message.
+pub const PUSH_MSG: i32 = 2001;
+/// 2002: kicked; the connection closes right after.
+pub const KICK_ONLINE: i32 = 2002;
+/// 2005: a subscribed user's online status (reply and push).
+pub const SUB_USER_ONLINE_STATUS: i32 = 2005;
+
+/// How long a new connection waits for its user's subscriptions to be in place.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Presence writes are serialised per user through this many locks.
+const PRESENCE_LOCKS: usize = 64;
+
+struct UserSlot {
+    connections: Vec<Arc<Connection>>,
+    ready: watch::Receiver<bool>,
+    task: AbortHandle,
+}
+
+struct WatchSlot {
+    watchers: Vec<Arc<Connection>>,
+    task: AbortHandle,
+}
+
+/// Every connection of this gateway, by user.
+pub struct Hub {
+    instance: String,
+    nats: async_nats::Client,
+    presence: PresenceStore,
+    tokens: TokenService,
+    policy: LoginPolicy,
+    next_id: AtomicU64,
+    users: Mutex<HashMap<String, UserSlot>>,
+    watched: Mutex<HashMap<String, WatchSlot>>,
+    presence_locks: Vec<tokio::sync::Mutex<()>>,
+    hasher: RandomState,
+    drained: tokio::sync::Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Hub {
+    /// A hub for one gateway instance.
+    pub fn new(nats: async_nats::Client, presence: PresenceStore, tokens: TokenService) -> Self {
+        let policy = tokens.config().login_policy();
+        Self {
+            instance: nuid::next().to_string(),
+            nats,
+            presence,
+            tokens,
+            policy,
+            next_id: AtomicU64::new(1),
+            users: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
+            presence_locks: (0..PRESENCE_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: RandomState::new(),
+            drained: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// This gateway instance's ID (in presence entries and session control).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// A number for a new connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many connections this gateway holds.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.users)
+            .values()
+            .map(|slot| slot.connections.len())
+            .sum()
+    }
+
+    /// Adds a connection: subscribes to its user's subjects (once per user), records the
+    /// presence, and announces it so the login policy applies to older connections.
+    pub async fn register(self: &Arc<Self>, connection: &Arc<Connection>) {
+        let user_id = connection.user_id.clone();
+        let mut ready = {
+            let mut users = lock(&self.users);
+            if let Some(slot) = users.get_mut(&user_id) {
+                slot.connections.push(Arc::clone(connection));
+                slot.ready.clone()
+            } else {
+                let (ready_tx, ready) = watch::channel(false);
+                let task = tokio::spawn(Arc::clone(self).follow_user(user_id.clone(), ready_tx))
+                    .abort_handle();
+                users.insert(
+                    user_id.clone(),
+                    UserSlot {
+                        connections: vec![Arc::clone(connection)],
+                        ready: ready.clone(),
+                        task,
+                    },
+                );
+                ready
+            }
+        };
+        metrics::gauge!("jetim_gateway_connections").increment(1.0);
+        if tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|ready| *ready))
+            .await
+            .is_err()
+        {
+            tracing::warn!(user = %user_id, "subscriptions not confirmed; pushes may be missed");
+        }
+        self.write_presence(&user_id).await;
+        let announced = session::announce(
+            &self.nats,
+            &user_id,
+            &SessionControl::Connected {
+                gateway: self.instance.clone(),
+                connection: connection.id,
+                platform_id: connection.platform.id(),
+                token: connection.token.clone(),
+            },
+        )
+        .await;
+        if let Err(error) = announced {
+            tracing::warn!(%error, "the login policy was not applied to other connections");
+        }
+    }
+
+    /// Removes a connection, its status subscriptions, and (with its user's last
+    /// connection) the user's subscriptions.
+    pub async fn unregister(&self, connection: &Arc<Connection>) {
+        let watching: Vec<String> = lock(&connection.watching).iter().cloned().collect();
+        self.unwatch(connection, &watching);
+        let removed = {
+            let mut users = lock(&self.users);
+            let removed = if let Some(slot) = users.get_mut(&connection.user_id) {
+                let before = slot.connections.len();
+                slot.connections
+                    .retain(|held| !Arc::ptr_eq(held, connection));
+                let removed = slot.connections.len() < before;
+                if slot.connections.is_empty() {
+                    slot.task.abort();
+                    users.remove(&connection.user_id);
+                }
+                removed
+            } else {
+                false
+            };
+            if users.is_empty() {
+                self.drained.notify_waiters();
+            }
+            removed
+        };
+        if removed {
+            metrics::gauge!("jetim_gateway_connections").decrement(1.0);
+            self.write_presence(&connection.user_id).await;
+        }
+    }
+
+    fn connections_of(&self, user_id: &str) -> Vec<Arc<Connection>> {
+        lock(&self.users)
+            .get(user_id)
+            .map(|slot| slot.connections.clone())
+            .unwrap_or_default()
+    }
+
+    /// Writes this gateway's part of `user_id`'s presence (confirming it), and announces a
+    /// change of the user's online platforms.
+    async fn write_presence(&self, user_id: &str) {
+        let stripe =
+            usize::try_from(self.hasher.hash_one(user_id) % PRESENCE_LOCKS as u64).unwrap_or(0);
+        let _serialised = self.presence_locks[stripe].lock().await;
+        let platforms: Vec<i32> = self
+            .connections_of(user_id)
+            .iter()
+            .filter(|connection| !connection.is_closed())
+            .map(|connection| connection.platform.id())
+            .collect();
+        match self.presence.set(user_id, &self.instance, &platforms).await {
+            Ok((before, after)) if before != after => {
+                if let Err(error) = self.announce_presence(user_id, &after).await {
+                    tracing::warn!(%error, user = %user_id, "presence change not announced");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, user = %user_id, "presence not written"),
+        }
+    }
+
+    async fn announce_presence(&self, user_id: &str, platforms: &[i32]) -> anyhow::Result<()> {
+        let subject = live(LiveKind::Presence, user_id)?;
+        self.nats
+            .publish(subject, serde_json::to_vec(platforms)?.into())
+            .await?;
+        Ok(())
+    }
+
+    /// Confirms this gateway's presence entries every third of the presence TTL until
+    /// `shutdown`.
+    pub async fn confirm_presence(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = (self.presence.ttl() / 3).max(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let users: Vec<String> = lock(&self.users).keys().cloned().collect();
+            for user_id in users {
+                self.write_presence(&user_id).await;
+            }
+        }
+    }
+
+    /// Closes every connection with `code` and `reason` and waits (up to `wait`) for them
+    /// to go.
+    pub async fn close_all(&self, code: u16, reason: &str, wait: Duration) {
+        let drained = self.drained.notified();
+        let connections: Vec<Arc<Connection>> = lock(&self.users)
+            .values()
+            .flat_map(|slot| slot.connections.clone())
+            .collect();
+        if connections.is_empty() {
+            return;
+        }
+        for connection in &connections {
+            connection.close(code, reason, None);
+        }
+        let _ = tokio::time::timeout(wait, drained).await;
+    }
+
+    /// The user's subscriptions: deliveries and session control, until aborted.
+    async fn follow_user(self: Arc<Self>, user_id: String, ready: watch::Sender<bool>) {
+        let subscribed = async {
+            let deliver = self
+                .nats
+                .subscribe(live(LiveKind::Deliver, &user_id)?)
+                .await?;
+            let control = self
+                .nats
+                .subscribe(live(LiveKind::Session, &user_id)?)
+                .await?;
+            self.nats.flush().await?;
+            anyhow::Ok((deliver, control))
+        }
+        .await;
+        let (mut deliver, mut control) = match subscribed {
+            Ok(subscriptions) => subscriptions,
+            Err(error) => {
+                tracing::warn!(%error, user = %user_id, "cannot subscribe; no pushes for this user");
+                let _ = ready.send(true);
+                return;
+            }
+        };
+        let _ = ready.send(true);
+        loop {
+            tokio::select! {
+                Some(message) = deliver.next() => self.deliver(&user_id, &message),
+                Some(message) = control.next() => self.control(&user_id, &message).await,
+                else => return,
+            }
+        }
+    }
+
+    fn deliver(&self, user_id: &str, message: &async_nats::Message) {
+        let tags = message.headers.as_ref();
+        let tag = |name: &str| {
+            tags.and_then(|tags| headers::text(tags, name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let reply = Reply {
+            req_identifier: PUSH_MSG,
+            msg_incr: String::new(),
+            operation_id: tag(headers::OPERATION),
+            err_code: 0,
+            err_msg: String::new(),
+            data: Some(message.payload.to_vec()),
+        };
+        let (sender, client_msg_id) = (tag(headers::SENDER), tag(headers::CLIENT_MSG_ID));
+        for connection in self.connections_of(user_id) {
+            connection.push(connection.encode(&reply), &sender, &client_msg_id);
+        }
+        metrics::counter!("jetim_gateway_pushes_total").increment(1);
+    }
+
+    async fn control(&self, user_id: &str, message: &async_nats::Message) {
+        let control: SessionControl = match serde_json::from_slice(&message.payload) {
+            Ok(control) => control,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable session control ignored");
+                return;
+            }
+        };
+        let connections = self.connections_of(user_id);
+        let kicked: Vec<&Arc<Connection>> = match &control {
+            SessionControl::Connected {
+                gateway,
+                connection,
+                platform_id,
+                token,
+            } => {
+                let Some(new_platform) = Platform::from_id(*platform_id) else {
+                    return;
+                };
+                connections
+                    .iter()
+                    .filter(|held| !(*gateway == self.instance && held.id == *connection))
+                    .filter(|held| held.token != *token)
+                    .filter(|held| self.policy.replaces(new_platform, held.platform))
+                    .collect()
+            }
+            SessionControl::ForceLogout { platform_id } => connections
+                .iter()
+                .filter(|held| held.platform.id() == *platform_id)
+                .collect(),
+        };
+        if kicked.is_empty() {
+            return;
+        }
+        let kick = Reply {
+            req_identifier: KICK_ONLINE,
+            ..Reply::default()
+        };
+        let mut tokens = Vec::new();
+        for connection in kicked {
+            tracing::info!(user = %user_id, platform = connection.platform.id(), "kicked");
+            connection.close(
+                close_code::NORMAL,
+                "kicked: logged in elsewhere or logged out",
+                Some(connection.encode(&kick)),
+            );
+            tokens.push((connection.platform.id(), connection.token.clone()));
+        }
+        if matches!(control, SessionControl::Connected { .. })
+            && let Err(error) = self.tokens.kick_tokens(user_id, &tokens).await
+        {
+            tracing::warn!(%error, user = %user_id, "kicked tokens not marked");
+        }
+    }
+
+    /// Subscribes `connection` to the online status of `user_ids` (2005) and returns their
+    /// current status.
+    pub async fn watch(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        user_ids: &[String],
+    ) -> anyhow::Result<SubUserOnlineStatusTips> {
+        let mut tips = SubUserOnlineStatusTips::default();
+        for user_id in user_ids {
+            let newly = lock(&connection.watching).insert(user_id.clone());
+            if newly && !self.add_watcher(user_id, connection) {
+                let changes = self
+                    .nats
+                    .subscribe(live(LiveKind::Presence, user_id)?)
+                    .await?;
+                self.nats.flush().await?;
+                let mut watched = lock(&self.watched);
+                if let Some(slot) = watched.get_mut(user_id) {
+                    // Another connection got there first; its subscription serves both.
+                    slot.watchers.push(Arc::clone(connection));
+                } else {
+                    let task =
+                        tokio::spawn(Arc::clone(self).follow_status(user_id.clone(), changes))
+                            .abort_handle();
+                    watched.insert(
+                        user_id.clone(),
+                        WatchSlot {
+                            watchers: vec![Arc::clone(connection)],
+                            task,
+                        },
+                    );
+                }
+            }
+            tips.subscribers.push(SubUserOnlineStatusElem {
+                user_id: user_id.clone(),
+                online_platform_i_ds: self.presence.online(user_id).await?,
+            });
+        }
+        Ok(tips)
+    }
+
+    /// Adds a watcher of `user_id` if the user is already followed.
+    fn add_watcher(&self, user_id: &str, connection: &Arc<Connection>) -> bool {
+        match lock(&self.watched).get_mut(user_id) {
+            Some(slot) => {
+                slot.watchers.push(Arc::clone(connection));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends `connection`'s subscriptions to the status of `user_ids`.
+    pub fn unwatch(&self, connection: &Arc<Connection>, user_ids: &[String]) {
+        let mut watching = lock(&connection.watching);
+        let mut watched = lock(&self.watched);
+        for user_id in user_ids {
+            if !watching.remove(user_id) {
+                continue;
+            }
+            if let Some(slot) = watched.get_mut(user_id) {
+                slot.watchers
+                    .retain(|watcher| !Arc::ptr_eq(watcher, connection));
+                if slot.watchers.is_empty() {
+                    slot.task.abort();
+                    watched.remove(user_id);
+                }
+            }
+        }
+    }
+
+    async fn follow_status(self: Arc<Self>, user_id: String, mut changes: async_nats::Subscriber) {
+        while let Some(change) = changes.next().await {
+            let Ok(platforms) = serde_json::from_slice::<Vec<i32>>(&change.payload) else {
+                continue;
+            };
+            let tips = SubUserOnlineStatusTips {
+                subscribers: vec![SubUserOnlineStatusElem {
+                    user_id: user_id.clone(),
+                    online_platform_i_ds: platforms,
+                }],
+            };
+            let push = Reply {
+                req_identifier: SUB_USER_ONLINE_STATUS,
+                data: Some(tips.encode_to_vec()),
+                ..Reply::default()
+            };
+            let watchers = lock(&self.watched)
+                .get(&user_id)
+                .map(|slot| slot.watchers.clone())
+                .unwrap_or_default();
+            for watcher in watchers {
+                watcher.send(watcher.encode(&push));
+            }
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! Delivery: pushes through the push service, the sender's reply before its own push, kicks
+//! and presence across two gateway instances, the Go SDK's gob envelope, slow clients,
+//! logout, background and shutdown.
+
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use jetim_common::auth::Platform;
+use jetim_common::session::{SessionControl, announce};
+use jetim_gateway::envelope::{Reply, Request};
+use jetim_gateway::gob;
+use jetim_schemas::openim::msg::SendMsgResp;
+use jetim_schemas::openim::push::DelUserPushTokenReq;
+use jetim_schemas::openim::sdkws::{
+    GetMaxSeqReq, GetMaxSeqResp, MsgData, PushMessages, SetAppBackgroundStatusReq,
+    SubUserOnlineStatus, SubUserOnlineStatusTips,
+};
+use prost::Message as _;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{
+    Socket, TestGateway, closed_with, connect_js, connect_to, next_frame, payload, request,
+    text_message,
+};
+
+/// The next binary envelope, skipping pings and pongs.
+async fn next_binary(socket: &mut Socket) -> Value {
+    loop {
+        match next_frame(socket).await {
+            Message::Binary(bytes) => return serde_json::from_slice(&bytes).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+/// The next 2001 push, decoded.
+async fn next_push(socket: &mut Socket) -> (Value, PushMessages) {
+    let envelope = next_binary(socket).await;
+    assert_eq!(envelope["reqIdentifier"], 2001, "{envelope}");
+    assert_eq!(envelope["msgIncr"], "");
+    let pushed = payload(&envelope);
+    (envelope, pushed)
+}
+
+fn only_message(pushed: &PushMessages) -> (&str, &MsgData) {
+    let (conversation, pulled) = pushed
+        .msgs
+        .iter()
+        .chain(&pushed.notification_msgs)
+        .next()
+        .expect("one conversation");
+    assert_eq!(pulled.msgs.len(), 1, "one message per push");
+    (conversation.as_str(), &pulled.msgs[0])
+}
+
+/// Sends a JSON request without waiting for anything.
+async fn send_request(socket: &mut Socket, user: &str, identifier: i32, incr: &str, data: &[u8]) {
+    let envelope = json!({
+        "reqIdentifier": identifier,
+        "sendID": user,
+        "operationID": format!("op-{incr}"),
+        "msgIncr": incr,
+        "data": base64::engine::general_purpose::STANDARD.encode(data),
+    });
+    socket
+        .send(Message::Binary(envelope.to_string().into_bytes().into()))
+        .await
+        .unwrap();
+}
+
+/// Asserts nothing but pings arrives within `wait`.
+async fn assert_quiet(socket: &mut Socket, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(other) => panic!("expected nothing, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn pushes_reach_every_connection_and_the_sender_hears_the_reply_first() {
+    let gateway = TestGateway::spawn(&["alice", "bob"]).await;
+    let mut alice_web = gateway.connect("alice").await;
+    let mut alice_pc = gateway
+        .connect_at(&gateway.address, "alice", Platform::from_id(3).unwrap())
+        .await;
+    let mut bob = gateway.connect("bob").await;
+
+    for round in 0..5 {
+        let client_msg_id = format!("c-{round}");
+        let incr = format!("s{round}");
+        send_request(
+            &mut alice_web,
+            "alice",
+            1003,
+            &incr,
+            &text_message("alice", "bob", &client_msg_id, "hi").encode_to_vec(),
+        )
+        .await;
+        // On the sending connection: the reply, then the push of the same message.
+        let reply = next_binary(&mut alice_web).await;
+        assert_eq!(
+            reply["reqIdentifier"], 1003,
+            "the reply comes first: {reply}"
+        );
+        assert_eq!(reply["msgIncr"], incr.as_str());
+        let sent: SendMsgResp = payload(&reply);
+        let (envelope, pushed) = next_push(&mut alice_web).await;
+        assert_eq!(
+            envelope["operationID"],
+            format!("op-{incr}"),
+            "the sender's operationID"
+        );
+        let (conversation, message) = only_message(&pushed);
+        assert_eq!(conversation, "si_alice_bob");
+        assert_eq!(message.client_msg_id, client_msg_id);
+        assert_eq!(message.server_msg_id, sent.server_msg_id);
+        assert_eq!(message.seq, round + 1, "pushed in seq order with its seq");
+        assert_eq!(message.status, 2);
+        for other in [&mut alice_pc, &mut bob] {
+            let (envelope, pushed) = next_push(other).await;
+            assert_eq!(envelope["operationID"], format!("op-{incr}"));
+            assert_eq!(only_message(&pushed).1.seq, round + 1);
+        }
+    }
+
+    // Typing is online only: the receiver gets it with seq 0, the sender's devices do not.
+    let mut typing = text_message("alice", "bob", "typing-1", "");
+    typing.content_type = 113;
+    typing.content = json!({"msgTips": "typing"}).to_string().into_bytes();
+    let reply = request(&mut alice_web, "alice", 1003, "t1", &typing.encode_to_vec()).await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let (_, pushed) = next_push(&mut bob).await;
+    let (_, message) = only_message(&pushed);
+    assert_eq!((message.content_type, message.seq), (113, 0));
+    assert_quiet(&mut alice_pc, Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn two_gateways_deliver_both_ways_and_logins_kick_across_them() {
+    let gateway = TestGateway::spawn(&["gina", "hugo"]).await;
+    let other = gateway.another().await;
+    let gina_token = gateway.token("gina", Platform::WEB).await;
+    let mut gina = connect_js(&gateway.address, "gina", &gina_token, 5).await;
+    let mut hugo = gateway
+        .connect_at(&other.address, "hugo", Platform::WEB)
+        .await;
+
+    let reply = request(
+        &mut gina,
+        "gina",
+        1003,
+        "g1",
+        &text_message("gina", "hugo", "g-1", "over there").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0);
+    let (_, pushed) = next_push(&mut hugo).await;
+    assert_eq!(only_message(&pushed).1.client_msg_id, "g-1");
+    let reply = request(
+        &mut hugo,
+        "hugo",
+        1003,
+        "h1",
+        &text_message("hugo", "gina", "h-1", "and back").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0);
+    // gina's socket also had her own push of g-1; find hugo's message.
+    loop {
+        let (_, pushed) = next_push(&mut gina).await;
+        if only_message(&pushed).1.client_msg_id == "h-1" {
+            break;
+        }
+    }
+
+    // gina logs in again on the web, on the other gateway: the first connection is kicked.
+    let mut gina_again = gateway
+        .connect_at(&other.address, "gina", Platform::WEB)
+        .await;
+    let kick = loop {
+        let envelope = next_binary(&mut gina).await;
+        if envelope["reqIdentifier"] != 2001 {
+            break envelope;
+        }
+    };
+    assert_eq!(
+        kick,
+        json!({"reqIdentifier": 2002, "msgIncr": "", "operationID": "", "errCode": 0,
+               "errMsg": "", "data": null})
+    );
+    assert!(closed_with(&mut gina).await.contains("kicked"));
+    // The kicked token is refused from then on.
+    let mut refused = connect_to(
+        &gateway.address,
+        &TestGateway::js_query("gina", &gina_token, 5),
+    )
+    .await;
+    assert_eq!(super::next_text(&mut refused).await["errCode"], 1506);
+    // The new connection works.
+    let reply = request(
+        &mut gina_again,
+        "gina",
+        1001,
+        "m1",
+        &GetMaxSeqReq {
+            user_id: "gina".into(),
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    let mut max: GetMaxSeqResp = payload(&reply);
+    for attempt in 0..100 {
+        if max.max_seqs.get("si_gina_hugo") == Some(&2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let incr = format!("m{}", attempt + 2);
+        let ask = GetMaxSeqReq {
+            user_id: "gina".into(),
+        };
+        max = payload(&request(&mut gina_again, "gina", 1001, &incr, &ask.encode_to_vec()).await);
+    }
+    assert_eq!(
+        max.max_seqs.get("si_gina_hugo"),
+        Some(&2),
+        "both messages are pullable"
+    );
+
+    // A different platform is not kicked under policy 1.
+    let mut gina_pc = gateway
+        .connect_at(&gateway.address, "gina", Platform::from_id(3).unwrap())
+        .await;
+    assert_quiet(&mut gina_again, Duration::from_millis(300)).await;
+
+    // Force logout (what /auth/force_logout announces) closes the platform's connections
+    // on every gateway.
+    let client = gateway.nats.client().await;
+    announce(
+        &client,
+        "gina",
+        &SessionControl::ForceLogout { platform_id: 5 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_binary(&mut gina_again).await["reqIdentifier"], 2002);
+    assert!(closed_with(&mut gina_again).await.contains("kicked"));
+    assert_quiet(&mut gina_pc, Duration::from_millis(300)).await;
+    assert_eq!(other.hub.connection_count(), 1, "hugo is still there");
+}
+
+#[tokio::test]
+async fn status_subscriptions_follow_presence_across_gateways() {
+    let gateway = TestGateway::spawn(&["carol", "dave"]).await;
+    let other = gateway.another().await;
+    let mut carol = gateway.connect("carol").await;
+    let subscribe = SubUserOnlineStatus {
+        subscribe_user_id: vec!["dave".into()],
+        unsubscribe_user_id: Vec::new(),
+    };
+    let reply = request(&mut carol, "carol", 2005, "w1", &subscribe.encode_to_vec()).await;
+    let tips: SubUserOnlineStatusTips = payload(&reply);
+    assert_eq!(tips.subscribers.len(), 1);
+    assert_eq!(tips.subscribers[0].user_id, "dave");
+    assert!(
+        tips.subscribers[0].online_platform_i_ds.is_empty(),
+        "dave is offline"
+    );
+
+    let mut dave = gateway
+        .connect_at(&other.address, "dave", Platform::WEB)
+        .await;
+    let change = next_binary(&mut carol).await;
+    assert_eq!(change["reqIdentifier"], 2005);
+    assert_eq!(change["msgIncr"], "", "a push, not a reply");
+    let tips: SubUserOnlineStatusTips = payload(&change);
+    assert_eq!(tips.subscribers[0].online_platform_i_ds, [5]);
+    assert_eq!(gateway.state.presence.online("dave").await.unwrap(), [5]);
+
+    dave.close(None).await.unwrap();
+    let change = next_binary(&mut carol).await;
+    let tips: SubUserOnlineStatusTips = payload(&change);
+    assert!(tips.subscribers[0].online_platform_i_ds.is_empty());
+    assert!(
+        gateway
+            .state
+            .presence
+            .online("dave")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Unsubscribed: no more pushes.
+    let unsubscribe = SubUserOnlineStatus {
+        subscribe_user_id: Vec::new(),
+        unsubscribe_user_id: vec!["dave".into()],
+    };
+    let reply = request(
+        &mut carol,
+        "carol",
+        2005,
+        "w2",
+        &unsubscribe.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0);
+    let _dave = gateway
+        .connect_at(&other.address, "dave", Platform::WEB)
+        .await;
+    assert_quiet(&mut carol, Duration::from_millis(300)).await;
+
+    // Bad lists are refused, and the connection stays.
+    let empty = SubUserOnlineStatus {
+        subscribe_user_id: vec![String::new()],
+        unsubscribe_user_id: Vec::new(),
+    };
+    let reply = request(&mut carol, "carol", 2005, "w3", &empty.encode_to_vec()).await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+    let many = SubUserOnlineStatus {
+        subscribe_user_id: (0..1001).map(|index| format!("{index:x}")).collect(),
+        unsubscribe_user_id: Vec::new(),
+    };
+    let reply = request(&mut carol, "carol", 2005, "w4", &many.encode_to_vec()).await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+    let reply = request(&mut carol, "carol", 2005, "w5", b"\xff").await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+}
+
+#[tokio::test]
+async fn background_and_logout_requests() {
+    let gateway = TestGateway::spawn(&["erin"]).await;
+    let mut erin = gateway.connect("erin").await;
+    let background = SetAppBackgroundStatusReq {
+        user_id: "erin".into(),
+        is_background: true,
+    };
+    let reply = request(&mut erin, "erin", 2004, "b1", &background.encode_to_vec()).await;
+    assert_eq!(
+        reply,
+        json!({"reqIdentifier": 2004, "msgIncr": "b1", "operationID": "op-b1", "errCode": 0,
+               "errMsg": "", "data": null})
+    );
+    let someone_else = SetAppBackgroundStatusReq {
+        user_id: "frank".into(),
+        is_background: true,
+    };
+    let reply = request(&mut erin, "erin", 2004, "b2", &someone_else.encode_to_vec()).await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+    let logout = DelUserPushTokenReq {
+        user_id: "erin".into(),
+        platform_id: 5,
+    };
+    send_request(&mut erin, "erin", 2003, "l1", &logout.encode_to_vec()).await;
+    let reply = next_binary(&mut erin).await;
+    assert_eq!(
+        (reply["reqIdentifier"].as_i64(), reply["errCode"].as_i64()),
+        (Some(2003), Some(0))
+    );
+    assert_eq!(reply["data"], "", "an empty DelUserPushTokenResp");
+    assert_eq!(closed_with(&mut erin).await, "logged out");
+}
+
+/// A gob request frame as the Go SDK writes it: `GeneralWsReq`.
+fn gob_request(user: &str, identifier: i32, incr: &str, data: &[u8], gzip: bool) -> Vec<u8> {
+    // The gateway's own reply encoder writes the same field layout as Go; requests differ
+    // only in their field names, so build the frame from the reference's request bytes'
+    // structure: type definition, then the value.
+    let request = Request {
+        req_identifier: identifier,
+        token: String::new(),
+        send_id: user.into(),
+        operation_id: format!("op-{incr}"),
+        msg_incr: incr.into(),
+        data: data.to_vec(),
+    };
+    let plain = gob_encode_request(&request);
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&plain).unwrap();
+        encoder.finish().unwrap()
+    } else {
+        plain
+    }
+}
+
+/// Encodes `GeneralWsReq` exactly as Go does (the layout of the reference's example).
+fn gob_encode_request(request: &Request) -> Vec<u8> {
+    fn uint(out: &mut Vec<u8>, value: u64) {
+        if value < 0x80 {
+            out.push(value as u8);
+        } else {
+            let bytes = value.to_be_bytes();
+            let skip = bytes.iter().take_while(|byte| **byte == 0).count();
+            out.push((256 - (8 - skip)) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    fn int(out: &mut Vec<u8>, value: i64) {
+        uint(
+            out,
+            if value < 0 {
+                (!(value as u64) << 1) | 1
+            } else {
+                (value as u64) << 1
+            },
+        );
+    }
+    fn text(out: &mut Vec<u8>, bytes: &[u8]) {
+        uint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut definition = Vec::new();
+    int(&mut definition, -64);
+    definition.extend_from_slice(&[3, 1, 1]);
+    text(&mut definition, b"GeneralWsReq");
+    definition.push(1);
+    int(&mut definition, 64);
+    definition.extend_from_slice(&[0, 1, 6]);
+    for (name, id) in [
+        ("ReqIdentifier", 2),
+        ("Token", 6),
+        ("SendID", 6),
+        ("OperationID", 6),
+        ("MsgIncr", 6),
+        ("Data", 5),
+    ] {
+        definition.push(1);
+        text(&mut definition, name.as_bytes());
+        definition.push(1);
+        int(&mut definition, id);
+        definition.push(0);
+    }
+    definition.extend_from_slice(&[0, 0]);
+    let mut value = Vec::new();
+    int(&mut value, 64);
+    let fields: [(usize, Option<Vec<u8>>); 6] = [
+        (0, None),
+        (1, Some(request.token.clone().into_bytes())),
+        (2, Some(request.send_id.clone().into_bytes())),
+        (3, Some(request.operation_id.clone().into_bytes())),
+        (4, Some(request.msg_incr.clone().into_bytes())),
+        (5, Some(request.data.clone())),
+    ];
+    let mut previous: i64 = -1;
+    for (index, bytes) in fields {
+        match bytes {
+            None if request.req_identifier != 0 => {
+                uint(&mut value, (index as i64 - previous) as u64);
+                int(&mut value, i64::from(request.req_identifier));
+            }
+            Some(bytes) if !bytes.is_empty() => {
+                uint(&mut value, (index as i64 - previous) as u64);
+                text(&mut value, &bytes);
+            }
+            _ => continue,
+        }
+        previous = index as i64;
+    }
+    value.push(0);
+    let mut frame = Vec::new();
+    uint(&mut frame, definition.len() as u64);
+    frame.extend(definition);
+    uint(&mut frame, value.len() as u64);
+    frame.extend(value);
+    frame
+}
+
+fn gob_reply(bytes: &[u8], gzip: bool) -> Reply {
+    let plain = if gzip {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut plain)
+            .unwrap();
+        plain
+    } else {
+        bytes.to_vec()
+    };
+    gob::decode_reply(&plain).unwrap()
+}
+
+async fn next_gob(socket: &mut Socket, gzip: bool) -> Reply {
+    loop {
+        match next_frame(socket).await {
+            Message::Binary(bytes) => return gob_reply(&bytes, gzip),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+/// The native Go SDK's query: no sdkType (gob), gzip, no in-band result.
+fn go_query(user: &str, token: &str, gzip: bool) -> String {
+    let compression = if gzip { "&compression=gzip" } else { "" };
+    format!(
+        "sendID={user}&token={token}&platformID=2&operationID=op-go&isBackground=false&sdkVersion=v3.8.0{compression}"
+    )
+}
+
+#[test]
+fn the_test_encoder_writes_the_reference_bytes() {
+    let request = Request {
+        req_identifier: 1001,
+        token: String::new(),
+        send_id: "u1".into(),
+        operation_id: "op1".into(),
+        msg_incr: "u1_42".into(),
+        data: vec![0x0a, 0x02, 0x75, 0x31],
+    };
+    let frame = gob_encode_request(&request);
+    assert_eq!(frame.len(), 132);
+    assert_eq!(gob::decode_request(&frame).unwrap(), request);
+}
+
+#[tokio::test]
+async fn go_sdk_clients_speak_gob_with_and_without_gzip() {
+    let gateway = TestGateway::spawn(&["gopher", "jsuser"]).await;
+    for gzip in [true, false] {
+        let token = gateway.token("gopher", Platform::ANDROID).await;
+        let mut socket = gateway.connect_raw(&go_query("gopher", &token, gzip)).await;
+        let ask = GetMaxSeqReq {
+            user_id: "gopher".into(),
+        };
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", 1001, "g1", &ask.encode_to_vec(), gzip).into(),
+            ))
+            .await
+            .unwrap();
+        let reply = next_gob(&mut socket, gzip).await;
+        assert_eq!(
+            (
+                reply.req_identifier,
+                reply.msg_incr.as_str(),
+                reply.operation_id.as_str(),
+                reply.err_code
+            ),
+            (1001, "g1", "op-g1", 0),
+            "{reply:?}"
+        );
+        // An error reply carries the code and the message.
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", 1099, "g2", b"", gzip).into(),
+            ))
+            .await
+            .unwrap();
+        let reply = next_gob(&mut socket, gzip).await;
+        assert_eq!(reply.err_code, 1001);
+        assert!(reply.err_msg.starts_with("ArgsError"), "{reply:?}");
+        assert_eq!(reply.data, None);
+
+        // A message from a JS user reaches the gob client as a gob 2001.
+        let mut js = gateway.connect("jsuser").await;
+        let client_msg_id = format!("to-gopher-{gzip}");
+        let reply = request(
+            &mut js,
+            "jsuser",
+            1003,
+            "j1",
+            &text_message("jsuser", "gopher", &client_msg_id, "hi").encode_to_vec(),
+        )
+        .await;
+        assert_eq!(reply["errCode"], 0);
+        let push = next_gob(&mut socket, gzip).await;
+        assert_eq!((push.req_identifier, push.msg_incr.as_str()), (2001, ""));
+        assert_eq!(push.operation_id, "op-j1");
+        let pushed = PushMessages::decode(push.data.unwrap().as_slice()).unwrap();
+        assert_eq!(only_message(&pushed).1.client_msg_id, client_msg_id);
+
+        // The gob client sends; its reply is gob too.
+        let message = text_message("gopher", "jsuser", &format!("from-gopher-{gzip}"), "yo");
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", 1003, "g3", &message.encode_to_vec(), gzip).into(),
+            ))
+            .await
+            .unwrap();
+        let reply = next_gob(&mut socket, gzip).await;
+        assert_eq!(
+            (reply.req_identifier, reply.err_code),
+            (1003, 0),
+            "{reply:?}"
+        );
+        let sent = SendMsgResp::decode(reply.data.unwrap().as_slice()).unwrap();
+        assert_eq!(sent.client_msg_id, format!("from-gopher-{gzip}"));
+        socket.close(None).await.unwrap();
+    }
+
+    // Bad frames close the connection with a reason: truncated gob, a gzip bomb, not gzip.
+    let token = gateway.token("gopher", Platform::ANDROID).await;
+    let frame = gob_request("gopher", 1001, "g1", b"\x0a\x02u1", false);
+    let mut socket = gateway
+        .connect_raw(&go_query("gopher", &token, false))
+        .await;
+    socket
+        .send(Message::Binary(frame[..frame.len() - 3].to_vec().into()))
+        .await
+        .unwrap();
+    assert!(
+        closed_with(&mut socket)
+            .await
+            .contains("not a gob envelope")
+    );
+
+    let mut socket = gateway.connect_raw(&go_query("gopher", &token, true)).await;
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&vec![0u8; 8192 * 64 + 1]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 8192, "the bomb fits the frame limit");
+    socket.send(Message::Binary(bomb.into())).await.unwrap();
+    assert!(closed_with(&mut socket).await.contains("inflates beyond"));
+
+    let mut socket = gateway.connect_raw(&go_query("gopher", &token, true)).await;
+    socket
+        .send(Message::Binary(b"plainly not gzip".to_vec().into()))
+        .await
+        .unwrap();
+    assert!(closed_with(&mut socket).await.contains("not gzip"));
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_and_forgotten() {
+    let gateway = TestGateway::spawn(&["slow"]).await;
+    let _slow = gateway.connect("slow").await;
+    assert_eq!(gateway.hub.connection_count(), 1);
+    // Far more than the socket buffers and the write queue (64 frames) hold.
+    let client = gateway.nats.client().await;
+    let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    for _ in 0..1500 {
+        client
+            .publish("im.deliver.slow", chunk.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    for _ in 0..200 {
+        if gateway.hub.connection_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the slow client was not closed");
+}
+
+#[tokio::test]
+async fn shutdown_sends_every_client_a_going_away_close() {
+    let gateway = TestGateway::spawn(&["ivy"]).await;
+    let other = gateway.another().await;
+    let mut ivy = gateway
+        .connect_at(&other.address, "ivy", Platform::WEB)
+        .await;
+    other.stop.cancel();
+    let frame = loop {
+        if let Message::Close(frame) = next_frame(&mut ivy).await {
+            break frame.expect("a close frame with a reason");
+        }
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+    assert!(frame.reason.contains("shutting down"));
+    for _ in 0..100 {
+        if other.hub.connection_count() == 0
+            && gateway
+                .state
+                .presence
+                .online("ivy")
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the connection or its presence outlived the shutdown");
+}

@@ -1,0 +1,177 @@
+//! Delivery: who gets a message pushed, and the 2001 payload they get.
+//!
+//! The push service calls this for every stored message; the API and the gateway call it
+//! for online-only messages (typing), which are never stored and so never reach the push
+//! service. Delivery is core NATS on `im.deliver.<userID>`: best effort and fast, with
+//! seq sync behind it for anything missed.
+
+use async_nats::HeaderMap;
+use jetim_schemas::events::msg::MsgSent;
+use jetim_schemas::openim::sdkws::{PullMsgs, PushMessages};
+use jetim_streams::headers;
+use jetim_streams::subject::{LiveKind, live};
+use prost::Message as _;
+
+use crate::options::{Options, SENDER_SYNC};
+
+/// Who a message is pushed to, as far as the message alone says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// Single and notification sessions: these users.
+    Users(Vec<String>),
+    /// Group sessions: every current member of the group (the sender included).
+    GroupMembers(String),
+}
+
+/// The recipients of `message`: for single and notification sessions the receiver, and the
+/// sender too when `senderSync` allows (missing means true) and they differ; for groups
+/// the members.
+pub fn recipients(message: &MsgSent) -> Recipients {
+    if message.session_type == 3 {
+        return Recipients::GroupMembers(message.group_id.clone());
+    }
+    let mut users = vec![message.recv_id.clone()];
+    let options = Options(message.options.clone());
+    if options.is(SENDER_SYNC) && message.send_id != message.recv_id {
+        users.push(message.send_id.clone());
+    }
+    users.retain(|user| !user.is_empty());
+    Recipients::Users(users)
+}
+
+/// The 2001 payload for one message: `PushMessages` with the message under its
+/// conversation ID, in `notificationMsgs` for an `n_` conversation.
+pub fn push_payload(message: &MsgSent) -> Vec<u8> {
+    let pulled = PullMsgs {
+        msgs: vec![message.to_msg_data()],
+        ..PullMsgs::default()
+    };
+    let mut push = PushMessages::default();
+    let target = if message.conversation_id.starts_with("n_") {
+        &mut push.notification_msgs
+    } else {
+        &mut push.msgs
+    };
+    target.insert(message.conversation_id.clone(), pulled);
+    push.encode_to_vec()
+}
+
+/// A failure to publish a delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("delivering to {user_id}: {error}")]
+pub struct DeliveryError {
+    user_id: String,
+    error: String,
+}
+
+/// Publishes `message` to each of `users`' delivery subjects, tagged with the operationID
+/// of the request that produced it. Does not flush; the client's writer sends it at once.
+pub async fn publish(
+    client: &async_nats::Client,
+    users: &[String],
+    message: &MsgSent,
+    operation_id: &str,
+) -> Result<(), DeliveryError> {
+    let payload: bytes::Bytes = push_payload(message).into();
+    let mut tags = HeaderMap::new();
+    tags.insert(headers::OPERATION, operation_id);
+    tags.insert(headers::CLIENT_MSG_ID, message.client_msg_id.as_str());
+    tags.insert(headers::SENDER, message.send_id.as_str());
+    for user_id in users {
+        let failed = |error: &dyn std::fmt::Display| DeliveryError {
+            user_id: user_id.clone(),
+            error: error.to_string(),
+        };
+        let subject = live(LiveKind::Deliver, user_id).map_err(|error| failed(&error))?;
+        client
+            .publish_with_headers(subject, tags.clone(), payload.clone())
+            .await
+            .map_err(|error| failed(&error))?;
+    }
+    Ok(())
+}
+
+/// Delivers an online-only message (never stored, seq 0) from the request that sent it.
+pub async fn deliver_online_only(
+    client: &async_nats::Client,
+    message: &MsgSent,
+    operation_id: &str,
+) {
+    let Recipients::Users(users) = recipients(message) else {
+        tracing::debug!(group = %message.group_id, "online-only group messages wait for groups");
+        return;
+    };
+    if let Err(error) = publish(client, &users, message, operation_id).await {
+        tracing::warn!(%error, "an online-only message was not delivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use jetim_schemas::events::msg::MsgSent;
+    use jetim_schemas::openim::sdkws::PushMessages;
+    use prost::Message as _;
+
+    use super::{Recipients, push_payload, recipients};
+
+    fn message(conversation_id: &str, session_type: i32) -> MsgSent {
+        MsgSent {
+            conversation_id: conversation_id.into(),
+            seq: 7,
+            server_msg_id: "s".into(),
+            client_msg_id: "c".into(),
+            send_id: "alice".into(),
+            recv_id: "bob".into(),
+            group_id: String::new(),
+            sender_platform_id: 5,
+            sender_nickname: String::new(),
+            sender_face_url: String::new(),
+            session_type,
+            msg_from: 100,
+            content_type: 101,
+            content: r#"{"content":"hi"}"#.into(),
+            send_time: 1,
+            create_time: 1,
+            options: BTreeMap::new(),
+            offline_push: None,
+            at_user_ids: Vec::new(),
+            attached_info: String::new(),
+            ex: String::new(),
+        }
+    }
+
+    #[test]
+    fn single_chats_reach_the_receiver_and_the_sender_unless_sender_sync_is_off() {
+        let mut sent = message("si_alice_bob", 1);
+        assert_eq!(
+            recipients(&sent),
+            Recipients::Users(vec!["bob".into(), "alice".into()])
+        );
+        sent.options.insert("senderSync".into(), false);
+        assert_eq!(recipients(&sent), Recipients::Users(vec!["bob".into()]));
+        let mut to_self = message("si_alice_alice", 1);
+        to_self.recv_id = "alice".into();
+        assert_eq!(
+            recipients(&to_self),
+            Recipients::Users(vec!["alice".into()])
+        );
+        let mut group = message("sg_g1", 3);
+        group.group_id = "g1".into();
+        assert_eq!(recipients(&group), Recipients::GroupMembers("g1".into()));
+    }
+
+    #[test]
+    fn notification_conversations_go_under_notification_msgs() {
+        let chat =
+            PushMessages::decode(push_payload(&message("si_alice_bob", 1)).as_slice()).unwrap();
+        assert_eq!(chat.msgs["si_alice_bob"].msgs[0].seq, 7);
+        assert_eq!(chat.msgs["si_alice_bob"].msgs[0].status, 2);
+        assert!(chat.notification_msgs.is_empty());
+        let tip =
+            PushMessages::decode(push_payload(&message("n_alice_bob", 4)).as_slice()).unwrap();
+        assert!(tip.msgs.is_empty());
+        assert_eq!(tip.notification_msgs["n_alice_bob"].msgs.len(), 1);
+    }
+}

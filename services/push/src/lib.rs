@@ -1,0 +1,166 @@
+//! The push service: every new message, pushed to its recipients' connections.
+//!
+//! One durable consumer, `push`, reads the timelines (`im.conv.*.msg`) from the moment it
+//! was first created: a new deployment does not push its history. For each `msg.sent` it
+//! resolves the recipients ([`jetim_messaging::delivery::recipients`]) and publishes the
+//! 2001 payload on each one's `im.deliver.<userID>`, where the gateways holding that user's
+//! connections pick it up. Delivery is best effort: a client that missed a push catches up
+//! by seq sync. Recipients with no online connection go to the offline push ([`offline`])
+//! when the message and their receive settings allow it.
+//!
+//! Messages are handled in stream order, so each conversation's pushes go out in seq order
+//! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
+//! is older than `push.max_age_secs` when read (the service was down) is skipped.
+//!
+//! Not yet: group sessions (their members come with the relations work), whose messages
+//! are acknowledged and left to seq sync.
+
+pub mod offline;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt as _;
+use jetim_common::config::PushConfig;
+use jetim_common::presence::PresenceStore;
+use jetim_common::shutdown::CancellationToken;
+use jetim_messaging::delivery::{self, Recipients};
+use jetim_schemas::event::Event as _;
+use jetim_schemas::events::msg::MsgSent;
+use jetim_streams::consume::record_of;
+use jetim_streams::headers;
+use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
+
+use crate::offline::OfflinePush;
+
+/// The durable consumer's name.
+pub const CONSUMER: &str = "push";
+
+/// How long to wait before re-opening the consumer after NATS failed.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// What the push service needs.
+#[derive(Clone)]
+pub struct PushState {
+    /// JetStream, to read the timelines.
+    pub jetstream: jetstream::Context,
+    /// Core NATS, to publish deliveries.
+    pub nats: async_nats::Client,
+    /// The read models (receive settings for offline push).
+    pub db: deadpool_postgres::Pool,
+    /// Who is online.
+    pub presence: PresenceStore,
+    /// Settings.
+    pub config: PushConfig,
+}
+
+fn consumer_config() -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(CONSUMER.to_owned()),
+        name: Some(CONSUMER.to_owned()),
+        description: Some("jetim push: new messages to their recipients' connections".to_owned()),
+        filter_subject: every_conversation(ConversationKind::Timeline),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 1000,
+        deliver_policy: consumer::DeliverPolicy::New,
+        ..Default::default()
+    }
+}
+
+/// Runs until `shutdown` is cancelled. Fails only if the consumer cannot be created at
+/// start; later NATS failures are logged and retried.
+pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let stream = state
+        .jetstream
+        .get_stream_no_info(CONVERSATION_STREAM)
+        .await?;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(CONSUMER, consumer_config())
+        .await?;
+    let offline = OfflinePush::new(&state.config)?;
+    loop {
+        let messages = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            messages = consumer.messages() => messages,
+        };
+        let mut messages = match messages {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "push consumer unavailable; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(RETRY_DELAY) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    handle(&state, &offline, &message).await;
+                    if let Err(error) = message.ack().await {
+                        tracing::warn!(%error, "push ack not sent");
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "push consumer interrupted; reopening");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::Message) {
+    let record = record_of(message);
+    if record.kind != MsgSent::KIND {
+        return;
+    }
+    let sent: MsgSent = match record.decode() {
+        Ok(sent) => sent,
+        Err(error) => {
+            tracing::error!(stream_sequence = record.stream_sequence, %error, "not pushed: undecodable");
+            return;
+        }
+    };
+    let age_ms = now_ms().saturating_sub(sent.send_time);
+    let max_age_ms =
+        i64::try_from(state.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if age_ms > max_age_ms {
+        metrics::counter!("jetim_push_skipped_total", "reason" => "too_old").increment(1);
+        return;
+    }
+    let users = match delivery::recipients(&sent) {
+        Recipients::Users(users) => users,
+        Recipients::GroupMembers(group_id) => {
+            tracing::debug!(%group_id, "group pushes wait for group membership");
+            metrics::counter!("jetim_push_skipped_total", "reason" => "group").increment(1);
+            return;
+        }
+    };
+    let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
+    match delivery::publish(&state.nats, &users, &sent, operation_id).await {
+        Ok(()) => {
+            metrics::counter!("jetim_push_deliveries_total").increment(users.len() as u64);
+            #[allow(clippy::cast_precision_loss)]
+            metrics::histogram!("jetim_push_delay_seconds").record(age_ms.max(0) as f64 / 1000.0);
+        }
+        Err(error) => tracing::warn!(%error, "push not published"),
+    }
+    if offline.is_enabled() {
+        offline.consider(state, &sent, &users).await;
+    }
+}
