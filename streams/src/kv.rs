@@ -221,3 +221,19 @@ pub fn presence_bucket_config(replicas: usize, ttl: std::time::Duration) -> kv::
         ..Default::default()
     }
 }
+
+/// The bucket of users' REST status subscriptions (`/user/subscribe_users_status`): key the
+/// escaped userID, value the IDs they follow.
+pub const STATUS_SUBSCRIPTIONS_BUCKET: &str = "IM_STATUS_SUBSCRIPTIONS";
+
+/// The configuration of [`STATUS_SUBSCRIPTIONS_BUCKET`].
+pub fn status_subscriptions_bucket_config(replicas: usize) -> kv::Config {
+    kv::Config {
+        bucket: STATUS_SUBSCRIPTIONS_BUCKET.to_owned(),
+        description: "jetim: whose online status each user follows".to_owned(),
+        history: 1,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}

@@ -54,6 +54,8 @@ pub struct ApiState {
     pub send_status: JsonBucket<i32>,
     /// Who is online (the gateways write it).
     pub presence: jetim_common::presence::PresenceStore,
+    /// Whose status each user follows (REST subscriptions).
+    pub status_subscriptions: JsonBucket<std::collections::BTreeSet<String>>,
 }
 
 impl ApiState {

@@ -175,6 +175,12 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             .await
             .context("opening the send status bucket")?,
             presence,
+            status_subscriptions: jetim_api::routes::status::open_subscriptions(
+                &jetstream,
+                config.nats.stream_replicas,
+            )
+            .await
+            .context("opening the status subscription bucket")?,
         };
         jetim_api::routes::user::register_admins(&state)
             .await

@@ -13,6 +13,7 @@ pub mod read;
 pub mod revoke;
 pub mod search;
 pub mod statistics;
+pub mod status;
 pub mod user;
 pub mod user_command;
 
@@ -99,6 +100,19 @@ pub fn router() -> Router<ApiState> {
             post(notification_account::search),
         )
         .route("/statistics/user/register", post(statistics::user_register))
+        .route(
+            "/user/get_users_online_status",
+            post(status::get_users_online_status),
+        )
+        .route("/user/get_users_status", post(status::get_users_status))
+        .route(
+            "/user/subscribe_users_status",
+            post(status::subscribe_users_status),
+        )
+        .route(
+            "/user/get_subscribe_users_status",
+            post(status::get_subscribe_users_status),
+        )
         .route("/msg/send_msg", post(msg::send_msg))
         .route("/msg/newest_seq", post(msg::newest_seq))
         .route("/msg/pull_msg_by_seq", post(msg::pull_msg_by_seq))

@@ -1,5 +1,6 @@
+use futures::StreamExt as _;
 use jetim_common::auth::Platform;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{ADMIN, SECRET, TestApp, error};
 
@@ -156,6 +157,10 @@ async fn force_logout_kicks_every_token_of_that_platform_at_once() {
         .await;
     assert_eq!(reply["errCode"], 1002, "only an admin: {reply}");
 
+    // The gateways hear of it on the user's session subject.
+    let client = app.nats.client().await;
+    let mut session = client.subscribe("im.session.carol").await.unwrap();
+    client.flush().await.unwrap();
     let reply = app
         .post(
             "/auth/force_logout",
@@ -164,6 +169,14 @@ async fn force_logout_kicks_every_token_of_that_platform_at_once() {
         )
         .await;
     assert_eq!(reply, json!({"errCode": 0, "errMsg": "", "errDlt": ""}));
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), session.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&announced.payload).unwrap(),
+        json!({"kind": "force_logout", "platform_id": 5})
+    );
     let body = json!({"userIDs": ["carol"]});
     assert_eq!(
         app.post("/user/get_users_info", Some(&web), &body).await["errCode"],

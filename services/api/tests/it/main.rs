@@ -7,6 +7,7 @@ mod health;
 mod jssdk;
 mod msg;
 mod settings;
+mod status;
 mod support;
 mod transport;
 mod user;

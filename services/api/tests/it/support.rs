@@ -72,6 +72,9 @@ impl TestApp {
             )
             .await
             .unwrap(),
+            status_subscriptions: jetim_api::routes::status::open_subscriptions(&jetstream, 1)
+                .await
+                .unwrap(),
         };
         jetim_api::routes::user::register_admins(&state)
             .await

@@ -1,0 +1,277 @@
+//! Online status: who is online on which platforms, as the gateways report it in the
+//! `IM_PRESENCE` bucket, and the users' own status subscriptions.
+//!
+//! Live status pushes go over the WebSocket (2005); these routes answer from the same
+//! presence, and keep a user's REST subscription list in the `IM_STATUS_SUBSCRIPTIONS`
+//! bucket.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use jetim_common::auth::Platform;
+use jetim_streams::kv::{self, JsonBucket, KvError};
+use serde::{Deserialize, Serialize};
+
+use super::args::{check_id_list, check_user_id};
+use crate::ApiState;
+use crate::openim::{ApiError, Authed, Reply, null_if_empty};
+
+/// The most users one user may follow through `/user/subscribe_users_status`.
+pub const MAX_SUBSCRIPTIONS: usize = 3000;
+
+/// A status: 1 online, 0 offline.
+fn status_of(platforms: &[i32]) -> i32 {
+    i32::from(!platforms.is_empty())
+}
+
+fn presence_failed(error: &KvError) -> ApiError {
+    ApiError::internal("reading presence", error)
+}
+
+/// `/user/get_users_online_status` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserIdsRequest {
+    #[serde(rename = "userIDs")]
+    user_ids: Vec<String>,
+}
+
+/// One platform a user is online on.
+#[derive(Debug, Serialize)]
+pub struct PlatformStatus {
+    #[serde(rename = "platformID")]
+    platform_id: i32,
+    platform: &'static str,
+    status: i32,
+    /// Connections are not named outside their gateway: empty.
+    #[serde(rename = "connID")]
+    conn_id: String,
+    #[serde(rename = "isBackground")]
+    is_background: bool,
+    /// Never a live token (OpenIM returns them; jetim does not): empty.
+    token: String,
+}
+
+/// One user's online status, with a line per platform.
+#[derive(Debug, Serialize)]
+pub struct OnlineStatus {
+    #[serde(rename = "userID")]
+    user_id: String,
+    status: i32,
+    #[serde(rename = "detailPlatformStatus", serialize_with = "null_if_empty")]
+    detail_platform_status: Vec<PlatformStatus>,
+}
+
+/// Every asked user's status, in the order asked (admin only).
+pub async fn get_users_online_status(
+    State(state): State<ApiState>,
+    request: Authed<UserIdsRequest>,
+) -> Result<Reply<Vec<OnlineStatus>>, ApiError> {
+    request.caller.require_admin()?;
+    let ids = request.body.user_ids;
+    check_id_list("userIDs", &ids)?;
+    let mut statuses = Vec::with_capacity(ids.len());
+    for user_id in ids {
+        let platforms = state
+            .presence
+            .online(&user_id)
+            .await
+            .map_err(|error| presence_failed(&error))?;
+        statuses.push(OnlineStatus {
+            status: status_of(&platforms),
+            detail_platform_status: platforms
+                .into_iter()
+                .map(|platform_id| PlatformStatus {
+                    platform_id,
+                    platform: Platform::from_id(platform_id).map_or("", Platform::name),
+                    status: 1,
+                    conn_id: String::new(),
+                    is_background: false,
+                    token: String::new(),
+                })
+                .collect(),
+            user_id,
+        });
+    }
+    Ok(Reply(statuses))
+}
+
+/// One entry of a `statusList`.
+#[derive(Debug, Serialize)]
+pub struct UserStatus {
+    #[serde(rename = "userID")]
+    user_id: String,
+    status: i32,
+    #[serde(rename = "platformIDs", serialize_with = "null_if_empty")]
+    platform_ids: Vec<i32>,
+}
+
+/// A reply holding a `statusList`.
+#[derive(Debug, Serialize)]
+pub struct StatusListReply {
+    #[serde(rename = "statusList", serialize_with = "null_if_empty")]
+    status_list: Vec<UserStatus>,
+}
+
+async fn status_list(state: &ApiState, user_ids: &[String]) -> Result<StatusListReply, ApiError> {
+    let mut status_list = Vec::with_capacity(user_ids.len());
+    for user_id in user_ids {
+        let platform_ids = state
+            .presence
+            .online(user_id)
+            .await
+            .map_err(|error| presence_failed(&error))?;
+        status_list.push(UserStatus {
+            user_id: user_id.clone(),
+            status: status_of(&platform_ids),
+            platform_ids,
+        });
+    }
+    Ok(StatusListReply { status_list })
+}
+
+/// `/user/get_users_status` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UsersStatusRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "userIDs")]
+    user_ids: Vec<String>,
+}
+
+/// The status of the asked users, for the caller (`userID`).
+pub async fn get_users_status(
+    State(state): State<ApiState>,
+    request: Authed<UsersStatusRequest>,
+) -> Result<Reply<StatusListReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    check_id_list("userIDs", &body.user_ids)?;
+    Ok(Reply(status_list(&state, &body.user_ids).await?))
+}
+
+/// `/user/subscribe_users_status` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SubscribeRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+    #[serde(rename = "userIDs")]
+    user_ids: Vec<String>,
+    /// 1 subscribe, 2 unsubscribe.
+    genre: i32,
+}
+
+/// Opens (creating if needed) the bucket of REST status subscriptions.
+pub async fn open_subscriptions(
+    jetstream: &async_nats::jetstream::Context,
+    replicas: usize,
+) -> Result<JsonBucket<BTreeSet<String>>, KvError> {
+    let store =
+        kv::ensure_bucket(jetstream, kv::status_subscriptions_bucket_config(replicas)).await?;
+    Ok(JsonBucket::new(store, kv::STATUS_SUBSCRIPTIONS_BUCKET))
+}
+
+/// How often a compare-and-set on one user's list is retried.
+const MAX_ATTEMPTS: u64 = 16;
+
+/// Subscribes `userID` to (genre 1) or unsubscribes them from (genre 2) the status of
+/// `userIDs`; a subscribe answers with their current status.
+pub async fn subscribe_users_status(
+    State(state): State<ApiState>,
+    request: Authed<SubscribeRequest>,
+) -> Result<Reply<StatusListReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    check_id_list("userIDs", &body.user_ids)?;
+    let subscribe = match body.genre {
+        1 => true,
+        2 => false,
+        other => {
+            return Err(ApiError::args(format!(
+                "genre {other} is neither 1 (subscribe) nor 2 (unsubscribe)"
+            )));
+        }
+    };
+    let bucket = &state.status_subscriptions;
+    let stored = |error: &KvError| ApiError::internal("storing the subscriptions", error);
+    let mut written = false;
+    for attempt in 0..MAX_ATTEMPTS {
+        let current = bucket
+            .get(&body.user_id)
+            .await
+            .map_err(|error| stored(&error))?;
+        let (mut following, revision) = current
+            .map_or((BTreeSet::new(), None), |(list, revision)| {
+                (list, Some(revision))
+            });
+        for user_id in &body.user_ids {
+            if subscribe {
+                following.insert(user_id.clone());
+            } else {
+                following.remove(user_id);
+            }
+        }
+        if following.len() > MAX_SUBSCRIPTIONS {
+            return Err(ApiError::args(format!(
+                "a user follows at most {MAX_SUBSCRIPTIONS} users' status"
+            )));
+        }
+        let outcome = match revision {
+            Some(revision) => bucket.update(&body.user_id, &following, revision).await,
+            None => bucket.create(&body.user_id, &following).await,
+        };
+        match outcome {
+            Ok(_) => {
+                written = true;
+                break;
+            }
+            Err(KvError::Conflict { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
+            }
+            Err(error) => return Err(stored(&error)),
+        }
+    }
+    if !written {
+        return Err(ApiError::internal(
+            "storing the subscriptions",
+            &"the list kept changing under us",
+        ));
+    }
+    if subscribe {
+        Ok(Reply(status_list(&state, &body.user_ids).await?))
+    } else {
+        Ok(Reply(StatusListReply {
+            status_list: Vec::new(),
+        }))
+    }
+}
+
+/// `/user/get_subscribe_users_status` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SubscribedRequest {
+    #[serde(rename = "userID")]
+    user_id: String,
+}
+
+/// The status of every user `userID` follows.
+pub async fn get_subscribe_users_status(
+    State(state): State<ApiState>,
+    request: Authed<SubscribedRequest>,
+) -> Result<Reply<StatusListReply>, ApiError> {
+    let body = request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    let following: Vec<String> = state
+        .status_subscriptions
+        .get(&body.user_id)
+        .await
+        .map_err(|error| ApiError::internal("reading the subscriptions", &error))?
+        .map(|(list, _)| list.into_iter().collect())
+        .unwrap_or_default();
+    Ok(Reply(status_list(&state, &following).await?))
+}
