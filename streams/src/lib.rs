@@ -18,7 +18,7 @@
 //!
 //! | subject | stream | events | written by | read by |
 //! |---|---|---|---|---|
-//! | `im.conv.<conversationID>.msg` | `IM_CONV` | `msg.sent`: the conversation timeline; each event has the conversation's gapless seq in `Im-Seq`; notifications (e.g. 2101 revoke tips) in the `n_` twins | [`EventLog::append_to_timeline`] from `/msg/send_msg` and `/msg/revoke_msg` | the `messages` projection; `jetim ops audit` |
+//! | `im.conv.<conversationID>.msg` | `IM_CONV` | `msg.sent`: the conversation timeline; each event has the conversation's gapless seq in `Im-Seq`; notifications (e.g. 2101 revoke tips) in the `n_` twins | [`EventLog::append_to_timeline`] from `/msg/send_msg` and `/msg/revoke_msg` | the `messages` projection; the push service (consumer `push`); `jetim ops audit` |
 //! | `im.conv.<conversationID>.read` | `IM_CONV` | `conversation.read`: a member's read position (raise or set) and messages marked read | [`EventLog::append`] from the read routes | the `messages` projection |
 //! | `im.conv.<conversationID>.revoke` | `IM_CONV` | `msg.revoked` (deduplicated per message) | [`EventLog::append`] from `/msg/revoke_msg` | the `messages` projection |
 //! | `im.conv.<conversationID>.delete` | `IM_CONV` | `msg.deleted` (for one member or everyone), `conversation.cleared` | [`EventLog::append`] from `/msg/delete_msgs`, the clear routes and the admin's physical deletes | the `messages` projection |
@@ -34,6 +34,18 @@
 //! |---|---|---|---|---|
 //! | `IM_TOKENS` | escaped userID | the user's token table: platform → token fingerprint → state, issue and expiry time | token issue, force logout | every token check |
 //! | `IM_SEND_STATUS` | escaped `<userID>:<operationID>` | 2 sent, 3 failed; expires after a day | `/msg/send_msg` | `/msg/check_msg_is_send_success` |
+//! | `IM_PRESENCE` | escaped userID | per gateway instance: the user's platforms there and when last confirmed; ages out after the presence TTL | gateways, as connections come and go, and every third of the TTL | the push service (offline push), the status routes, 2005 replies |
+//! | `IM_STATUS_SUBSCRIPTIONS` | escaped userID | the IDs whose status the user follows | `/user/subscribe_users_status` | `/user/get_subscribe_users_status` |
+//!
+//! # Core NATS subjects (not stored)
+//!
+//! Built by [`subject::live`]; delivery is best effort and seq sync covers what it misses.
+//!
+//! | subject | carries | published by | subscribed by |
+//! |---|---|---|---|
+//! | `im.deliver.<userID>` | one message to push (2001): the `PushMessages` protobuf, headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages); the request that sent an online-only message | each gateway holding a connection of the user |
+//! | `im.session.<userID>` | session control as JSON: `connected` (a new connection, for the multi-login policy), `force_logout` | gateways; `/auth/force_logout` | each gateway holding a connection of the user |
+//! | `im.presence.<userID>` | the user's online platforms as a JSON array, when they change | gateways | gateways with connections that subscribed to the user's status (2005) |
 //!
 //! # Headers on every event
 //!
@@ -43,6 +55,7 @@
 //! | `Im-Event-Version` | the schema version of that kind |
 //! | `Im-Seq` | timeline events: the conversation seq |
 //! | `Im-Actor` | the user who caused it |
+//! | `Im-Operation` | the OpenIM operationID of the request that caused it, when there was one |
 //! | `Nats-Msg-Id` | `<escaped conversationID>:<dedup key>` (OpenIM's clientMsgID) |
 //! | `traceparent`, `tracestate` | W3C trace context of the command that wrote it |
 
