@@ -77,6 +77,7 @@ streams=$("$root/ops/jetim" ops streams)
 echo "$streams"
 echo "$streams" | grep -q '^IM_CONV ' || fail "ops streams does not list IM_CONV"
 echo "$streams" | grep -q '^IM_USER ' || fail "ops streams does not list IM_USER"
+echo "$streams" | grep -qE "^IM_CONV +push " || fail "ops streams does not list the push consumer"
 
 stop_stack 1
 echo "stack test: SIGTERM stopped jetim and its nats-server"

@@ -146,6 +146,8 @@ pub struct GatewayConfig {
     pub read_timeout_secs: u64,
     /// Seconds between the WebSocket pings sent to web connections (platform 5), as OpenIM.
     pub web_ping_secs: u64,
+    /// The most connections one gateway holds; handshakes beyond it are refused with 1601.
+    pub max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -156,6 +158,7 @@ impl Default for GatewayConfig {
             write_queue: 256,
             read_timeout_secs: 60,
             web_ping_secs: 27,
+            max_connections: 100_000,
         }
     }
 }
@@ -429,6 +432,9 @@ impl Config {
         }
         if self.gateway.read_timeout_secs == 0 {
             return Err(invalid("gateway.read_timeout_secs", 0, "must be above 0"));
+        }
+        if self.gateway.max_connections == 0 {
+            return Err(invalid("gateway.max_connections", 0, "must be at least 1"));
         }
         if self.gateway.web_ping_secs == 0 {
             return Err(invalid("gateway.web_ping_secs", 0, "must be above 0"));

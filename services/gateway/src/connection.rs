@@ -17,9 +17,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use futures::SinkExt as _;
-use futures::stream::SplitSink;
+use axum::extract::ws::{CloseFrame, Message, close_code};
+use futures::{Sink, SinkExt as _};
 use jetim_common::auth::Platform;
 use jetim_common::shutdown::CancellationToken;
 use tokio::sync::mpsc;
@@ -192,9 +191,9 @@ impl Connection {
 
     /// Writes queued frames to `sink` until the connection closes; sends WebSocket pings
     /// every `ping_every`, if given.
-    pub async fn write(
+    pub async fn write<S: Sink<Message> + Unpin>(
         &self,
-        mut sink: SplitSink<WebSocket, Message>,
+        mut sink: S,
         mut outbox: Outbox,
         ping_every: Option<Duration>,
     ) {

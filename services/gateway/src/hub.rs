@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -61,6 +61,7 @@ pub struct Hub {
     tokens: TokenService,
     policy: LoginPolicy,
     next_id: AtomicU64,
+    live: AtomicUsize,
     users: Mutex<HashMap<String, UserSlot>>,
     watched: Mutex<HashMap<String, WatchSlot>>,
     presence_locks: Vec<tokio::sync::Mutex<()>>,
@@ -85,6 +86,7 @@ impl Hub {
             tokens,
             policy,
             next_id: AtomicU64::new(1),
+            live: AtomicUsize::new(0),
             users: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashMap::new()),
             presence_locks: (0..PRESENCE_LOCKS)
@@ -107,10 +109,7 @@ impl Hub {
 
     /// How many connections this gateway holds.
     pub fn connection_count(&self) -> usize {
-        lock(&self.users)
-            .values()
-            .map(|slot| slot.connections.len())
-            .sum()
+        self.live.load(Ordering::Relaxed)
     }
 
     /// Adds a connection: subscribes to its user's subjects (once per user), records the
@@ -137,6 +136,7 @@ impl Hub {
                 ready
             }
         };
+        self.live.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("jetim_gateway_connections").increment(1.0);
         if tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|ready| *ready))
             .await
@@ -187,6 +187,7 @@ impl Hub {
             removed
         };
         if removed {
+            self.live.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("jetim_gateway_connections").decrement(1.0);
             self.write_presence(&connection.user_id).await;
         }

@@ -18,7 +18,7 @@
 //! closed. At shutdown every client gets a close frame (1001, going away), so it reconnects
 //! to another gateway.
 //!
-//! Not yet: the connection limit (1601).
+//! Beyond `gateway.max_connections` connections, a handshake is refused with 1601.
 
 pub mod connection;
 pub mod envelope;
@@ -182,6 +182,22 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let in_band = handshake::wants_in_band_result(&query);
+    if shared.hub.connection_count() >= shared.state.config.max_connections {
+        let refusal = Refusal {
+            code: Code::ConnOverMaxNumLimit,
+            detail: format!(
+                "this gateway holds its limit of {} connections (setting gateway.max_connections)",
+                shared.state.config.max_connections
+            ),
+        };
+        return match upgrade {
+            Ok(upgrade) if in_band => upgrade.on_upgrade(move |mut socket| async move {
+                let _ = socket.send(Message::Text(refusal.to_json().into())).await;
+                let _ = socket.send(Message::Close(None)).await;
+            }),
+            _ => refused(&refusal),
+        };
+    }
     let compression = headers
         .get("compression")
         .and_then(|value| value.to_str().ok());
@@ -259,17 +275,45 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
     };
     let read_timeout = Duration::from_secs(config.read_timeout_secs);
     tracing::debug!(user = %args.user_id, platform = args.platform.id(), "connected");
+    let shared_ref: &Shared = &shared;
+    let connection_ref = &connection;
+    read_frames(
+        connection_ref,
+        &mut stream,
+        read_timeout,
+        |frame| async move { serve_frame(shared_ref, connection_ref, &frame).await },
+    )
+    .await;
+    connection.close(close_code::NORMAL, "", None);
+    shared.hub.unregister(&connection).await;
+    let _ = writer.await;
+    tracing::debug!(user = %args.user_id, "disconnected");
+}
+
+/// Reads frames until the client goes, a frame closes the connection, nothing arrives
+/// within `read_timeout`, or the connection is closed from elsewhere. Text pings are
+/// answered here; binary frames go to `on_binary`, which says whether to go on.
+async fn read_frames<S, F, Answered>(
+    connection: &Connection,
+    stream: &mut S,
+    read_timeout: Duration,
+    mut on_binary: F,
+) where
+    S: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+    F: FnMut(axum::body::Bytes) -> Answered,
+    Answered: std::future::Future<Output = bool>,
+{
     loop {
         let next = tokio::select! {
-            () = connection.closed() => break,
+            () = connection.closed() => return,
             next = tokio::time::timeout(read_timeout, stream.next()) => next,
         };
         let frame = match next {
             Err(_) => {
                 connection.close(close_code::POLICY, "no frame within the read timeout", None);
-                break;
+                return;
             }
-            Ok(None) => break,
+            Ok(None) => return,
             Ok(Some(Err(error))) => {
                 let reason = error.to_string();
                 // tungstenite reports a frame over the limit as "… Message too long: …".
@@ -279,7 +323,7 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
                     close_code::PROTOCOL
                 };
                 connection.close(code, &reason, None);
-                break;
+                return;
             }
             Ok(Some(Ok(frame))) => frame,
         };
@@ -292,19 +336,15 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
                     false
                 }
             },
-            Message::Binary(bytes) => serve_frame(&shared, &connection, &bytes).await,
+            Message::Binary(bytes) => on_binary(bytes).await,
             Message::Ping(payload) => connection.send(Message::Pong(payload)),
             Message::Pong(_) => true,
             Message::Close(_) => false,
         };
         if !keep_going {
-            break;
+            return;
         }
     }
-    connection.close(close_code::NORMAL, "", None);
-    shared.hub.unregister(&connection).await;
-    let _ = writer.await;
-    tracing::debug!(user = %args.user_id, "disconnected");
 }
 
 /// Reads and answers one binary frame; `false` when the connection is to close.
@@ -352,7 +392,88 @@ async fn serve_frame(shared: &Shared, connection: &Arc<Connection>, frame: &[u8]
 
 #[cfg(test)]
 mod tests {
-    use super::answer_text;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::extract::ws::{Message, close_code};
+    use futures::StreamExt as _;
+    use jetim_common::auth::Platform;
+
+    use super::{answer_text, read_frames};
+    use crate::connection::Connection;
+    use crate::handshake::{ConnectArgs, Envelope};
+
+    /// A web connection whose reader and writer run on channels instead of a socket, under
+    /// paused time: the heartbeat, the web pings and the read deadline.
+    #[tokio::test(start_paused = true)]
+    async fn pongs_at_once_pings_the_web_and_closes_a_silent_client() {
+        let args = ConnectArgs {
+            user_id: "u".into(),
+            token: "t".into(),
+            platform: Platform::WEB,
+            operation_id: "o".into(),
+            envelope: Envelope::Json,
+            gzip: false,
+            in_band_result: true,
+            background: false,
+        };
+        let (connection, outbox) = Connection::new(1, &args, 8);
+        let connection = Arc::new(connection);
+        let (client, mut incoming) =
+            futures::channel::mpsc::unbounded::<Result<Message, axum::Error>>();
+        let (written, mut received) = futures::channel::mpsc::unbounded::<Message>();
+        let writer = {
+            let connection = Arc::clone(&connection);
+            tokio::spawn(async move {
+                connection
+                    .write(written, outbox, Some(Duration::from_secs(27)))
+                    .await;
+            })
+        };
+        let reader = {
+            let connection = Arc::clone(&connection);
+            tokio::spawn(async move {
+                read_frames(
+                    &connection,
+                    &mut incoming,
+                    Duration::from_secs(60),
+                    |_| async { true },
+                )
+                .await;
+            })
+        };
+        let start = tokio::time::Instant::now();
+        client
+            .unbounded_send(Ok(Message::Text(r#"{"type":"ping","body":1}"#.into())))
+            .unwrap();
+        assert_eq!(
+            received.next().await,
+            Some(Message::Text(r#"{"body":1,"type":"pong"}"#.into()))
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "the pong is immediate");
+        // 27 s later the server pings the web client, and again at 54 s.
+        assert_eq!(
+            received.next().await,
+            Some(Message::Ping(Vec::new().into()))
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(27));
+        assert_eq!(
+            received.next().await,
+            Some(Message::Ping(Vec::new().into()))
+        );
+        // Nothing from the client for 60 s: closed, with the reason.
+        match received.next().await {
+            Some(Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, close_code::POLICY);
+                assert_eq!(frame.reason.as_str(), "no frame within the read timeout");
+            }
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        reader.await.unwrap();
+        writer.await.unwrap();
+        assert!(connection.is_closed());
+    }
 
     #[test]
     fn text_pings_get_pongs_with_the_same_body() {

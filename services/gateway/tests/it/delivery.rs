@@ -682,3 +682,26 @@ async fn shutdown_sends_every_client_a_going_away_close() {
     }
     panic!("the connection or its presence outlived the shutdown");
 }
+
+#[tokio::test]
+async fn a_full_gateway_refuses_with_1601() {
+    let gateway = TestGateway::spawn(&["kim", "lou"]).await;
+    let full = gateway
+        .another_with(|config| config.max_connections = 1)
+        .await;
+    let _kim = gateway
+        .connect_at(&full.address, "kim", Platform::WEB)
+        .await;
+    let token = gateway.token("lou", Platform::WEB).await;
+    let mut lou = connect_to(&full.address, &TestGateway::js_query("lou", &token, 5)).await;
+    let refusal = super::next_text(&mut lou).await;
+    assert_eq!(refusal["errCode"], 1601, "{refusal}");
+    assert!(
+        refusal["errDlt"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.max_connections")
+    );
+    // The other gateway still takes lou.
+    let _lou = connect_js(&gateway.address, "lou", &token, 5).await;
+}

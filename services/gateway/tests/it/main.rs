@@ -115,6 +115,7 @@ impl TestGateway {
             write_queue: 64,
             read_timeout_secs: 2,
             web_ping_secs: 27,
+            max_connections: 1000,
         };
         let presence = PresenceStore::open(&jetstream, 1, Duration::from_secs(90))
             .await
@@ -154,7 +155,14 @@ impl TestGateway {
 
     /// A second gateway instance on the same NATS and Postgres.
     async fn another(&self) -> OtherGateway {
-        let app = build(self.state.clone()).await.unwrap();
+        self.another_with(|_| {}).await
+    }
+
+    /// [`TestGateway::another`] with its own settings.
+    async fn another_with(&self, configure: impl FnOnce(&mut GatewayConfig)) -> OtherGateway {
+        let mut state = self.state.clone();
+        configure(&mut state.config);
+        let app = build(state).await.unwrap();
         let address = format!("ws://{}", app.local_addr());
         let hub = app.hub();
         let stop = CancellationToken::new();
