@@ -595,8 +595,118 @@ async fn go_sdk_clients_speak_gob_with_and_without_gzip() {
         socket.close(None).await.unwrap();
     }
 
-    // Bad frames close the connection with a reason: truncated gob, a gzip bomb, not gzip.
+    // Every request code over gob: a good request is answered with 0, invalid protobuf with
+    // 1001, and the connection stays open throughout.
     let token = gateway.token("gopher", Platform::ANDROID).await;
+    let mut socket = gateway.connect_raw(&go_query("gopher", &token, true)).await;
+    let me = || "gopher".to_owned();
+    let good: Vec<(i32, Vec<u8>)> = vec![
+        (1001, GetMaxSeqReq { user_id: me() }.encode_to_vec()),
+        (
+            1002,
+            jetim_schemas::openim::sdkws::PullMessageBySeqsReq {
+                user_id: me(),
+                seq_ranges: vec![jetim_schemas::openim::sdkws::SeqRange {
+                    conversation_id: "si_gopher_jsuser".into(),
+                    begin: 1,
+                    end: 2,
+                    num: 10,
+                }],
+                order: 0,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            1005,
+            jetim_schemas::openim::msg::GetSeqMessageReq {
+                user_id: me(),
+                conversations: vec![jetim_schemas::openim::msg::ConversationSeqs {
+                    conversation_id: "si_gopher_jsuser".into(),
+                    seqs: vec![1],
+                }],
+                order: 0,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            1006,
+            jetim_schemas::openim::msg::GetConversationsHasReadAndMaxSeqReq {
+                user_id: me(),
+                conversation_i_ds: Vec::new(),
+                return_pinned: true,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            1007,
+            jetim_schemas::openim::msg::GetLastMessageReq {
+                user_id: me(),
+                conversation_i_ds: vec!["si_gopher_jsuser".into()],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            2004,
+            SetAppBackgroundStatusReq {
+                user_id: me(),
+                is_background: false,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            2005,
+            SubUserOnlineStatus {
+                subscribe_user_id: vec!["jsuser".into()],
+                unsubscribe_user_id: Vec::new(),
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    for (index, (code, data)) in good.iter().enumerate() {
+        let incr = format!("every-{index}");
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", *code, &incr, data, true).into(),
+            ))
+            .await
+            .unwrap();
+        let reply = next_gob(&mut socket, true).await;
+        assert_eq!(
+            (reply.req_identifier, reply.msg_incr.as_str()),
+            (*code, incr.as_str())
+        );
+        assert_eq!(reply.err_code, 0, "{code}: {reply:?}");
+        let incr = format!("bad-{index}");
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", *code, &incr, b"\xff\xff", true).into(),
+            ))
+            .await
+            .unwrap();
+        let reply = next_gob(&mut socket, true).await;
+        assert_eq!(
+            reply.err_code, 1001,
+            "{code} with invalid protobuf: {reply:?}"
+        );
+    }
+    for code in [1004, 3001] {
+        socket
+            .send(Message::Binary(
+                gob_request("gopher", code, "odd", b"", true).into(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(next_gob(&mut socket, true).await.err_code, 1001, "{code}");
+    }
+    socket
+        .send(Message::Binary(
+            gob_request("jsuser", 1001, "as-another", b"", true).into(),
+        ))
+        .await
+        .unwrap();
+    assert!(closed_with(&mut socket).await.contains("sendID"));
+
+    // Bad frames close the connection with a reason: truncated gob, a gzip bomb, not gzip.
     let frame = gob_request("gopher", 1001, "g1", b"\x0a\x02u1", false);
     let mut socket = gateway
         .connect_raw(&go_query("gopher", &token, false))
