@@ -1,6 +1,7 @@
 //! What every jetim service shares.
 //!
 //! - [`auth`]: login tokens (JWT, token state in KV, multi-login policies).
+//! - [`clock`]: seconds and milliseconds since the epoch.
 //! - [`config`]: the one YAML file with `JETIM_<SECTION>__<KEY>` overrides, validated at start.
 //! - [`telemetry`]: logs, OTLP traces, and the Prometheus recorder behind `GET /metrics`.
 //! - [`shutdown`]: the cancellation token every task watches, fired by Ctrl-C or SIGTERM.
@@ -16,6 +17,7 @@
 //! [`db`], runs [`migrate`], and hands the handles to the services it runs.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod errcode;

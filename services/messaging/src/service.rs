@@ -48,13 +48,6 @@ pub fn new_message_id() -> String {
         .collect()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
 
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
 /// of the message carry back to the sender). An online-only message is delivered here, since
@@ -102,7 +95,7 @@ pub async fn send(
         receiver_registered: receiver.is_some(),
         receiver_global_recv_opt: receiver.as_ref().map_or(0, |user| user.global_recv_msg_opt),
         receiver_conversation_recv_opt,
-        now_ms: now_ms(),
+        now_ms: jetim_common::clock::now_millis(),
         server_msg_id: new_message_id(),
     };
     let decided = match decide(message, &context) {

@@ -116,13 +116,6 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
 
 async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::Message) {
     let record = record_of(message);
@@ -136,7 +129,7 @@ async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::M
             return;
         }
     };
-    let age_ms = now_ms().saturating_sub(sent.send_time);
+    let age_ms = jetim_common::clock::now_millis().saturating_sub(sent.send_time);
     let max_age_ms =
         i64::try_from(state.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     if age_ms > max_age_ms {

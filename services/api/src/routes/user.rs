@@ -54,14 +54,7 @@ impl From<UserRow> for UserInfo {
     }
 }
 
-/// Milliseconds since the epoch.
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
-}
+pub(crate) use jetim_common::clock::now_millis;
 
 pub(crate) fn account_subject(user_id: &str) -> Result<Subject, ApiError> {
     Subject::user(user_id, UserKind::Account)

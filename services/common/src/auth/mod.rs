@@ -14,7 +14,7 @@ pub mod jwt;
 pub mod platform;
 pub mod policy;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jetim_streams::kv::{JsonBucket, KvError};
 use sha2::Digest as _;
@@ -50,14 +50,7 @@ pub enum TokenError {
     Store(#[from] KvError),
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_seconds() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
-}
+pub use crate::clock::now_seconds;
 
 /// A token's short fingerprint: how token tables and session control name a token without
 /// holding it.
