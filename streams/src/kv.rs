@@ -60,6 +60,9 @@ pub async fn ensure_bucket(
         })
 }
 
+/// How many times [`JsonBucket::modify`] tries before giving up on a contended key.
+pub const MAX_MODIFY_ATTEMPTS: u64 = 32;
+
 /// A bucket of JSON values of one type, keyed by escaped IDs.
 #[derive(Clone)]
 pub struct JsonBucket<T> {
@@ -157,6 +160,45 @@ impl<T: Serialize + DeserializeOwned> JsonBucket<T> {
                 },
                 _ => self.nats_error(&error),
             })
+    }
+
+    /// Read-modify-write by compare-and-set: reads the value (the default when the key holds
+    /// none), lets `change` edit it, and stores it only if nobody wrote the key in between,
+    /// re-reading and retrying otherwise. `change` returns `None` to store nothing. After
+    /// [`MAX_MODIFY_ATTEMPTS`] lost races it gives [`KvError::Conflict`].
+    pub async fn modify<R>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut T) -> Option<R>,
+    ) -> Result<Option<R>, KvError>
+    where
+        T: Default,
+    {
+        for attempt in 0..MAX_MODIFY_ATTEMPTS {
+            let (mut value, revision) = match self.get(id).await? {
+                Some((value, revision)) => (value, Some(revision)),
+                None => (T::default(), None),
+            };
+            let Some(outcome) = change(&mut value) else {
+                return Ok(None);
+            };
+            let written = match revision {
+                Some(revision) => self.update(id, &value, revision).await,
+                None => self.create(id, &value).await,
+            };
+            match written {
+                Ok(_) => return Ok(Some(outcome)),
+                // Spread out writers that keep colliding.
+                Err(KvError::Conflict { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(KvError::Conflict {
+            bucket: self.bucket.clone(),
+            key: id.to_owned(),
+        })
     }
 
     /// Removes the key (a delete marker; history keeps the old values).

@@ -61,9 +61,6 @@ impl PresenceEntry {
     }
 }
 
-/// How often a compare-and-set is retried when gateways write one user at once.
-const MAX_ATTEMPTS: u64 = 16;
-
 /// Reads and writes presence.
 #[derive(Clone)]
 pub struct PresenceStore {
@@ -108,31 +105,16 @@ impl PresenceStore {
         gateway: &str,
         platforms: &[i32],
     ) -> Result<(Vec<i32>, Vec<i32>), KvError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let now = crate::auth::now_seconds();
-            let current = self.bucket.get(user_id).await?;
-            let (mut entry, revision) = current
-                .map_or((PresenceEntry::default(), None), |(entry, revision)| {
-                    (entry, Some(revision))
-                });
-            let before = entry.online_platforms(now, self.ttl_secs);
-            entry.set_part(gateway, platforms, now, self.ttl_secs);
-            let written = match revision {
-                Some(revision) => self.bucket.update(user_id, &entry, revision).await,
-                None => self.bucket.create(user_id, &entry).await,
-            };
-            match written {
-                Ok(_) => return Ok((before, entry.online_platforms(now, self.ttl_secs))),
-                Err(KvError::Conflict { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(attempt)).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(KvError::Conflict {
-            bucket: kv::PRESENCE_BUCKET.to_owned(),
-            key: user_id.to_owned(),
-        })
+        let changed = self
+            .bucket
+            .modify(user_id, |entry| {
+                let now = crate::clock::now_seconds();
+                let before = entry.online_platforms(now, self.ttl_secs);
+                entry.set_part(gateway, platforms, now, self.ttl_secs);
+                Some((before, entry.online_platforms(now, self.ttl_secs)))
+            })
+            .await?;
+        Ok(changed.unwrap_or_default())
     }
 }
 

@@ -48,7 +48,6 @@ pub fn new_message_id() -> String {
         .collect()
 }
 
-
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
 /// of the message carry back to the sender). An online-only message is delivered here, since
 /// it never reaches the log the push service reads.

@@ -116,7 +116,6 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     }
 }
 
-
 async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::Message) {
     let record = record_of(message);
     if record.kind != MsgSent::KIND {

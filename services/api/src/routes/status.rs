@@ -174,9 +174,6 @@ pub async fn open_subscriptions(
     Ok(JsonBucket::new(store, kv::STATUS_SUBSCRIPTIONS_BUCKET))
 }
 
-/// How often a compare-and-set on one user's list is retried.
-const MAX_ATTEMPTS: u64 = 16;
-
 /// Subscribes `userID` to (genre 1) or unsubscribes them from (genre 2) the status of
 /// `userIDs`; a subscribe answers with their current status.
 pub async fn subscribe_users_status(
@@ -196,50 +193,24 @@ pub async fn subscribe_users_status(
             )));
         }
     };
-    let bucket = &state.status_subscriptions;
-    let stored = |error: &KvError| ApiError::internal("storing the subscriptions", error);
-    let mut written = false;
-    for attempt in 0..MAX_ATTEMPTS {
-        let current = bucket
-            .get(&body.user_id)
-            .await
-            .map_err(|error| stored(&error))?;
-        let (mut following, revision) = current
-            .map_or((BTreeSet::new(), None), |(list, revision)| {
-                (list, Some(revision))
-            });
-        for user_id in &body.user_ids {
-            if subscribe {
-                following.insert(user_id.clone());
-            } else {
-                following.remove(user_id);
+    let written = state
+        .status_subscriptions
+        .modify(&body.user_id, |following| {
+            for user_id in &body.user_ids {
+                if subscribe {
+                    following.insert(user_id.clone());
+                } else {
+                    following.remove(user_id);
+                }
             }
-        }
-        if following.len() > MAX_SUBSCRIPTIONS {
-            return Err(ApiError::args(format!(
-                "a user follows at most {MAX_SUBSCRIPTIONS} users' status"
-            )));
-        }
-        let outcome = match revision {
-            Some(revision) => bucket.update(&body.user_id, &following, revision).await,
-            None => bucket.create(&body.user_id, &following).await,
-        };
-        match outcome {
-            Ok(_) => {
-                written = true;
-                break;
-            }
-            Err(KvError::Conflict { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(attempt)).await;
-            }
-            Err(error) => return Err(stored(&error)),
-        }
-    }
-    if !written {
-        return Err(ApiError::internal(
-            "storing the subscriptions",
-            &"the list kept changing under us",
-        ));
+            (following.len() <= MAX_SUBSCRIPTIONS).then_some(())
+        })
+        .await
+        .map_err(|error| ApiError::internal("storing the subscriptions", &error))?;
+    if written.is_none() {
+        return Err(ApiError::args(format!(
+            "a user follows at most {MAX_SUBSCRIPTIONS} users' status"
+        )));
     }
     if subscribe {
         Ok(Reply(status_list(&state, &body.user_ids).await?))

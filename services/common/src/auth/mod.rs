@@ -14,8 +14,6 @@ pub mod jwt;
 pub mod platform;
 pub mod policy;
 
-use std::time::Duration;
-
 use jetim_streams::kv::{JsonBucket, KvError};
 use sha2::Digest as _;
 
@@ -78,9 +76,6 @@ pub struct TokenService {
     keys: jwt::Keys,
     tables: JsonBucket<TokenTable>,
 }
-
-/// How often a compare-and-set on a user's table is retried before giving up.
-const MAX_TABLE_ATTEMPTS: usize = 32;
 
 impl TokenService {
     /// Opens (creating if needed) the token bucket.
@@ -195,28 +190,12 @@ impl TokenService {
         user_id: &str,
         mut change: impl FnMut(&mut TokenTable),
     ) -> Result<(), TokenError> {
-        for attempt in 0..MAX_TABLE_ATTEMPTS {
-            let current = self.tables.get(user_id).await?;
-            let (mut table, revision) = current
-                .map_or((TokenTable::default(), None), |(table, revision)| {
-                    (table, Some(revision))
-                });
-            change(&mut table);
-            let written = match revision {
-                Some(revision) => self.tables.update(user_id, &table, revision).await,
-                None => self.tables.create(user_id, &table).await,
-            };
-            match written {
-                Ok(_) => return Ok(()),
-                Err(KvError::Conflict { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(attempt as u64)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(TokenError::Store(KvError::Conflict {
-            bucket: jetim_streams::kv::TOKENS_BUCKET.to_owned(),
-            key: user_id.to_owned(),
-        }))
+        self.tables
+            .modify(user_id, |table| {
+                change(table);
+                Some(())
+            })
+            .await?;
+        Ok(())
     }
 }
