@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use futures::{StreamExt as _, TryStreamExt as _};
+
 use jetim_streams::kv::{self, JsonBucket, KvError};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,9 @@ impl PresenceEntry {
     }
 }
 
+/// How many presence reads [`PresenceStore::online_many`] has in flight.
+pub const CONCURRENT_READS: usize = 32;
+
 /// Reads and writes presence.
 #[derive(Clone)]
 pub struct PresenceStore {
@@ -95,6 +100,17 @@ impl PresenceStore {
             .await?
             .map(|(entry, _)| entry.online_platforms(crate::auth::now_seconds(), self.ttl_secs))
             .unwrap_or_default())
+    }
+
+    /// The platforms each of `user_ids` is online on, in order; the reads run concurrently
+    /// (up to [`CONCURRENT_READS`] at a time) rather than one round trip after another.
+    pub async fn online_many(&self, user_ids: &[String]) -> Result<Vec<Vec<i32>>, KvError> {
+        // Owned IDs: futures borrowing the slice's items trip up `Send` checks in callers.
+        futures::stream::iter(user_ids.iter().cloned())
+            .map(|user_id| async move { self.online(&user_id).await })
+            .buffered(CONCURRENT_READS)
+            .try_collect()
+            .await
     }
 
     /// Writes `gateway`'s part of `user_id`'s presence (confirming it) and returns the

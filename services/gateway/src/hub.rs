@@ -408,11 +408,16 @@ impl Hub {
                     );
                 }
             }
-            tips.subscribers.push(SubUserOnlineStatusElem {
-                user_id: user_id.clone(),
-                online_platform_i_ds: self.presence.online(user_id).await?,
-            });
         }
+        let online = self.presence.online_many(user_ids).await?;
+        tips.subscribers = user_ids
+            .iter()
+            .zip(online)
+            .map(|(user_id, platforms)| SubUserOnlineStatusElem {
+                user_id: user_id.clone(),
+                online_platform_i_ds: platforms,
+            })
+            .collect();
         Ok(tips)
     }
 

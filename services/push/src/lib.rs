@@ -153,6 +153,6 @@ async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::M
         Err(error) => tracing::warn!(%error, "push not published"),
     }
     if offline.is_enabled() {
-        offline.consider(state, &sent, &users).await;
+        offline.consider(state, &sent, &users);
     }
 }

@@ -5,9 +5,9 @@
 //! 0 and their own setting for the conversation is 0 (1 and 2 both mean "no push").
 //!
 //! The provider today is a webhook: one POST per message with every qualifying recipient,
-//! body [`WebhookBody`] as JSON. Calls run in the background, at most
-//! [`MAX_CALLS_IN_FLIGHT`] at once; when that many are pending, further pushes are dropped
-//! and counted rather than queued without bound.
+//! body [`WebhookBody`] as JSON. The lookups and the call run in the background, at most
+//! [`MAX_CALLS_IN_FLIGHT`] messages at once; when that many are pending, further messages
+//! are dropped from offline push and counted rather than queued without bound.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::PushState;
 
-/// The most webhook calls in flight.
+/// The most messages whose offline push is in flight (lookups and webhook call).
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// What the webhook receives.
@@ -124,41 +124,44 @@ impl OfflinePush {
         self.webhook.is_some()
     }
 
-    /// Finds who among `users` qualifies and, if anyone does, calls the provider in the
-    /// background.
-    pub async fn consider(&self, state: &PushState, message: &MsgSent, users: &[String]) {
-        let Some((client, url)) = &self.webhook else {
+    /// In the background, finds who among `users` qualifies and, if anyone does, calls the
+    /// provider, so the lookups never hold up the pushes behind this message.
+    pub fn consider(&self, state: &PushState, message: &MsgSent, users: &[String]) {
+        let Some((client, url)) = self.webhook.clone() else {
             return;
         };
-        match qualifying(state, message, users).await {
-            Ok(user_ids) if user_ids.is_empty() => {}
-            Ok(user_ids) => {
-                let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-                    metrics::counter!("jetim_offline_push_dropped_total").increment(1);
-                    tracing::warn!("offline push dropped: too many webhook calls pending");
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            metrics::counter!("jetim_offline_push_dropped_total").increment(1);
+            tracing::warn!("offline push dropped: too many offline pushes pending");
+            return;
+        };
+        let (state, message, users) = (state.clone(), message.clone(), users.to_vec());
+        tokio::spawn(async move {
+            let user_ids = match qualifying(&state, &message, &users).await {
+                Ok(user_ids) => user_ids,
+                Err(error) => {
+                    tracing::warn!(%error, "offline push skipped: a lookup failed");
                     return;
-                };
-                let body = WebhookBody::new(message, user_ids);
-                let (client, url) = (client.clone(), url.clone());
-                tokio::spawn(async move {
-                    let outcome = client
-                        .post(&url)
-                        .json(&body)
-                        .send()
-                        .await
-                        .and_then(reqwest::Response::error_for_status);
-                    match outcome {
-                        Ok(_) => metrics::counter!("jetim_offline_pushes_total").increment(1),
-                        Err(error) => {
-                            metrics::counter!("jetim_offline_push_failures_total").increment(1);
-                            tracing::warn!(%error, "offline push webhook failed");
-                        }
-                    }
-                    drop(slot);
-                });
+                }
+            };
+            if user_ids.is_empty() {
+                return;
             }
-            Err(error) => tracing::warn!(%error, "offline push skipped: a lookup failed"),
-        }
+            let outcome = client
+                .post(&url)
+                .json(&WebhookBody::new(&message, user_ids))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            match outcome {
+                Ok(_) => metrics::counter!("jetim_offline_pushes_total").increment(1),
+                Err(error) => {
+                    metrics::counter!("jetim_offline_push_failures_total").increment(1);
+                    tracing::warn!(%error, "offline push webhook failed");
+                }
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -170,12 +173,18 @@ async fn qualifying(
     if !Options(message.options.clone()).is(OFFLINE_PUSH) {
         return Ok(Vec::new());
     }
-    let mut offline = Vec::new();
-    for user_id in users.iter().filter(|user| **user != message.send_id) {
-        if state.presence.online(user_id).await?.is_empty() {
-            offline.push(user_id.clone());
-        }
-    }
+    let others: Vec<String> = users
+        .iter()
+        .filter(|user| **user != message.send_id)
+        .cloned()
+        .collect();
+    let online = state.presence.online_many(&others).await?;
+    let offline: Vec<String> = others
+        .into_iter()
+        .zip(online)
+        .filter(|(_, platforms)| platforms.is_empty())
+        .map(|(user_id, _)| user_id)
+        .collect();
     if offline.is_empty() {
         return Ok(offline);
     }

@@ -70,14 +70,15 @@ pub async fn get_users_online_status(
     request.caller.require_admin()?;
     let ids = request.body.user_ids;
     check_id_list("userIDs", &ids)?;
-    let mut statuses = Vec::with_capacity(ids.len());
-    for user_id in ids {
-        let platforms = state
-            .presence
-            .online(&user_id)
-            .await
-            .map_err(|error| presence_failed(&error))?;
-        statuses.push(OnlineStatus {
+    let online = state
+        .presence
+        .online_many(&ids)
+        .await
+        .map_err(|error| presence_failed(&error))?;
+    let statuses = ids
+        .into_iter()
+        .zip(online)
+        .map(|(user_id, platforms)| OnlineStatus {
             status: status_of(&platforms),
             detail_platform_status: platforms
                 .into_iter()
@@ -91,8 +92,8 @@ pub async fn get_users_online_status(
                 })
                 .collect(),
             user_id,
-        });
-    }
+        })
+        .collect();
     Ok(Reply(statuses))
 }
 
@@ -114,19 +115,20 @@ pub struct StatusListReply {
 }
 
 async fn status_list(state: &ApiState, user_ids: &[String]) -> Result<StatusListReply, ApiError> {
-    let mut status_list = Vec::with_capacity(user_ids.len());
-    for user_id in user_ids {
-        let platform_ids = state
-            .presence
-            .online(user_id)
-            .await
-            .map_err(|error| presence_failed(&error))?;
-        status_list.push(UserStatus {
+    let online = state
+        .presence
+        .online_many(user_ids)
+        .await
+        .map_err(|error| presence_failed(&error))?;
+    let status_list = user_ids
+        .iter()
+        .zip(online)
+        .map(|(user_id, platform_ids)| UserStatus {
             user_id: user_id.clone(),
             status: status_of(&platform_ids),
             platform_ids,
-        });
-    }
+        })
+        .collect();
     Ok(StatusListReply { status_list })
 }
 
