@@ -149,6 +149,31 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
     frame
 }
 
+/// Encodes a request as the Go SDK's `GeneralWsReq`, byte for byte as Go writes it: what a
+/// Go-speaking client (or a test standing in for one) sends.
+pub fn encode_request(request: &Request) -> Vec<u8> {
+    let mut frame = struct_definition(
+        "GeneralWsReq",
+        &[
+            ("ReqIdentifier", INT),
+            ("Token", STRING),
+            ("SendID", STRING),
+            ("OperationID", STRING),
+            ("MsgIncr", STRING),
+            ("Data", BYTES),
+        ],
+    );
+    frame.extend(struct_value(&[
+        Value::Int(i64::from(request.req_identifier)),
+        Value::Text(request.token.as_bytes()),
+        Value::Text(request.send_id.as_bytes()),
+        Value::Text(request.operation_id.as_bytes()),
+        Value::Text(request.msg_incr.as_bytes()),
+        Value::Text(&request.data),
+    ]));
+    frame
+}
+
 // ---- reading ----
 
 struct Reader<'a> {
@@ -512,6 +537,11 @@ mod tests {
         assert_eq!(request.operation_id, "op1");
         assert_eq!(request.msg_incr, "u1_42");
         assert_eq!(request.data, [0x0a, 0x02, 0x75, 0x31]);
+        assert_eq!(
+            encode_request(&request),
+            bytes,
+            "and encodes back as Go wrote it"
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::Platform;
 use jetim_common::session::{SessionControl, announce};
@@ -24,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::{
     Socket, TestGateway, closed_with, connect_js, connect_to, next_frame, payload, request,
-    text_message,
+    send_request, text_message,
 };
 
 /// The next binary envelope, skipping pings and pongs.
@@ -56,21 +55,6 @@ fn only_message(pushed: &PushMessages) -> (&str, &MsgData) {
         .expect("one conversation");
     assert_eq!(pulled.msgs.len(), 1, "one message per push");
     (conversation.as_str(), &pulled.msgs[0])
-}
-
-/// Sends a JSON request without waiting for anything.
-async fn send_request(socket: &mut Socket, user: &str, identifier: i32, incr: &str, data: &[u8]) {
-    let envelope = json!({
-        "reqIdentifier": identifier,
-        "sendID": user,
-        "operationID": format!("op-{incr}"),
-        "msgIncr": incr,
-        "data": base64::engine::general_purpose::STANDARD.encode(data),
-    });
-    socket
-        .send(Message::Binary(envelope.to_string().into_bytes().into()))
-        .await
-        .unwrap();
 }
 
 /// Asserts nothing but pings arrives within `wait`.
@@ -369,20 +353,16 @@ async fn background_and_logout_requests() {
     assert_eq!(closed_with(&mut erin).await, "logged out");
 }
 
-/// A gob request frame as the Go SDK writes it: `GeneralWsReq`.
+/// A gob request frame as the Go SDK writes it (`GeneralWsReq`), gzip'd if asked.
 fn gob_request(user: &str, identifier: i32, incr: &str, data: &[u8], gzip: bool) -> Vec<u8> {
-    // The gateway's own reply encoder writes the same field layout as Go; requests differ
-    // only in their field names, so build the frame from the reference's request bytes'
-    // structure: type definition, then the value.
-    let request = Request {
+    let plain = gob::encode_request(&Request {
         req_identifier: identifier,
         token: String::new(),
         send_id: user.into(),
         operation_id: format!("op-{incr}"),
         msg_incr: incr.into(),
         data: data.to_vec(),
-    };
-    let plain = gob_encode_request(&request);
+    });
     if gzip {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(&plain).unwrap();
@@ -390,88 +370,6 @@ fn gob_request(user: &str, identifier: i32, incr: &str, data: &[u8], gzip: bool)
     } else {
         plain
     }
-}
-
-/// Encodes `GeneralWsReq` exactly as Go does (the layout of the reference's example).
-fn gob_encode_request(request: &Request) -> Vec<u8> {
-    fn uint(out: &mut Vec<u8>, value: u64) {
-        if value < 0x80 {
-            out.push(value as u8);
-        } else {
-            let bytes = value.to_be_bytes();
-            let skip = bytes.iter().take_while(|byte| **byte == 0).count();
-            out.push((256 - (8 - skip)) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-    }
-    fn int(out: &mut Vec<u8>, value: i64) {
-        uint(
-            out,
-            if value < 0 {
-                (!(value as u64) << 1) | 1
-            } else {
-                (value as u64) << 1
-            },
-        );
-    }
-    fn text(out: &mut Vec<u8>, bytes: &[u8]) {
-        uint(out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
-    let mut definition = Vec::new();
-    int(&mut definition, -64);
-    definition.extend_from_slice(&[3, 1, 1]);
-    text(&mut definition, b"GeneralWsReq");
-    definition.push(1);
-    int(&mut definition, 64);
-    definition.extend_from_slice(&[0, 1, 6]);
-    for (name, id) in [
-        ("ReqIdentifier", 2),
-        ("Token", 6),
-        ("SendID", 6),
-        ("OperationID", 6),
-        ("MsgIncr", 6),
-        ("Data", 5),
-    ] {
-        definition.push(1);
-        text(&mut definition, name.as_bytes());
-        definition.push(1);
-        int(&mut definition, id);
-        definition.push(0);
-    }
-    definition.extend_from_slice(&[0, 0]);
-    let mut value = Vec::new();
-    int(&mut value, 64);
-    let fields: [(usize, Option<Vec<u8>>); 6] = [
-        (0, None),
-        (1, Some(request.token.clone().into_bytes())),
-        (2, Some(request.send_id.clone().into_bytes())),
-        (3, Some(request.operation_id.clone().into_bytes())),
-        (4, Some(request.msg_incr.clone().into_bytes())),
-        (5, Some(request.data.clone())),
-    ];
-    let mut previous: i64 = -1;
-    for (index, bytes) in fields {
-        match bytes {
-            None if request.req_identifier != 0 => {
-                uint(&mut value, (index as i64 - previous) as u64);
-                int(&mut value, i64::from(request.req_identifier));
-            }
-            Some(bytes) if !bytes.is_empty() => {
-                uint(&mut value, (index as i64 - previous) as u64);
-                text(&mut value, &bytes);
-            }
-            _ => continue,
-        }
-        previous = index as i64;
-    }
-    value.push(0);
-    let mut frame = Vec::new();
-    uint(&mut frame, definition.len() as u64);
-    frame.extend(definition);
-    uint(&mut frame, value.len() as u64);
-    frame.extend(value);
-    frame
 }
 
 fn gob_reply(bytes: &[u8], gzip: bool) -> Reply {
@@ -503,21 +401,6 @@ fn go_query(user: &str, token: &str, gzip: bool) -> String {
     format!(
         "sendID={user}&token={token}&platformID=2&operationID=op-go&isBackground=false&sdkVersion=v3.8.0{compression}"
     )
-}
-
-#[test]
-fn the_test_encoder_writes_the_reference_bytes() {
-    let request = Request {
-        req_identifier: 1001,
-        token: String::new(),
-        send_id: "u1".into(),
-        operation_id: "op1".into(),
-        msg_incr: "u1_42".into(),
-        data: vec![0x0a, 0x02, 0x75, 0x31],
-    };
-    let frame = gob_encode_request(&request);
-    assert_eq!(frame.len(), 132);
-    assert_eq!(gob::decode_request(&frame).unwrap(), request);
 }
 
 #[tokio::test]

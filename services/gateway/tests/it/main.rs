@@ -230,14 +230,8 @@ async fn next_text(socket: &mut Socket) -> Value {
     }
 }
 
-/// Sends a request and returns the reply envelope (with `data` still base64).
-async fn request(
-    socket: &mut Socket,
-    user: &str,
-    identifier: i32,
-    incr: &str,
-    data: &[u8],
-) -> Value {
+/// Sends a JSON request without waiting for anything.
+async fn send_request(socket: &mut Socket, user: &str, identifier: i32, incr: &str, data: &[u8]) {
     let envelope = json!({
         "reqIdentifier": identifier,
         "sendID": user,
@@ -249,6 +243,17 @@ async fn request(
         .send(Message::Binary(envelope.to_string().into_bytes().into()))
         .await
         .unwrap();
+}
+
+/// Sends a request and returns the reply envelope (with `data` still base64).
+async fn request(
+    socket: &mut Socket,
+    user: &str,
+    identifier: i32,
+    incr: &str,
+    data: &[u8],
+) -> Value {
+    send_request(socket, user, identifier, incr, data).await;
     loop {
         match next_frame(socket).await {
             Message::Binary(bytes) => {
