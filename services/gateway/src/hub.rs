@@ -382,7 +382,7 @@ impl Hub {
         connection: &Arc<Connection>,
         user_ids: &[String],
     ) -> anyhow::Result<SubUserOnlineStatusTips> {
-        let mut tips = SubUserOnlineStatusTips::default();
+        let mut subscribed = false;
         for user_id in user_ids {
             let newly = lock(&connection.watching).insert(user_id.clone());
             if newly && !self.add_watcher(user_id, connection) {
@@ -390,7 +390,7 @@ impl Hub {
                     .nats
                     .subscribe(live(LiveKind::Presence, user_id)?)
                     .await?;
-                self.nats.flush().await?;
+                subscribed = true;
                 let mut watched = lock(&self.watched);
                 if let Some(slot) = watched.get_mut(user_id) {
                     // Another connection got there first; its subscription serves both.
@@ -409,16 +409,22 @@ impl Hub {
                 }
             }
         }
+        if subscribed {
+            // One round trip makes every new subscription live before the status is read,
+            // so no change between the read and the subscription is missed.
+            self.nats.flush().await?;
+        }
         let online = self.presence.online_many(user_ids).await?;
-        tips.subscribers = user_ids
-            .iter()
-            .zip(online)
-            .map(|(user_id, platforms)| SubUserOnlineStatusElem {
-                user_id: user_id.clone(),
-                online_platform_i_ds: platforms,
-            })
-            .collect();
-        Ok(tips)
+        Ok(SubUserOnlineStatusTips {
+            subscribers: user_ids
+                .iter()
+                .zip(online)
+                .map(|(user_id, platforms)| SubUserOnlineStatusElem {
+                    user_id: user_id.clone(),
+                    online_platform_i_ds: platforms,
+                })
+                .collect(),
+        })
     }
 
     /// Adds a watcher of `user_id` if the user is already followed.
