@@ -60,6 +60,10 @@ pub enum UserKind {
     Config,
     /// `conversation`: the user's settings for their conversations.
     Conversation,
+    /// `friend`: friend requests addressed to the user, and the user's friendships.
+    Friend,
+    /// `black`: the users the user blocks.
+    Black,
 }
 
 impl UserKind {
@@ -70,6 +74,8 @@ impl UserKind {
             Self::Command => "command",
             Self::Config => "config",
             Self::Conversation => "conversation",
+            Self::Friend => "friend",
+            Self::Black => "black",
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod conversation;
 pub mod msg;
+pub mod relation;
 pub mod settings;
 pub mod user;

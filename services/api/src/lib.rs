@@ -56,6 +56,8 @@ pub struct ApiState {
     pub presence: jetim_common::presence::PresenceStore,
     /// Whose status each user follows (REST subscriptions).
     pub status_subscriptions: JsonBucket<std::collections::BTreeSet<String>>,
+    /// Rules for sending messages.
+    pub messaging: jetim_common::config::MessagingConfig,
 }
 
 impl ApiState {

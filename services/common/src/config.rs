@@ -38,6 +38,8 @@ pub struct Config {
     pub push: PushConfig,
     /// Who is online, shared by every gateway.
     pub presence: PresenceConfig,
+    /// Rules for sending messages.
+    pub messaging: MessagingConfig,
     /// Admins, the secret and login tokens.
     pub auth: AuthConfig,
     /// Logs, traces and metrics.
@@ -201,6 +203,16 @@ impl Default for PresenceConfig {
     fn default() -> Self {
         Self { ttl_secs: 90 }
     }
+}
+
+/// Rules for sending messages.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// Single chats only between friends (OpenIM's `friendVerify`): a user may message
+    /// someone only while that user lists them as a friend; otherwise 1303. App admins,
+    /// notification accounts and robots are exempt.
+    pub friend_verify: bool,
 }
 
 /// Admins, the secret and login tokens.

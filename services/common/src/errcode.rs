@@ -22,6 +22,14 @@ pub enum Code {
     RegisteredAlready,
     /// 1201: group missing.
     GroupIdNotFound,
+    /// 1301: a friend request to oneself.
+    CanNotAddYourself,
+    /// 1302: the receiver blocks the sender.
+    BlockedByPeer,
+    /// 1303: friends only (`friendVerify`), and the two are not friends.
+    NotPeersFriend,
+    /// 1304: already friends.
+    RelationshipAlready,
     /// 1404: the message is already revoked.
     MsgAlreadyRevoke,
     /// 1501: token expired.
@@ -56,6 +64,10 @@ impl Code {
             Self::UserIdNotFound => 1101,
             Self::RegisteredAlready => 1102,
             Self::GroupIdNotFound => 1201,
+            Self::CanNotAddYourself => 1301,
+            Self::BlockedByPeer => 1302,
+            Self::NotPeersFriend => 1303,
+            Self::RelationshipAlready => 1304,
             Self::MsgAlreadyRevoke => 1404,
             Self::TokenExpired => 1501,
             Self::TokenInvalid => 1502,
@@ -80,6 +92,10 @@ impl Code {
             Self::UserIdNotFound => "UserIDNotFoundError",
             Self::RegisteredAlready => "RegisteredAlreadyError",
             Self::GroupIdNotFound => "GroupIDNotFoundError",
+            Self::CanNotAddYourself => "CanNotAddYourselfError",
+            Self::BlockedByPeer => "BlockedByPeer",
+            Self::NotPeersFriend => "NotPeersFriend",
+            Self::RelationshipAlready => "RelationshipAlreadyError",
             Self::MsgAlreadyRevoke => "MsgAlreadyRevoke",
             Self::TokenExpired => "TokenExpiredError",
             Self::TokenInvalid => "TokenInvalidError",

@@ -66,6 +66,8 @@ pub struct GatewayState {
     pub presence: PresenceStore,
     /// Frame and queue limits.
     pub config: GatewayConfig,
+    /// Rules for sending messages.
+    pub messaging: jetim_common::config::MessagingConfig,
 }
 
 /// What every connection task shares.

@@ -221,8 +221,11 @@ async fn answer_sync(
                 &state.log,
                 db,
                 &message,
-                user_id,
-                false,
+                service::Caller {
+                    user_id,
+                    is_admin: false,
+                    friend_verify: state.messaging.friend_verify,
+                },
                 &request.operation_id,
             )
             .await

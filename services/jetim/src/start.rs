@@ -145,6 +145,7 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             log: Arc::clone(&log),
             presence: presence.clone(),
             config: config.gateway.clone(),
+            messaging: config.messaging.clone(),
         })
         .await?;
         tracing::info!(address = %gateway.local_addr(), instance = gateway.instance(), "WebSocket gateway listening");
@@ -181,6 +182,7 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             )
             .await
             .context("opening the status subscription bucket")?,
+            messaging: config.messaging.clone(),
         };
         jetim_api::routes::user::register_admins(&state)
             .await

@@ -2,6 +2,7 @@
 //!
 //! - [`conversation`]: session types and OpenIM's conversation-ID rules.
 //! - [`options`]: message options, where a missing key means true.
+//! - [`notification`]: server notifications between two users (friend and block changes).
 //! - [`content`]: what each content type's JSON must hold.
 //! - [`revoke`]: who may revoke what, how a revoked message reads, the 2101 notification.
 //! - [`send`]: the send decision: a client's message becomes a `msg.sent` event or a refusal.
@@ -16,6 +17,7 @@
 pub mod content;
 pub mod conversation;
 pub mod delivery;
+pub mod notification;
 pub mod options;
 pub mod revoke;
 pub mod send;
@@ -38,6 +40,12 @@ pub enum Rejection {
     /// 1201: the group does not exist.
     #[error("{0}")]
     UnknownGroup(String),
+    /// 1302: the receiver blocks the sender.
+    #[error("{0}")]
+    Blocked(String),
+    /// 1303: friends only, and the receiver does not list the sender as a friend.
+    #[error("{0}")]
+    NotFriends(String),
     /// 1404: the message is already revoked.
     #[error("{0}")]
     AlreadyRevoked(String),
@@ -52,6 +60,8 @@ impl Rejection {
             Self::NoPermission(_) => Code::NoPermission,
             Self::UnknownUser(_) => Code::UserIdNotFound,
             Self::UnknownGroup(_) => Code::GroupIdNotFound,
+            Self::Blocked(_) => Code::BlockedByPeer,
+            Self::NotFriends(_) => Code::NotPeersFriend,
             Self::AlreadyRevoked(_) => Code::MsgAlreadyRevoke,
         }
     }

@@ -27,6 +27,12 @@ pub struct SendContext {
     pub receiver_global_recv_opt: i32,
     /// The receiver's receive option on this conversation's row (`recvMsgOpt`), 0 if none.
     pub receiver_conversation_recv_opt: i32,
+    /// The receiver of a single chat blocks the sender.
+    pub receiver_blocks_sender: bool,
+    /// The receiver of a single chat lists the sender as a friend.
+    pub receiver_befriends_sender: bool,
+    /// Single chats only between friends (`messaging.friend_verify`).
+    pub friend_verify: bool,
     /// Now, milliseconds since the epoch.
     pub now_ms: i64,
     /// The serverMsgID to give the message.
@@ -114,6 +120,24 @@ pub fn decide(message: &MsgData, context: &SendContext) -> Result<Decided, Rejec
     }
     let content_text =
         String::from_utf8(message.content.clone()).map_err(|_| invalid("content is not UTF-8"))?;
+    // Blocks and friends-only bind single chats between ordinary users; system content
+    // (notifications, read receipts) and app admins and system accounts (level 2 and up) pass.
+    let relations_apply = session == SessionType::Single
+        && !content::is_system_content_type(message.content_type)
+        && sender_level < 2
+        && !context.caller_is_admin;
+    if relations_apply && context.receiver_blocks_sender {
+        return Err(Rejection::Blocked(format!(
+            "{} has blocked {}",
+            message.recv_id, message.send_id
+        )));
+    }
+    if relations_apply && context.friend_verify && !context.receiver_befriends_sender {
+        return Err(Rejection::NotFriends(format!(
+            "{} may message {} only as a friend",
+            message.send_id, message.recv_id
+        )));
+    }
 
     let mut options = Options(message.options.clone().into_iter().collect());
     options.apply_content_type_overrides(message.content_type);
@@ -203,6 +227,9 @@ mod tests {
             receiver_registered: true,
             receiver_global_recv_opt: 0,
             receiver_conversation_recv_opt: 0,
+            receiver_blocks_sender: false,
+            receiver_befriends_sender: false,
+            friend_verify: false,
             now_ms: 1_000,
             server_msg_id: "s".repeat(32),
         }
@@ -238,6 +265,32 @@ mod tests {
         assert_eq!(decided.message.create_time, 900);
         assert_eq!(decided.message.content, r#"{"content":"hi"}"#);
         assert_eq!(decided.message.msg_from, 100);
+    }
+
+    #[test]
+    fn a_block_refuses_with_1302_and_friends_only_with_1303() {
+        let mut blocked = context("bob");
+        blocked.receiver_blocks_sender = true;
+        assert!(matches!(
+            refused(&text("bob", "alice"), &blocked),
+            Rejection::Blocked(_)
+        ));
+        let mut friends_only = context("bob");
+        friends_only.friend_verify = true;
+        assert!(matches!(
+            refused(&text("bob", "alice"), &friends_only),
+            Rejection::NotFriends(_)
+        ));
+        friends_only.receiver_befriends_sender = true;
+        assert!(decide(&text("bob", "alice"), &friends_only).is_ok());
+        // App admins, and an admin sending for a user, pass both.
+        blocked.sender_level = Some(2);
+        assert!(decide(&text("bob", "alice"), &blocked).is_ok());
+        let mut admin = context("imAdmin");
+        admin.caller_is_admin = true;
+        admin.receiver_blocks_sender = true;
+        admin.friend_verify = true;
+        assert!(decide(&text("bob", "alice"), &admin).is_ok());
     }
 
     #[test]

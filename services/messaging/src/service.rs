@@ -6,7 +6,7 @@
 //! table, so one clientMsgID never makes two messages.
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::{conversations, messages, users};
+use jetim_readmodel::{conversations, messages, relations, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::{Actor, EventLog};
@@ -33,6 +33,28 @@ pub struct Sent {
     pub message: Option<MsgSent>,
 }
 
+/// Who sends, and the rules in force.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The authenticated caller.
+    pub user_id: &'a str,
+    /// Whether the caller is an admin.
+    pub is_admin: bool,
+    /// Single chats only between friends (`messaging.friend_verify`).
+    pub friend_verify: bool,
+}
+
+impl<'a> Caller<'a> {
+    /// An ordinary caller under the default rules.
+    pub fn user(user_id: &'a str) -> Self {
+        Self {
+            user_id,
+            is_admin: false,
+            friend_verify: false,
+        }
+    }
+}
+
 /// An infrastructure failure while sending: the caller answers 500, and the client may resend
 /// with the same clientMsgID safely.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +77,7 @@ pub async fn send(
     log: &EventLog,
     db: &Pool,
     message: &MsgData,
-    caller: &str,
-    caller_is_admin: bool,
+    caller: Caller<'_>,
     operation_id: &str,
 ) -> Result<Result<Sent, Rejection>, SendFailure> {
     let failure = |error: &dyn std::fmt::Display| SendFailure(error.to_string());
@@ -74,22 +95,32 @@ pub async fn send(
             .await
             .map_err(|error| failure(&error))?
     };
-    // The receiver's own setting on this single chat, if they have the row.
-    let receiver_conversation_recv_opt = match (&receiver, message.session_type) {
-        (Some(receiver), 1) => {
-            let conversation_id =
-                chat_conversation_id(SessionType::Single, &message.send_id, &message.recv_id, "");
-            conversations::list(db, &receiver.user_id, Some(&[conversation_id]))
-                .await
-                .map_err(|error| failure(&error))?
-                .first()
-                .map_or(0, |row| row.recv_msg_opt)
-        }
-        _ => 0,
-    };
+    // The receiver's own setting on this single chat, if they have the row, and what the
+    // receiver thinks of the sender.
+    let (receiver_conversation_recv_opt, (receiver_blocks_sender, receiver_befriends_sender)) =
+        match (&receiver, message.session_type) {
+            (Some(receiver), 1) => {
+                let conversation_ids = [chat_conversation_id(
+                    SessionType::Single,
+                    &message.send_id,
+                    &message.recv_id,
+                    "",
+                )];
+                let (rows, relation) = futures::try_join!(
+                    conversations::list(db, &receiver.user_id, Some(&conversation_ids)),
+                    relations::send_relation(db, &message.send_id, &receiver.user_id),
+                )
+                .map_err(|error| failure(&error))?;
+                (rows.first().map_or(0, |row| row.recv_msg_opt), relation)
+            }
+            _ => (0, (false, false)),
+        };
     let context = SendContext {
-        caller: caller.to_owned(),
-        caller_is_admin,
+        caller: caller.user_id.to_owned(),
+        caller_is_admin: caller.is_admin,
+        receiver_blocks_sender,
+        receiver_befriends_sender,
+        friend_verify: caller.friend_verify,
         sender_level: sender.map(|user| user.app_manger_level),
         receiver_registered: receiver.is_some(),
         receiver_global_recv_opt: receiver.as_ref().map_or(0, |user| user.global_recv_msg_opt),
@@ -141,7 +172,7 @@ pub async fn send(
         .append_to_timeline(
             &event.conversation_id,
             &event.client_msg_id,
-            Actor::with_operation(caller, operation_id),
+            Actor::with_operation(caller.user_id, operation_id),
             &event,
         )
         .await

@@ -6,6 +6,7 @@
 //!   the queries the `/user` and `/auth` routes make.
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
 //! - [`conversations`]: the conversation_settings projection and conversation queries.
+//! - [`relations`]: the relations projection: friend requests, friendships and blocks.
 //! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
@@ -19,6 +20,7 @@
 pub mod conversations;
 pub mod messages;
 pub mod projection;
+pub mod relations;
 pub mod settings;
 pub mod users;
 pub mod versions;
@@ -59,6 +61,11 @@ pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
             conversations::VERSION,
             conversations::consumer_spec(),
         ),
+        (
+            relations::NAME,
+            relations::VERSION,
+            relations::consumer_spec(),
+        ),
     ]
 }
 
@@ -89,9 +96,15 @@ pub async fn run_projections(
             shutdown.clone(),
         ),
         run_one(
-            jetstream,
+            jetstream.clone(),
             conversations::consumer_spec(),
-            conversations::ConversationSettingsProjection::new(pool),
+            conversations::ConversationSettingsProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            relations::consumer_spec(),
+            relations::RelationsProjection::new(pool),
             shutdown.clone(),
         ),
     );

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client_config;
 pub mod conversation;
 pub mod delete;
+pub mod friend;
 pub mod jssdk;
 pub mod msg;
 pub mod notification_account;
@@ -213,4 +214,59 @@ pub fn router() -> Router<ApiState> {
         .route("/user/set_user_client_config", post(client_config::set))
         .route("/user/del_user_client_config", post(client_config::delete))
         .route("/user/page_user_client_config", post(client_config::page))
+        .route("/friend/add_friend", post(friend::add_friend))
+        .route(
+            "/friend/add_friend_response",
+            post(friend::add_friend_response),
+        )
+        .route("/friend/delete_friend", post(friend::delete_friend))
+        .route(
+            "/friend/get_friend_apply_list",
+            post(friend::get_friend_apply_list),
+        )
+        .route(
+            "/friend/get_self_friend_apply_list",
+            post(friend::get_self_friend_apply_list),
+        )
+        .route(
+            "/friend/get_designated_friend_apply",
+            post(friend::get_designated_friend_apply),
+        )
+        .route("/friend/get_friend_list", post(friend::get_friend_list))
+        .route(
+            "/friend/get_designated_friends",
+            post(friend::get_designated_friends),
+        )
+        .route("/friend/set_friend_remark", post(friend::set_friend_remark))
+        .route("/friend/update_friends", post(friend::update_friends))
+        .route("/friend/add_black", post(friend::add_black))
+        .route("/friend/remove_black", post(friend::remove_black))
+        .route("/friend/get_black_list", post(friend::get_black_list))
+        .route(
+            "/friend/get_specified_blacks",
+            post(friend::get_specified_blacks),
+        )
+        .route(
+            "/friend/get_incremental_blacks",
+            post(friend::get_incremental_blacks),
+        )
+        .route("/friend/import_friend", post(friend::import_friend))
+        .route("/friend/is_friend", post(friend::is_friend))
+        .route("/friend/get_friend_id", post(friend::get_friend_id))
+        .route(
+            "/friend/get_specified_friends_info",
+            post(friend::get_specified_friends_info),
+        )
+        .route(
+            "/friend/get_incremental_friends",
+            post(friend::get_incremental_friends),
+        )
+        .route(
+            "/friend/get_full_friend_user_ids",
+            post(friend::get_full_friend_user_ids),
+        )
+        .route(
+            "/friend/get_self_unhandled_apply_count",
+            post(friend::get_self_unhandled_apply_count),
+        )
 }

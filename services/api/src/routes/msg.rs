@@ -98,8 +98,11 @@ async fn send_and_reply(
         &state.log,
         &state.db,
         message,
-        &caller.user_id,
-        caller.is_admin,
+        service::Caller {
+            user_id: &caller.user_id,
+            is_admin: caller.is_admin,
+            friend_verify: state.messaging.friend_verify,
+        },
         operation_id,
     )
     .await
@@ -328,8 +331,11 @@ pub async fn batch_send_msg(
             &state.log,
             &state.db,
             &message,
-            &request.caller.user_id,
-            request.caller.is_admin,
+            service::Caller {
+                user_id: &request.caller.user_id,
+                is_admin: request.caller.is_admin,
+                friend_verify: state.messaging.friend_verify,
+            },
             &request.operation_id,
         )
         .await
@@ -678,8 +684,11 @@ pub async fn send_business_notification(
                 &state.log,
                 &state.db,
                 &data,
-                &caller.user_id,
-                caller.is_admin,
+                service::Caller {
+                    user_id: &caller.user_id,
+                    is_admin: caller.is_admin,
+                    friend_verify: state.messaging.friend_verify,
+                },
                 &operation_id,
             )
             .await

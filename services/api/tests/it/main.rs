@@ -3,6 +3,7 @@
 
 mod auth;
 mod conversation;
+mod friend;
 mod health;
 mod jssdk;
 mod msg;

@@ -257,7 +257,15 @@ async fn a_resend_with_the_same_client_msg_id_returns_the_original_even_after_th
         ..Default::default()
     };
     let pool = app.database.pool();
-    let send = || jetim_messaging::service::send(&log, &pool, &message, "rex", false, "op");
+    let send = || {
+        jetim_messaging::service::send(
+            &log,
+            &pool,
+            &message,
+            jetim_messaging::service::Caller::user("rex"),
+            "op",
+        )
+    };
     let first = send().await.unwrap().unwrap();
     assert_eq!((first.seq, first.duplicate), (1, false));
     // Inside JetStream's duplicate window.

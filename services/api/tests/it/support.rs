@@ -75,6 +75,7 @@ impl TestApp {
             status_subscriptions: jetim_api::routes::status::open_subscriptions(&jetstream, 1)
                 .await
                 .unwrap(),
+            messaging: Default::default(),
         };
         jetim_api::routes::user::register_admins(&state)
             .await

@@ -126,6 +126,7 @@ impl TestGateway {
             log,
             presence: presence.clone(),
             config,
+            messaging: Default::default(),
         };
         tokio::spawn(jetim_push::run(
             jetim_push::PushState {

@@ -141,8 +141,7 @@ impl Setup {
             &self.log,
             &self.pool,
             message,
-            &message.send_id,
-            false,
+            service::Caller::user(&message.send_id),
             operation_id,
         )
         .await

@@ -109,10 +109,16 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
             content: format!(r#"{{"content":"m{index}"}}"#).into_bytes(),
             ..MsgData::default()
         };
-        jetim_messaging::service::send(&log, &live_pool, &message, from, false, "op")
-            .await
-            .unwrap()
-            .unwrap();
+        jetim_messaging::service::send(
+            &log,
+            &live_pool,
+            &message,
+            jetim_messaging::service::Caller::user(from),
+            "op",
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
 
     // Read marks, raised and set, interleaved with the timeline.
@@ -337,10 +343,16 @@ async fn deleted_conversations_read_the_same_whichever_projection_applies_first(
                 ..MsgData::default()
             };
             sent += 1;
-            jetim_messaging::service::send(&log, &scratch_pool, &message, from, false, "op")
-                .await
-                .unwrap()
-                .unwrap();
+            jetim_messaging::service::send(
+                &log,
+                &scratch_pool,
+                &message,
+                jetim_messaging::service::Caller::user(from),
+                "op",
+            )
+            .await
+            .unwrap()
+            .unwrap();
         }
     };
     send(3).await;
