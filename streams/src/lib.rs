@@ -27,6 +27,8 @@
 //! | `im.user.<userID>.config` | `IM_USER` | `config.set`, `config.deleted` | `/user/set_user_client_config`, `/user/del_user_client_config` | the `user_settings` projection (`client_configs_v1`) |
 //! | `im.user.=.config` | `IM_USER` | the same, app-wide (`=` alone is no escaped ID) | the same routes with userID `""` | the same |
 //! | `im.user.<userID>.conversation` | `IM_USER` | `conversation.set`: the owner's settings for one conversation; `conversation.deleted`: conversations taken off the owner's list | `/conversation/set_conversations`, `/conversation/update_conversations_by_user`, `/conversation/delete_conversations` | the `conversation_settings` projection |
+//! | `im.user.<userID>.friend` | `IM_USER` | `friend.requested` and `friend.request.handled` (requests addressed to the user, and their answers; an accepted one befriends both ways), `friend.imported`, `friend.deleted`, `friend.updated` (the user's own friendships) | the `/friend/*` request, response, import, delete, remark and update routes | the `relations` projection |
+//! | `im.user.<userID>.black` | `IM_USER` | `black.added`, `black.removed` | `/friend/add_black`, `/friend/remove_black` | the `relations` projection |
 //!
 //! # KV buckets
 //!

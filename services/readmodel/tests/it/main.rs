@@ -422,3 +422,274 @@ async fn deleted_conversations_read_the_same_whichever_projection_applies_first(
         "v1 deleted after the last message; v2's row came back without its pin"
     );
 }
+
+const RELATION_TABLES: &[&str] = &["friend_requests_v1", "friends_v1", "blacks_v1"];
+const RELATION_LOGS: &[&str] = &[
+    "friend_versions_v1",
+    "friend_changes_v1",
+    "black_versions_v1",
+    "black_changes_v1",
+];
+
+async fn rows_of(pool: &Pool, tables: &[&str]) -> Vec<Vec<String>> {
+    let client = pool.get().await.unwrap();
+    let mut all = Vec::new();
+    for table in tables {
+        let rows = client
+            .query(
+                &format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"),
+                &[],
+            )
+            .await
+            .unwrap();
+        all.push(rows.iter().map(|row| row.get::<_, String>(0)).collect());
+    }
+    all
+}
+
+async fn project_relations(pool: &Pool, events: &[RecordedEvent], batch_size: usize, twice: bool) {
+    let mut projection = jetim_readmodel::relations::RelationsProjection::new(pool.clone());
+    for batch in events.chunks(batch_size) {
+        projection.apply(batch).await.unwrap();
+        if twice {
+            projection.apply(batch).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
+    use jetim_schemas::events::relation::{
+        BlackAdded, BlackRemoved, FriendDeleted, FriendRequestHandled, FriendRequested,
+        FriendsImported, FriendsUpdated,
+    };
+    let nats = TestNats::start().await;
+    let jetstream = nats.jetstream().await;
+    jetim_streams::definitions::apply_all(&jetstream, 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let friend = |user: &str| Subject::user(user, UserKind::Friend).unwrap();
+    let black = |user: &str| Subject::user(user, UserKind::Black).unwrap();
+    let request = |from: &str, to: &str, create_time: i64| FriendRequested {
+        from_user_id: from.into(),
+        to_user_id: to.into(),
+        req_msg: format!("{from} asks {to}"),
+        ex: String::new(),
+        create_time,
+    };
+    let answer =
+        |from: &str, to: &str, handle_result: i32, handle_time: i64| FriendRequestHandled {
+            from_user_id: from.into(),
+            to_user_id: to.into(),
+            handle_result,
+            handle_msg: String::new(),
+            handle_time,
+        };
+    let blocked = |ex: &str, create_time: i64| BlackAdded {
+        owner_user_id: "a".into(),
+        black_user_id: "c".into(),
+        operator_user_id: "a".into(),
+        ex: ex.into(),
+        create_time,
+    };
+    log.append(
+        &friend("b"),
+        "a",
+        Expect::Anything,
+        None,
+        &request("a", "b", 1),
+    )
+    .await
+    .unwrap();
+    log.append(
+        &friend("a"),
+        "b",
+        Expect::Anything,
+        None,
+        &request("b", "a", 2),
+    )
+    .await
+    .unwrap();
+    log.append(
+        &friend("b"),
+        "b",
+        Expect::Anything,
+        None,
+        &answer("a", "b", 1, 3),
+    )
+    .await
+    .unwrap();
+    let imported = FriendsImported {
+        owner_user_id: "c".into(),
+        friend_user_ids: vec!["a".into(), "b".into()],
+        operator_user_id: "imAdmin".into(),
+        create_time: 4,
+    };
+    log.append(&friend("c"), "imAdmin", Expect::Anything, None, &imported)
+        .await
+        .unwrap();
+    let updated = FriendsUpdated {
+        owner_user_id: "a".into(),
+        friend_user_ids: vec!["b".into(), "c".into()],
+        remark: Some("x".into()),
+        is_pinned: Some(true),
+        ex: None,
+    };
+    log.append(&friend("a"), "a", Expect::Anything, None, &updated)
+        .await
+        .unwrap();
+    let deleted = FriendDeleted {
+        owner_user_id: "a".into(),
+        friend_user_id: "b".into(),
+    };
+    log.append(&friend("a"), "a", Expect::Anything, None, &deleted)
+        .await
+        .unwrap();
+    log.append(
+        &friend("a"),
+        "d",
+        Expect::Anything,
+        None,
+        &request("d", "a", 5),
+    )
+    .await
+    .unwrap();
+    log.append(
+        &friend("a"),
+        "a",
+        Expect::Anything,
+        None,
+        &answer("d", "a", -1, 6),
+    )
+    .await
+    .unwrap();
+    log.append(&black("a"), "a", Expect::Anything, None, &blocked("one", 7))
+        .await
+        .unwrap();
+    log.append(&black("a"), "a", Expect::Anything, None, &blocked("two", 8))
+        .await
+        .unwrap();
+    let unblocked = BlackRemoved {
+        owner_user_id: "a".into(),
+        black_user_id: "c".into(),
+    };
+    log.append(&black("a"), "a", Expect::Anything, None, &unblocked)
+        .await
+        .unwrap();
+    log.append(
+        &black("a"),
+        "a",
+        Expect::Anything,
+        None,
+        &blocked("three", 9),
+    )
+    .await
+    .unwrap();
+    // a asks b again after deleting b; b accepts: a's side comes back, fresh.
+    log.append(
+        &friend("b"),
+        "a",
+        Expect::Anything,
+        None,
+        &request("a", "b", 10),
+    )
+    .await
+    .unwrap();
+    log.append(
+        &friend("b"),
+        "b",
+        Expect::Anything,
+        None,
+        &answer("a", "b", 1, 11),
+    )
+    .await
+    .unwrap();
+    let events = stream_events(&jetstream, USER_STREAM).await;
+    assert_eq!(events.len(), 14);
+
+    let live = TestDatabase::migrated().await;
+    let live_pool = live.pool();
+    project_relations(&live_pool, &events, 1, true).await;
+    let rows = rows_of(&live_pool, RELATION_TABLES).await;
+    let logs = rows_of(&live_pool, RELATION_LOGS).await;
+    project_relations(&live_pool, &events, events.len(), false).await;
+    assert_eq!(
+        rows_of(&live_pool, RELATION_TABLES).await,
+        rows,
+        "a replay changes nothing"
+    );
+    assert_eq!(
+        rows_of(&live_pool, RELATION_LOGS).await,
+        logs,
+        "nor bumps a version"
+    );
+
+    let client = live_pool.get().await.unwrap();
+    let friends: Vec<(String, String, String, bool, bool)> = client
+        .query(
+            "SELECT owner_user_id, friend_user_id, remark, is_pinned, deleted FROM friends_v1
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    let friend_row = |owner: &str, other: &str, remark: &str, pinned: bool| {
+        (
+            owner.to_owned(),
+            other.to_owned(),
+            remark.to_owned(),
+            pinned,
+            false,
+        )
+    };
+    assert_eq!(
+        friends,
+        [
+            friend_row("a", "b", "", false),
+            friend_row("a", "c", "x", true),
+            friend_row("b", "a", "", false),
+            friend_row("b", "c", "", false),
+            friend_row("c", "a", "", false),
+            friend_row("c", "b", "", false),
+        ]
+    );
+    let handled: Vec<(String, String, i32)> = client
+        .query(
+            "SELECT from_user_id, to_user_id, handle_result FROM friend_requests_v1 ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let request_row = |from: &str, to: &str, result: i32| (from.to_owned(), to.to_owned(), result);
+    assert_eq!(
+        handled,
+        [
+            request_row("a", "b", 1),
+            request_row("b", "a", 1),
+            request_row("d", "a", -1),
+        ]
+    );
+    let ex: String = client
+        .query_one("SELECT ex FROM blacks_v1 WHERE NOT deleted", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ex, "three");
+
+    for batch_size in [4, 100] {
+        let rebuilt = TestDatabase::migrated().await;
+        project_relations(&rebuilt.pool(), &events, batch_size, false).await;
+        assert_eq!(
+            rows_of(&rebuilt.pool(), RELATION_TABLES).await,
+            rows,
+            "a rebuild in batches of {batch_size} equals the live rows"
+        );
+    }
+}
