@@ -915,3 +915,73 @@ impl BatchHandler for MessagesProjection {
         transaction.commit().await.map_err(transient)
     }
 }
+
+/// Who sent messages in a time range, for `/statistics/user/active`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveSenders {
+    /// Messages sent in the range.
+    pub msg_count: i64,
+    /// Distinct senders.
+    pub user_count: i64,
+    /// Messages per UTC day (`YYYY-MM-DD`).
+    pub date_count: std::collections::BTreeMap<String, i64>,
+    /// The requested page of (sender, messages), by count.
+    pub users: Vec<(String, i64)>,
+}
+
+/// Messages with user content (content types below 1000, so not notifications) with a send
+/// time in `[start, end)`
+/// milliseconds, in single chats and, with `groups`, group chats; senders by count, ascending
+/// or descending, `offset`/`limit` of them.
+pub async fn active_senders(
+    pool: &Pool,
+    range: (i64, i64),
+    groups: bool,
+    ascending: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<ActiveSenders, ReadModelError> {
+    let client = pool.get().await?;
+    let matching = "FROM messages_v1
+         WHERE send_time >= $1 AND send_time < $2
+           AND (starts_with(conversation_id, 'si_') OR ($3 AND starts_with(conversation_id, 'sg_')))
+           AND content_type < 1000";
+    let (start, end) = range;
+    let totals = client
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT send_id) {matching}"),
+            &[&start, &end, &groups],
+        )
+        .await?;
+    let dates = client
+        .query(
+            &format!(
+                "SELECT to_char(to_timestamp(send_time / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+                        count(*) {matching} GROUP BY 1"
+            ),
+            &[&start, &end, &groups],
+        )
+        .await?;
+    let order = if ascending { "ASC" } else { "DESC" };
+    let users = client
+        .query(
+            &format!(
+                "SELECT send_id, count(*) AS sent {matching}
+                 GROUP BY send_id ORDER BY sent {order}, send_id OFFSET $4 LIMIT $5"
+            ),
+            &[&start, &end, &groups, &offset, &limit],
+        )
+        .await?;
+    Ok(ActiveSenders {
+        msg_count: totals.get(0),
+        user_count: totals.get(1),
+        date_count: dates
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect(),
+        users: users
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect(),
+    })
+}

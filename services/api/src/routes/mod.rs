@@ -101,6 +101,7 @@ pub fn router() -> Router<ApiState> {
             post(notification_account::search),
         )
         .route("/statistics/user/register", post(statistics::user_register))
+        .route("/statistics/user/active", post(statistics::user_active))
         .route(
             "/user/get_users_online_status",
             post(status::get_users_online_status),

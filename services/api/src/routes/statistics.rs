@@ -1,14 +1,15 @@
-//! `/statistics/user/*`: registration figures for admins.
+//! `/statistics/user/*`: registration and activity figures for admins.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use jetim_readmodel::users;
+use jetim_readmodel::{messages, users};
 use serde::{Deserialize, Serialize};
 
-use super::user::read_failed;
+use super::args::Pagination;
+use super::user::{UserInfo, read_failed};
 use crate::ApiState;
-use crate::openim::{ApiError, Authed, Reply};
+use crate::openim::{ApiError, Authed, Reply, null_if_empty};
 
 /// `/statistics/user/register` request: a time range in Unix milliseconds.
 #[derive(Debug, Default, Deserialize)]
@@ -49,5 +50,91 @@ pub async fn user_register(
         total,
         before,
         count,
+    }))
+}
+
+/// `/statistics/user/active` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ActiveRequest {
+    /// Unix milliseconds, inclusive.
+    start: i64,
+    /// Unix milliseconds, exclusive.
+    end: i64,
+    /// Fewest messages first.
+    ase: bool,
+    /// Count group chats as well as single chats.
+    group: bool,
+    pagination: Option<Pagination>,
+}
+
+/// One active user.
+#[derive(Debug, Serialize)]
+pub struct ActiveUser {
+    user: Option<UserInfo>,
+    count: i64,
+}
+
+/// `/statistics/user/active` reply.
+#[derive(Debug, Serialize)]
+pub struct ActiveReply {
+    #[serde(rename = "msgCount")]
+    msg_count: i64,
+    #[serde(rename = "userCount")]
+    user_count: i64,
+    /// Messages per UTC day; left out when empty, as Go does for maps.
+    #[serde(rename = "dateCount", skip_serializing_if = "BTreeMap::is_empty")]
+    date_count: BTreeMap<String, i64>,
+    #[serde(serialize_with = "null_if_empty")]
+    users: Vec<ActiveUser>,
+}
+
+/// Who sent messages in a range, busiest first (or last, with `ase`), a page at a time
+/// (admin only). Notifications (content types from 1000) are not counted. (Upstream pages by skipping
+/// `pageNumber - 1` users rather than whole pages; not copied.)
+pub async fn user_active(
+    State(state): State<ApiState>,
+    request: Authed<ActiveRequest>,
+) -> Result<Reply<ActiveReply>, ApiError> {
+    request.caller.require_admin()?;
+    let body = &request.body;
+    if body.start < 0 || body.end <= body.start {
+        return Err(ApiError::args(format!(
+            "the range start {} .. end {} is empty or negative",
+            body.start, body.end
+        )));
+    }
+    let (offset, limit) = Pagination::window(body.pagination.as_ref())?;
+    let active = messages::active_senders(
+        &state.db,
+        (body.start, body.end),
+        body.group,
+        body.ase,
+        offset,
+        limit,
+    )
+    .await
+    .map_err(|error| read_failed(&error))?;
+    let ids: Vec<String> = active.users.iter().map(|(id, _)| id.clone()).collect();
+    let profiles = users::find(&state.db, &ids)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    let users = active
+        .users
+        .into_iter()
+        .map(|(user_id, count)| ActiveUser {
+            user: profiles
+                .iter()
+                .find(|profile| profile.user_id == user_id)
+                .cloned()
+                .map(UserInfo::from),
+            count,
+        })
+        .collect();
+    Ok(Reply(ActiveReply {
+        msg_count: active.msg_count,
+        user_count: active.user_count,
+        date_count: active.date_count,
+        users,
     }))
 }

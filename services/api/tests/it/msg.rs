@@ -1200,3 +1200,99 @@ async fn an_admin_purges_messages_older_than_an_age_for_everyone() {
     let pulled = app.ok("/msg/pull_msg_by_seq", &p2, &pull).await;
     assert_eq!(pulled, json!({}), "{pulled}");
 }
+
+#[tokio::test]
+async fn active_user_statistics_count_what_users_sent() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["act1", "act2"]).await;
+    let start = crate::support::now_millis() - 60_000;
+    for text in ["a", "b", "c"] {
+        app.send_text(&admin, "act1", "act2", text).await;
+    }
+    app.send_text(&admin, "act2", "act1", "d").await;
+    // A friendship stores a 1201 copy in the chat: the server's, not counted.
+    app.ok(
+        "/friend/import_friend",
+        &admin,
+        &json!({"ownerUserID": "act1", "friendUserIDs": ["act2"]}),
+    )
+    .await;
+    let seqs = app.newest_seqs(&admin, "act1", 1).await;
+    assert_eq!(seqs["maxSeqs"]["si_act1_act2"], 5, "{seqs}");
+    let end = crate::support::now_millis() + 60_000;
+    let page = |number: i32, size: i32| json!({"pageNumber": number, "showNumber": size});
+    let data = app
+        .ok(
+            "/statistics/user/active",
+            &admin,
+            &json!({"start": start, "end": end, "pagination": page(1, 10)}),
+        )
+        .await;
+    assert_eq!(
+        (
+            data["msgCount"].clone(),
+            data["userCount"].clone(),
+            data["users"][0]["user"]["userID"].clone(),
+            data["users"][0]["count"].clone(),
+            data["users"][1]["count"].clone(),
+        ),
+        (json!(4), json!(2), json!("act1"), json!(3), json!(1)),
+        "{data}"
+    );
+    assert_eq!(data["users"][0]["user"]["nickname"], "nick act1");
+    let days: i64 = data["dateCount"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|count| count.as_i64().unwrap())
+        .sum();
+    assert_eq!(days, 4);
+    let second = app
+        .ok(
+            "/statistics/user/active",
+            &admin,
+            &json!({"start": start, "end": end, "ase": true, "pagination": page(2, 1)}),
+        )
+        .await;
+    assert_eq!(second["users"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        second["users"][0]["user"]["userID"], "act1",
+        "fewest first: the second page of one is the busiest"
+    );
+    let empty = app
+        .ok(
+            "/statistics/user/active",
+            &admin,
+            &json!({"start": 1, "end": 2, "pagination": page(1, 10)}),
+        )
+        .await;
+    assert_eq!(empty, json!({"msgCount": 0, "userCount": 0, "users": null}));
+    for (token, body, code) in [
+        (
+            &admin,
+            json!({"start": 5, "end": 5, "pagination": page(1, 10)}),
+            1001,
+        ),
+        (&admin, json!({"start": 1, "end": 5}), 1001),
+        (
+            &admin,
+            json!({"start": "x", "end": 5, "pagination": page(1, 10)}),
+            1001,
+        ),
+    ] {
+        let reply = app
+            .post("/statistics/user/active", Some(token), &body)
+            .await;
+        assert_eq!(reply["errCode"], code, "{body}: {reply}");
+    }
+    let act1 = app.user_token(&admin, "act1", Platform::WEB).await;
+    let reply = app
+        .post(
+            "/statistics/user/active",
+            Some(&act1),
+            &json!({"start": 1, "end": 5, "pagination": page(1, 10)}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002);
+}

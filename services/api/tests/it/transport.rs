@@ -242,6 +242,7 @@ const ROUTES: &[(&str, bool)] = &[
     ("/user/del_user_client_config", true),
     ("/user/page_user_client_config", true),
     ("/statistics/user/register", true),
+    ("/statistics/user/active", true),
     ("/user/get_users_online_status", true),
     ("/user/get_users_status", true),
     ("/user/subscribe_users_status", true),
