@@ -930,9 +930,8 @@ pub struct ActiveSenders {
 }
 
 /// Messages with user content (content types below 1000, so not notifications) with a send
-/// time in `[start, end)`
-/// milliseconds, in single chats and, with `groups`, group chats; senders by count, ascending
-/// or descending, `offset`/`limit` of them.
+/// time in `[start, end)` milliseconds, in single chats and, with `groups`, group chats;
+/// senders by count, ascending or descending, `offset`/`limit` of them.
 pub async fn active_senders(
     pool: &Pool,
     range: (i64, i64),
