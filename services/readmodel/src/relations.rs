@@ -15,6 +15,7 @@ use jetim_schemas::events::relation::{
     BlackAdded, BlackRemoved, FriendDeleted, FriendRequestHandled, FriendRequested,
     FriendsImported, FriendsUpdated, add_source,
 };
+use jetim_schemas::events::user::UserUpdated;
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::{USER_STREAM, UserKind, every_user};
@@ -31,7 +32,13 @@ pub const VERSION: i32 = 1;
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
     let mut spec = DurableSpec::new(USER_STREAM, &format!("{NAME}_v{VERSION}"));
-    spec.filter_subjects = vec![every_user(UserKind::Friend), every_user(UserKind::Black)];
+    // Profile changes too: a friend's new nickname or face is an update in the friend logs
+    // of everyone who lists them.
+    spec.filter_subjects = vec![
+        every_user(UserKind::Friend),
+        every_user(UserKind::Black),
+        every_user(UserKind::Account),
+    ];
     spec
 }
 
@@ -158,6 +165,8 @@ enum Change {
     Updated(FriendsUpdated),
     BlackAdded(BlackAdded),
     BlackRemoved(BlackRemoved),
+    /// A user's nickname or face changed.
+    Profile(String),
 }
 
 fn decode_batch(batch: &[RecordedEvent]) -> Result<Vec<(i64, Change)>, HandleError> {
@@ -186,6 +195,13 @@ fn decode_batch(batch: &[RecordedEvent]) -> Result<Vec<(i64, Change)>, HandleErr
             kind if kind == BlackRemoved::KIND => {
                 Change::BlackRemoved(event.decode().map_err(poison)?)
             }
+            kind if kind == UserUpdated::KIND => {
+                let updated: UserUpdated = event.decode().map_err(poison)?;
+                if updated.nickname.is_none() && updated.face_url.is_none() {
+                    continue;
+                }
+                Change::Profile(updated.user_id)
+            }
             _ => continue,
         };
         changes.push((sequence, change));
@@ -199,6 +215,8 @@ struct Keys {
     requests: BTreeSet<Pair>,
     friends: BTreeSet<Pair>,
     blacks: BTreeSet<Pair>,
+    /// Users whose profile changed: every row listing them as a friend.
+    profiles: BTreeSet<String>,
 }
 
 impl Keys {
@@ -240,6 +258,9 @@ impl Keys {
                 Change::BlackRemoved(removed) => {
                     keys.blacks
                         .insert(pair(&removed.owner_user_id, &removed.black_user_id));
+                }
+                Change::Profile(user_id) => {
+                    keys.profiles.insert(user_id.clone());
                 }
             }
         }
@@ -401,6 +422,22 @@ impl Folded {
                 };
                 self.black_log.push((key.0.clone(), key.1.clone(), state));
                 self.dirty_blacks.insert(key);
+            }
+            Change::Profile(user_id) => {
+                // The rows are unchanged but read differently (they show the friend's
+                // profile): touched, so a replay of the change finds them newer and skips.
+                for (key, row) in &mut self.friends {
+                    if key.1 == user_id
+                        && row.sequence > 0
+                        && !row.deleted
+                        && row.sequence < sequence
+                    {
+                        row.sequence = sequence;
+                        self.friend_log
+                            .push((key.0.clone(), key.1.clone(), ChangeState::Update));
+                        self.dirty_friends.insert(key.clone());
+                    }
+                }
             }
             Change::BlackRemoved(removed) => {
                 let key = (removed.owner_user_id, removed.black_user_id);
@@ -658,6 +695,21 @@ impl BatchHandler for RelationsProjection {
             .map_err(transient)?,
             ..Folded::default()
         };
+        if !keys.profiles.is_empty() {
+            let profiles: Vec<&str> = keys.profiles.iter().map(String::as_str).collect();
+            let listing = transaction
+                .query(
+                    "SELECT * FROM friends_v1 WHERE friend_user_id = ANY($1)",
+                    &[&profiles],
+                )
+                .await
+                .map_err(transient)?;
+            for row in &listing {
+                let friend = FriendRow::from(row);
+                let key = (friend.owner_user_id.clone(), friend.friend_user_id.clone());
+                folded.friends.entry(key).or_insert(friend);
+            }
+        }
         for (sequence, change) in changes {
             folded.fold(sequence, change);
         }
@@ -757,6 +809,19 @@ pub async fn friend_ids(pool: &Pool, owner: &str) -> Result<Vec<String>, ReadMod
             "SELECT friend_user_id FROM friends_v1 WHERE owner_user_id = $1 AND NOT deleted
              ORDER BY friend_user_id",
             &[&owner],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Everyone who lists `user_id` as a friend.
+pub async fn listed_by(pool: &Pool, user_id: &str) -> Result<Vec<String>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT owner_user_id FROM friends_v1 WHERE friend_user_id = $1 AND NOT deleted
+             ORDER BY owner_user_id",
+            &[&user_id],
         )
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())

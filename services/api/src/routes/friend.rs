@@ -155,6 +155,49 @@ fn notification(
     }
 }
 
+/// After a profile change: 1303 `UserInfoUpdatedTips` to the user (from the operator), and,
+/// when the nickname or face changed, 1209 to everyone who lists the user as a friend (their
+/// friend logs show the change too; the relations projection records it). The changed user
+/// gets 1303 only, not a copy of every 1209.
+pub(crate) async fn profile_changed(
+    state: &ApiState,
+    operation_id: &str,
+    operator: &str,
+    update: &jetim_schemas::events::user::UserUpdated,
+) -> Result<(), ApiError> {
+    let user = &update.user_id;
+    let tips = json!({ "userID": user });
+    push(
+        state,
+        operation_id,
+        &notification(1303, operator, user, tips, false),
+        &[user],
+    )
+    .await;
+    if update.nickname.is_none() && update.face_url.is_none() {
+        return Ok(());
+    }
+    let friends_of = relations::listed_by(&state.db, user)
+        .await
+        .map_err(|error| relation_read_failed(&error))?;
+    for owner in &friends_of {
+        let tips = json!({
+            "fromToUserID": from_to(user, owner),
+            "friendVersion": 0,
+            "friendVersionID": "",
+            "friendSortVersion": 0,
+        });
+        push(
+            state,
+            operation_id,
+            &notification(1209, user, owner, tips, false),
+            &[owner],
+        )
+        .await;
+    }
+    Ok(())
+}
+
 // ---- Wire shapes ----
 
 /// OpenIM's `FriendRequest`.

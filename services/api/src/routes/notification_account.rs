@@ -150,7 +150,7 @@ pub async fn update(
         face_url: non_empty(body.face_url),
         ..UserUpdated::default()
     };
-    apply_update(&state, &request.caller.user_id, update).await
+    apply_update(&state, &request.caller.user_id, update, None).await
 }
 
 /// `/user/search_notification_account` request.

@@ -244,10 +244,13 @@ pub async fn get_users_info(
     }))
 }
 
+/// Applies a profile change. With `notify` (the request's operationID) the user and their
+/// friends are told (1303, 1209).
 pub(crate) async fn apply_update(
     state: &ApiState,
     actor: &str,
     update: UserUpdated,
+    notify: Option<&str>,
 ) -> Result<Done, ApiError> {
     check_user_id("userID", &update.user_id)?;
     if let Some(nickname) = &update.nickname {
@@ -274,6 +277,16 @@ pub(crate) async fn apply_update(
         .map_err(|error| append_failed(&error))?;
     tracing::debug!(event = UserUpdated::KIND, user = %update.user_id, "profile updated");
     wait_for_users_projection(state, appended.stream_sequence).await;
+    if let Some(operation_id) = notify {
+        super::wait_for_projection(
+            state,
+            jetim_readmodel::relations::NAME,
+            jetim_readmodel::relations::VERSION,
+            appended.stream_sequence,
+        )
+        .await;
+        super::friend::profile_changed(state, operation_id, actor, &update).await?;
+    }
     Ok(Done)
 }
 
@@ -304,7 +317,13 @@ pub async fn update_user_info(
         global_recv_msg_opt: (info.global_recv_msg_opt != 0).then_some(info.global_recv_msg_opt),
         app_manger_level: None,
     };
-    apply_update(&state, &request.caller.user_id, update).await
+    apply_update(
+        &state,
+        &request.caller.user_id,
+        update,
+        Some(&request.operation_id),
+    )
+    .await
 }
 
 /// `/user/update_user_info_ex` body: each field present (even empty) is set.
@@ -347,7 +366,13 @@ pub async fn update_user_info_ex(
         global_recv_msg_opt: info.global_recv_msg_opt,
         app_manger_level: None,
     };
-    apply_update(&state, &request.caller.user_id, update).await
+    apply_update(
+        &state,
+        &request.caller.user_id,
+        update,
+        Some(&request.operation_id),
+    )
+    .await
 }
 
 /// `/user/set_global_msg_recv_opt` request.
@@ -375,7 +400,13 @@ pub async fn set_global_msg_recv_opt(
         global_recv_msg_opt: Some(request.body.global_recv_msg_opt),
         ..UserUpdated::default()
     };
-    apply_update(&state, &request.caller.user_id, update).await
+    apply_update(
+        &state,
+        &request.caller.user_id,
+        update,
+        Some(&request.operation_id),
+    )
+    .await
 }
 
 /// `/user/account_check` request.

@@ -867,3 +867,77 @@ async fn with_friend_verify_only_friends_may_write() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_profile_change_tells_the_user_and_reaches_the_friends_logs() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["kay", "lou"]).await;
+    let kay = app.user_token(&admin, "kay", Platform::WEB).await;
+    let lou = app.user_token(&admin, "lou", Platform::WEB).await;
+    app.ok(
+        "/friend/import_friend",
+        &admin,
+        &json!({"ownerUserID": "kay", "friendUserIDs": ["lou"]}),
+    )
+    .await;
+    let client = app.nats.client().await;
+    let mut kay_pushes = client.subscribe("im.deliver.kay").await.unwrap();
+    let mut lou_pushes = client.subscribe("im.deliver.lou").await.unwrap();
+    client.flush().await.unwrap();
+    let log_of_lou = app
+        .ok(
+            "/friend/get_incremental_friends",
+            &lou,
+            &json!({"userID": "lou", "versionID": "", "version": 0}),
+        )
+        .await;
+
+    app.ok(
+        "/user/update_user_info_ex",
+        &kay,
+        &json!({"userInfo": {"userID": "kay", "nickname": "Kay K"}}),
+    )
+    .await;
+    let (conversation, content_type, tips) = next_push(&mut kay_pushes).await;
+    assert_eq!(
+        (conversation.as_str(), content_type, tips),
+        ("n_kay_kay", 1303, json!({"userID": "kay"}))
+    );
+    let (conversation, content_type, tips) = next_push(&mut lou_pushes).await;
+    assert_eq!((conversation.as_str(), content_type), ("n_kay_lou", 1209));
+    assert_eq!(
+        tips["fromToUserID"],
+        json!({"fromUserID": "kay", "toUserID": "lou"})
+    );
+    nothing_pushed(&mut kay_pushes).await;
+    let changed = app
+        .ok(
+            "/friend/get_incremental_friends",
+            &lou,
+            &json!({"userID": "lou", "versionID": log_of_lou["versionID"],
+                    "version": log_of_lou["version"]}),
+        )
+        .await;
+    assert_eq!(changed["full"], false);
+    assert_eq!(changed["update"][0]["friendUser"]["nickname"], "Kay K");
+
+    // Only ex: the user is told, the friends' logs stay as they were.
+    app.ok(
+        "/user/update_user_info_ex",
+        &kay,
+        &json!({"userInfo": {"userID": "kay", "ex": "x"}}),
+    )
+    .await;
+    assert_eq!(next_push(&mut kay_pushes).await.1, 1303);
+    nothing_pushed(&mut lou_pushes).await;
+    let again = app
+        .ok(
+            "/friend/get_incremental_friends",
+            &lou,
+            &json!({"userID": "lou", "versionID": changed["versionID"],
+                    "version": changed["version"]}),
+        )
+        .await;
+    assert_eq!(again["update"], Value::Null);
+}

@@ -605,8 +605,23 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
     )
     .await
     .unwrap();
+    // c's new nickname is an update in the logs of a and b, who list c.
+    let renamed = jetim_schemas::events::user::UserUpdated {
+        user_id: "c".into(),
+        nickname: Some("Cee".into()),
+        ..Default::default()
+    };
+    log.append(
+        &Subject::user("c", UserKind::Account).unwrap(),
+        "c",
+        Expect::Anything,
+        None,
+        &renamed,
+    )
+    .await
+    .unwrap();
     let events = stream_events(&jetstream, USER_STREAM).await;
-    assert_eq!(events.len(), 14);
+    assert_eq!(events.len(), 15);
 
     let live = TestDatabase::migrated().await;
     let live_pool = live.pool();
@@ -675,6 +690,22 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
             request_row("b", "a", 1),
             request_row("d", "a", -1),
         ]
+    );
+    let touched: Vec<(String, i16)> = client
+        .query(
+            "SELECT owner_user_id, state FROM friend_changes_v1 WHERE element_id = 'c'
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        touched,
+        [("a".to_owned(), 3), ("b".to_owned(), 3)],
+        "c's rename is the latest change to c in both logs"
     );
     let ex: String = client
         .query_one("SELECT ex FROM blacks_v1 WHERE NOT deleted", &[])
