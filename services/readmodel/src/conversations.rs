@@ -14,7 +14,7 @@ use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
 use jetim_streams::subject::{USER_STREAM, UserKind, every_user};
 use tokio_postgres::Row;
 
-use crate::versions::{ChangeState, record_conversation_changes};
+use crate::versions::{ChangeState, Log, record_changes};
 use crate::{ReadModelError, projection};
 
 /// The projection's name in the registry.
@@ -427,7 +427,7 @@ impl BatchHandler for ConversationSettingsProjection {
             .into_iter()
             .map(|((owner, id), state)| (owner, id, state))
             .collect();
-        record_conversation_changes(&transaction, &changes)
+        record_changes(&transaction, Log::Conversations, &changes)
             .await
             .map_err(transient)?;
         projection::advance(&transaction, NAME, VERSION, last_sequence)

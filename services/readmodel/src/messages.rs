@@ -15,7 +15,7 @@ use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conver
 use tokio_postgres::Row;
 
 use crate::conversations::VISIBLE;
-use crate::versions::{ChangeState, record_conversation_changes};
+use crate::versions::{ChangeState, Log, record_changes};
 use crate::{ReadModelError, projection};
 
 /// The projection's name in the registry.
@@ -754,7 +754,7 @@ impl BatchHandler for MessagesProjection {
                         .iter()
                         .map(|row| (row.get(0), row.get(1), ChangeState::Insert)),
                 );
-                record_conversation_changes(&transaction, &changes)
+                record_changes(&transaction, Log::Conversations, &changes)
                     .await
                     .map_err(transient)?;
             }
@@ -886,7 +886,7 @@ impl BatchHandler for MessagesProjection {
                 .iter()
                 .map(|row| (row.get(0), row.get(1), ChangeState::Update))
                 .collect();
-            record_conversation_changes(&transaction, &changes)
+            record_changes(&transaction, Log::Conversations, &changes)
                 .await
                 .map_err(transient)?;
         }

@@ -787,6 +787,9 @@ pub async fn friends_among(
     owner: &str,
     friend_ids: &[String],
 ) -> Result<Vec<FriendWithUser>, ReadModelError> {
+    if friend_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -1023,6 +1026,9 @@ pub async fn blacks_among(
     owner: &str,
     user_ids: &[String],
 ) -> Result<Vec<BlackWithUser>, ReadModelError> {
+    if user_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let client = pool.get().await?;
     let rows = client
         .query(

@@ -97,14 +97,6 @@ pub async fn record_changes(
     Ok(())
 }
 
-/// Records changes to owners' conversation logs.
-pub async fn record_conversation_changes(
-    client: &impl GenericClient,
-    changes: &[(String, String, ChangeState)],
-) -> Result<(), tokio_postgres::Error> {
-    record_changes(client, Log::Conversations, changes).await
-}
-
 /// An owner's log: its ID and current version; `None` before its first change.
 pub async fn current(
     pool: &Pool,
@@ -120,14 +112,6 @@ pub async fn current(
         )
         .await?;
     Ok(row.map(|row| (row.get(0), row.get(1))))
-}
-
-/// An owner's conversation log.
-pub async fn conversation_log(
-    pool: &Pool,
-    owner_user_id: &str,
-) -> Result<Option<(String, i64)>, ReadModelError> {
-    current(pool, Log::Conversations, owner_user_id).await
 }
 
 /// The elements changed after `version`, with their latest change and its version, at most
@@ -155,21 +139,4 @@ pub async fn changes_after(
         .iter()
         .map(|row| (row.get(0), ChangeState::from_stored(row.get(1)), row.get(2)))
         .collect())
-}
-
-/// The conversations changed after `version`, with their latest change, at most `limit`+1 of
-/// them (so the caller can tell "too many").
-pub async fn conversation_changes_after(
-    pool: &Pool,
-    owner_user_id: &str,
-    version: i64,
-    limit: i64,
-) -> Result<Vec<(String, ChangeState)>, ReadModelError> {
-    Ok(
-        changes_after(pool, Log::Conversations, owner_user_id, version, limit)
-            .await?
-            .into_iter()
-            .map(|(id, state, _)| (id, state))
-            .collect(),
-    )
 }

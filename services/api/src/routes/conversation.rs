@@ -5,10 +5,12 @@
 //! also what lets its owner pull the conversation, so `set_conversations` accepts only the
 //! conversation ID OpenIM's rules give for the owner and the peer.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use jetim_messaging::conversation::{SessionType, chat_conversation_id};
 use jetim_readmodel::conversations::{self, ConversationRow};
-use jetim_readmodel::versions::{self, ChangeState};
+use jetim_readmodel::versions::Log;
 use jetim_schemas::events::conversation::{
     ConversationSet, ConversationsDeleted, DeletedConversation,
 };
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::args::{
     MAX_EX_BYTES, Pagination, check_conversation_ids, check_id_list, check_length, check_user_id,
 };
+use super::incremental::{self, FullIdsRequest, IncrementalRequest};
 use super::user::{append_failed, read_failed};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
@@ -418,20 +421,6 @@ pub async fn update_conversations_by_user(
     append_all(&state, &request.caller.user_id, events).await
 }
 
-/// How many changes an incremental answer carries before it says "full" instead.
-const MAX_INCREMENTAL_CHANGES: i64 = 200;
-
-/// `/conversation/get_incremental_conversations` request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct IncrementalRequest {
-    #[serde(rename = "userID")]
-    user_id: String,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    version: i64,
-}
-
 /// `/conversation/get_incremental_conversations` reply.
 #[derive(Debug, Serialize)]
 pub struct IncrementalReply {
@@ -453,69 +442,28 @@ pub async fn get_incremental_conversations(
     State(state): State<ApiState>,
     request: Authed<IncrementalRequest>,
 ) -> Result<Reply<IncrementalReply>, ApiError> {
-    let body = request.body;
-    check_user_id("userID", &body.user_id)?;
-    request.caller.require_self_or_admin(&body.user_id)?;
-    let (version_id, version) = versions::conversation_log(&state.db, &body.user_id)
-        .await
-        .map_err(|error| read_failed(&error))?
-        .unwrap_or_default();
-    let full_reply = || IncrementalReply {
-        version,
-        version_id: version_id.clone(),
-        full: true,
+    let delta = incremental::delta(&state, &request, Log::Conversations).await?;
+    let mut reply = IncrementalReply {
+        version: delta.version,
+        version_id: delta.version_id,
+        full: delta.changes.is_none(),
         delete: Vec::new(),
         insert: Vec::new(),
         update: Vec::new(),
     };
-    if body.version <= 0 || body.version_id != version_id || body.version > version {
-        return Ok(Reply(full_reply()));
-    }
-    let changes = versions::conversation_changes_after(
-        &state.db,
-        &body.user_id,
-        body.version,
-        MAX_INCREMENTAL_CHANGES,
-    )
-    .await
-    .map_err(|error| read_failed(&error))?;
-    if i64::try_from(changes.len()).unwrap_or(i64::MAX) > MAX_INCREMENTAL_CHANGES {
-        return Ok(Reply(full_reply()));
-    }
-    let changed: Vec<String> = changes
-        .iter()
-        .filter(|(_, change)| *change != ChangeState::Delete)
-        .map(|(id, _)| id.clone())
-        .collect();
-    let mut rows: std::collections::BTreeMap<String, ConversationRow> =
-        conversations::list(&state.db, &body.user_id, Some(&changed))
-            .await
-            .map_err(|error| read_failed(&error))?
-            .into_iter()
-            .map(|row| (row.conversation_id.clone(), row))
-            .collect();
-    let mut reply = IncrementalReply {
-        full: false,
-        ..full_reply()
-    };
-    for (id, change) in changes {
-        match change {
-            ChangeState::Delete => reply.delete.push(id),
-            ChangeState::Insert => reply.insert.extend(rows.remove(&id).map(Into::into)),
-            ChangeState::Update => reply.update.extend(rows.remove(&id).map(Into::into)),
-        }
+    if let Some(changes) = delta.changes {
+        let mut rows: BTreeMap<String, ConversationJson> =
+            conversations::list(&state.db, &request.body.user_id, Some(&changes.present()))
+                .await
+                .map_err(|error| read_failed(&error))?
+                .into_iter()
+                .map(|row| (row.conversation_id.clone(), row.into()))
+                .collect();
+        reply.insert = incremental::take(&mut rows, &changes.inserted);
+        reply.update = incremental::take(&mut rows, &changes.updated);
+        reply.delete = changes.deleted;
     }
     Ok(Reply(reply))
-}
-
-/// `/conversation/get_full_conversation_ids` request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct FullIdsRequest {
-    #[serde(rename = "userID")]
-    user_id: String,
-    #[serde(rename = "idHash")]
-    id_hash: u64,
 }
 
 /// `/conversation/get_full_conversation_ids` reply.
@@ -529,20 +477,6 @@ pub struct FullIdsReply {
     conversation_ids: Vec<String>,
 }
 
-/// OpenIM's `idHash`: the first 8 bytes, big-endian, of the MD5 of the IDs as a JSON array;
-/// an empty list hashes to 0.
-pub fn id_hash(ids: &[String]) -> u64 {
-    use md5::Digest as _;
-    if ids.is_empty() {
-        return 0;
-    }
-    let json = serde_json::to_string(ids).unwrap_or_default();
-    let digest = md5::Md5::digest(json.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
 /// Every conversation ID of the user, or `equal` when the client's hash already matches.
 pub async fn get_full_conversation_ids(
     State(state): State<ApiState>,
@@ -551,37 +485,21 @@ pub async fn get_full_conversation_ids(
     let body = request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    let (version_id, version) = versions::conversation_log(&state.db, &body.user_id)
-        .await
-        .map_err(|error| read_failed(&error))?
-        .unwrap_or_default();
+    let (version_id, version) =
+        incremental::current(&state, Log::Conversations, &body.user_id).await?;
     let ids: Vec<String> = conversations::list(&state.db, &body.user_id, None)
         .await
         .map_err(|error| read_failed(&error))?
         .into_iter()
         .map(|row| row.conversation_id)
         .collect();
-    let equal = id_hash(&ids) == body.id_hash;
+    let equal = incremental::id_hash(&ids) == body.id_hash;
     Ok(Reply(FullIdsReply {
         version,
         version_id,
         equal,
         conversation_ids: if equal { Vec::new() } else { ids },
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::id_hash;
-
-    #[test]
-    fn the_id_hash_is_md5_of_the_json_array_big_endian() {
-        assert_eq!(id_hash(&[]), 0);
-        // md5 of ["a"] is 4c96bbc0e2390918dd50ef8e7eaff6e2; the first 8 bytes, big-endian.
-        let hash = id_hash(&["a".to_owned()]);
-        assert_eq!(hash, 0x4c96_bbc0_e239_0918);
-        assert_ne!(id_hash(&["a".to_owned(), "b".to_owned()]), hash);
-    }
 }
 
 /// `/conversation/delete_conversations` request.
@@ -635,7 +553,7 @@ pub async fn delete_conversations(
     let states = jetim_readmodel::messages::seq_states(&state.db, &body.owner_user_id, named)
         .await
         .map_err(|error| read_failed(&error))?;
-    let rows: std::collections::BTreeMap<String, ConversationRow> =
+    let rows: BTreeMap<String, ConversationRow> =
         conversations::list(&state.db, &body.owner_user_id, named)
             .await
             .map_err(|error| read_failed(&error))?

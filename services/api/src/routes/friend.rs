@@ -6,13 +6,15 @@
 //! `n_` conversation; 1201 also leaves a stored copy in the chat). Blocks are pushed to the
 //! owner only: upstream also tells the blocked user, which reveals the block.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use jetim_messaging::delivery;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::relations::{
     self, BlackWithUser, Direction, FriendWithUser, RequestWithUsers,
 };
-use jetim_readmodel::versions::{self, ChangeState, Log, SORT_MARKER};
+use jetim_readmodel::versions::Log;
 use jetim_readmodel::{messages, users};
 use jetim_schemas::event::Event;
 use jetim_schemas::events::relation::{
@@ -27,7 +29,7 @@ use serde_json::json;
 use super::args::{
     MAX_EX_BYTES, MAX_NICKNAME_BYTES, Pagination, check_id_list, check_length, check_user_id,
 };
-use super::conversation::id_hash;
+use super::incremental::{self, FullIdsRequest, IncrementalRequest};
 use super::user::{UserInfo, append_failed, now_millis, read_failed};
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Caller, Code, Done, Reply, null_if_empty};
@@ -36,8 +38,6 @@ use crate::openim::{ApiError, Authed, Caller, Code, Done, Reply, null_if_empty};
 const MAX_MESSAGE_BYTES: usize = 255;
 /// The longest remark, in bytes.
 const MAX_REMARK_BYTES: usize = MAX_NICKNAME_BYTES;
-/// How many changes an incremental answer carries before it says "full" instead.
-const MAX_INCREMENTAL_CHANGES: i64 = 200;
 /// How often a request answer is retried when the addressee's subject moved under it.
 const MAX_ANSWER_ATTEMPTS: usize = 5;
 
@@ -45,19 +45,19 @@ fn subject(user_id: &str, kind: UserKind) -> Result<Subject, ApiError> {
     Subject::user(user_id, kind).map_err(|error| ApiError::args(format!("userID: {error}")))
 }
 
-async fn append<E: Event>(
+/// Appends `event` in the request's name (its caller and operationID); the stream sequence.
+async fn append<T, E: Event>(
     state: &ApiState,
-    request_operation: (&Caller, &str),
+    request: &Authed<T>,
     subject: &Subject,
     expect: Expect,
     event: &E,
 ) -> Result<u64, AppendError> {
-    let (caller, operation_id) = request_operation;
     Ok(state
         .log
         .append(
             subject,
-            Actor::with_operation(&caller.user_id, operation_id),
+            Actor::with_operation(&request.caller.user_id, &request.operation_id),
             expect,
             None,
             event,
@@ -68,6 +68,27 @@ async fn append<E: Event>(
 
 async fn applied(state: &ApiState, stream_sequence: u64) {
     super::wait_for_projection(state, relations::NAME, relations::VERSION, stream_sequence).await;
+}
+
+/// Appends `event` to the user's `kind` subject in the request's name, and waits until the
+/// relations projection shows it.
+async fn record<T, E: Event>(
+    state: &ApiState,
+    request: &Authed<T>,
+    (user_id, kind): (&str, UserKind),
+    event: &E,
+) -> Result<(), ApiError> {
+    let sequence = append(
+        state,
+        request,
+        &subject(user_id, kind)?,
+        Expect::Anything,
+        event,
+    )
+    .await
+    .map_err(|error| append_failed(&error))?;
+    applied(state, sequence).await;
+    Ok(())
 }
 
 fn relation_read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
@@ -100,12 +121,8 @@ async fn push(state: &ApiState, operation_id: &str, notification: &Notification,
     }
 }
 
-/// Pushes a notification to both users, and stores its copy in their chat.
-async fn push_and_store(
-    state: &ApiState,
-    operation_id: &str,
-    notification: &Notification,
-) -> Result<(), ApiError> {
+/// Pushes a notification to both users: its receiver, and its sender's own connections.
+async fn push_to_both(state: &ApiState, operation_id: &str, notification: &Notification) {
     push(
         state,
         operation_id,
@@ -113,6 +130,15 @@ async fn push_and_store(
         &[&notification.recv_id, &notification.send_id],
     )
     .await;
+}
+
+/// Pushes a notification to both users, and stores its copy in their chat.
+async fn push_and_store(
+    state: &ApiState,
+    operation_id: &str,
+    notification: &Notification,
+) -> Result<(), ApiError> {
+    push_to_both(state, operation_id, notification).await;
     let copy = notification.chat_copy();
     let appended = state
         .log
@@ -155,15 +181,16 @@ fn notification(
     }
 }
 
-/// After a profile change: 1303 `UserInfoUpdatedTips` to the user (from the operator), and,
-/// when the nickname or face changed, 1209 to everyone who lists the user as a friend (their
-/// friend logs show the change too; the relations projection records it). The changed user
-/// gets 1303 only, not a copy of every 1209.
+/// After a profile change (at `stream_sequence`): 1303 `UserInfoUpdatedTips` to the user
+/// (from the operator), and, when the nickname or face changed, 1209 to everyone who lists
+/// the user as a friend (their friend logs show the change too; the relations projection
+/// records it). The changed user gets 1303 only, not a copy of every 1209.
 pub(crate) async fn profile_changed(
     state: &ApiState,
     operation_id: &str,
     operator: &str,
     update: &jetim_schemas::events::user::UserUpdated,
+    stream_sequence: u64,
 ) -> Result<(), ApiError> {
     let user = &update.user_id;
     let tips = json!({ "userID": user });
@@ -177,6 +204,8 @@ pub(crate) async fn profile_changed(
     if update.nickname.is_none() && update.face_url.is_none() {
         return Ok(());
     }
+    // The friends' logs show the change once the relations projection has applied it.
+    applied(state, stream_sequence).await;
     let friends_of = relations::listed_by(&state.db, user)
         .await
         .map_err(|error| relation_read_failed(&error))?;
@@ -396,29 +425,20 @@ pub async fn add_friend(
         ex: body.ex.clone(),
         create_time: now_millis(),
     };
-    let sequence = append(
+    record(
         &state,
-        (&request.caller, &request.operation_id),
-        &subject(&body.to_user_id, UserKind::Friend)?,
-        Expect::Anything,
+        &request,
+        (&body.to_user_id, UserKind::Friend),
         &event,
     )
-    .await
-    .map_err(|error| append_failed(&error))?;
-    applied(&state, sequence).await;
+    .await?;
     let stored = stored_request(&state, &body.from_user_id, &body.to_user_id).await?;
     let tips = json!({
         "fromToUserID": from_to(&body.from_user_id, &body.to_user_id),
         "request": stored,
     });
     let tips = notification(1203, &body.from_user_id, &body.to_user_id, tips, true);
-    push(
-        &state,
-        &request.operation_id,
-        &tips,
-        &[&body.to_user_id, &body.from_user_id],
-    )
-    .await;
+    push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
 }
 
@@ -428,13 +448,23 @@ async fn stored_request(
     from: &str,
     to: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    let found = relations::requests_between(&state.db, from, to)
+    let found = find_request(state, from, to)
+        .await?
+        .map(FriendRequestJson::from);
+    Ok(serde_json::to_value(found).unwrap_or_default())
+}
+
+/// The request from `from` to `to`, if there is one.
+async fn find_request(
+    state: &ApiState,
+    from: &str,
+    to: &str,
+) -> Result<Option<RequestWithUsers>, ApiError> {
+    Ok(relations::requests_between(&state.db, from, to)
         .await
         .map_err(|error| relation_read_failed(&error))?
         .into_iter()
-        .find(|found| found.request.from_user_id == from)
-        .map(FriendRequestJson::from);
-    Ok(serde_json::to_value(found).unwrap_or_default())
+        .find(|found| found.request.from_user_id == from))
 }
 
 /// `/friend/add_friend_response` request.
@@ -488,11 +518,8 @@ pub async fn add_friend_response(
             .map_err(|error| append_failed(&error))?
             .map_or(0, |event| event.stream_sequence);
         applied(&state, last).await;
-        let pending = relations::requests_between(&state.db, &body.from_user_id, &body.to_user_id)
-            .await
-            .map_err(|error| relation_read_failed(&error))?
-            .into_iter()
-            .find(|found| found.request.from_user_id == body.from_user_id)
+        let pending = find_request(&state, &body.from_user_id, &body.to_user_id)
+            .await?
             .map(|found| found.request.handle_result);
         match pending {
             None => {
@@ -512,15 +539,7 @@ pub async fn add_friend_response(
                 )));
             }
         }
-        match append(
-            &state,
-            (&request.caller, &request.operation_id),
-            &subject,
-            Expect::LastAt(last),
-            &event,
-        )
-        .await
-        {
+        match append(&state, &request, &subject, Expect::LastAt(last), &event).await {
             Ok(sequence) => break sequence,
             Err(AppendError::Conflict { .. }) if attempts < MAX_ANSWER_ATTEMPTS => {}
             Err(error) => return Err(append_failed(&error)),
@@ -546,13 +565,7 @@ pub async fn add_friend_response(
             "request": stored,
         });
         let tips = notification(1202, &body.to_user_id, &body.from_user_id, tips, true);
-        push(
-            &state,
-            &request.operation_id,
-            &tips,
-            &[&body.from_user_id, &body.to_user_id],
-        )
-        .await;
+        push_to_both(&state, &request.operation_id, &tips).await;
     }
     Ok(Done)
 }
@@ -829,32 +842,24 @@ pub async fn delete_friend(
         std::slice::from_ref(&body.friend_user_id),
     )
     .await?;
-    let sequence = append(
+    let deleted = FriendDeleted {
+        owner_user_id: body.owner_user_id.clone(),
+        friend_user_id: body.friend_user_id.clone(),
+    };
+    record(
         &state,
-        (&request.caller, &request.operation_id),
-        &subject(&body.owner_user_id, UserKind::Friend)?,
-        Expect::Anything,
-        &FriendDeleted {
-            owner_user_id: body.owner_user_id.clone(),
-            friend_user_id: body.friend_user_id.clone(),
-        },
+        &request,
+        (&body.owner_user_id, UserKind::Friend),
+        &deleted,
     )
-    .await
-    .map_err(|error| append_failed(&error))?;
-    applied(&state, sequence).await;
+    .await?;
     let tips = json!({
         "fromToUserID": from_to(&body.owner_user_id, &body.friend_user_id),
         "friendVersion": 0,
         "friendVersionID": "",
     });
     let tips = notification(1205, &body.owner_user_id, &body.friend_user_id, tips, false);
-    push(
-        &state,
-        &request.operation_id,
-        &tips,
-        &[&body.friend_user_id, &body.owner_user_id],
-    )
-    .await;
+    push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
 }
 
@@ -881,15 +886,17 @@ pub async fn set_friend_remark(
     check_length("remark", &body.remark, MAX_REMARK_BYTES)?;
     let friend_ids = vec![body.friend_user_id.clone()];
     require_friends(&state, &body.owner_user_id, &friend_ids).await?;
-    update(
+    let updated = FriendsUpdated {
+        owner_user_id: body.owner_user_id.clone(),
+        friend_user_ids: friend_ids,
+        remark: Some(body.remark.clone()),
+        ..FriendsUpdated::default()
+    };
+    record(
         &state,
         &request,
-        FriendsUpdated {
-            owner_user_id: body.owner_user_id.clone(),
-            friend_user_ids: friend_ids,
-            remark: Some(body.remark.clone()),
-            ..FriendsUpdated::default()
-        },
+        (&body.owner_user_id, UserKind::Friend),
+        &updated,
     )
     .await?;
     let tips = json!({
@@ -899,32 +906,8 @@ pub async fn set_friend_remark(
         "friendSortVersion": 0,
     });
     let tips = notification(1206, &body.owner_user_id, &body.friend_user_id, tips, false);
-    push(
-        &state,
-        &request.operation_id,
-        &tips,
-        &[&body.friend_user_id, &body.owner_user_id],
-    )
-    .await;
+    push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
-}
-
-async fn update<T>(
-    state: &ApiState,
-    request: &Authed<T>,
-    event: FriendsUpdated,
-) -> Result<(), ApiError> {
-    let sequence = append(
-        state,
-        (&request.caller, &request.operation_id),
-        &subject(&event.owner_user_id, UserKind::Friend)?,
-        Expect::Anything,
-        &event,
-    )
-    .await
-    .map_err(|error| append_failed(&error))?;
-    applied(state, sequence).await;
-    Ok(())
 }
 
 /// `/friend/update_friends` request.
@@ -962,16 +945,18 @@ pub async fn update_friends(
     )?;
     check_length("ex", body.ex.as_deref().unwrap_or(""), MAX_EX_BYTES)?;
     require_friends(&state, &body.owner_user_id, &body.friend_user_ids).await?;
-    update(
+    let updated = FriendsUpdated {
+        owner_user_id: body.owner_user_id.clone(),
+        friend_user_ids: body.friend_user_ids.clone(),
+        remark: body.remark.clone(),
+        is_pinned: body.is_pinned,
+        ex: body.ex.clone(),
+    };
+    record(
         &state,
         &request,
-        FriendsUpdated {
-            owner_user_id: body.owner_user_id.clone(),
-            friend_user_ids: body.friend_user_ids.clone(),
-            remark: body.remark.clone(),
-            is_pinned: body.is_pinned,
-            ex: body.ex.clone(),
-        },
+        (&body.owner_user_id, UserKind::Friend),
+        &updated,
     )
     .await?;
     let tips = json!({
@@ -1014,21 +999,19 @@ pub async fn import_friend(
     let mut everyone: Vec<&str> = vec![&body.owner_user_id];
     everyone.extend(body.friend_user_ids.iter().map(String::as_str));
     require_registered(&state, &everyone).await?;
-    let sequence = append(
+    let imported = FriendsImported {
+        owner_user_id: body.owner_user_id.clone(),
+        friend_user_ids: body.friend_user_ids.clone(),
+        operator_user_id: request.caller.user_id.clone(),
+        create_time: now_millis(),
+    };
+    record(
         &state,
-        (&request.caller, &request.operation_id),
-        &subject(&body.owner_user_id, UserKind::Friend)?,
-        Expect::Anything,
-        &FriendsImported {
-            owner_user_id: body.owner_user_id.clone(),
-            friend_user_ids: body.friend_user_ids.clone(),
-            operator_user_id: request.caller.user_id.clone(),
-            create_time: now_millis(),
-        },
+        &request,
+        (&body.owner_user_id, UserKind::Friend),
+        &imported,
     )
-    .await
-    .map_err(|error| append_failed(&error))?;
-    applied(&state, sequence).await;
+    .await?;
     for friend in &body.friend_user_ids {
         let tips = json!({
             "fromToUserID": from_to(&body.owner_user_id, friend),
@@ -1134,7 +1117,7 @@ fn checked_specified(request: &Authed<SpecifiedRequest>) -> Result<(), ApiError>
 #[derive(Debug, Serialize)]
 pub struct SpecifiedInfo {
     #[serde(rename = "userInfo")]
-    user_info: Option<UserInfo>,
+    user_info: UserInfo,
     #[serde(rename = "friendInfo")]
     friend_info: Option<FriendInfoJson>,
     #[serde(rename = "blackInfo")]
@@ -1176,7 +1159,7 @@ pub async fn get_specified_friends_info(
             .position(|found| found.black.black_user_id == *user_id)
             .map(|index| blacks.swap_remove(index));
         infos.push(SpecifiedInfo {
-            user_info: Some(UserInfo::from(user.clone())),
+            user_info: UserInfo::from(user.clone()),
             friend_info: friend.map(Into::into),
             black_info: black.map(Into::into),
         });
@@ -1185,17 +1168,6 @@ pub async fn get_specified_friends_info(
 }
 
 // ---- Incremental sync ----
-
-/// `/friend/get_incremental_friends` and `/friend/get_incremental_blacks` request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct IncrementalRequest {
-    #[serde(rename = "userID")]
-    user_id: String,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    version: i64,
-}
 
 /// `/friend/get_incremental_friends` reply.
 #[derive(Debug, Serialize)]
@@ -1229,79 +1201,12 @@ pub struct IncrementalBlacksReply {
     update: Vec<BlackInfoJson>,
 }
 
-/// What a log says since the client's version.
-struct Delta {
-    version_id: String,
-    version: i64,
-    /// `None`: the client must download everything again.
-    changes: Option<Vec<(String, ChangeState)>>,
-    sort_version: i64,
-}
-
-async fn delta(
-    state: &ApiState,
-    request: &Authed<IncrementalRequest>,
-    log: Log,
-) -> Result<Delta, ApiError> {
-    let body = &request.body;
-    check_user_id("userID", &body.user_id)?;
-    request.caller.require_self_or_admin(&body.user_id)?;
-    let (version_id, version) = versions::current(&state.db, log, &body.user_id)
-        .await
-        .map_err(|error| relation_read_failed(&error))?
-        .unwrap_or_default();
-    let mut delta = Delta {
-        version_id,
-        version,
-        changes: None,
-        sort_version: 0,
-    };
-    if body.version <= 0 || body.version_id != delta.version_id || body.version > version {
-        return Ok(delta);
-    }
-    let changes = versions::changes_after(
-        &state.db,
-        log,
-        &body.user_id,
-        body.version,
-        MAX_INCREMENTAL_CHANGES,
-    )
-    .await
-    .map_err(|error| relation_read_failed(&error))?;
-    if i64::try_from(changes.len()).unwrap_or(i64::MAX) > MAX_INCREMENTAL_CHANGES {
-        return Ok(delta);
-    }
-    let mut elements = Vec::with_capacity(changes.len());
-    for (element, change, at) in changes {
-        if element == SORT_MARKER {
-            delta.sort_version = at;
-        } else {
-            elements.push((element, change));
-        }
-    }
-    delta.changes = Some(elements);
-    Ok(delta)
-}
-
-/// Splits changes into (deleted IDs, inserted IDs, updated IDs).
-fn split_changes(changes: Vec<(String, ChangeState)>) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (mut deleted, mut inserted, mut updated) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, change) in changes {
-        match change {
-            ChangeState::Delete => deleted.push(id),
-            ChangeState::Insert => inserted.push(id),
-            ChangeState::Update => updated.push(id),
-        }
-    }
-    (deleted, inserted, updated)
-}
-
 /// The changes to the user's friends since the client's version, or `full`.
 pub async fn get_incremental_friends(
     State(state): State<ApiState>,
     request: Authed<IncrementalRequest>,
 ) -> Result<Reply<IncrementalFriendsReply>, ApiError> {
-    let delta = delta(&state, &request, Log::Friends).await?;
+    let delta = incremental::delta(&state, &request, Log::Friends).await?;
     let mut reply = IncrementalFriendsReply {
         version: delta.version,
         version_id: delta.version_id,
@@ -1312,15 +1217,16 @@ pub async fn get_incremental_friends(
         sort_version: delta.sort_version,
     };
     if let Some(changes) = delta.changes {
-        let (deleted, inserted, updated) = split_changes(changes);
-        let (inserted, updated) = futures::try_join!(
-            relations::friends_among(&state.db, &request.body.user_id, &inserted),
-            relations::friends_among(&state.db, &request.body.user_id, &updated),
-        )
-        .map_err(|error| relation_read_failed(&error))?;
-        reply.delete = deleted;
-        reply.insert = friends_json(inserted);
-        reply.update = friends_json(updated);
+        let mut found: BTreeMap<String, FriendInfoJson> =
+            relations::friends_among(&state.db, &request.body.user_id, &changes.present())
+                .await
+                .map_err(|error| relation_read_failed(&error))?
+                .into_iter()
+                .map(|found| (found.friend.friend_user_id.clone(), found.into()))
+                .collect();
+        reply.insert = incremental::take(&mut found, &changes.inserted);
+        reply.update = incremental::take(&mut found, &changes.updated);
+        reply.delete = changes.deleted;
     }
     Ok(Reply(reply))
 }
@@ -1330,7 +1236,7 @@ pub async fn get_incremental_blacks(
     State(state): State<ApiState>,
     request: Authed<IncrementalRequest>,
 ) -> Result<Reply<IncrementalBlacksReply>, ApiError> {
-    let delta = delta(&state, &request, Log::Blacks).await?;
+    let delta = incremental::delta(&state, &request, Log::Blacks).await?;
     let mut reply = IncrementalBlacksReply {
         version: delta.version,
         version_id: delta.version_id,
@@ -1340,27 +1246,18 @@ pub async fn get_incremental_blacks(
         update: Vec::new(),
     };
     if let Some(changes) = delta.changes {
-        let (deleted, inserted, updated) = split_changes(changes);
-        let (inserted, updated) = futures::try_join!(
-            relations::blacks_among(&state.db, &request.body.user_id, &inserted),
-            relations::blacks_among(&state.db, &request.body.user_id, &updated),
-        )
-        .map_err(|error| relation_read_failed(&error))?;
-        reply.delete = deleted;
-        reply.insert = blacks_json(inserted);
-        reply.update = blacks_json(updated);
+        let mut found: BTreeMap<String, BlackInfoJson> =
+            relations::blacks_among(&state.db, &request.body.user_id, &changes.present())
+                .await
+                .map_err(|error| relation_read_failed(&error))?
+                .into_iter()
+                .map(|found| (found.black.black_user_id.clone(), found.into()))
+                .collect();
+        reply.insert = incremental::take(&mut found, &changes.inserted);
+        reply.update = incremental::take(&mut found, &changes.updated);
+        reply.delete = changes.deleted;
     }
     Ok(Reply(reply))
-}
-
-/// `/friend/get_full_friend_user_ids` request.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct FullIdsRequest {
-    #[serde(rename = "userID")]
-    user_id: String,
-    #[serde(rename = "idHash")]
-    id_hash: u64,
 }
 
 /// `/friend/get_full_friend_user_ids` reply.
@@ -1383,15 +1280,14 @@ pub async fn get_full_friend_user_ids(
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
     let ((version_id, version), ids) = futures::try_join!(
+        incremental::current(&state, Log::Friends, &body.user_id),
         async {
-            versions::current(&state.db, Log::Friends, &body.user_id)
+            relations::friend_ids(&state.db, &body.user_id)
                 .await
-                .map(Option::unwrap_or_default)
+                .map_err(|error| relation_read_failed(&error))
         },
-        relations::friend_ids(&state.db, &body.user_id),
-    )
-    .map_err(|error| relation_read_failed(&error))?;
-    let equal = id_hash(&ids) == body.id_hash;
+    )?;
+    let equal = incremental::id_hash(&ids) == body.id_hash;
     Ok(Reply(FullIdsReply {
         version,
         version_id,
@@ -1432,16 +1328,13 @@ async fn black_changed<E: Event>(
     content_type: i32,
 ) -> Result<Done, ApiError> {
     let body = &request.body;
-    let sequence = append(
+    record(
         state,
-        (&request.caller, &request.operation_id),
-        &subject(&body.owner_user_id, UserKind::Black)?,
-        Expect::Anything,
+        request,
+        (&body.owner_user_id, UserKind::Black),
         event,
     )
-    .await
-    .map_err(|error| append_failed(&error))?;
-    applied(state, sequence).await;
+    .await?;
     let tips = json!({ "fromToUserID": from_to(&body.owner_user_id, &body.black_user_id) });
     let tips = notification(
         content_type,

@@ -7,6 +7,7 @@ pub mod client_config;
 pub mod conversation;
 pub mod delete;
 pub mod friend;
+pub mod incremental;
 pub mod jssdk;
 pub mod msg;
 pub mod notification_account;

@@ -114,7 +114,7 @@ pub async fn user_active(
         limit,
     )
     .await
-    .map_err(|error| read_failed(&error))?;
+    .map_err(|error| ApiError::internal("counting messages", &error))?;
     let ids: Vec<String> = active.users.iter().map(|(id, _)| id.clone()).collect();
     let profiles = users::find(&state.db, &ids)
         .await

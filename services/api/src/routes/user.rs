@@ -278,14 +278,14 @@ pub(crate) async fn apply_update(
     tracing::debug!(event = UserUpdated::KIND, user = %update.user_id, "profile updated");
     wait_for_users_projection(state, appended.stream_sequence).await;
     if let Some(operation_id) = notify {
-        super::wait_for_projection(
+        super::friend::profile_changed(
             state,
-            jetim_readmodel::relations::NAME,
-            jetim_readmodel::relations::VERSION,
+            operation_id,
+            actor,
+            &update,
             appended.stream_sequence,
         )
-        .await;
-        super::friend::profile_changed(state, operation_id, actor, &update).await?;
+        .await?;
     }
     Ok(Done)
 }

@@ -461,7 +461,7 @@ async fn friend_changes_reach_the_version_log_and_deletes_are_one_sided() {
         .await;
     assert_eq!(ids["userIDs"], json!(["eve", "fay"]));
     assert_eq!(ids["equal"], false);
-    let hash = jetim_api::routes::conversation::id_hash(&["eve".into(), "fay".into()]);
+    let hash = jetim_api::routes::incremental::id_hash(&["eve".into(), "fay".into()]);
     let same = app
         .ok(
             "/friend/get_full_friend_user_ids",

@@ -1,0 +1,157 @@
+//! Incremental sync over the version logs (OpenIM's `get_incremental_*` and `get_full_*_ids`
+//! routes), shared by conversations, friends and blocks: when a client must start over, and
+//! which elements changed since its version.
+
+use jetim_readmodel::versions::{self, ChangeState, Log, SORT_MARKER};
+use serde::Deserialize;
+
+use super::args::check_user_id;
+use crate::ApiState;
+use crate::openim::{ApiError, Authed};
+
+/// How many changes an incremental answer carries before it says "full" instead.
+const MAX_CHANGES: i64 = 200;
+
+/// A `get_incremental_*` request: the client's copy of the user's log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IncrementalRequest {
+    #[serde(rename = "userID")]
+    pub(crate) user_id: String,
+    #[serde(rename = "versionID")]
+    version_id: String,
+    version: i64,
+}
+
+/// A `get_full_*_ids` request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FullIdsRequest {
+    #[serde(rename = "userID")]
+    pub(crate) user_id: String,
+    #[serde(rename = "idHash")]
+    pub(crate) id_hash: u64,
+}
+
+/// The elements changed since the client's version, each once, by its latest change.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub(crate) deleted: Vec<String>,
+    pub(crate) inserted: Vec<String>,
+    pub(crate) updated: Vec<String>,
+}
+
+impl Changes {
+    /// The elements to fetch at their current state: inserted, then updated.
+    pub(crate) fn present(&self) -> Vec<String> {
+        self.inserted.iter().chain(&self.updated).cloned().collect()
+    }
+}
+
+/// What a log says since the client's version.
+#[derive(Debug)]
+pub(crate) struct Delta {
+    /// The log's ID now.
+    pub(crate) version_id: String,
+    /// The log's version now.
+    pub(crate) version: i64,
+    /// `None`: the client must download everything again (unknown or other log, a version
+    /// ahead of the log's, or too many changes).
+    pub(crate) changes: Option<Changes>,
+    /// The version of the last order change (a pin), 0 if none since the client's version.
+    pub(crate) sort_version: i64,
+}
+
+fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
+    ApiError::internal("reading a version log", error)
+}
+
+/// The user's log (ID, version); empty and 0 before its first change.
+pub(crate) async fn current(
+    state: &ApiState,
+    log: Log,
+    user_id: &str,
+) -> Result<(String, i64), ApiError> {
+    Ok(versions::current(&state.db, log, user_id)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .unwrap_or_default())
+}
+
+/// Checks the request (a valid user ID; the caller is that user or an admin) and reads what
+/// changed in the user's `log` since the client's version.
+pub(crate) async fn delta(
+    state: &ApiState,
+    request: &Authed<IncrementalRequest>,
+    log: Log,
+) -> Result<Delta, ApiError> {
+    let body = &request.body;
+    check_user_id("userID", &body.user_id)?;
+    request.caller.require_self_or_admin(&body.user_id)?;
+    let (version_id, version) = current(state, log, &body.user_id).await?;
+    let mut delta = Delta {
+        version_id,
+        version,
+        changes: None,
+        sort_version: 0,
+    };
+    if body.version <= 0 || body.version_id != delta.version_id || body.version > version {
+        return Ok(delta);
+    }
+    let found = versions::changes_after(&state.db, log, &body.user_id, body.version, MAX_CHANGES)
+        .await
+        .map_err(|error| read_failed(&error))?;
+    if i64::try_from(found.len()).unwrap_or(i64::MAX) > MAX_CHANGES {
+        return Ok(delta);
+    }
+    let mut changes = Changes::default();
+    for (element, change, at) in found {
+        if element == SORT_MARKER {
+            delta.sort_version = at;
+            continue;
+        }
+        match change {
+            ChangeState::Delete => changes.deleted.push(element),
+            ChangeState::Insert => changes.inserted.push(element),
+            ChangeState::Update => changes.updated.push(element),
+        }
+    }
+    delta.changes = Some(changes);
+    Ok(delta)
+}
+
+/// Takes the records of `ids` out of `records` (keyed by element ID), in the order of `ids`.
+pub(crate) fn take<T>(
+    records: &mut std::collections::BTreeMap<String, T>,
+    ids: &[String],
+) -> Vec<T> {
+    ids.iter().filter_map(|id| records.remove(id)).collect()
+}
+
+/// OpenIM's `idHash`: the first 8 bytes, big-endian, of the MD5 of the IDs as a JSON array;
+/// an empty list hashes to 0.
+pub fn id_hash(ids: &[String]) -> u64 {
+    use md5::Digest as _;
+    if ids.is_empty() {
+        return 0;
+    }
+    let json = serde_json::to_string(ids).unwrap_or_default();
+    let digest = md5::Md5::digest(json.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_hash;
+
+    #[test]
+    fn the_id_hash_is_md5_of_the_json_array_big_endian() {
+        assert_eq!(id_hash(&[]), 0);
+        // md5 of ["a"] is 4c96bbc0e2390918dd50ef8e7eaff6e2; the first 8 bytes, big-endian.
+        let hash = id_hash(&["a".to_owned()]);
+        assert_eq!(hash, 0x4c96_bbc0_e239_0918);
+        assert_ne!(id_hash(&["a".to_owned(), "b".to_owned()]), hash);
+    }
+}
