@@ -6,6 +6,7 @@ use deadpool_postgres::Pool;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::conversations::ConversationSettingsProjection;
 use jetim_readmodel::messages::MessagesProjection;
+use jetim_readmodel::relations::RelationsProjection;
 use jetim_schemas::events::conversation::{
     ConversationSet, ConversationsDeleted, DeletedConversation,
 };
@@ -29,10 +30,11 @@ const TABLES: &[&str] = &[
     "hidden_messages_v1",
 ];
 
-async fn snapshot(pool: &Pool) -> Vec<Vec<String>> {
+/// Every row of `tables`, as JSON text, sorted.
+async fn rows_of(pool: &Pool, tables: &[&str]) -> Vec<Vec<String>> {
     let client = pool.get().await.unwrap();
-    let mut tables = Vec::new();
-    for table in TABLES {
+    let mut all = Vec::new();
+    for table in tables {
         let rows = client
             .query(
                 &format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"),
@@ -40,28 +42,22 @@ async fn snapshot(pool: &Pool) -> Vec<Vec<String>> {
             )
             .await
             .unwrap();
-        tables.push(rows.iter().map(|row| row.get::<_, String>(0)).collect());
+        all.push(rows.iter().map(|row| row.get::<_, String>(0)).collect());
     }
-    tables
+    all
 }
 
-async fn all_events(jetstream: &async_nats::jetstream::Context) -> Vec<RecordedEvent> {
-    let mut replay = Replay::start(jetstream, CONVERSATION_STREAM, 1, Vec::new())
-        .await
-        .unwrap();
-    let mut events = Vec::new();
-    while let Some(event) = replay.next().await {
-        events.push(event.unwrap());
-    }
-    events
-}
-
-async fn project(pool: &Pool, events: &[RecordedEvent], batch_size: usize, twice: bool) {
-    let mut projection = MessagesProjection::new(pool.clone());
+/// Applies `events` in batches of `batch_size`; with `twice`, each batch again after its
+/// commit, as when the ack was lost and the same batch comes again.
+async fn project(
+    mut projection: impl BatchHandler,
+    events: &[RecordedEvent],
+    batch_size: usize,
+    twice: bool,
+) {
     for batch in events.chunks(batch_size) {
         projection.apply(batch).await.unwrap();
         if twice {
-            // Committed, then the ack was lost: the same batch comes again.
             projection.apply(batch).await.unwrap();
         }
     }
@@ -183,22 +179,22 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .await
         .unwrap();
 
-    let events = all_events(&jetstream).await;
+    let events = stream_events(&jetstream, CONVERSATION_STREAM).await;
     assert_eq!(events.len(), 32);
-    project(&live_pool, &events, 7, true).await;
+    project(MessagesProjection::new(live_pool.clone()), &events, 7, true).await;
     let once = TestDatabase::migrated().await;
-    project(&once.pool(), &events, 7, false).await;
-    let live_rows = snapshot(&live_pool).await;
+    project(MessagesProjection::new(once.pool()), &events, 7, false).await;
+    let live_rows = rows_of(&live_pool, TABLES).await;
     assert_eq!(
         live_rows,
-        snapshot(&once.pool()).await,
+        rows_of(&once.pool(), TABLES).await,
         "a redelivered batch changed nothing"
     );
 
     let rebuilt = TestDatabase::migrated().await;
-    project(&rebuilt.pool(), &events, 3, false).await;
+    project(MessagesProjection::new(rebuilt.pool()), &events, 3, false).await;
     assert_eq!(
-        snapshot(&rebuilt.pool()).await,
+        rows_of(&rebuilt.pool(), TABLES).await,
         live_rows,
         "rebuild equals live"
     );
@@ -431,32 +427,6 @@ const RELATION_LOGS: &[&str] = &[
     "black_changes_v1",
 ];
 
-async fn rows_of(pool: &Pool, tables: &[&str]) -> Vec<Vec<String>> {
-    let client = pool.get().await.unwrap();
-    let mut all = Vec::new();
-    for table in tables {
-        let rows = client
-            .query(
-                &format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY 1"),
-                &[],
-            )
-            .await
-            .unwrap();
-        all.push(rows.iter().map(|row| row.get::<_, String>(0)).collect());
-    }
-    all
-}
-
-async fn project_relations(pool: &Pool, events: &[RecordedEvent], batch_size: usize, twice: bool) {
-    let mut projection = jetim_readmodel::relations::RelationsProjection::new(pool.clone());
-    for batch in events.chunks(batch_size) {
-        projection.apply(batch).await.unwrap();
-        if twice {
-            projection.apply(batch).await.unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
     use jetim_schemas::events::relation::{
@@ -625,10 +595,22 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
 
     let live = TestDatabase::migrated().await;
     let live_pool = live.pool();
-    project_relations(&live_pool, &events, 1, true).await;
+    project(
+        RelationsProjection::new(live_pool.clone()),
+        &events,
+        1,
+        true,
+    )
+    .await;
     let rows = rows_of(&live_pool, RELATION_TABLES).await;
     let logs = rows_of(&live_pool, RELATION_LOGS).await;
-    project_relations(&live_pool, &events, events.len(), false).await;
+    project(
+        RelationsProjection::new(live_pool.clone()),
+        &events,
+        events.len(),
+        false,
+    )
+    .await;
     assert_eq!(
         rows_of(&live_pool, RELATION_TABLES).await,
         rows,
@@ -716,7 +698,13 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
 
     for batch_size in [4, 100] {
         let rebuilt = TestDatabase::migrated().await;
-        project_relations(&rebuilt.pool(), &events, batch_size, false).await;
+        project(
+            RelationsProjection::new(rebuilt.pool()),
+            &events,
+            batch_size,
+            false,
+        )
+        .await;
         assert_eq!(
             rows_of(&rebuilt.pool(), RELATION_TABLES).await,
             rows,
