@@ -24,6 +24,9 @@ pub enum ConversationKind {
     Revoke,
     /// `delete`: messages deleted and conversations cleared, for one member or for everyone.
     Delete,
+    /// `group`: a group's state (on its `sg_<groupID>` conversation): creation, members,
+    /// roles, mutes, applications, info and dismissal.
+    Group,
 }
 
 impl ConversationKind {
@@ -34,6 +37,7 @@ impl ConversationKind {
             Self::Read => "read",
             Self::Revoke => "revoke",
             Self::Delete => "delete",
+            Self::Group => "group",
         }
     }
 
@@ -43,6 +47,7 @@ impl ConversationKind {
             "read" => Some(Self::Read),
             "revoke" => Some(Self::Revoke),
             "delete" => Some(Self::Delete),
+            "group" => Some(Self::Group),
             _ => None,
         }
     }

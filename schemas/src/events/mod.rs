@@ -2,6 +2,7 @@
 //! to a stored shape adds a version and keeps reading the old ones.
 
 pub mod conversation;
+pub mod group;
 pub mod msg;
 pub mod relation;
 pub mod settings;

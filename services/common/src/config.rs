@@ -177,6 +177,8 @@ pub struct PushConfig {
     pub offline_webhook_url: String,
     /// How long one webhook call may take, in milliseconds.
     pub offline_webhook_timeout_ms: u64,
+    /// How many groups' member lists the push service keeps in memory for fan-out.
+    pub member_cache_groups: usize,
 }
 
 impl Default for PushConfig {
@@ -185,6 +187,7 @@ impl Default for PushConfig {
             max_age_secs: 300,
             offline_webhook_url: String::new(),
             offline_webhook_timeout_ms: 5000,
+            member_cache_groups: 10_000,
         }
     }
 }
@@ -206,13 +209,25 @@ impl Default for PresenceConfig {
 }
 
 /// Rules for sending messages.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MessagingConfig {
     /// Single chats only between friends (OpenIM's `friendVerify`): a user may message
     /// someone only while that user lists them as a friend; otherwise 1303. App admins,
     /// notification accounts and robots are exempt.
     pub friend_verify: bool,
+    /// New group members read the group's history from its start (OpenIM's
+    /// `enableHistoryForNewMembers`); when false, they read only what is sent after they join.
+    pub enable_history_for_new_members: bool,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        Self {
+            friend_verify: false,
+            enable_history_for_new_members: true,
+        }
+    }
 }
 
 /// Admins, the secret and login tokens.

@@ -22,6 +22,16 @@ pub enum Code {
     RegisteredAlready,
     /// 1201: group missing.
     GroupIdNotFound,
+    /// 1202: the group ID is taken.
+    GroupIdExisted,
+    /// 1203: not a member of the group.
+    NotInGroupYet,
+    /// 1204: the group is dismissed.
+    DismissedAlready,
+    /// 1205: the group type is not supported (upstream's errMsg is empty).
+    GroupTypeNotSupport,
+    /// 1206: the application is already handled.
+    GroupRequestHandled,
     /// 1301: a friend request to oneself.
     CanNotAddYourself,
     /// 1302: the receiver blocks the sender.
@@ -30,6 +40,10 @@ pub enum Code {
     NotPeersFriend,
     /// 1304: already friends.
     RelationshipAlready,
+    /// 1402: the sender is muted in the group.
+    MutedInGroup,
+    /// 1403: the group is muted (its owner and admins may still send).
+    MutedGroup,
     /// 1404: the message is already revoked.
     MsgAlreadyRevoke,
     /// 1501: token expired.
@@ -64,10 +78,17 @@ impl Code {
             Self::UserIdNotFound => 1101,
             Self::RegisteredAlready => 1102,
             Self::GroupIdNotFound => 1201,
+            Self::GroupIdExisted => 1202,
+            Self::NotInGroupYet => 1203,
+            Self::DismissedAlready => 1204,
+            Self::GroupTypeNotSupport => 1205,
+            Self::GroupRequestHandled => 1206,
             Self::CanNotAddYourself => 1301,
             Self::BlockedByPeer => 1302,
             Self::NotPeersFriend => 1303,
             Self::RelationshipAlready => 1304,
+            Self::MutedInGroup => 1402,
+            Self::MutedGroup => 1403,
             Self::MsgAlreadyRevoke => 1404,
             Self::TokenExpired => 1501,
             Self::TokenInvalid => 1502,
@@ -92,10 +113,17 @@ impl Code {
             Self::UserIdNotFound => "UserIDNotFoundError",
             Self::RegisteredAlready => "RegisteredAlreadyError",
             Self::GroupIdNotFound => "GroupIDNotFoundError",
+            Self::GroupIdExisted => "GroupIDExisted",
+            Self::NotInGroupYet => "NotInGroupYetError",
+            Self::DismissedAlready => "DismissedAlreadyError",
+            Self::GroupTypeNotSupport => "",
+            Self::GroupRequestHandled => "GroupRequestHandled",
             Self::CanNotAddYourself => "CanNotAddYourselfError",
             Self::BlockedByPeer => "BlockedByPeer",
             Self::NotPeersFriend => "NotPeersFriend",
             Self::RelationshipAlready => "RelationshipAlreadyError",
+            Self::MutedInGroup => "MutedInGroup",
+            Self::MutedGroup => "MutedGroup",
             Self::MsgAlreadyRevoke => "MsgAlreadyRevoke",
             Self::TokenExpired => "TokenExpiredError",
             Self::TokenInvalid => "TokenInvalidError",

@@ -128,6 +128,10 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             nats: client.clone(),
             db: pool.clone(),
             presence: presence.clone(),
+            members: jetim_push::members::MemberCache::new(
+                pool.clone(),
+                config.push.member_cache_groups,
+            ),
             config: config.push.clone(),
         };
         let stop = stop.clone();

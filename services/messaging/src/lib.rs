@@ -40,6 +40,18 @@ pub enum Rejection {
     /// 1201: the group does not exist.
     #[error("{0}")]
     UnknownGroup(String),
+    /// 1203: the sender is not a member of the group.
+    #[error("{0}")]
+    NotInGroup(String),
+    /// 1204: the group is dismissed.
+    #[error("{0}")]
+    GroupDismissed(String),
+    /// 1402: the sender is muted in the group.
+    #[error("{0}")]
+    MutedInGroup(String),
+    /// 1403: the group is muted, and the sender is neither its owner nor an admin.
+    #[error("{0}")]
+    GroupMuted(String),
     /// 1302: the receiver blocks the sender.
     #[error("{0}")]
     Blocked(String),
@@ -60,6 +72,10 @@ impl Rejection {
             Self::NoPermission(_) => Code::NoPermission,
             Self::UnknownUser(_) => Code::UserIdNotFound,
             Self::UnknownGroup(_) => Code::GroupIdNotFound,
+            Self::NotInGroup(_) => Code::NotInGroupYet,
+            Self::GroupDismissed(_) => Code::DismissedAlready,
+            Self::MutedInGroup(_) => Code::MutedInGroup,
+            Self::GroupMuted(_) => Code::MutedGroup,
             Self::Blocked(_) => Code::BlockedByPeer,
             Self::NotFriends(_) => Code::NotPeersFriend,
             Self::AlreadyRevoked(_) => Code::MsgAlreadyRevoke,

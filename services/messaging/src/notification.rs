@@ -1,5 +1,5 @@
-//! Server notifications between two users (friend and block changes, profile changes): the
-//! `MsgData` OpenIM's SDKs expect, in the pair's `n_` conversation.
+//! Server notifications (friend, block, profile and group changes): the `MsgData` OpenIM's
+//! SDKs expect, in the `n_` conversation of the pair of users or of the group.
 //!
 //! As upstream ships them, these notifications are not stored: they are pushed with seq 0,
 //! and a client that missed one catches up through the version logs. Those marked
@@ -26,8 +26,10 @@ pub struct Notification {
     pub content_type: i32,
     /// Who it is from (the user who acted).
     pub send_id: String,
-    /// Who it is about or for.
+    /// Who it is about or for (for a group notification, the group ID).
     pub recv_id: String,
+    /// The group a group notification (session 3) is in; empty for one between users.
+    pub group_id: String,
     /// The Tips, as the SDKs parse them.
     pub tips: serde_json::Value,
     /// Whether a recipient who is offline gets an offline push.
@@ -45,11 +47,11 @@ impl Notification {
             client_msg_id: new_message_id(),
             send_id: self.send_id.clone(),
             recv_id: self.recv_id.clone(),
-            group_id: String::new(),
+            group_id: self.group_id.clone(),
             sender_platform_id: 0,
             sender_nickname: String::new(),
             sender_face_url: String::new(),
-            session_type: SessionType::Single.number(),
+            session_type: self.session().number(),
             msg_from: SYSTEM_MSG_FROM,
             content_type: self.content_type,
             content: json!({ "detail": self.tips.to_string() }).to_string(),
@@ -66,8 +68,16 @@ impl Notification {
         }
     }
 
+    fn session(&self) -> SessionType {
+        if self.group_id.is_empty() {
+            SessionType::Single
+        } else {
+            SessionType::Group
+        }
+    }
+
     fn chat(&self) -> String {
-        chat_conversation_id(SessionType::Single, &self.send_id, &self.recv_id, "")
+        chat_conversation_id(self.session(), &self.send_id, &self.recv_id, &self.group_id)
     }
 
     /// The push-only message, in the pair's `n_` conversation: never stored (seq 0), pushed
@@ -109,6 +119,7 @@ mod tests {
             send_id: "bob".into(),
             recv_id: "alice".into(),
             tips: json!({"fromToUserID": {"fromUserID": "alice", "toUserID": "bob"}}),
+            group_id: String::new(),
             offline_push: true,
             now_ms: 7,
         }
@@ -134,5 +145,25 @@ mod tests {
         assert!(options.is_stored());
         assert!(options.is(IS_NOT_NOTIFICATION));
         assert_ne!(copy.client_msg_id, push.client_msg_id);
+    }
+
+    #[test]
+    fn a_group_notification_goes_to_the_groups_n_twin_and_its_copy_to_sg() {
+        let notification = Notification {
+            content_type: 1501,
+            send_id: "alice".into(),
+            recv_id: "g1".into(),
+            group_id: "g1".into(),
+            tips: json!({}),
+            offline_push: false,
+            now_ms: 7,
+        };
+        let push = notification.push_only();
+        assert_eq!(push.conversation_id, "n_g1");
+        assert_eq!(push.session_type, 3);
+        assert_eq!(push.group_id, "g1");
+        let copy = notification.chat_copy();
+        assert_eq!(copy.conversation_id, "sg_g1");
+        assert!(Options(copy.options.clone()).is_stored());
     }
 }

@@ -12,6 +12,19 @@ use crate::options::{IS_NOT_NOTIFICATION, Options};
 /// The longest clientMsgID, in bytes.
 pub const MAX_CLIENT_MSG_ID_BYTES: usize = 64;
 
+/// What a group send needs to know about the group and the sender's place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupContext {
+    /// The group is dismissed.
+    pub dismissed: bool,
+    /// The group is muted (only its owner and admins send).
+    pub muted: bool,
+    /// The sender's role, `None` when the sender is not a member.
+    pub sender_role: Option<i32>,
+    /// The sender is muted until then, milliseconds (0: not muted).
+    pub sender_mute_end_time: i64,
+}
+
 /// Who is sending, and what the caller looked up about the parties.
 #[derive(Debug, Clone)]
 pub struct SendContext {
@@ -33,6 +46,8 @@ pub struct SendContext {
     pub receiver_befriends_sender: bool,
     /// Single chats only between friends (`messaging.friend_verify`).
     pub friend_verify: bool,
+    /// For a group send: the group, `None` when it does not exist.
+    pub group: Option<GroupContext>,
     /// Now, milliseconds since the epoch.
     pub now_ms: i64,
     /// The serverMsgID to give the message.
@@ -54,6 +69,51 @@ pub struct Decided {
 
 fn invalid(reason: impl Into<String>) -> Rejection {
     Rejection::Invalid(reason.into())
+}
+
+/// Refuses a group send unless the group is in use and the sender may post in it. App admins
+/// and system accounts (level 2 and up) post in any group that exists, as upstream lets them.
+fn check_group_sender(
+    message: &MsgData,
+    context: &SendContext,
+    sender_level: i32,
+) -> Result<(), Rejection> {
+    use jetim_schemas::events::group::role;
+    let group_id = &message.group_id;
+    let Some(group) = context.group else {
+        return Err(Rejection::UnknownGroup(format!(
+            "group {group_id:?} does not exist"
+        )));
+    };
+    if group.dismissed {
+        return Err(Rejection::GroupDismissed(format!(
+            "group {group_id:?} is dismissed"
+        )));
+    }
+    if context.caller_is_admin || sender_level >= 2 {
+        return Ok(());
+    }
+    let Some(sender_role) = group.sender_role else {
+        return Err(Rejection::NotInGroup(format!(
+            "{} is not a member of group {group_id:?}",
+            message.send_id
+        )));
+    };
+    if sender_role == role::OWNER {
+        return Ok(());
+    }
+    if group.sender_mute_end_time > context.now_ms {
+        return Err(Rejection::MutedInGroup(format!(
+            "{} is muted in group {group_id:?}",
+            message.send_id
+        )));
+    }
+    if group.muted && sender_role != role::ADMIN {
+        return Err(Rejection::GroupMuted(format!(
+            "group {group_id:?} is muted"
+        )));
+    }
+    Ok(())
 }
 
 /// Decides a send.
@@ -98,11 +158,7 @@ pub fn decide(message: &MsgData, context: &SendContext) -> Result<Decided, Rejec
             if message.group_id.is_empty() {
                 return Err(invalid("groupID is empty"));
             }
-            // Groups are built by the relations work; until then no group exists.
-            return Err(Rejection::UnknownGroup(format!(
-                "group {:?} does not exist",
-                message.group_id
-            )));
+            check_group_sender(message, context, sender_level)?;
         }
     }
     if session == SessionType::Notification && sender_level != 3 && !context.caller_is_admin {
@@ -230,6 +286,7 @@ mod tests {
             receiver_blocks_sender: false,
             receiver_befriends_sender: false,
             friend_verify: false,
+            group: None,
             now_ms: 1_000,
             server_msg_id: "s".repeat(32),
         }
@@ -390,5 +447,91 @@ mod tests {
             refused(&message, &context("a")),
             Rejection::UnknownGroup(_)
         ));
+    }
+
+    #[test]
+    fn a_group_send_needs_a_live_group_and_a_member_who_may_post() {
+        use jetim_schemas::events::group::role;
+        let mut message = text("a", "");
+        message.recv_id.clear();
+        message.session_type = 3;
+        message.group_id = "g".into();
+        let in_group = |group: GroupContext| {
+            let mut context = context("a");
+            context.group = Some(group);
+            context
+        };
+        let member = GroupContext {
+            dismissed: false,
+            muted: false,
+            sender_role: Some(role::MEMBER),
+            sender_mute_end_time: 0,
+        };
+        let decided = decide(&message, &in_group(member)).unwrap();
+        assert_eq!(decided.message.conversation_id, "sg_g");
+        let cases = [
+            (
+                GroupContext {
+                    dismissed: true,
+                    ..member
+                },
+                "GroupDismissed",
+            ),
+            (
+                GroupContext {
+                    sender_role: None,
+                    ..member
+                },
+                "NotInGroup",
+            ),
+            (
+                GroupContext {
+                    sender_mute_end_time: 1_001,
+                    ..member
+                },
+                "MutedInGroup",
+            ),
+            (
+                GroupContext {
+                    muted: true,
+                    ..member
+                },
+                "GroupMuted",
+            ),
+        ];
+        for (group, expected) in cases {
+            let rejection = refused(&message, &in_group(group));
+            assert!(
+                format!("{rejection:?}").starts_with(expected),
+                "{rejection:?}"
+            );
+        }
+        // A mute that ended, an admin in a muted group, and the owner even when muted.
+        for group in [
+            GroupContext {
+                sender_mute_end_time: 1_000,
+                ..member
+            },
+            GroupContext {
+                muted: true,
+                sender_role: Some(role::ADMIN),
+                ..member
+            },
+            GroupContext {
+                muted: true,
+                sender_role: Some(role::OWNER),
+                sender_mute_end_time: 5_000,
+                ..member
+            },
+        ] {
+            assert!(decide(&message, &in_group(group)).is_ok(), "{group:?}");
+        }
+        // App admins post without being members.
+        let mut app_admin = in_group(GroupContext {
+            sender_role: None,
+            ..member
+        });
+        app_admin.sender_level = Some(2);
+        assert!(decide(&message, &app_admin).is_ok());
     }
 }

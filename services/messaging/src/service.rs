@@ -6,7 +6,7 @@
 //! table, so one clientMsgID never makes two messages.
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::{conversations, messages, relations, users};
+use jetim_readmodel::{conversations, groups, messages, relations, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::{Actor, EventLog};
@@ -14,7 +14,7 @@ use sha2::Digest as _;
 
 use crate::Rejection;
 use crate::conversation::{SessionType, chat_conversation_id};
-use crate::send::{SendContext, decide};
+use crate::send::{GroupContext, SendContext, decide};
 
 /// A send that was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +115,28 @@ pub async fn send(
             }
             _ => (0, (false, false)),
         };
+    let group = if message.session_type == 3 && !message.group_id.is_empty() {
+        let (group, member) = futures::try_join!(
+            groups::group(db, &message.group_id),
+            groups::member(db, &message.group_id, &message.send_id),
+        )
+        .map_err(|error| failure(&error))?;
+        group.map(|group| GroupContext {
+            dismissed: group.is_dismissed(),
+            muted: group.status == jetim_schemas::events::group::status::MUTED,
+            sender_role: member.as_ref().map(|member| member.role_level),
+            sender_mute_end_time: member.map_or(0, |member| member.mute_end_time),
+        })
+    } else {
+        None
+    };
     let context = SendContext {
         caller: caller.user_id.to_owned(),
         caller_is_admin: caller.is_admin,
         receiver_blocks_sender,
         receiver_befriends_sender,
         friend_verify: caller.friend_verify,
+        group,
         sender_level: sender.map(|user| user.app_manger_level),
         receiver_registered: receiver.is_some(),
         receiver_global_recv_opt: receiver.as_ref().map_or(0, |user| user.global_recv_msg_opt),

@@ -12,9 +12,10 @@
 //! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
 //! is older than `push.max_age_secs` when read (the service was down) is skipped.
 //!
-//! Not yet: group sessions (their members come with the relations work), whose messages
-//! are acknowledged and left to seq sync.
+//! A group message goes to the group's current members, from an in-process member cache
+//! ([`members`]) kept fresh by the group events, so fan-out makes no query per message.
 
+pub mod members;
 pub mod offline;
 
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct PushState {
     pub presence: PresenceStore,
     /// Settings.
     pub config: PushConfig,
+    /// Group members for fan-out.
+    pub members: members::MemberCache,
 }
 
 fn consumer_config() -> consumer::pull::Config {
@@ -79,6 +82,12 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         .get_or_create_consumer(CONSUMER, consumer_config())
         .await?;
     let offline = OfflinePush::new(&state.config)?;
+    tokio::spawn(
+        state
+            .members
+            .clone()
+            .follow(state.jetstream.clone(), shutdown.clone()),
+    );
     loop {
         let messages = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -135,16 +144,26 @@ async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::M
         metrics::counter!("jetim_push_skipped_total", "reason" => "too_old").increment(1);
         return;
     }
-    let users = match delivery::recipients(&sent) {
-        Recipients::Users(users) => users,
-        Recipients::GroupMembers(group_id) => {
-            tracing::debug!(%group_id, "group pushes wait for group membership");
-            metrics::counter!("jetim_push_skipped_total", "reason" => "group").increment(1);
-            return;
+    let (single, group_members);
+    let users: &[String] = match delivery::recipients(&sent) {
+        Recipients::Users(users) => {
+            single = users;
+            &single
         }
+        Recipients::GroupMembers(group_id) => match state.members.members(&group_id).await {
+            Ok(members) => {
+                group_members = members;
+                &group_members
+            }
+            Err(error) => {
+                tracing::warn!(%group_id, %error, "group members unavailable; left to seq sync");
+                metrics::counter!("jetim_push_skipped_total", "reason" => "members").increment(1);
+                return;
+            }
+        },
     };
     let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
-    match delivery::publish(&state.nats, &users, &sent, operation_id).await {
+    match delivery::publish(&state.nats, users, &sent, operation_id).await {
         Ok(()) => {
             metrics::counter!("jetim_push_deliveries_total").increment(users.len() as u64);
             #[allow(clippy::cast_precision_loss)]
@@ -153,6 +172,6 @@ async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::M
         Err(error) => tracing::warn!(%error, "push not published"),
     }
     if offline.is_enabled() {
-        offline.consider(state, &sent, &users);
+        offline.consider(state, &sent, users);
     }
 }

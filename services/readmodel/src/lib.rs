@@ -7,6 +7,8 @@
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
 //! - [`conversations`]: the conversation_settings projection and conversation queries.
 //! - [`relations`]: the relations projection: friend requests, friendships and blocks.
+//! - [`groups`]: the groups projection: groups, members, join applications, and members'
+//!   windows in the group conversations.
 //! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
@@ -18,6 +20,7 @@
 //! redelivery or a replay from sequence 1 changes nothing.
 
 pub mod conversations;
+pub mod groups;
 pub mod messages;
 pub mod projection;
 pub mod relations;
@@ -66,6 +69,7 @@ pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
             relations::VERSION,
             relations::consumer_spec(),
         ),
+        (groups::NAME, groups::VERSION, groups::consumer_spec()),
     ]
 }
 
@@ -102,9 +106,15 @@ pub async fn run_projections(
             shutdown.clone(),
         ),
         run_one(
-            jetstream,
+            jetstream.clone(),
             relations::consumer_spec(),
-            relations::RelationsProjection::new(pool),
+            relations::RelationsProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            groups::consumer_spec(),
+            groups::GroupsProjection::new(pool),
             shutdown.clone(),
         ),
     );

@@ -72,17 +72,25 @@ pub async fn original(
     }))
 }
 
+/// The max seq of a conversation as a member sees it (`u`: their row, `s`: the
+/// conversation's seqs): capped by the row's `max_seq` (set when they left a group) when it
+/// is not 0.
+const USER_MAX_SEQ: &str = "CASE WHEN u.max_seq > 0 THEN LEAST(coalesce(s.max_seq, 0), u.max_seq)
+                                 ELSE coalesce(s.max_seq, 0) END";
+
 /// The max seq of every conversation the user has, with each chat's `n_` twin and the
 /// user's own `n_<user>_<user>`; conversations without messages are left out.
 pub async fn max_seqs(pool: &Pool, user_id: &str) -> Result<BTreeMap<String, i64>, ReadModelError> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT s.conversation_id, s.max_seq
-             FROM user_conversations_v1 u
-             JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
-             WHERE u.owner_user_id = $1 AND s.max_seq > 0
-               AND (u.hidden_through_seq IS NULL OR s.max_seq > u.hidden_through_seq)",
+            &format!(
+                "SELECT s.conversation_id, {USER_MAX_SEQ}
+                 FROM user_conversations_v1 u
+                 JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+                 WHERE u.owner_user_id = $1 AND s.max_seq > 0
+                   AND (u.hidden_through_seq IS NULL OR s.max_seq > u.hidden_through_seq)"
+            ),
             &[&user_id],
         )
         .await?;
@@ -202,10 +210,12 @@ pub async fn member_window(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT GREATEST(1, u.min_seq, coalesce(s.min_seq, 0)), coalesce(s.max_seq, 0)
-             FROM user_conversations_v1 u
-             LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
-             WHERE u.owner_user_id = $1 AND u.conversation_id = $2",
+            &format!(
+                "SELECT GREATEST(1, u.min_seq, coalesce(s.min_seq, 0)), {USER_MAX_SEQ}
+                 FROM user_conversations_v1 u
+                 LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+                 WHERE u.owner_user_id = $1 AND u.conversation_id = $2"
+            ),
             &[&user_id, &conversation_id],
         )
         .await?;
@@ -391,7 +401,7 @@ pub async fn seq_states(
     let rows = client
         .query(
             &format!(
-                "SELECT u.conversation_id, coalesce(s.max_seq, 0), coalesce(r.has_read_seq, 0),
+                "SELECT u.conversation_id, {USER_MAX_SEQ}, coalesce(r.has_read_seq, 0),
                     coalesce(s.max_seq_time, 0)
              FROM user_conversations_v1 u
              LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id

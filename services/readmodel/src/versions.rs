@@ -43,19 +43,50 @@ pub enum Log {
     Friends,
     /// A user's blocks (elements: blocked user IDs).
     Blacks,
+    /// A user's groups (elements: group IDs).
+    JoinedGroups,
+    /// A group's members (owner: the group ID; elements: user IDs, [`GROUP_ITSELF`] and
+    /// [`SORT_MARKER`]).
+    GroupMembers,
 }
 
+/// The element of a member log that stands for the group's own info.
+pub const GROUP_ITSELF: &str = "";
+
 impl Log {
-    /// (versions table, changes table, element column).
-    const fn tables(self) -> (&'static str, &'static str, &'static str) {
+    /// (versions table, changes table, owner column, element column).
+    const fn tables(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             Self::Conversations => (
                 "conversation_versions_v1",
                 "conversation_changes_v1",
+                "owner_user_id",
                 "conversation_id",
             ),
-            Self::Friends => ("friend_versions_v1", "friend_changes_v1", "element_id"),
-            Self::Blacks => ("black_versions_v1", "black_changes_v1", "element_id"),
+            Self::Friends => (
+                "friend_versions_v1",
+                "friend_changes_v1",
+                "owner_user_id",
+                "element_id",
+            ),
+            Self::Blacks => (
+                "black_versions_v1",
+                "black_changes_v1",
+                "owner_user_id",
+                "element_id",
+            ),
+            Self::JoinedGroups => (
+                "joined_group_versions_v1",
+                "joined_group_changes_v1",
+                "owner_id",
+                "element_id",
+            ),
+            Self::GroupMembers => (
+                "group_member_versions_v1",
+                "group_member_changes_v1",
+                "owner_id",
+                "element_id",
+            ),
         }
     }
 }
@@ -70,7 +101,7 @@ pub async fn record_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let (versions, elements, element) = log.tables();
+    let (versions, elements, owner, element) = log.tables();
     let owners: Vec<&str> = changes.iter().map(|change| change.0.as_str()).collect();
     let ids: Vec<&str> = changes.iter().map(|change| change.1.as_str()).collect();
     let states: Vec<i16> = changes.iter().map(|change| change.2 as i16).collect();
@@ -78,17 +109,17 @@ pub async fn record_changes(
         .execute(
             &format!(
                 "WITH bumped AS (
-                     INSERT INTO {versions} AS v (owner_user_id, version_id, version)
+                     INSERT INTO {versions} AS v ({owner}, version_id, version)
                      SELECT o, md5(o || clock_timestamp()::text || random()::text), 1
                      FROM (SELECT DISTINCT o FROM UNNEST($1::text[]) AS o ORDER BY o) AS owners
-                     ON CONFLICT (owner_user_id) DO UPDATE SET version = v.version + 1
-                     RETURNING owner_user_id, version)
-                 INSERT INTO {elements} AS c (owner_user_id, {element}, state, version)
+                     ON CONFLICT ({owner}) DO UPDATE SET version = v.version + 1
+                     RETURNING {owner}, version)
+                 INSERT INTO {elements} AS c ({owner}, {element}, state, version)
                  SELECT DISTINCT ON (x.o, x.c) x.o, x.c, x.s, b.version
                  FROM UNNEST($1::text[], $2::text[], $3::smallint[]) WITH ORDINALITY AS x(o, c, s, n)
-                 JOIN bumped b ON b.owner_user_id = x.o
+                 JOIN bumped b ON b.{owner} = x.o
                  ORDER BY x.o, x.c, x.n DESC
-                 ON CONFLICT (owner_user_id, {element}) DO UPDATE SET
+                 ON CONFLICT ({owner}, {element}) DO UPDATE SET
                      state = EXCLUDED.state, version = EXCLUDED.version"
             ),
             &[&owners, &ids, &states],
@@ -103,11 +134,11 @@ pub async fn current(
     log: Log,
     owner_user_id: &str,
 ) -> Result<Option<(String, i64)>, ReadModelError> {
-    let (versions, _, _) = log.tables();
+    let (versions, _, owner, _) = log.tables();
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            &format!("SELECT version_id, version FROM {versions} WHERE owner_user_id = $1"),
+            &format!("SELECT version_id, version FROM {versions} WHERE {owner} = $1"),
             &[&owner_user_id],
         )
         .await?;
@@ -123,13 +154,13 @@ pub async fn changes_after(
     version: i64,
     limit: i64,
 ) -> Result<Vec<(String, ChangeState, i64)>, ReadModelError> {
-    let (_, elements, element) = log.tables();
+    let (_, elements, owner, element) = log.tables();
     let client = pool.get().await?;
     let rows = client
         .query(
             &format!(
                 "SELECT {element}, state, version FROM {elements}
-                 WHERE owner_user_id = $1 AND version > $2 ORDER BY version, {element}
+                 WHERE {owner} = $1 AND version > $2 ORDER BY version, {element}
                  LIMIT $3"
             ),
             &[&owner_user_id, &version, &(limit + 1)],

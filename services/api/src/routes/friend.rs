@@ -175,6 +175,7 @@ fn notification(
         content_type,
         send_id: from.to_owned(),
         recv_id: to.to_owned(),
+        group_id: String::new(),
         tips,
         offline_push,
         now_ms: now_millis(),

@@ -1,8 +1,8 @@
 //! Incremental sync over the version logs (OpenIM's `get_incremental_*` and `get_full_*_ids`
-//! routes), shared by conversations, friends and blocks: when a client must start over, and
+//! routes), shared by conversations, friends, blocks, joined groups and group members: when a client must start over, and
 //! which elements changed since its version.
 
-use jetim_readmodel::versions::{self, ChangeState, Log, SORT_MARKER};
+use jetim_readmodel::versions::{self, ChangeState, GROUP_ITSELF, Log, SORT_MARKER};
 use serde::Deserialize;
 
 use super::args::check_user_id;
@@ -60,19 +60,21 @@ pub(crate) struct Delta {
     pub(crate) changes: Option<Changes>,
     /// The version of the last order change (a pin), 0 if none since the client's version.
     pub(crate) sort_version: i64,
+    /// A member log only: the group's own info changed since the client's version.
+    pub(crate) group_changed: bool,
 }
 
 fn read_failed(error: &jetim_readmodel::ReadModelError) -> ApiError {
     ApiError::internal("reading a version log", error)
 }
 
-/// The user's log (ID, version); empty and 0 before its first change.
+/// The owner's log (ID, version); empty and 0 before its first change.
 pub(crate) async fn current(
     state: &ApiState,
     log: Log,
-    user_id: &str,
+    owner: &str,
 ) -> Result<(String, i64), ApiError> {
-    Ok(versions::current(&state.db, log, user_id)
+    Ok(versions::current(&state.db, log, owner)
         .await
         .map_err(|error| read_failed(&error))?
         .unwrap_or_default())
@@ -88,17 +90,29 @@ pub(crate) async fn delta(
     let body = &request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    let (version_id, version) = current(state, log, &body.user_id).await?;
+    delta_of(state, log, &body.user_id, &body.version_id, body.version).await
+}
+
+/// What changed in `owner`'s `log` since the client's (`version_id`, `version`).
+pub(crate) async fn delta_of(
+    state: &ApiState,
+    log: Log,
+    owner: &str,
+    client_version_id: &str,
+    client_version: i64,
+) -> Result<Delta, ApiError> {
+    let (version_id, version) = current(state, log, owner).await?;
     let mut delta = Delta {
         version_id,
         version,
         changes: None,
         sort_version: 0,
+        group_changed: false,
     };
-    if body.version <= 0 || body.version_id != delta.version_id || body.version > version {
+    if client_version <= 0 || client_version_id != delta.version_id || client_version > version {
         return Ok(delta);
     }
-    let found = versions::changes_after(&state.db, log, &body.user_id, body.version, MAX_CHANGES)
+    let found = versions::changes_after(&state.db, log, owner, client_version, MAX_CHANGES)
         .await
         .map_err(|error| read_failed(&error))?;
     if i64::try_from(found.len()).unwrap_or(i64::MAX) > MAX_CHANGES {
@@ -108,6 +122,10 @@ pub(crate) async fn delta(
     for (element, change, at) in found {
         if element == SORT_MARKER {
             delta.sort_version = at;
+            continue;
+        }
+        if log == Log::GroupMembers && element == GROUP_ITSELF {
+            delta.group_changed = true;
             continue;
         }
         match change {

@@ -7,6 +7,7 @@ pub mod client_config;
 pub mod conversation;
 pub mod delete;
 pub mod friend;
+pub mod group;
 pub mod incremental;
 pub mod jssdk;
 pub mod msg;
@@ -216,6 +217,95 @@ pub fn router() -> Router<ApiState> {
         .route("/user/set_user_client_config", post(client_config::set))
         .route("/user/del_user_client_config", post(client_config::delete))
         .route("/user/page_user_client_config", post(client_config::page))
+        .route("/group/create_group", post(group::create_group))
+        .route("/group/set_group_info", post(group::set_group_info))
+        .route("/group/set_group_info_ex", post(group::set_group_info_ex))
+        .route("/group/join_group", post(group::join_group))
+        .route("/group/quit_group", post(group::quit_group))
+        .route(
+            "/group/group_application_response",
+            post(group::group_application_response),
+        )
+        .route("/group/transfer_group", post(group::transfer_group))
+        .route(
+            "/group/get_recv_group_applicationList",
+            post(group::get_recv_group_application_list),
+        )
+        .route(
+            "/group/get_user_req_group_applicationList",
+            post(group::get_user_req_group_application_list),
+        )
+        .route(
+            "/group/get_group_users_req_application_list",
+            post(group::get_group_users_req_application_list),
+        )
+        .route(
+            "/group/get_specified_user_group_request_info",
+            post(group::get_specified_user_group_request_info),
+        )
+        .route("/group/get_groups_info", post(group::get_groups_info))
+        .route("/group/kick_group", post(group::kick_group))
+        .route(
+            "/group/get_group_members_info",
+            post(group::get_group_members_info),
+        )
+        .route(
+            "/group/get_group_member_list",
+            post(group::get_group_member_list),
+        )
+        .route(
+            "/group/invite_user_to_group",
+            post(group::invite_user_to_group),
+        )
+        .route(
+            "/group/get_joined_group_list",
+            post(group::get_joined_group_list),
+        )
+        .route("/group/dismiss_group", post(group::dismiss_group))
+        .route("/group/mute_group_member", post(group::mute_group_member))
+        .route(
+            "/group/cancel_mute_group_member",
+            post(group::cancel_mute_group_member),
+        )
+        .route("/group/mute_group", post(group::mute_group))
+        .route("/group/cancel_mute_group", post(group::cancel_mute_group))
+        .route(
+            "/group/set_group_member_info",
+            post(group::set_group_member_info),
+        )
+        .route(
+            "/group/get_group_abstract_info",
+            post(group::get_group_abstract_info),
+        )
+        .route("/group/get_groups", post(group::get_groups))
+        .route(
+            "/group/get_group_member_user_id",
+            post(group::get_group_member_user_id),
+        )
+        .route(
+            "/group/get_incremental_join_groups",
+            post(group::get_incremental_join_groups),
+        )
+        .route(
+            "/group/get_incremental_group_members",
+            post(group::get_incremental_group_members),
+        )
+        .route(
+            "/group/get_incremental_group_members_batch",
+            post(group::get_incremental_group_members_batch),
+        )
+        .route(
+            "/group/get_full_group_member_user_ids",
+            post(group::get_full_group_member_user_ids),
+        )
+        .route(
+            "/group/get_full_join_group_ids",
+            post(group::get_full_join_group_ids),
+        )
+        .route(
+            "/group/get_group_application_unhandled_count",
+            post(group::get_group_application_unhandled_count),
+        )
         .route("/friend/add_friend", post(friend::add_friend))
         .route(
             "/friend/add_friend_response",

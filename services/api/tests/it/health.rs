@@ -40,6 +40,7 @@ async fn healthz_is_503_naming_postgres_when_it_is_unreachable() {
         TestNats::start().await,
         TestDatabase::migrated().await,
         Some(unreachable),
+        Default::default(),
     )
     .await;
     let (status, body) = app.healthz().await;

@@ -4,6 +4,7 @@
 mod auth;
 mod conversation;
 mod friend;
+mod group;
 mod health;
 mod jssdk;
 mod msg;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jetim_api::{ApiState, Limits, build};
 use jetim_common::auth::{Platform, TokenService};
-use jetim_common::config::{ApiConfig, AuthConfig};
+use jetim_common::config::{ApiConfig, AuthConfig, MessagingConfig};
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_streams::EventLog;
@@ -29,7 +29,14 @@ impl TestApp {
     pub(crate) async fn spawn() -> Self {
         let nats = TestNats::start().await;
         let database = TestDatabase::migrated().await;
-        Self::spawn_with(nats, database, None).await
+        Self::spawn_with(nats, database, None, MessagingConfig::default()).await
+    }
+
+    /// The API under the given messaging rules.
+    pub(crate) async fn spawn_with_messaging(messaging: MessagingConfig) -> Self {
+        let nats = TestNats::start().await;
+        let database = TestDatabase::migrated().await;
+        Self::spawn_with(nats, database, None, messaging).await
     }
 
     /// The API on the given servers; `db` overrides the pool (e.g. an unreachable one).
@@ -37,6 +44,7 @@ impl TestApp {
         nats: TestNats,
         database: TestDatabase,
         db: Option<deadpool_postgres::Pool>,
+        messaging: MessagingConfig,
     ) -> Self {
         let client = nats.client().await;
         let jetstream = async_nats::jetstream::new(client.clone());
@@ -75,7 +83,7 @@ impl TestApp {
             status_subscriptions: jetim_api::routes::status::open_subscriptions(&jetstream, 1)
                 .await
                 .unwrap(),
-            messaging: Default::default(),
+            messaging,
         };
         jetim_api::routes::user::register_admins(&state)
             .await

@@ -134,6 +134,7 @@ impl TestGateway {
                 nats: nats.client().await,
                 db: database.pool(),
                 presence,
+                members: jetim_push::members::MemberCache::new(database.pool(), 100),
                 config: jetim_common::config::PushConfig::default(),
             },
             stop.clone(),

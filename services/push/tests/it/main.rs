@@ -102,6 +102,7 @@ async fn setup(users: &[(&str, i32)]) -> Setup {
             nats: client.clone(),
             db: database.pool(),
             presence: presence.clone(),
+            members: jetim_push::members::MemberCache::new(database.pool(), 100),
             config: PushConfig {
                 offline_webhook_url: url,
                 ..PushConfig::default()

@@ -712,3 +712,286 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
         );
     }
 }
+
+const GROUP_TABLES: &[&str] = &[
+    "groups_v1",
+    "group_members_v1",
+    "group_requests_v1",
+    "user_conversations_v1",
+];
+const GROUP_LOGS: &[&str] = &[
+    "joined_group_versions_v1",
+    "joined_group_changes_v1",
+    "group_member_versions_v1",
+    "group_member_changes_v1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_groups_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
+    use jetim_readmodel::groups::GroupsProjection;
+    use jetim_schemas::events::group::{
+        GroupApplicationHandled, GroupApplied, GroupCreated, GroupDismissed, GroupInfoSet,
+        GroupMuted, GroupProfile, MemberInfoChange, MemberMuted, MembersInfoSet, MembersJoined,
+        MembersLeft, NewMember, OwnerTransferred,
+    };
+    let nats = TestNats::start().await;
+    let jetstream = nats.jetstream().await;
+    jetim_streams::definitions::apply_all(&jetstream, 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let group =
+        |id: &str| Subject::conversation(&format!("sg_{id}"), ConversationKind::Group).unwrap();
+    let member = |user: &str, role_level: i32| NewMember {
+        user_id: user.into(),
+        role_level,
+        join_source: 2,
+        inviter_user_id: "o".into(),
+    };
+    let created = |id: &str, members: Vec<NewMember>| GroupCreated {
+        group_id: id.into(),
+        creator_user_id: "o".into(),
+        group_type: 2,
+        profile: GroupProfile {
+            name: format!("group {id}"),
+            ..GroupProfile::default()
+        },
+        members,
+        create_time: 1,
+    };
+    macro_rules! append {
+        ($id:expr, $event:expr) => {
+            log.append(&group($id), "o", Expect::Anything, None, &$event)
+                .await
+                .unwrap();
+        };
+    }
+    append!(
+        "g1",
+        created(
+            "g1",
+            vec![member("o", 100), member("a", 20), member("b", 60)]
+        )
+    );
+    append!(
+        "g1",
+        GroupInfoSet {
+            group_id: "g1".into(),
+            operator_user_id: "b".into(),
+            name: Some("n2".into()),
+            notification: Some("hi".into()),
+            time: 2,
+            ..GroupInfoSet::default()
+        }
+    );
+    append!(
+        "g1",
+        MembersJoined {
+            group_id: "g1".into(),
+            operator_user_id: "o".into(),
+            members: vec![member("c", 20)],
+            join_time: 3,
+            history_from_seq: Some(5),
+        }
+    );
+    append!(
+        "g1",
+        MemberMuted {
+            group_id: "g1".into(),
+            operator_user_id: "o".into(),
+            user_id: "a".into(),
+            mute_end_time: 99,
+            time: 4,
+        }
+    );
+    append!(
+        "g1",
+        MembersInfoSet {
+            group_id: "g1".into(),
+            operator_user_id: "o".into(),
+            changes: vec![
+                MemberInfoChange {
+                    user_id: "a".into(),
+                    nickname: Some("A".into()),
+                    ..MemberInfoChange::default()
+                },
+                MemberInfoChange {
+                    user_id: "c".into(),
+                    role_level: Some(60),
+                    ..MemberInfoChange::default()
+                },
+            ],
+            time: 5,
+        }
+    );
+    for (user, result) in [("d", 1), ("e", -1)] {
+        append!(
+            "g1",
+            GroupApplied {
+                group_id: "g1".into(),
+                user_id: user.into(),
+                req_msg: "please".into(),
+                join_source: 3,
+                inviter_user_id: String::new(),
+                ex: String::new(),
+                req_time: 6,
+            }
+        );
+        append!(
+            "g1",
+            GroupApplicationHandled {
+                group_id: "g1".into(),
+                user_id: user.into(),
+                handle_result: result,
+                handled_msg: String::new(),
+                handler_user_id: "o".into(),
+                handle_time: 7,
+                member: (result == 1).then(|| member(user, 20)),
+                history_from_seq: None,
+            }
+        );
+    }
+    append!(
+        "g1",
+        MembersLeft {
+            group_id: "g1".into(),
+            operator_user_id: "o".into(),
+            user_ids: vec!["a".into()],
+            kicked: true,
+            max_seq: 7,
+            time: 8,
+        }
+    );
+    append!(
+        "g1",
+        OwnerTransferred {
+            group_id: "g1".into(),
+            operator_user_id: "o".into(),
+            old_owner_user_id: "o".into(),
+            new_owner_user_id: "b".into(),
+            old_owner_role_level: 60,
+            time: 9,
+        }
+    );
+    append!(
+        "g1",
+        GroupMuted {
+            group_id: "g1".into(),
+            operator_user_id: "b".into(),
+            muted: true,
+            time: 10,
+        }
+    );
+    append!("g2", created("g2", vec![member("o", 100)]));
+    append!(
+        "g2",
+        GroupDismissed {
+            group_id: "g2".into(),
+            operator_user_id: "o".into(),
+            max_seq: 3,
+            time: 11,
+        }
+    );
+    let events = stream_events(&jetstream, CONVERSATION_STREAM).await;
+    assert_eq!(events.len(), 14);
+
+    let live = TestDatabase::migrated().await;
+    let live_pool = live.pool();
+    project(GroupsProjection::new(live_pool.clone()), &events, 1, true).await;
+    let rows = rows_of(&live_pool, GROUP_TABLES).await;
+    let logs = rows_of(&live_pool, GROUP_LOGS).await;
+    project(
+        GroupsProjection::new(live_pool.clone()),
+        &events,
+        events.len(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        rows_of(&live_pool, GROUP_TABLES).await,
+        rows,
+        "a replay changes nothing"
+    );
+    assert_eq!(
+        rows_of(&live_pool, GROUP_LOGS).await,
+        logs,
+        "nor bumps a version"
+    );
+
+    let client = live_pool.get().await.unwrap();
+    let members: Vec<(String, i32, String, i64)> = client
+        .query(
+            "SELECT user_id, role_level, nickname, mute_end_time FROM group_members_v1
+             WHERE group_id = 'g1' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let m = |user: &str, role: i32| (user.to_owned(), role, String::new(), 0);
+    assert_eq!(members, [m("b", 100), m("c", 60), m("d", 20), m("o", 60)]);
+    let groups: Vec<(String, String, String, i32, String)> = client
+        .query(
+            "SELECT group_id, group_name, owner_user_id, status, notification_user_id
+             FROM groups_v1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("g1".into(), "n2".into(), "b".into(), 3, "b".into()),
+            ("g2".into(), "group g2".into(), "o".into(), 2, String::new()),
+        ]
+    );
+    let windows: Vec<(String, String, i64, i64)> = client
+        .query(
+            "SELECT owner_user_id, conversation_id, min_seq, max_seq FROM user_conversations_v1
+             WHERE conversation_id LIKE 'sg%' AND (min_seq > 0 OR max_seq > 0) ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            ("a".into(), "sg_g1".into(), 0, 7),
+            ("c".into(), "sg_g1".into(), 5, 0),
+            ("o".into(), "sg_g2".into(), 0, 3),
+        ]
+    );
+    let requests: Vec<(String, i32)> = client
+        .query(
+            "SELECT user_id, handle_result FROM group_requests_v1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(requests, [("d".into(), 1), ("e".into(), -1)]);
+
+    let rebuilt = TestDatabase::migrated().await;
+    project(
+        GroupsProjection::new(rebuilt.pool()),
+        &events,
+        events.len(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        rows_of(&rebuilt.pool(), GROUP_TABLES).await,
+        rows,
+        "a rebuild from the stream in one batch gives the same rows"
+    );
+}
