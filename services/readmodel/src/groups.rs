@@ -1149,23 +1149,14 @@ pub async fn requests_of(
     Ok(rows.iter().map(request_row).collect())
 }
 
-/// How many groups were created before `before` and within `[from, to)`, milliseconds.
-pub async fn created_counts(
+/// How many groups there are, how many were created before `start`, and how many per UTC
+/// day within `[start, end)` milliseconds.
+pub async fn creations_by_day(
     pool: &Pool,
-    before: i64,
-    from: i64,
-    to: i64,
-) -> Result<(i64, i64, i64), ReadModelError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE create_time < $1),
-                    count(*) FILTER (WHERE create_time >= $2 AND create_time < $3)
-             FROM groups_v1",
-            &[&before, &from, &to],
-        )
-        .await?;
-    Ok((row.get(0), row.get(1), row.get(2)))
+    start: i64,
+    end: i64,
+) -> Result<(i64, i64, BTreeMap<String, i64>), ReadModelError> {
+    crate::users::created_by_day(pool, "groups_v1", start, end).await
 }
 
 /// Members by group, for many groups at once: group → member IDs.

@@ -926,17 +926,17 @@ impl BatchHandler for MessagesProjection {
     }
 }
 
-/// Who sent messages in a time range, for `/statistics/user/active`.
+/// Activity in a time range, for `/statistics/user/active` and `/statistics/group/active`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ActiveSenders {
+pub struct Activity {
     /// Messages sent in the range.
     pub msg_count: i64,
-    /// Distinct senders.
-    pub user_count: i64,
+    /// Distinct senders, or groups.
+    pub active_count: i64,
     /// Messages per UTC day (`YYYY-MM-DD`).
     pub date_count: std::collections::BTreeMap<String, i64>,
-    /// The requested page of (sender, messages), by count.
-    pub users: Vec<(String, i64)>,
+    /// The requested page of (sender or group ID, messages), by count.
+    pub ranked: Vec<(String, i64)>,
 }
 
 /// Messages with user content (content types below 1000, so not notifications) with a send
@@ -947,19 +947,51 @@ pub async fn active_senders(
     range: (i64, i64),
     groups: bool,
     ascending: bool,
-    offset: i64,
-    limit: i64,
-) -> Result<ActiveSenders, ReadModelError> {
+    (offset, limit): (i64, i64),
+) -> Result<Activity, ReadModelError> {
+    let scope = if groups {
+        "(starts_with(conversation_id, 'si_') OR starts_with(conversation_id, 'sg_'))"
+    } else {
+        "starts_with(conversation_id, 'si_')"
+    };
+    activity(pool, range, scope, "send_id", ascending, (offset, limit)).await
+}
+
+/// As [`active_senders`], ranking the groups whose chats had messages.
+pub async fn active_groups(
+    pool: &Pool,
+    range: (i64, i64),
+    ascending: bool,
+    (offset, limit): (i64, i64),
+) -> Result<Activity, ReadModelError> {
+    activity(
+        pool,
+        range,
+        "starts_with(conversation_id, 'sg_')",
+        "substr(conversation_id, 4)",
+        ascending,
+        (offset, limit),
+    )
+    .await
+}
+
+async fn activity(
+    pool: &Pool,
+    (start, end): (i64, i64),
+    scope: &str,
+    key: &str,
+    ascending: bool,
+    (offset, limit): (i64, i64),
+) -> Result<Activity, ReadModelError> {
     let client = pool.get().await?;
-    let matching = "FROM messages_v1
-         WHERE send_time >= $1 AND send_time < $2
-           AND (starts_with(conversation_id, 'si_') OR ($3 AND starts_with(conversation_id, 'sg_')))
-           AND content_type < 1000";
-    let (start, end) = range;
+    let matching = format!(
+        "FROM messages_v1
+         WHERE send_time >= $1 AND send_time < $2 AND {scope} AND content_type < 1000"
+    );
     let totals = client
         .query_one(
-            &format!("SELECT count(*), count(DISTINCT send_id) {matching}"),
-            &[&start, &end, &groups],
+            &format!("SELECT count(*), count(DISTINCT {key}) {matching}"),
+            &[&start, &end],
         )
         .await?;
     let dates = client
@@ -968,27 +1000,27 @@ pub async fn active_senders(
                 "SELECT to_char(to_timestamp(send_time / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
                         count(*) {matching} GROUP BY 1"
             ),
-            &[&start, &end, &groups],
+            &[&start, &end],
         )
         .await?;
     let order = if ascending { "ASC" } else { "DESC" };
-    let users = client
+    let ranked = client
         .query(
             &format!(
-                "SELECT send_id, count(*) AS sent {matching}
-                 GROUP BY send_id ORDER BY sent {order}, send_id OFFSET $4 LIMIT $5"
+                "SELECT {key} AS k, count(*) AS sent {matching}
+                 GROUP BY k ORDER BY sent {order}, k OFFSET $3 LIMIT $4"
             ),
-            &[&start, &end, &groups, &offset, &limit],
+            &[&start, &end, &offset, &limit],
         )
         .await?;
-    Ok(ActiveSenders {
+    Ok(Activity {
         msg_count: totals.get(0),
-        user_count: totals.get(1),
+        active_count: totals.get(1),
         date_count: dates
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
             .collect(),
-        users: users
+        ranked: ranked
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
             .collect(),

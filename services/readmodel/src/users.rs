@@ -196,19 +196,33 @@ pub async fn registrations_by_day(
     start: i64,
     end: i64,
 ) -> Result<(i64, i64, BTreeMap<String, i64>), ReadModelError> {
+    created_by_day(pool, "users_v1", start, end).await
+}
+
+/// For a table with a `create_time` (milliseconds): how many rows in all, how many created
+/// before `start`, and how many per UTC day within `[start, end)`.
+pub(crate) async fn created_by_day(
+    pool: &Pool,
+    table: &str,
+    start: i64,
+    end: i64,
+) -> Result<(i64, i64, BTreeMap<String, i64>), ReadModelError> {
     let client = pool.get().await?;
     let totals = client
         .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE create_time < $1) FROM users_v1",
+            &format!("SELECT count(*), count(*) FILTER (WHERE create_time < $1) FROM {table}"),
             &[&start],
         )
         .await?;
     let rows = client
         .query(
-            "SELECT to_char(to_timestamp(create_time / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
-                    count(*)
-             FROM users_v1 WHERE create_time >= $1 AND create_time < $2
-             GROUP BY 1",
+            &format!(
+                "SELECT to_char(to_timestamp(create_time / 1000.0) AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD'),
+                        count(*)
+                 FROM {table} WHERE create_time >= $1 AND create_time < $2
+                 GROUP BY 1"
+            ),
             &[&start, &end],
         )
         .await?;

@@ -104,6 +104,8 @@ pub fn router() -> Router<ApiState> {
         )
         .route("/statistics/user/register", post(statistics::user_register))
         .route("/statistics/user/active", post(statistics::user_active))
+        .route("/statistics/group/create", post(statistics::group_create))
+        .route("/statistics/group/active", post(statistics::group_active))
         .route(
             "/user/get_users_online_status",
             post(status::get_users_online_status),

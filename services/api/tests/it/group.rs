@@ -899,3 +899,61 @@ async fn bad_group_requests_get_openim_codes() {
     assert_eq!(found["total"], 1);
     assert_eq!(found["groups"][0]["groupOwnerUserName"], "nick own");
 }
+
+#[tokio::test]
+async fn group_statistics_count_creations_and_messages() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["own", "mem"]).await;
+    let own = app.user_token(&admin, "own", Platform::WEB).await;
+    app.create_group(&own, "own", "busy", &["mem"]).await;
+    app.create_group(&own, "own", "quiet", &["mem"]).await;
+    app.say("own", "busy", "one").await.unwrap();
+    app.say("mem", "busy", "two").await.unwrap();
+    let now = crate::support::now_millis();
+    let range = json!({"start": now - 60_000, "end": now + 60_000});
+    let created = app.ok("/statistics/group/create", &admin, &range).await;
+    assert_eq!(created["total"], 2);
+    assert_eq!(created["before"], 0);
+    assert_eq!(
+        created["count"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_i64)
+            .sum::<i64>(),
+        2,
+        "{created}"
+    );
+    let mut active = json!({"pagination": page()});
+    active["start"] = range["start"].clone();
+    active["end"] = range["end"].clone();
+    // The messages reach the read model a moment after the send.
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = app.ok("/statistics/group/active", &admin, &active).await;
+        if found["msgCount"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        found["msgCount"], 2,
+        "notifications are not counted: {found}"
+    );
+    assert_eq!(found["groupCount"], 1);
+    assert_eq!(found["groups"][0]["group"]["groupID"], "busy");
+    assert_eq!(found["groups"][0]["count"], 2);
+    let reply = app
+        .post("/statistics/group/active", Some(&own), &active)
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+    let reply = app
+        .post(
+            "/statistics/group/create",
+            Some(&admin),
+            &json!({"start": 10, "end": 5}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1001, "{reply}");
+}

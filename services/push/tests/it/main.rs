@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 struct Setup {
     log: Arc<EventLog>,
+    members: jetim_push::members::MemberCache,
     pool: deadpool_postgres::Pool,
     nats: async_nats::Client,
     presence: PresenceStore,
@@ -96,13 +97,14 @@ async fn setup(users: &[(&str, i32)]) -> Setup {
         .await
         .unwrap();
     let client = nats.client().await;
+    let members = jetim_push::members::MemberCache::new(database.pool(), 100);
     tokio::spawn(jetim_push::run(
         jetim_push::PushState {
             jetstream,
             nats: client.clone(),
             db: database.pool(),
             presence: presence.clone(),
-            members: jetim_push::members::MemberCache::new(database.pool(), 100),
+            members: members.clone(),
             config: PushConfig {
                 offline_webhook_url: url,
                 ..PushConfig::default()
@@ -114,6 +116,7 @@ async fn setup(users: &[(&str, i32)]) -> Setup {
     tokio::time::sleep(Duration::from_millis(300)).await;
     Setup {
         log,
+        members,
         pool: database.pool(),
         nats: client,
         presence,
@@ -204,4 +207,138 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
         setup.webhook.try_recv().is_err(),
         "nothing else was pushed offline"
     );
+}
+
+/// Waits until the first delivery on `subscription` and returns its conversation and seq.
+async fn delivered(subscription: &mut async_nats::Subscriber) -> (String, i64) {
+    let delivered = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("a delivery within 10 s")
+        .unwrap();
+    let pushed = PushMessages::decode(delivered.payload.as_ref()).unwrap();
+    let (conversation, pulled) = pushed.msgs.into_iter().next().expect("a chat message");
+    (conversation, pulled.msgs[0].seq)
+}
+
+#[tokio::test]
+async fn a_group_message_reaches_the_members_of_the_moment() {
+    use jetim_schemas::events::group::{
+        GroupCreated, GroupProfile, MembersJoined, MembersLeft, NewMember,
+    };
+    use jetim_streams::subject::ConversationKind;
+    let setup = setup(&[("ann", 0), ("bo", 0), ("cy", 0), ("di", 0)]).await;
+    let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
+    let member = |user: &str| NewMember {
+        user_id: user.into(),
+        role_level: if user == "ann" { 100 } else { 20 },
+        join_source: 1,
+        inviter_user_id: String::new(),
+    };
+    let created = GroupCreated {
+        group_id: "g".into(),
+        creator_user_id: "ann".into(),
+        group_type: 2,
+        profile: GroupProfile::default(),
+        members: vec![member("ann"), member("bo"), member("cy")],
+        create_time: 1,
+    };
+    let appended = setup
+        .log
+        .append(&group, "ann", Expect::Empty, None, &created)
+        .await
+        .unwrap();
+    jetim_readmodel::projection::wait_for(
+        &setup.pool,
+        jetim_readmodel::groups::NAME,
+        jetim_readmodel::groups::VERSION,
+        appended.stream_sequence,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut subscriptions = Vec::new();
+    for user in ["ann", "bo", "cy", "di"] {
+        subscriptions.push(
+            setup
+                .nats
+                .subscribe(format!("im.deliver.{user}"))
+                .await
+                .unwrap(),
+        );
+    }
+    setup.nats.flush().await.unwrap();
+    let group_message = |client_msg_id: &str| MsgData {
+        group_id: "g".into(),
+        session_type: 3,
+        ..message("ann", "", client_msg_id)
+    };
+    setup.send(&group_message("g1"), "op").await;
+    for subscription in &mut subscriptions[..3] {
+        assert_eq!(delivered(subscription).await, ("sg_g".to_owned(), 1));
+    }
+
+    // cy leaves and di joins: the cached list follows the group's events.
+    setup
+        .log
+        .append(
+            &group,
+            "ann",
+            Expect::Anything,
+            None,
+            &MembersLeft {
+                group_id: "g".into(),
+                operator_user_id: "ann".into(),
+                user_ids: vec!["cy".into()],
+                kicked: true,
+                max_seq: 1,
+                time: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let joined = setup
+        .log
+        .append(
+            &group,
+            "ann",
+            Expect::Anything,
+            None,
+            &MembersJoined {
+                group_id: "g".into(),
+                operator_user_id: "ann".into(),
+                members: vec![member("di")],
+                join_time: 3,
+                history_from_seq: None,
+            },
+        )
+        .await
+        .unwrap();
+    jetim_readmodel::projection::wait_for(
+        &setup.pool,
+        jetim_readmodel::groups::NAME,
+        jetim_readmodel::groups::VERSION,
+        joined.stream_sequence,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut members = Vec::new();
+    for _ in 0..200 {
+        members = setup.members.members("g").await.unwrap().as_ref().clone();
+        members.sort();
+        if members == ["ann", "bo", "di"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(members, ["ann", "bo", "di"]);
+    setup.send(&group_message("g2"), "op").await;
+    for index in [0, 1, 3] {
+        assert_eq!(
+            delivered(&mut subscriptions[index]).await,
+            ("sg_g".to_owned(), 2)
+        );
+    }
+    let nothing = tokio::time::timeout(Duration::from_millis(300), subscriptions[2].next()).await;
+    assert!(nothing.is_err(), "cy left and hears nothing more");
 }
