@@ -63,6 +63,14 @@ ensure_pip() {
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 }
 
+# Node.js 18 or newer with npm, for the real-client suite (Debian 12 ships 18).
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 18 ] || die "node $(node --version) is too old; the compat suite needs 18 or newer"
+}
+
 # The pinned nats-server in .local/nats (never the system's: Debian's is too old).
 ensure_nats_server() {
   if [ -x "$NATS_SERVER_BIN" ] \

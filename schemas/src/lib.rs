@@ -45,6 +45,29 @@ pub mod openim {
     }
 }
 
+/// Encodes a reply made of the two maps of pulled messages, `msgs` (field 1) and
+/// `notificationMsgs` (field 2), as both `PullMessageBySeqsResp` and `GetSeqMessageResp` are,
+/// the way Go's protobuf does: every map entry carries its value, even an empty `PullMsgs`.
+/// prost leaves an empty value out of its entry, and the JS SDK's decoder then reads the
+/// conversation as absent and fails on it (say, asking for a seq outside one's window).
+pub fn encode_pulled_maps(
+    msgs: &std::collections::BTreeMap<String, openim::sdkws::PullMsgs>,
+    notification_msgs: &std::collections::BTreeMap<String, openim::sdkws::PullMsgs>,
+) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, message, string};
+    let mut buffer = Vec::new();
+    for (field, map) in [(1, msgs), (2, notification_msgs)] {
+        for (key, value) in map {
+            let length = string::encoded_len(1, key) + message::encoded_len(2, value);
+            encode_key(field, WireType::LengthDelimited, &mut buffer);
+            encode_varint(length as u64, &mut buffer);
+            string::encode(1, key, &mut buffer);
+            message::encode(2, value, &mut buffer);
+        }
+    }
+    buffer
+}
+
 #[cfg(test)]
 mod tests {
     use super::openim::{msg, sdkws};
@@ -89,5 +112,36 @@ mod tests {
         let bytes = [0x0a, 0x01, b'a', 0x98, 0x06, 0x01];
         let decoded = sdkws::MsgData::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded.send_id, "a");
+    }
+
+    #[test]
+    fn pulled_maps_keep_empty_values_and_decode_as_prost_encodes_them() {
+        let mut msgs = std::collections::BTreeMap::new();
+        msgs.insert("si_a_b".to_owned(), sdkws::PullMsgs::default());
+        let mut notifications = std::collections::BTreeMap::new();
+        notifications.insert(
+            "n_a_b".to_owned(),
+            sdkws::PullMsgs {
+                is_end: true,
+                end_seq: 3,
+                ..sdkws::PullMsgs::default()
+            },
+        );
+        let bytes = super::encode_pulled_maps(&msgs, &notifications);
+        // Entry 1: key "si_a_b" (8 bytes with tag and length), then value field 2, empty.
+        assert_eq!(&bytes[..12], b"\x0a\x0a\x0a\x06si_a_b\x12\x00");
+        let decoded = msg::GetSeqMessageResp::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded.msgs, msgs);
+        assert_eq!(decoded.notification_msgs, notifications);
+        let prost_bytes = msg::GetSeqMessageResp {
+            msgs: msgs.clone().into_iter().collect(),
+            notification_msgs: notifications.clone().into_iter().collect(),
+        }
+        .encode_to_vec();
+        assert_eq!(
+            prost_bytes.len() + 2,
+            bytes.len(),
+            "prost drops the empty value"
+        );
     }
 }

@@ -211,9 +211,11 @@ async fn answer_sync(
         PULL_BY_RANGE => {
             let asked: PullMessageBySeqsReq = decode(&request.data)?;
             check_user(&asked.user_id, user_id)?;
-            Ok(sync::pull_by_ranges(db, user_id, &asked)
-                .await?
-                .encode_to_vec())
+            let pulled = sync::pull_by_ranges(db, user_id, &asked).await?;
+            Ok(jetim_schemas::encode_pulled_maps(
+                &pulled.msgs,
+                &pulled.notification_msgs,
+            ))
         }
         SEND_MSG => {
             let message: MsgData = decode(&request.data)?;
@@ -242,9 +244,11 @@ async fn answer_sync(
         PULL_BY_SEQS => {
             let asked: GetSeqMessageReq = decode(&request.data)?;
             check_user(&asked.user_id, user_id)?;
-            Ok(sync::pull_by_seqs(db, user_id, &asked)
-                .await?
-                .encode_to_vec())
+            let pulled = sync::pull_by_seqs(db, user_id, &asked).await?;
+            Ok(jetim_schemas::encode_pulled_maps(
+                &pulled.msgs,
+                &pulled.notification_msgs,
+            ))
         }
         GET_CONV_MAX_READ_SEQ => {
             let asked: GetConversationsHasReadAndMaxSeqReq = decode(&request.data)?;

@@ -8,6 +8,9 @@
 //! by seq sync. Recipients with no online connection go to the offline push ([`offline`])
 //! when the message and their receive settings allow it.
 //!
+//! A message is pushed once the messages projection shows it (or after a short wait), so a
+//! client that gets the push can pull it and read its conversation.
+//!
 //! Messages are handled in stream order, so each conversation's pushes go out in seq order
 //! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
 //! is older than `push.max_age_secs` when read (the service was down) is skipped.
@@ -39,6 +42,8 @@ pub const CONSUMER: &str = "push";
 
 /// How long to wait before re-opening the consumer after NATS failed.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long a push waits for the messages projection to show its message.
+const READABLE_WAIT: Duration = Duration::from_secs(2);
 
 /// What the push service needs.
 #[derive(Clone)]
@@ -103,6 +108,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                 }
             }
         };
+        let mut readable = 0;
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -110,7 +116,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             };
             match next {
                 Some(Ok(message)) => {
-                    handle(&state, &offline, &message).await;
+                    handle(&state, &offline, &message, &mut readable).await;
                     if let Err(error) = message.ack().await {
                         tracing::warn!(%error, "push ack not sent");
                     }
@@ -125,7 +131,46 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     }
 }
 
-async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::Message) {
+/// Waits until the messages projection has applied the event at `stream_sequence` (at most
+/// [`READABLE_WAIT`]), so that a client reacting to the push can pull the message and find
+/// its conversation (the JS SDK asks for a conversation it has not seen, and fails if the
+/// server does not have it yet). `readable` remembers how far the projection was seen, so a
+/// burst costs one query per projection batch, not per message.
+async fn wait_until_readable(state: &PushState, readable: &mut u64, stream_sequence: u64) {
+    use jetim_readmodel::{messages, projection};
+    if *readable >= stream_sequence {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + READABLE_WAIT;
+    loop {
+        match projection::position(&state.db, messages::NAME, messages::VERSION).await {
+            Ok(position) => *readable = position,
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether the message is readable; pushing");
+                return;
+            }
+        }
+        if *readable >= stream_sequence {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            metrics::counter!("jetim_push_unreadable_total").increment(1);
+            tracing::warn!(
+                stream_sequence,
+                "pushing a message the read model does not show yet"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn handle(
+    state: &PushState,
+    offline: &OfflinePush,
+    message: &jetstream::Message,
+    readable: &mut u64,
+) {
     let record = record_of(message);
     if record.kind != MsgSent::KIND {
         return;
@@ -162,6 +207,7 @@ async fn handle(state: &PushState, offline: &OfflinePush, message: &jetstream::M
             }
         },
     };
+    wait_until_readable(state, readable, record.stream_sequence).await;
     let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
     match delivery::publish(&state.nats, users, &sent, operation_id).await {
         Ok(()) => {

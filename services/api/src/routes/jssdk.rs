@@ -8,13 +8,16 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use base64::Engine as _;
 use jetim_readmodel::conversations::{self, ConversationRow};
+use jetim_readmodel::groups::{self, GroupRow};
 use jetim_readmodel::messages;
+use jetim_readmodel::relations::{self, FriendWithUser};
 use jetim_readmodel::users::{self, UserRow};
-use jetim_schemas::openim::{conversation, jssdk, sdkws};
+use jetim_schemas::openim::{conversation, jssdk, relation, sdkws};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::conversation::ConversationJson;
+use super::group::GroupInfoJson;
 use super::msg::MsgJson;
 use super::user::{UserInfo, read_failed};
 use crate::ApiState;
@@ -48,6 +51,10 @@ pub(super) struct Entry {
     pub(super) last: sdkws::MsgData,
     /// The peer's profile (single and notification conversations).
     pub(super) user: Option<UserRow>,
+    /// The owner's friendship with the peer, if they list them (single chats).
+    pub(super) friend: Option<FriendWithUser>,
+    /// The group (group conversations).
+    pub(super) group: Option<GroupRow>,
     pub(super) max_seq: i64,
     pub(super) read_seq: i64,
     pub(super) last_time: i64,
@@ -85,6 +92,24 @@ pub(super) async fn entries(
         .into_iter()
         .map(|user| (user.user_id.clone(), user))
         .collect();
+    let mut friends: BTreeMap<String, FriendWithUser> =
+        relations::friends_among(&state.db, owner, &peers)
+            .await
+            .map_err(|error| read_failed(&error))?
+            .into_iter()
+            .map(|found| (found.friend.friend_user_id.clone(), found))
+            .collect();
+    let group_ids: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.group_id.is_empty())
+        .map(|row| row.group_id.clone())
+        .collect();
+    let in_groups: BTreeMap<String, GroupRow> = groups::groups(&state.db, &group_ids)
+        .await
+        .map_err(|error| read_failed(&error))?
+        .into_iter()
+        .map(|group| (group.group_id.clone(), group))
+        .collect();
     let mut unread = 0;
     let mut found = Vec::with_capacity(rows.len());
     for row in rows {
@@ -98,9 +123,16 @@ pub(super) async fn entries(
         let read_seq = i64::try_from(seq_state.has_read_seq).unwrap_or(i64::MAX);
         unread += (max_seq - read_seq).max(0);
         let user = people.get(&row.user_id).cloned();
+        let friend = if row.conversation_type == 1 {
+            friends.remove(&row.user_id)
+        } else {
+            None
+        };
         found.push(Entry {
             last: jetim_messaging::revoke::as_pulled(&last),
             user,
+            friend,
+            group: in_groups.get(&row.group_id).cloned(),
             max_seq,
             read_seq,
             last_time: seq_state.max_seq_time,
@@ -116,6 +148,18 @@ pub(super) async fn entries(
             .then(left.row.conversation_id.cmp(&right.row.conversation_id))
     });
     Ok((unread, found))
+}
+
+fn user_proto(user: UserRow) -> sdkws::UserInfo {
+    sdkws::UserInfo {
+        user_id: user.user_id,
+        nickname: user.nickname,
+        face_url: user.face_url,
+        ex: user.ex,
+        create_time: user.create_time,
+        app_manger_level: user.app_manger_level,
+        global_recv_msg_opt: user.global_recv_msg_opt,
+    }
 }
 
 fn to_proto(entry: Entry) -> jssdk::ConversationMsg {
@@ -141,18 +185,36 @@ fn to_proto(entry: Entry) -> jssdk::ConversationMsg {
             is_msg_destruct: row.is_msg_destruct,
         }),
         last_msg: Some(entry.last),
-        user: entry.user.map(|user| sdkws::UserInfo {
-            user_id: user.user_id,
-            nickname: user.nickname,
-            face_url: user.face_url,
-            ex: user.ex,
-            create_time: user.create_time,
-            app_manger_level: user.app_manger_level,
-            global_recv_msg_opt: user.global_recv_msg_opt,
+        user: entry.user.map(user_proto),
+        friend: entry.friend.map(|found| relation::FriendInfoOnly {
+            owner_user_id: found.friend.owner_user_id,
+            friend_user_id: found.friend.friend_user_id,
+            remark: found.friend.remark,
+            create_time: found.friend.create_time,
+            add_source: found.friend.add_source,
+            operator_user_id: found.friend.operator_user_id,
+            ex: found.friend.ex,
+            is_pinned: found.friend.is_pinned,
         }),
-        // Friends and groups arrive with the relations work.
-        friend: None,
-        group: None,
+        group: entry.group.map(|group| sdkws::GroupInfo {
+            group_id: group.group_id,
+            group_name: group.group_name,
+            notification: group.notification,
+            introduction: group.introduction,
+            face_url: group.face_url,
+            owner_user_id: group.owner_user_id,
+            create_time: group.create_time,
+            member_count: u32::try_from(group.member_count).unwrap_or(u32::MAX),
+            ex: group.ex,
+            status: group.status,
+            creator_user_id: group.creator_user_id,
+            group_type: group.group_type,
+            need_verification: group.need_verification,
+            look_member_info: group.look_member_info,
+            apply_member_friend: group.apply_member_friend,
+            notification_update_time: group.notification_update_time,
+            notification_user_id: group.notification_user_id,
+        }),
         max_seq: entry.max_seq,
         read_seq: entry.read_seq,
     }
@@ -165,12 +227,31 @@ pub struct ConversationMsgJson {
     #[serde(rename = "lastMsg")]
     last_msg: MsgJson,
     user: Option<UserInfo>,
-    friend: Option<()>,
-    group: Option<()>,
+    friend: Option<FriendInfoOnlyJson>,
+    group: Option<GroupInfoJson>,
     #[serde(rename = "maxSeq")]
     max_seq: i64,
     #[serde(rename = "readSeq")]
     read_seq: i64,
+}
+
+/// OpenIM's `FriendInfoOnly`: a friendship without the friend's profile.
+#[derive(Debug, Serialize)]
+pub struct FriendInfoOnlyJson {
+    #[serde(rename = "ownerUserID")]
+    owner_user_id: String,
+    #[serde(rename = "friendUserID")]
+    friend_user_id: String,
+    remark: String,
+    #[serde(rename = "createTime")]
+    create_time: i64,
+    #[serde(rename = "addSource")]
+    add_source: i32,
+    #[serde(rename = "operatorUserID")]
+    operator_user_id: String,
+    ex: String,
+    #[serde(rename = "isPinned")]
+    is_pinned: bool,
 }
 
 /// Both routes' JSON reply.
@@ -191,8 +272,17 @@ fn to_json(unread_count: i64, entries: Vec<Entry>) -> ConversationsJson {
                 conversation: entry.row.into(),
                 last_msg: entry.last.into(),
                 user: entry.user.map(Into::into),
-                friend: None,
-                group: None,
+                friend: entry.friend.map(|found| FriendInfoOnlyJson {
+                    owner_user_id: found.friend.owner_user_id,
+                    friend_user_id: found.friend.friend_user_id,
+                    remark: found.friend.remark,
+                    create_time: found.friend.create_time,
+                    add_source: found.friend.add_source,
+                    operator_user_id: found.friend.operator_user_id,
+                    ex: found.friend.ex,
+                    is_pinned: found.friend.is_pinned,
+                }),
+                group: entry.group.map(Into::into),
                 max_seq: entry.max_seq,
                 read_seq: entry.read_seq,
             })

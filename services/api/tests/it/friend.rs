@@ -138,6 +138,18 @@ async fn an_accepted_request_makes_friends_both_ways_and_notifies_both() {
     assert_eq!((conversation.as_str(), content_type), ("n_ann_ben", 1201));
     assert_eq!(tips["handleMsg"], "welcome");
     assert_eq!(tips["request"]["handleResult"], 1);
+    // The chat the friendship opened lists the friendship with it (FriendInfoOnly).
+    let listed = app
+        .ok(
+            "/jssdk/get_conversations",
+            &ann,
+            &json!({"ownerUserID": "ann", "conversationIDs": ["si_ann_ben"]}),
+        )
+        .await;
+    let friend = &listed["conversations"][0]["friend"];
+    assert_eq!(friend["ownerUserID"], "ann");
+    assert_eq!(friend["friendUserID"], "ben");
+    assert_eq!(listed["conversations"][0]["group"], Value::Null);
     let reply = app
         .post("/friend/add_friend_response", Some(&ben), &answer(1))
         .await;

@@ -195,6 +195,19 @@ async fn creating_a_group_makes_members_tells_them_and_opens_the_timeline() {
     let chat = format!("sg_{group_id}");
     assert_eq!(app.max_seq(&ben, "ben", &chat, 2).await, 2);
     assert_eq!(app.pulled_seqs(&ben, "ben", &chat, 2).await, [1, 2]);
+    // The JS SDK's conversation list carries the group with the conversation.
+    let listed = app
+        .ok(
+            "/jssdk/get_conversations",
+            &ben,
+            &json!({"ownerUserID": "ben", "conversationIDs": [chat]}),
+        )
+        .await;
+    let entry = &listed["conversations"][0];
+    assert_eq!(entry["conversation"]["groupID"], group_id.as_str());
+    assert_eq!(entry["group"]["groupName"], "team");
+    assert_eq!(entry["group"]["memberCount"], 3);
+    assert_eq!(entry["friend"], Value::Null);
 
     assert_eq!(
         app.roles(&ben, &group_id).await,

@@ -475,6 +475,12 @@ async fn go_sdk_clients_speak_gob_with_and_without_gzip() {
         );
         let sent = SendMsgResp::decode(reply.data.unwrap().as_slice()).unwrap();
         assert_eq!(sent.client_msg_id, format!("from-gopher-{gzip}"));
+        // Then its own copy (sender sync), as gob, behind the reply.
+        let push = next_gob(&mut socket, gzip).await;
+        assert_eq!(
+            (push.req_identifier, push.operation_id.as_str()),
+            (2001, "op-g3")
+        );
         socket.close(None).await.unwrap();
     }
 
