@@ -243,17 +243,19 @@ scenario('2. single chat both ways: delivery, conversation list, unread counts, 
   }
 });
 
-scenario('3. marking read clears the unread count', async () => {
+scenario('3. marking read clears the unread count, and the sender sees it read', async () => {
   const [eve, fay] = await users('eve', 'fay');
   const [e, f] = track(await loggedIn(eve), await loggedIn(fay));
-  await e.send('one', { to: fay });
-  await e.send('two', { to: fay });
+  const one = await e.send('one', { to: fay });
+  const two = await e.send('two', { to: fay });
   await f.receives('two');
   const id = single(eve, fay);
   await eventually(() => f.conversation(id), (row) => assert.equal(row?.unreadCount, 2), 'two unread');
   await f.sdk.markConversationMessageAsRead(id);
   await eventually(() => f.conversation(id), (row) => assert.equal(row.unreadCount, 0), 'none unread');
   assert.equal((await f.sdk.getTotalUnreadMsgCount()).data, 0);
+  const [receipt] = await e.waitFor(CbEvents.OnRecvC2CReadReceipt, (data) => data[0]?.userID === fay, 'OnRecvC2CReadReceipt');
+  assert.deepEqual([...receipt.msgIDList].sort(), [one.clientMsgID, two.clientMsgID].sort());
   // The server keeps it: a fresh login of fay reads the same.
   const again = track(await loggedIn(fay, 3));
   await eventually(() => again.conversation(id), (row) => assert.equal(row?.unreadCount, 0), 'none unread after a new login');

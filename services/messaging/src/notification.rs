@@ -98,6 +98,25 @@ impl Notification {
         )
     }
 
+    /// The notification stored in the `n_` conversation with a seq of its own, as OpenIM
+    /// stores its reliability-level-2 notifications to another user (read receipts 2200):
+    /// a client that was offline gets it by seq sync. Not counted unread, no offline push.
+    pub fn stored_in_notifications(&self) -> MsgSent {
+        self.message(
+            notification_twin(&self.chat()),
+            &[
+                (IS_NOT_NOTIFICATION, false),
+                (SENDER_SYNC, true),
+                (HISTORY, true),
+                (PERSISTENT, true),
+                (UNREAD_COUNT, false),
+                (CONVERSATION_UPDATE, false),
+                (SENDER_CONVERSATION_UPDATE, false),
+                (OFFLINE_PUSH, false),
+            ],
+        )
+    }
+
     /// The stored copy in the pair's chat conversation (`isSendMsg`): counted unread and
     /// updating the conversation, as OpenIM stores it.
     pub fn chat_copy(&self) -> MsgSent {
@@ -141,6 +160,10 @@ mod tests {
 
         let copy = notification.chat_copy();
         assert_eq!(copy.conversation_id, "si_alice_bob");
+        let kept = notification.stored_in_notifications();
+        assert_eq!(kept.conversation_id, "n_alice_bob");
+        assert!(Options(kept.options.clone()).is_stored());
+        assert!(!Options(kept.options.clone()).is(UNREAD_COUNT));
         let options = Options(copy.options.clone());
         assert!(options.is_stored());
         assert!(options.is(IS_NOT_NOTIFICATION));

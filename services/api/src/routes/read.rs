@@ -3,16 +3,20 @@
 //!
 //! A read mark is a `conversation.read` event on `im.conv.<conversationID>.read`; the messages
 //! projection keeps each member's read position and the `isRead` flag of single-chat messages.
-//! The read-receipt notification (2200) to the peer comes with delivery (not yet).
+//! Marking messages of a single chat read also tells the peer: a read receipt (2200,
+//! `MarkAsReadTips`), stored in the pair's `n_` conversation and pushed to both, so the
+//! sender's SDK shows its messages as read (`OnRecvC2CReadReceipt`).
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use jetim_readmodel::messages;
+use jetim_messaging::notification::Notification;
+use jetim_readmodel::{conversations, messages};
 use jetim_schemas::events::msg::{ConversationRead, ReadMode};
-use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
+use jetim_streams::{Actor, Expect};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::args::check_user_id;
 use super::user::{append_failed, read_failed};
@@ -21,6 +25,8 @@ use crate::openim::{ApiError, Authed, Code, Done, Reply, null_if_empty};
 
 /// The most seqs one mark may name.
 const MAX_SEQS: usize = 1000;
+/// The most seqs a read receipt lists (the newest of those read).
+const MAX_RECEIPT_SEQS: u64 = 1000;
 
 /// The body of the three marking routes.
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +107,76 @@ async fn append_read(
     Ok(Done)
 }
 
+/// The read receipt (2200) for a single chat: to the peer, listing the seqs read by this
+/// mark (those named, and those between the old and the new read position, at most the
+/// newest [`MAX_RECEIPT_SEQS`]). Nothing for other conversations or when nothing was read.
+async fn send_receipt(
+    state: &ApiState,
+    request: &Authed<MarkRequest>,
+    (from_seq, has_read_seq): (u64, u64),
+    named: &[u64],
+) -> Result<(), ApiError> {
+    let body = &request.body;
+    let rows = conversations::list(
+        &state.db,
+        &body.user_id,
+        Some(std::slice::from_ref(&body.conversation_id)),
+    )
+    .await
+    .map_err(|error| read_failed(&error))?;
+    let Some(row) = rows.first() else {
+        return Ok(());
+    };
+    if row.conversation_type != 1
+        || row.user_id.is_empty()
+        || body.conversation_id.starts_with("n_")
+    {
+        return Ok(());
+    }
+    let first = (from_seq + 1).max(has_read_seq.saturating_sub(MAX_RECEIPT_SEQS - 1));
+    let mut seqs: Vec<u64> = (first..=has_read_seq)
+        .chain(named.iter().copied())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let notification = Notification {
+        content_type: 2200,
+        send_id: body.user_id.clone(),
+        recv_id: row.user_id.clone(),
+        group_id: String::new(),
+        tips: json!({
+            "markAsReadUserID": body.user_id,
+            "conversationID": body.conversation_id,
+            "seqs": seqs,
+            "hasReadSeq": has_read_seq,
+        }),
+        offline_push: false,
+        now_ms: super::user::now_millis(),
+    };
+    let message = notification.stored_in_notifications();
+    let appended = state
+        .log
+        .append_to_timeline(
+            &message.conversation_id,
+            &message.client_msg_id,
+            Actor::with_operation(&request.caller.user_id, &request.operation_id),
+            &message,
+        )
+        .await
+        .map_err(|error| append_failed(&error))?;
+    super::wait_for_projection(
+        state,
+        messages::NAME,
+        messages::VERSION,
+        appended.stream_sequence,
+    )
+    .await;
+    Ok(())
+}
+
 fn as_seqs(seqs: &[i64]) -> Vec<u64> {
     seqs.iter()
         .map(|seq| u64::try_from(*seq).unwrap_or(0))
@@ -125,10 +201,13 @@ pub async fn mark_msgs_as_read(
         user_id: request.body.user_id.clone(),
         has_read_seq: last.max(current.has_read_seq),
         mode: ReadMode::Raise,
-        seqs,
+        seqs: seqs.clone(),
         from_seq: current.has_read_seq,
     };
-    append_read(&state, &request.caller.user_id, read).await
+    let positions = (current.has_read_seq, read.has_read_seq);
+    append_read(&state, &request.caller.user_id, read).await?;
+    send_receipt(&state, &request, positions, &seqs).await?;
+    Ok(Done)
 }
 
 /// Raises the read position (never lowers it) and marks what lies between read.
@@ -150,10 +229,13 @@ pub async fn mark_conversation_as_read(
         user_id: request.body.user_id.clone(),
         has_read_seq: target.max(current.has_read_seq),
         mode: ReadMode::Raise,
-        seqs,
+        seqs: seqs.clone(),
         from_seq: current.has_read_seq,
     };
-    append_read(&state, &request.caller.user_id, read).await
+    let positions = (current.has_read_seq, read.has_read_seq);
+    append_read(&state, &request.caller.user_id, read).await?;
+    send_receipt(&state, &request, positions, &seqs).await?;
+    Ok(Done)
 }
 
 /// Sets the read position, lower too (at most the max seq).

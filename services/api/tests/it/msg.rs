@@ -381,6 +381,39 @@ async fn read_marks_move_the_read_position_and_flag_the_peers_messages() {
         3
     );
 
+    // Each mark told ada, in their n_ conversation, which of her messages bo read (2200).
+    let receipts = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &ada,
+            &json!({"userID": "ada", "seqRanges": [{"conversationID": "n_ada_bo", "begin": 1, "end": 10, "num": 10}]}),
+        )
+        .await;
+    let receipts: Vec<Value> = receipts["notificationMsgs"]["n_ada_bo"]["Msgs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the receipts are stored: {receipts}"))
+        .iter()
+        .map(|message| {
+            assert_eq!(message["contentType"], 2200);
+            assert_eq!(message["sendID"], "bo");
+            assert_eq!(message["recvID"], "ada");
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(message["content"].as_str().unwrap())
+                .unwrap();
+            let content: Value = serde_json::from_slice(&content).unwrap();
+            serde_json::from_str(content["detail"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        receipts,
+        [
+            json!({"markAsReadUserID": "bo", "conversationID": "si_ada_bo", "seqs": [1, 2],
+                   "hasReadSeq": 2}),
+            json!({"markAsReadUserID": "bo", "conversationID": "si_ada_bo", "seqs": [3],
+                   "hasReadSeq": 3}),
+        ]
+    );
+
     mark(
         "/msg/set_conversation_has_read_seq",
         json!({"conversationID": "si_ada_bo", "userID": "bo", "hasReadSeq": 1}),
