@@ -970,3 +970,122 @@ async fn group_statistics_count_creations_and_messages() {
         .await;
     assert_eq!(reply["errCode"], 1001, "{reply}");
 }
+
+#[tokio::test]
+async fn the_remaining_reads_answer_members_and_managers_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["own", "mem", "ask", "out"]).await;
+    let own = app.user_token(&admin, "own", Platform::WEB).await;
+    let mem = app.user_token(&admin, "mem", Platform::WEB).await;
+    let ask = app.user_token(&admin, "ask", Platform::WEB).await;
+    let out = app.user_token(&admin, "out", Platform::WEB).await;
+    app.create_group(&own, "own", "g", &["mem"]).await;
+
+    // set_group_info: empty fields stay as they are.
+    app.ok(
+        "/group/set_group_info",
+        &own,
+        &json!({"groupInfoForSet": {"groupID": "g", "introduction": "about us"}}),
+    )
+    .await;
+    let info = app
+        .ok("/group/get_groups_info", &mem, &json!({"groupIDs": ["g"]}))
+        .await;
+    assert_eq!(info["groupInfos"][0]["groupName"], "group g");
+    assert_eq!(info["groupInfos"][0]["introduction"], "about us");
+    let reply = app
+        .post(
+            "/group/set_group_info",
+            Some(&mem),
+            &json!({"groupInfoForSet": {"groupID": "g", "groupName": "mine"}}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+
+    // Member IDs and the abstract: members only.
+    let ids = app
+        .ok(
+            "/group/get_group_member_user_id",
+            &mem,
+            &json!({"groupID": "g"}),
+        )
+        .await;
+    assert_eq!(ids["userIDs"], json!(["mem", "own"]));
+    let summary = app
+        .ok(
+            "/group/get_group_abstract_info",
+            &mem,
+            &json!({"groupIDs": ["g"]}),
+        )
+        .await;
+    let entry = &summary["groupAbstractInfos"][0];
+    assert_eq!(entry["groupMemberNumber"], 2);
+    assert_eq!(entry["groupMemberListHash"], full_ids_hash(&["mem", "own"]));
+    for path in [
+        "/group/get_group_member_user_id",
+        "/group/get_group_abstract_info",
+    ] {
+        let body = json!({"groupID": "g", "groupIDs": ["g"]});
+        let reply = app.post(path, Some(&out), &body).await;
+        assert_eq!(reply["errCode"], 1203, "{path}: {reply}");
+    }
+
+    // An application, seen by its applicant and the managers, not by ordinary members.
+    app.ok(
+        "/group/join_group",
+        &ask,
+        &json!({"groupID": "g", "joinSource": 4, "reqMessage": "hi"}),
+    )
+    .await;
+    let by_manager = app
+        .ok(
+            "/group/get_group_users_req_application_list",
+            &own,
+            &json!({"groupID": "g", "userIDs": ["ask"]}),
+        )
+        .await;
+    assert_eq!(by_manager["total"], 1);
+    assert_eq!(by_manager["groupRequests"][0]["joinSource"], 4);
+    assert_eq!(by_manager["groupRequests"][0]["handleResult"], 0);
+    let reply = app
+        .post(
+            "/group/get_group_users_req_application_list",
+            Some(&mem),
+            &json!({"groupID": "g", "userIDs": ["ask"]}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+    let own_view = app
+        .ok(
+            "/group/get_specified_user_group_request_info",
+            &ask,
+            &json!({"groupID": "g", "userID": "ask"}),
+        )
+        .await;
+    assert_eq!(own_view["groupRequests"][0]["reqMsg"], "hi");
+    let reply = app
+        .post(
+            "/group/get_specified_user_group_request_info",
+            Some(&mem),
+            &json!({"groupID": "g", "userID": "ask"}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+    let none = app
+        .ok(
+            "/group/get_recv_group_applicationList",
+            &mem,
+            &json!({"fromUserID": "mem", "pagination": page()}),
+        )
+        .await;
+    assert_eq!(none["total"], 0, "an ordinary member manages nothing");
+    let since_later = app
+        .ok(
+            "/group/get_group_application_unhandled_count",
+            &own,
+            &json!({"userID": "own", "time": crate::support::now_millis() + 60_000}),
+        )
+        .await;
+    assert_eq!(since_later, json!({"count": 0}));
+}
