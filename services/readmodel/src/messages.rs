@@ -768,6 +768,41 @@ impl BatchHandler for MessagesProjection {
                     .await
                     .map_err(transient)?;
             }
+
+            // A group conversation a member deleted comes back with the group's next message
+            // too; the rows themselves are the groups projection's (made on joining).
+            let mut groups_newest: BTreeMap<&str, i64> = BTreeMap::new();
+            for (message, _, _) in &messages {
+                if message.session_type == 3 && message.conversation_id.starts_with("sg_") {
+                    let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+                    let entry = groups_newest
+                        .entry(message.conversation_id.as_str())
+                        .or_default();
+                    *entry = (*entry).max(seq);
+                }
+            }
+            if !groups_newest.is_empty() {
+                let ids: Vec<&str> = groups_newest.keys().copied().collect();
+                let seqs: Vec<i64> = groups_newest.values().copied().collect();
+                let returned = transaction
+                    .query(
+                        "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
+                         FROM UNNEST($1::text[], $2::bigint[]) AS v(i, s)
+                         WHERE u.conversation_id = v.i AND u.hidden_through_seq < v.s
+                           AND (u.max_seq = 0 OR u.max_seq >= v.s)
+                         RETURNING u.owner_user_id, u.conversation_id",
+                        &[&ids, &seqs],
+                    )
+                    .await
+                    .map_err(transient)?;
+                let changes: Vec<(String, String, ChangeState)> = returned
+                    .iter()
+                    .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
+                    .collect();
+                record_changes(&transaction, Log::Conversations, &changes)
+                    .await
+                    .map_err(transient)?;
+            }
         }
 
         if !reads.is_empty() {

@@ -1089,3 +1089,68 @@ async fn the_remaining_reads_answer_members_and_managers_only() {
         .await;
     assert_eq!(since_later, json!({"count": 0}));
 }
+
+#[tokio::test]
+async fn a_deleted_group_conversation_comes_back_with_the_next_message() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["own", "mem"]).await;
+    let own = app.user_token(&admin, "own", Platform::WEB).await;
+    let mem = app.user_token(&admin, "mem", Platform::WEB).await;
+    app.create_group(&own, "own", "g", &["mem"]).await;
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let all = app
+                .ok(
+                    "/conversation/get_all_conversations",
+                    &token,
+                    &json!({"ownerUserID": "mem"}),
+                )
+                .await;
+            all["conversations"]
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .map(|row| row["conversationID"].as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    assert!(listed(mem.clone()).await.contains(&"sg_g".to_owned()));
+    app.ok(
+        "/conversation/delete_conversations",
+        &mem,
+        &json!({"ownerUserID": "mem", "conversationIDs": ["sg_g"]}),
+    )
+    .await;
+    assert!(!listed(mem.clone()).await.contains(&"sg_g".to_owned()));
+    let log = app
+        .ok(
+            "/conversation/get_incremental_conversations",
+            &mem,
+            &json!({"userID": "mem", "versionID": "", "version": 0}),
+        )
+        .await;
+    app.say("own", "g", "are you there?").await.unwrap();
+    // Back in the list, and in the version log as an insert, so incremental sync sees it.
+    let mut delta = Value::Null;
+    for _ in 0..100 {
+        delta = app
+            .ok(
+                "/conversation/get_incremental_conversations",
+                &mem,
+                &json!({"userID": "mem", "versionID": log["versionID"],
+                        "version": log["version"]}),
+            )
+            .await;
+        if delta["insert"].is_array() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delta["full"], false, "{delta}");
+    assert_eq!(delta["insert"][0]["conversationID"], "sg_g", "{delta}");
+    assert!(listed(mem.clone()).await.contains(&"sg_g".to_owned()));
+}
