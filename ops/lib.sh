@@ -71,6 +71,11 @@ ensure_node() {
   [ "$major" -ge 18 ] || die "node $(node --version) is too old; the compat suite needs 18 or newer"
 }
 
+# Debian's Chromium, driven headless by the compat suite (playwright-core, no browser download).
+ensure_chromium() {
+  command -v chromium >/dev/null || apt_install chromium
+}
+
 # The pinned nats-server in .local/nats (never the system's: Debian's is too old).
 ensure_nats_server() {
   if [ -x "$NATS_SERVER_BIN" ] \

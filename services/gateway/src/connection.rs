@@ -65,6 +65,16 @@ impl Connection {
     /// A connection for `args` with a queue of `queue` frames.
     pub fn new(id: u64, args: &ConnectArgs, queue: usize) -> (Self, Outbox) {
         let (frames, outbox) = mpsc::channel(queue.max(1));
+        let envelope = match args.envelope {
+            Envelope::Json => "json",
+            Envelope::Gob => "gob",
+        };
+        metrics::counter!(
+            "jetim_gateway_connections_opened_total",
+            "envelope" => envelope,
+            "gzip" => if args.gzip { "true" } else { "false" },
+        )
+        .increment(1);
         let connection = Self {
             id,
             user_id: args.user_id.clone(),
