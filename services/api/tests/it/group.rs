@@ -217,6 +217,27 @@ async fn creating_a_group_makes_members_tells_them_and_opens_the_timeline() {
             ("ben".to_owned(), 20)
         ]
     );
+    for (filter, expected) in [
+        (1, vec!["ann"]),
+        (4, vec!["cid", "ben"]),
+        (5, vec!["ann", "cid"]),
+    ] {
+        let listed = app
+            .ok(
+                "/group/get_group_member_list",
+                &ben,
+                &json!({"groupID": group_id, "pagination": page(), "filter": filter}),
+            )
+            .await;
+        let users: Vec<&str> = listed["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["userID"].as_str().unwrap())
+            .collect();
+        assert_eq!(users, expected, "filter {filter}");
+        assert_eq!(listed["total"], expected.len(), "filter {filter}");
+    }
     let joined = app
         .ok(
             "/group/get_joined_group_list",

@@ -125,8 +125,9 @@ pub struct MemberPageReply {
 }
 
 /// A page of the members (owner, admins, members), optionally by keyword (members only).
-/// `filter` picks roles: 0 all, 1 owner, 2 admins, 3 ordinary members, 4 owner and admins,
-/// 5 admins and members.
+/// `filter` picks roles as the SDKs' `GroupMemberFilter` numbers them: 0 all, 1 owner,
+/// 2 admins, 3 ordinary members, 4 admins and ordinary members, 5 admins and the owner.
+/// (Upstream ignores it at HEAD and lists everyone.)
 pub async fn get_group_member_list(
     State(state): State<ApiState>,
     request: Authed<MemberListRequest>,
@@ -139,8 +140,8 @@ pub async fn get_group_member_list(
         1 => MemberFilter::Owner,
         2 => MemberFilter::Admins,
         3 => MemberFilter::Ordinary,
-        4 => MemberFilter::Managers,
-        5 => MemberFilter::NotOwner,
+        4 => MemberFilter::NotOwner,
+        5 => MemberFilter::Managers,
         other => return Err(ApiError::args(format!("filter {other} is not 0 to 5"))),
     };
     find_group(&state, &body.group_id).await?;
