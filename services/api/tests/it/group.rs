@@ -590,6 +590,26 @@ async fn mutes_roles_transfer_and_dismissal_bind_senders() {
         )
         .await;
     assert_eq!(reply["errCode"], 1001, "{reply}");
+    // An admin neither demotes nor mutes another admin; a member lifts no mute.
+    app.ok("/group/set_group_member_info", &own, &set_role("two", 60))
+        .await;
+    for (path, body) in [
+        ("/group/set_group_member_info", set_role("two", 20)),
+        ("/group/mute_group_member", mute("two")),
+    ] {
+        let reply = app.post(path, Some(&adm), &body).await;
+        assert_eq!(reply["errCode"], 1002, "{path}: {reply}");
+    }
+    app.ok("/group/set_group_member_info", &own, &set_role("two", 20))
+        .await;
+    let reply = app
+        .post(
+            "/group/cancel_mute_group_member",
+            Some(&mem),
+            &json!({"groupID": "g", "userID": "two"}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
     app.ok("/group/mute_group_member", &adm, &mute("mem")).await;
     assert_eq!(app.say("mem", "g", "hello").await, Err(1402));
     app.ok(
@@ -651,6 +671,29 @@ async fn mutes_roles_transfer_and_dismissal_bind_senders() {
         .await;
     assert_eq!(info["groupInfos"][0]["status"], 2);
     assert_eq!(info["groupInfos"][0]["memberCount"], 0);
+    for (path, token, body) in [
+        (
+            "/group/invite_user_to_group",
+            &adm,
+            json!({"groupID": "g", "invitedUserIDs": ["mem"]}),
+        ),
+        (
+            "/group/kick_group",
+            &adm,
+            json!({"groupID": "g", "kickedUserIDs": ["mem"]}),
+        ),
+        (
+            "/group/join_group",
+            &mem,
+            json!({"groupID": "g", "joinSource": 3}),
+        ),
+        ("/group/quit_group", &mem, json!({"groupID": "g"})),
+        ("/group/mute_group", &adm, json!({"groupID": "g"})),
+        ("/group/dismiss_group", &adm, json!({"groupID": "g"})),
+    ] {
+        let reply = app.post(path, Some(token), &body).await;
+        assert_eq!(reply["errCode"], 1204, "{path}: {reply}");
+    }
 }
 
 #[tokio::test]
