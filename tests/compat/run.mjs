@@ -278,6 +278,15 @@ scenario('4. revoke: the peer sees the message revoked', async () => {
   const revoked = await h.waitFor(CbEvents.OnNewRecvMessageRevoked, (data) => data.clientMsgID === sent.clientMsgID, 'OnNewRecvMessageRevoked');
   assert.equal(revoked.revokerID, gus);
   assert.equal(revoked.sourceMessageSendID, gus);
+  // And its history shows the message as OpenIM shows a revoked one: contentType 2101.
+  await eventually(
+    async () =>
+      (
+        await h.sdk.getAdvancedHistoryMessageList({ conversationID: single(gus, hal), count: 20, startClientMsgID: '', viewType: 0 })
+      ).data.messageList.find((m) => m.clientMsgID === sent.clientMsgID),
+    (message) => assert.equal(message?.contentType, 2101),
+    'the revoked message in the history',
+  );
 });
 
 scenario('5. reconnect: messages sent while offline arrive by sync', async () => {
@@ -289,6 +298,8 @@ scenario('5. reconnect: messages sent while offline arrive by sync', async () =>
     await i.send(text, { to: jon });
   }
   j = track(await loggedIn(jon));
+  // The sync after login pulls the gap and reports it as new messages.
+  for (const text of ['while away 1', 'while away 2', 'while away 3']) await j.receives(text);
   const id = single(ida, jon);
   await eventually(() => j.conversation(id), (row) => assert.equal(row?.unreadCount, 3), 'three unread after reconnecting');
   await eventually(
