@@ -183,9 +183,10 @@ fn notification(
 }
 
 /// After a profile change (at `stream_sequence`): 1303 `UserInfoUpdatedTips` to the user
-/// (from the operator), and, when the nickname or face changed, 1209 to everyone who lists
-/// the user as a friend (their friend logs show the change too; the relations projection
-/// records it). The changed user gets 1303 only, not a copy of every 1209.
+/// (from the operator), and, when the nickname or face changed, 1516 to the members of each
+/// of the user's groups and 1209 to everyone who lists the user as a friend (their friend
+/// logs show the change too; the relations projection records it). The changed user gets
+/// 1303 only, not a copy of every 1209.
 pub(crate) async fn profile_changed(
     state: &ApiState,
     operation_id: &str,
@@ -205,6 +206,7 @@ pub(crate) async fn profile_changed(
     if update.nickname.is_none() && update.face_url.is_none() {
         return Ok(());
     }
+    super::group::member_profile_changed(state, operation_id, user).await?;
     // The friends' logs show the change once the relations projection has applied it.
     applied(state, stream_sequence).await;
     let friends_of = relations::listed_by(&state.db, user)

@@ -1218,3 +1218,32 @@ async fn a_deleted_group_conversation_comes_back_with_the_next_message() {
     assert_eq!(delta["insert"][0]["conversationID"], "sg_g", "{delta}");
     assert!(listed(mem.clone()).await.contains(&"sg_g".to_owned()));
 }
+
+#[tokio::test]
+async fn a_new_nickname_is_told_to_the_members_of_each_group() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["own", "mem"]).await;
+    let own = app.user_token(&admin, "own", Platform::WEB).await;
+    let mem = app.user_token(&admin, "mem", Platform::WEB).await;
+    app.create_group(&own, "own", "g1", &["mem"]).await;
+    app.create_group(&own, "own", "g2", &["mem"]).await;
+    let client = app.nats.client().await;
+    let mut own_pushes = client.subscribe("im.deliver.own").await.unwrap();
+    client.flush().await.unwrap();
+    app.ok(
+        "/user/update_user_info_ex",
+        &mem,
+        &json!({"userInfo": {"userID": "mem", "nickname": "Emm"}}),
+    )
+    .await;
+    let mut told = Vec::new();
+    for _ in 0..2 {
+        let (conversation, tips) = push_of(&mut own_pushes, 1516).await;
+        assert_eq!(tips["changedUser"]["userID"], "mem");
+        assert_eq!(tips["changedUser"]["nickname"], "Emm");
+        told.push(conversation);
+    }
+    told.sort();
+    assert_eq!(told, ["n_g1", "n_g2"]);
+}

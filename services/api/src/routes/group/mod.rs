@@ -596,3 +596,39 @@ pub(crate) fn require_listed(
         .cloned()
         .ok_or_else(|| not_a_member(user_id, group_id))
 }
+
+/// After a user's nickname or avatar changed: 1516 `GroupMemberInfoSetTips` to the members of
+/// each of the user's groups, with the member as the groups now show them (a member who set
+/// no group nickname or avatar shows the profile's), as upstream tells groups of a profile
+/// change.
+pub(crate) async fn member_profile_changed(
+    state: &ApiState,
+    operation_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    let joined = groups::joined_ids(&state.db, user_id)
+        .await
+        .map_err(|error| group_read_failed(&error))?;
+    for group_id in joined {
+        let told = told(state, &group_id, user_id).await?;
+        let tips = serde_json::json!({
+            "group": told.group,
+            "opUser": told.op_user,
+            "operationTime": now_millis(),
+            "changedUser": told.op_user,
+            "groupMemberVersion": told.version,
+            "groupMemberVersionID": told.version_id,
+            "groupSortVersion": 0,
+        });
+        notify_group(
+            state,
+            operation_id,
+            (1516, user_id, &group_id),
+            tips,
+            &[],
+            false,
+        )
+        .await?;
+    }
+    Ok(())
+}
