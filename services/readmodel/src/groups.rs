@@ -19,7 +19,9 @@ use jetim_schemas::events::group::{
 };
 use jetim_streams::RecordedEvent;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError};
-use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
+use jetim_streams::subject::{
+    CONVERSATION_STREAM, ConversationKind, USER_STREAM, UserKind, every_conversation, every_user,
+};
 use tokio_postgres::Row;
 
 use crate::versions::{ChangeState, GROUP_ITSELF, Log, SORT_MARKER, record_changes};
@@ -648,6 +650,108 @@ impl BatchHandler for GroupsProjection {
     }
 }
 
+// ---- Profile changes in the member logs ----
+
+/// The companion projection's name: members' profile changes in the member logs.
+pub const PROFILES_NAME: &str = "group_profiles";
+/// Its version.
+pub const PROFILES_VERSION: i32 = 1;
+
+/// The durable consumer of [`ProfilesProjection`]: the users' account subjects.
+pub fn profiles_consumer_spec() -> DurableSpec {
+    let mut spec = DurableSpec::new(USER_STREAM, &format!("{PROFILES_NAME}_v{PROFILES_VERSION}"));
+    spec.filter_subjects = vec![every_user(UserKind::Account)];
+    spec
+}
+
+/// A member who set no group nickname (or avatar) shows their profile's, so when a user's
+/// nickname or avatar changes, each group where they show it records an update of that
+/// member in its member log, and member sync brings the change. A projection of its own
+/// because it reads another stream (`IM_USER`) than the groups projection; it writes only
+/// the member logs.
+pub struct ProfilesProjection {
+    pool: Pool,
+}
+
+impl ProfilesProjection {
+    /// A handler writing through `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+impl BatchHandler for ProfilesProjection {
+    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
+        use jetim_schemas::events::user::UserUpdated;
+        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
+        // The newest change per user in the batch: which of nickname and avatar changed.
+        let mut changed: BTreeMap<String, (i64, bool, bool)> = BTreeMap::new();
+        for event in batch {
+            if event.kind != UserUpdated::KIND {
+                continue;
+            }
+            let updated: UserUpdated = event.decode().map_err(|error| HandleError::Poison {
+                stream_sequence: event.stream_sequence,
+                reason: error.to_string(),
+            })?;
+            if updated.nickname.is_none() && updated.face_url.is_none() {
+                continue;
+            }
+            let entry = changed.entry(updated.user_id).or_insert((0, false, false));
+            entry.0 = sequence_of(event);
+            entry.1 |= updated.nickname.is_some();
+            entry.2 |= updated.face_url.is_some();
+        }
+        let last_sequence = batch
+            .iter()
+            .map(|event| event.stream_sequence)
+            .max()
+            .unwrap_or(0);
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| HandleError::Transient(Box::new(error)))?;
+        let transaction = client.transaction().await.map_err(transient)?;
+        if !changed.is_empty() {
+            let users: Vec<&str> = changed.keys().map(String::as_str).collect();
+            let sequences: Vec<i64> = changed.values().map(|value| value.0).collect();
+            let nicknames: Vec<bool> = changed.values().map(|value| value.1).collect();
+            let faces: Vec<bool> = changed.values().map(|value| value.2).collect();
+            // Users whose change is newer than the last one applied, then the groups where
+            // they show what changed.
+            let rows = transaction
+                .query(
+                    "WITH fresh AS (
+                         INSERT INTO group_profile_positions_v1 AS p (user_id, stream_sequence)
+                         SELECT u, s FROM UNNEST($1::text[], $2::bigint[]) AS v(u, s)
+                         ON CONFLICT (user_id) DO UPDATE SET stream_sequence = EXCLUDED.stream_sequence
+                         WHERE p.stream_sequence < EXCLUDED.stream_sequence
+                         RETURNING user_id)
+                     SELECT m.group_id, m.user_id
+                     FROM group_members_v1 m
+                     JOIN UNNEST($1::text[], $3::bool[], $4::bool[]) AS c(u, n, f) ON c.u = m.user_id
+                     JOIN fresh ON fresh.user_id = m.user_id
+                     WHERE (c.n AND m.nickname = '') OR (c.f AND m.face_url = '')",
+                    &[&users, &sequences, &nicknames, &faces],
+                )
+                .await
+                .map_err(transient)?;
+            let changes: LogChanges = rows
+                .iter()
+                .map(|row| (row.get(0), row.get(1), ChangeState::Update))
+                .collect();
+            record_changes(&transaction, Log::GroupMembers, &changes)
+                .await
+                .map_err(transient)?;
+        }
+        projection::advance(&transaction, PROFILES_NAME, PROFILES_VERSION, last_sequence)
+            .await
+            .map_err(transient)?;
+        transaction.commit().await.map_err(transient)
+    }
+}
+
 // ---- Queries ----
 
 /// A group as the read model holds it.
@@ -806,6 +910,25 @@ pub async fn joined_page(
         )
         .await?;
     Ok((total, rows.iter().map(group_row).collect()))
+}
+
+/// The groups where the user shows their profile's nickname (`nickname`) or avatar
+/// (`face_url`), having set none of their own there, sorted.
+pub async fn showing_profile(
+    pool: &Pool,
+    user_id: &str,
+    (nickname, face_url): (bool, bool),
+) -> Result<Vec<String>, ReadModelError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT group_id FROM group_members_v1
+             WHERE user_id = $1 AND (($2 AND nickname = '') OR ($3 AND face_url = ''))
+             ORDER BY group_id",
+            &[&user_id, &nickname, &face_url],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The IDs of the groups the user is in, sorted.

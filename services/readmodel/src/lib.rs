@@ -7,8 +7,9 @@
 //! - [`settings`]: the user_settings projection: users' commands and client configuration.
 //! - [`conversations`]: the conversation_settings projection and conversation queries.
 //! - [`relations`]: the relations projection: friend requests, friendships and blocks.
-//! - [`groups`]: the groups projection: groups, members, join applications, and members'
-//!   windows in the group conversations.
+//! - [`groups`]: the groups projection (groups, members, join applications, and members'
+//!   windows in the group conversations) and its companion `group_profiles` (profile changes
+//!   in the member logs).
 //! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
@@ -70,6 +71,11 @@ pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
             relations::consumer_spec(),
         ),
         (groups::NAME, groups::VERSION, groups::consumer_spec()),
+        (
+            groups::PROFILES_NAME,
+            groups::PROFILES_VERSION,
+            groups::profiles_consumer_spec(),
+        ),
     ]
 }
 
@@ -112,9 +118,15 @@ pub async fn run_projections(
             shutdown.clone(),
         ),
         run_one(
-            jetstream,
+            jetstream.clone(),
             groups::consumer_spec(),
-            groups::GroupsProjection::new(pool),
+            groups::GroupsProjection::new(pool.clone()),
+            shutdown.clone(),
+        ),
+        run_one(
+            jetstream,
+            groups::profiles_consumer_spec(),
+            groups::ProfilesProjection::new(pool),
             shutdown.clone(),
         ),
     );

@@ -206,7 +206,7 @@ pub(crate) async fn profile_changed(
     if update.nickname.is_none() && update.face_url.is_none() {
         return Ok(());
     }
-    super::group::member_profile_changed(state, operation_id, user).await?;
+    super::group::member_profile_changed(state, operation_id, update, stream_sequence).await?;
     // The friends' logs show the change once the relations projection has applied it.
     applied(state, stream_sequence).await;
     let friends_of = relations::listed_by(&state.db, user)

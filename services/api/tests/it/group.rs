@@ -1220,7 +1220,7 @@ async fn a_deleted_group_conversation_comes_back_with_the_next_message() {
 }
 
 #[tokio::test]
-async fn a_new_nickname_is_told_to_the_members_of_each_group() {
+async fn a_new_nickname_is_told_where_the_member_shows_it() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     app.register(&admin, &["own", "mem"]).await;
@@ -1228,6 +1228,25 @@ async fn a_new_nickname_is_told_to_the_members_of_each_group() {
     let mem = app.user_token(&admin, "mem", Platform::WEB).await;
     app.create_group(&own, "own", "g1", &["mem"]).await;
     app.create_group(&own, "own", "g2", &["mem"]).await;
+    // A member with a group nickname of their own shows it, not the profile's.
+    app.ok(
+        "/group/set_group_member_info",
+        &mem,
+        &json!({"members": [{"groupID": "g2", "userID": "mem", "nickname": "in g2"}]}),
+    )
+    .await;
+    let versions = |group: &str| {
+        let (app, own, group) = (&app, own.clone(), group.to_owned());
+        async move {
+            app.ok(
+                "/group/get_incremental_group_members",
+                &own,
+                &json!({"groupID": group, "versionID": "", "version": 0}),
+            )
+            .await
+        }
+    };
+    let (g1_before, g2_before) = (versions("g1").await, versions("g2").await);
     let client = app.nats.client().await;
     let mut own_pushes = client.subscribe("im.deliver.own").await.unwrap();
     client.flush().await.unwrap();
@@ -1237,13 +1256,29 @@ async fn a_new_nickname_is_told_to_the_members_of_each_group() {
         &json!({"userInfo": {"userID": "mem", "nickname": "Emm"}}),
     )
     .await;
-    let mut told = Vec::new();
-    for _ in 0..2 {
-        let (conversation, tips) = push_of(&mut own_pushes, 1516).await;
-        assert_eq!(tips["changedUser"]["userID"], "mem");
-        assert_eq!(tips["changedUser"]["nickname"], "Emm");
-        told.push(conversation);
-    }
-    told.sort();
-    assert_eq!(told, ["n_g1", "n_g2"]);
+    // Told in g1, where mem shows the profile's nickname; not in g2, where mem has their own.
+    let (conversation, tips) = push_of(&mut own_pushes, 1516).await;
+    assert_eq!(conversation, "n_g1");
+    assert_eq!(tips["changedUser"]["userID"], "mem");
+    assert_eq!(tips["changedUser"]["nickname"], "Emm");
+    // g1's member log has the update, so member sync brings it; g2's shows its own nickname.
+    let since = |before: &Value, group: &str| {
+        let (app, own, group, before) = (&app, own.clone(), group.to_owned(), before.clone());
+        async move {
+            app.ok(
+                "/group/get_incremental_group_members",
+                &own,
+                &json!({"groupID": group, "versionID": before["versionID"],
+                        "version": before["version"]}),
+            )
+            .await
+        }
+    };
+    let g1 = since(&g1_before, "g1").await;
+    assert_eq!(g1["full"], false, "{g1}");
+    assert_eq!(g1["update"][0]["userID"], "mem");
+    assert_eq!(g1["update"][0]["nickname"], "Emm");
+    let g2 = since(&g2_before, "g2").await;
+    assert_eq!(g2["update"], Value::Null, "{g2}");
+    assert_eq!(g2["version"], g2_before["version"]);
 }

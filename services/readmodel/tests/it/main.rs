@@ -995,3 +995,128 @@ async fn the_groups_projection_is_idempotent_and_a_rebuild_equals_the_live_rows(
         "a rebuild from the stream in one batch gives the same rows"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_change_is_an_update_in_the_member_logs_where_it_shows_once() {
+    use jetim_readmodel::groups::{GroupsProjection, ProfilesProjection};
+    use jetim_schemas::events::group::{
+        GroupCreated, GroupProfile, MemberInfoChange, MembersInfoSet, NewMember,
+    };
+    let nats = TestNats::start().await;
+    let jetstream = nats.jetstream().await;
+    jetim_streams::definitions::apply_all(&jetstream, 1)
+        .await
+        .unwrap();
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    for group in ["g1", "g2"] {
+        let subject =
+            Subject::conversation(&format!("sg_{group}"), ConversationKind::Group).unwrap();
+        let created = GroupCreated {
+            group_id: group.into(),
+            creator_user_id: "o".into(),
+            group_type: 2,
+            profile: GroupProfile::default(),
+            members: ["o", "m"]
+                .iter()
+                .map(|user| NewMember {
+                    user_id: (*user).into(),
+                    role_level: if *user == "o" { 100 } else { 20 },
+                    join_source: 1,
+                    inviter_user_id: String::new(),
+                })
+                .collect(),
+            create_time: 1,
+        };
+        log.append(&subject, "o", Expect::Anything, None, &created)
+            .await
+            .unwrap();
+    }
+    let own_nickname = MembersInfoSet {
+        group_id: "g2".into(),
+        operator_user_id: "m".into(),
+        changes: vec![MemberInfoChange {
+            user_id: "m".into(),
+            nickname: Some("mine".into()),
+            ..MemberInfoChange::default()
+        }],
+        time: 2,
+    };
+    log.append(
+        &Subject::conversation("sg_g2", ConversationKind::Group).unwrap(),
+        "m",
+        Expect::Anything,
+        None,
+        &own_nickname,
+    )
+    .await
+    .unwrap();
+    let renamed = jetim_schemas::events::user::UserUpdated {
+        user_id: "m".into(),
+        nickname: Some("Em".into()),
+        ..Default::default()
+    };
+    log.append(
+        &Subject::user("m", UserKind::Account).unwrap(),
+        "m",
+        Expect::Anything,
+        None,
+        &renamed,
+    )
+    .await
+    .unwrap();
+    let database = TestDatabase::migrated().await;
+    let pool = database.pool();
+    project(
+        GroupsProjection::new(pool.clone()),
+        &stream_events(&jetstream, CONVERSATION_STREAM).await,
+        10,
+        false,
+    )
+    .await;
+    let logs = rows_of(&pool, &["group_member_versions_v1"]).await;
+    let profile_events = stream_events(&jetstream, USER_STREAM).await;
+    project(
+        ProfilesProjection::new(pool.clone()),
+        &profile_events,
+        10,
+        true,
+    )
+    .await;
+    let client = pool.get().await.unwrap();
+    let updated: Vec<(String, String, i16)> = client
+        .query(
+            "SELECT c.owner_id, c.element_id, c.state FROM group_member_changes_v1 c
+             JOIN group_member_versions_v1 v ON v.owner_id = c.owner_id AND v.version = c.version
+             WHERE c.element_id = 'm' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        updated,
+        [
+            ("g1".to_owned(), "m".to_owned(), 3),
+            ("g2".to_owned(), "m".to_owned(), 3)
+        ],
+        "g1 by the profile change; g2's latest is m's own nickname, not the profile"
+    );
+    let versions: Vec<(String, i64)> = client
+        .query(
+            "SELECT owner_id, version FROM group_member_versions_v1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_ne!(rows_of(&pool, &["group_member_versions_v1"]).await, logs);
+    assert_eq!(
+        versions,
+        [("g1".to_owned(), 2), ("g2".to_owned(), 1)],
+        "g1 bumped once by the change (applied twice), g2 not at all"
+    );
+}

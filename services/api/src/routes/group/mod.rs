@@ -597,19 +597,32 @@ pub(crate) fn require_listed(
         .ok_or_else(|| not_a_member(user_id, group_id))
 }
 
-/// After a user's nickname or avatar changed: 1516 `GroupMemberInfoSetTips` to the members of
-/// each of the user's groups, with the member as the groups now show them (a member who set
-/// no group nickname or avatar shows the profile's), as upstream tells groups of a profile
-/// change.
+/// After a user's nickname or avatar changed (at `stream_sequence` of `IM_USER`): once the
+/// member logs show it (the `group_profiles` projection), 1516 `GroupMemberInfoSetTips` to
+/// the members of each group where the user shows what changed (having set no group
+/// nickname or avatar of their own there), as upstream tells groups of a profile change.
 pub(crate) async fn member_profile_changed(
     state: &ApiState,
     operation_id: &str,
-    user_id: &str,
+    update: &jetim_schemas::events::user::UserUpdated,
+    stream_sequence: u64,
 ) -> Result<(), ApiError> {
-    let joined = groups::joined_ids(&state.db, user_id)
-        .await
-        .map_err(|error| group_read_failed(&error))?;
-    for group_id in joined {
+    let user_id = update.user_id.as_str();
+    super::wait_for_projection(
+        state,
+        groups::PROFILES_NAME,
+        groups::PROFILES_VERSION,
+        stream_sequence,
+    )
+    .await;
+    let showing = groups::showing_profile(
+        &state.db,
+        user_id,
+        (update.nickname.is_some(), update.face_url.is_some()),
+    )
+    .await
+    .map_err(|error| group_read_failed(&error))?;
+    for group_id in showing {
         let told = told(state, &group_id, user_id).await?;
         let tips = serde_json::json!({
             "group": told.group,
