@@ -370,14 +370,30 @@ pub async fn set_conversations(
             is_msg_destruct: change.is_msg_destruct,
         });
     }
-    append_all(&state, &request.caller.user_id, events).await
+    append_all(
+        &state,
+        (&request.caller.user_id, &request.operation_id),
+        events,
+    )
+    .await
 }
 
+/// Appends the settings, waits until the projection shows them, then tells each owner's
+/// connections which of their conversations changed (1300 `ConversationUpdateTips`, push
+/// only, in their own `n_<user>_<user>`), so their other devices sync them.
 async fn append_all(
     state: &ApiState,
-    actor: &str,
+    (actor, operation_id): (&str, &str),
     events: Vec<ConversationSet>,
 ) -> Result<Done, ApiError> {
+    let mut changed: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for event in &events {
+        changed
+            .entry(event.owner_user_id.clone())
+            .or_default()
+            .push(event.conversation_id.clone());
+    }
     let mut last = 0;
     for event in events {
         let subject = Subject::user(&event.owner_user_id, UserKind::Conversation)
@@ -390,6 +406,23 @@ async fn append_all(
             .stream_sequence;
     }
     super::wait_for_projection(state, conversations::NAME, conversations::VERSION, last).await;
+    for (owner, conversation_ids) in changed {
+        let notification = jetim_messaging::notification::Notification {
+            content_type: 1300,
+            send_id: owner.clone(),
+            recv_id: owner.clone(),
+            group_id: String::new(),
+            tips: serde_json::json!({ "userID": owner, "conversationIDList": conversation_ids }),
+            offline_push: false,
+            now_ms: super::user::now_millis(),
+        };
+        let message = notification.push_only();
+        if let Err(error) =
+            jetim_messaging::delivery::publish(&state.nats, &[owner], &message, operation_id).await
+        {
+            tracing::warn!(%error, "a conversation change was not pushed");
+        }
+    }
     Ok(Done)
 }
 
@@ -418,7 +451,12 @@ pub async fn update_conversations_by_user(
             ..ConversationSet::default()
         })
         .collect();
-    append_all(&state, &request.caller.user_id, events).await
+    append_all(
+        &state,
+        (&request.caller.user_id, &request.operation_id),
+        events,
+    )
+    .await
 }
 
 /// `/conversation/get_incremental_conversations` reply.

@@ -314,7 +314,29 @@ async fn a_deleted_conversation_leaves_the_list_until_a_newer_message_brings_it_
     .await;
     let pin = json!({"userIDs": ["ben"], "conversation": {"conversationID": "si_ana_ben",
         "conversationType": 1, "userID": "ana", "isPinned": true}});
+    let client = app.nats.client().await;
+    let mut ben_pushes = client.subscribe("im.deliver.ben").await.unwrap();
+    client.flush().await.unwrap();
     app.ok("/conversation/set_conversations", &ben, &pin).await;
+    // Ben's other devices hear which conversation changed (1300, in his own n_).
+    let pushed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures::StreamExt::next(&mut ben_pushes),
+    )
+    .await
+    .expect("a push")
+    .unwrap();
+    let pushed =
+        <jetim_schemas::openim::sdkws::PushMessages as prost::Message>::decode(pushed.payload)
+            .unwrap();
+    let message = &pushed.notification_msgs["n_ben_ben"].msgs[0];
+    assert_eq!(message.content_type, 1300);
+    let content: Value = serde_json::from_slice(&message.content).unwrap();
+    let tips: Value = serde_json::from_str(content["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        tips,
+        json!({"userID": "ben", "conversationIDList": ["si_ana_ben"]})
+    );
     let before = app
         .ok(
             "/conversation/get_incremental_conversations",
