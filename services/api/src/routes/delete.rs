@@ -7,15 +7,23 @@
 //! `{seq, status: 4}` placeholder, a conversation cleared for everyone starts after its max.
 //! Upstream lets any participant erase anyone's messages; jetim allows deleting for everyone
 //! only a user's own messages (or an admin), and clearing for everyone only in single chats.
-//! The notifications (2102, 1703, 1300) come with delivery (not yet).
+//!
+//! Notifications, as upstream routes them: a delete with `IsSyncSelf` stores 2102
+//! `DeleteMsgsTips` in the user's own `n_<user>_<user>` (their other devices), with
+//! `IsSyncOther` in the conversation's `n_` twin for the peer or the group; a clear pushes
+//! 1300 (the conversation rows changed) to the user, with `IsSyncSelf` also 1703
+//! `ClearConversationTips` to the user, and with `IsSyncOther` 1703 to the peer.
 
 use axum::extract::State;
-use jetim_readmodel::messages;
+use jetim_messaging::delivery;
+use jetim_messaging::notification::Notification;
+use jetim_readmodel::{conversations, messages};
 use jetim_schemas::event::Event;
 use jetim_schemas::events::msg::{ConversationCleared, MsgsDeleted};
-use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
+use jetim_streams::{Actor, Expect};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::args::{check_conversation_ids, check_user_id};
 use super::user::{append_failed, read_failed};
@@ -29,9 +37,9 @@ const MAX_SEQS: usize = 1000;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct DeleteSyncOpt {
-    /// Also tell the caller's other devices: accepted, but notifications are not sent yet.
+    /// Also tell the caller's other devices.
     #[serde(rename = "IsSyncSelf")]
-    _is_sync_self: bool,
+    is_sync_self: bool,
     /// Act for everyone in the conversation.
     #[serde(rename = "IsSyncOther")]
     is_sync_other: bool,
@@ -87,6 +95,87 @@ async fn append<E: Event>(
         .map_err(|error| append_failed(&error))
 }
 
+/// Who a delete or clear notification is for.
+enum Audience<'a> {
+    /// The user's own devices (`n_<user>_<user>`).
+    Own,
+    /// The other side of the conversation: its peer, or its group.
+    Others(&'a str),
+}
+
+/// Sends a delete or clear notification from `user`: `stored` ones take a seq in their `n_`
+/// conversation (the push service then delivers them), the others are pushed only.
+async fn tell(
+    state: &ApiState,
+    (operation_id, user): (&str, &str),
+    (content_type, tips): (i32, serde_json::Value),
+    audience: Audience<'_>,
+    stored: bool,
+) -> Result<(), ApiError> {
+    let (recv_id, group_id) = match audience {
+        Audience::Own => (user.to_owned(), String::new()),
+        Audience::Others(conversation_id) => {
+            let rows = conversations::list(
+                &state.db,
+                user,
+                Some(std::slice::from_ref(&conversation_id.to_owned())),
+            )
+            .await
+            .map_err(|error| read_failed(&error))?;
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(());
+            };
+            if row.group_id.is_empty() {
+                (row.user_id, String::new())
+            } else {
+                (row.group_id.clone(), row.group_id)
+            }
+        }
+    };
+    let notification = Notification {
+        content_type,
+        send_id: user.to_owned(),
+        recv_id,
+        group_id,
+        tips,
+        offline_push: false,
+        now_ms: super::user::now_millis(),
+    };
+    if stored {
+        let message = notification.stored_in_notifications();
+        let appended = state
+            .log
+            .append_to_timeline(
+                &message.conversation_id,
+                &message.client_msg_id,
+                Actor::with_operation(user, operation_id),
+                &message,
+            )
+            .await
+            .map_err(|error| append_failed(&error))?;
+        super::wait_for_projection(
+            state,
+            messages::NAME,
+            messages::VERSION,
+            appended.stream_sequence,
+        )
+        .await;
+    } else {
+        let message = notification.push_only();
+        let mut to = vec![notification.recv_id.clone()];
+        if notification.recv_id != user {
+            to.push(user.to_owned());
+        }
+        // Push-only ones here are between users (a group is never cleared for everyone).
+        if notification.group_id.is_empty()
+            && let Err(error) = delivery::publish(&state.nats, &to, &message, operation_id).await
+        {
+            tracing::warn!(%error, content_type, "a notification was not pushed");
+        }
+    }
+    Ok(())
+}
+
 /// Deletes messages for the caller, or (their own, with `IsSyncOther`) for everyone.
 pub async fn delete_msgs(
     State(state): State<ApiState>,
@@ -128,6 +217,7 @@ pub async fn delete_msgs(
     }
     let for_everyone = body
         .delete_sync_opt
+        .as_ref()
         .is_some_and(|option| option.is_sync_other);
     if for_everyone && !request.caller.is_admin {
         let found = messages::at_seqs(&state.db, &body.conversation_id, &seqs, &body.user_id)
@@ -144,6 +234,15 @@ pub async fn delete_msgs(
             )));
         }
     }
+    let sync_self = body
+        .delete_sync_opt
+        .as_ref()
+        .is_some_and(|option| option.is_sync_self);
+    let tips = json!({
+        "userID": body.user_id,
+        "conversationID": body.conversation_id,
+        "seqs": seqs,
+    });
     let event = MsgsDeleted {
         conversation_id: body.conversation_id.clone(),
         user_id: body.user_id.clone(),
@@ -158,6 +257,14 @@ pub async fn delete_msgs(
     )
     .await?;
     super::wait_for_projection(&state, messages::NAME, messages::VERSION, sequence).await;
+    let from = (request.operation_id.as_str(), body.user_id.as_str());
+    if sync_self {
+        tell(&state, from, (2102, tips.clone()), Audience::Own, true).await?;
+    }
+    if for_everyone {
+        let others = Audience::Others(&body.conversation_id);
+        tell(&state, from, (2102, tips), others, true).await?;
+    }
     Ok(Done)
 }
 
@@ -175,10 +282,10 @@ pub struct ClearRequest {
 
 async fn clear(
     state: &ApiState,
-    caller: &Caller,
+    (caller, operation_id): (&Caller, &str),
     user_id: &str,
     conversation_ids: &[String],
-    for_everyone: bool,
+    (sync_self, for_everyone): (bool, bool),
 ) -> Result<Done, ApiError> {
     let mut clears = Vec::with_capacity(conversation_ids.len());
     for conversation_id in conversation_ids {
@@ -200,6 +307,29 @@ async fn clear(
         last = append(state, &caller.user_id, &cleared.conversation_id, cleared).await?;
     }
     super::wait_for_projection(state, messages::NAME, messages::VERSION, last).await;
+    if conversation_ids.is_empty() {
+        return Ok(Done);
+    }
+    let from = (operation_id, user_id);
+    let changed = json!({ "userID": user_id, "conversationIDList": conversation_ids });
+    tell(state, from, (1300, changed), Audience::Own, false).await?;
+    let tips = json!({ "userID": user_id, "conversationIDs": conversation_ids });
+    if sync_self {
+        tell(state, from, (1703, tips.clone()), Audience::Own, false).await?;
+    }
+    if for_everyone {
+        for conversation_id in conversation_ids {
+            let tips = json!({ "userID": user_id, "conversationIDs": [conversation_id] });
+            tell(
+                state,
+                from,
+                (1703, tips),
+                Audience::Others(conversation_id),
+                false,
+            )
+            .await?;
+        }
+    }
     Ok(Done)
 }
 
@@ -216,42 +346,43 @@ pub async fn clear_conversation_msg(
     if body.conversation_ids.len() > 1000 {
         return Err(ApiError::args("at most 1000 conversationIDs per request"));
     }
-    let for_everyone = body
-        .delete_sync_opt
-        .is_some_and(|option| option.is_sync_other);
+    let (sync_self, for_everyone) = body.delete_sync_opt.map_or((false, false), |option| {
+        (option.is_sync_self, option.is_sync_other)
+    });
     clear(
         &state,
-        &request.caller,
+        (&request.caller, &request.operation_id),
         &body.user_id,
         &body.conversation_ids,
-        for_everyone,
+        (sync_self, for_everyone),
     )
     .await
 }
 
-/// Clears every conversation of the caller that has messages.
+/// Clears every chat conversation of the caller that has messages (not the `n_` ones, which
+/// hold notifications and are no conversation rows upstream).
 pub async fn user_clear_all_msg(
     State(state): State<ApiState>,
     request: Authed<ClearRequest>,
 ) -> Result<Done, ApiError> {
     let body = request.body;
     check_caller(&request.caller, &body.user_id)?;
-    let for_everyone = body
-        .delete_sync_opt
-        .is_some_and(|option| option.is_sync_other);
+    let (sync_self, for_everyone) = body.delete_sync_opt.map_or((false, false), |option| {
+        (option.is_sync_self, option.is_sync_other)
+    });
     let conversation_ids: Vec<String> = messages::seq_states(&state.db, &body.user_id, None)
         .await
         .map_err(|error| read_failed(&error))?
         .into_iter()
-        .filter(|(_, seq_state)| seq_state.max_seq > 0)
+        .filter(|(id, seq_state)| seq_state.max_seq > 0 && !id.starts_with("n_"))
         .map(|(id, _)| id)
         .collect();
     clear(
         &state,
-        &request.caller,
+        (&request.caller, &request.operation_id),
         &body.user_id,
         &conversation_ids,
-        for_everyone,
+        (sync_self, for_everyone),
     )
     .await
 }

@@ -70,9 +70,11 @@ pub(super) async fn entries(
     let seq_states = messages::seq_states(&state.db, owner, only)
         .await
         .map_err(|error| read_failed(&error))?;
+    // Chats only: an `n_` conversation holds notifications (revoke, delete and read tips),
+    // which the SDKs handle apart and never count unread.
     let with_messages: Vec<String> = seq_states
         .iter()
-        .filter(|(_, seq_state)| seq_state.max_seq > 0)
+        .filter(|(id, seq_state)| seq_state.max_seq > 0 && !id.starts_with("n_"))
         .map(|(id, _)| id.clone())
         .collect();
     let rows = conversations::list(&state.db, owner, Some(&with_messages))

@@ -413,6 +413,22 @@ async fn read_marks_move_the_read_position_and_flag_the_peers_messages() {
                    "hasReadSeq": 3}),
         ]
     );
+    // The receipts are notifications: ada's chat list and unread count do not show them.
+    let active = app
+        .ok(
+            "/jssdk/get_active_conversations",
+            &ada,
+            &json!({"count": 10}),
+        )
+        .await;
+    assert_eq!(active["unreadCount"], 0, "{active}");
+    let listed: Vec<&str> = active["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["conversation"]["conversationID"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["si_ada_bo"]);
 
     mark(
         "/msg/set_conversation_has_read_seq",
@@ -637,15 +653,62 @@ async fn deletes_hide_for_oneself_or_everyone_and_clears_move_the_window() {
         pull(&amy, "amy").await,
         [(1, 2, false), (2, 4, true), (3, 2, false)]
     );
+    // Bob is told, in their n_ conversation (2102, stored).
+    let told = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &bob,
+            &json!({"userID": "bob", "seqRanges": [{"conversationID": "n_amy_bob", "begin": 1, "end": 10, "num": 10}]}),
+        )
+        .await;
+    let told = &told["notificationMsgs"]["n_amy_bob"]["Msgs"][0];
+    assert_eq!(told["contentType"], 2102, "{told}");
+    assert_eq!(told["sendID"], "amy");
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(told["content"].as_str().unwrap())
+        .unwrap();
+    let content: Value = serde_json::from_slice(&content).unwrap();
+    let tips: Value = serde_json::from_str(content["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        tips,
+        json!({"userID": "amy", "conversationID": "si_amy_bob", "seqs": [2]})
+    );
 
-    // Bob clears the conversation for himself: his window starts after seq 3.
+    // Bob clears the conversation for himself: his window starts after seq 3. His devices
+    // hear of it: 1300 (rows changed) and, with IsSyncSelf, 1703.
+    let client = app.nats.client().await;
+    let mut bob_pushes = client.subscribe("im.deliver.bob").await.unwrap();
+    client.flush().await.unwrap();
     let reply = call(
         &bob,
         "/msg/clear_conversation_msg",
-        json!({"conversationIDs": ["si_amy_bob"], "userID": "bob"}),
+        json!({"conversationIDs": ["si_amy_bob"], "userID": "bob",
+               "deleteSyncOpt": {"IsSyncSelf": true}}),
     )
     .await;
     assert_eq!(reply["errCode"], 0, "{reply}");
+    let mut pushed = Vec::new();
+    for _ in 0..2 {
+        let message = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::StreamExt::next(&mut bob_pushes),
+        )
+        .await
+        .expect("a push")
+        .unwrap();
+        let push =
+            <jetim_schemas::openim::sdkws::PushMessages as prost::Message>::decode(message.payload)
+                .unwrap();
+        let (conversation, msgs) = push.notification_msgs.into_iter().next().unwrap();
+        pushed.push((conversation, msgs.msgs[0].content_type));
+    }
+    assert_eq!(
+        pushed,
+        [
+            ("n_bob_bob".to_owned(), 1300),
+            ("n_bob_bob".to_owned(), 1703)
+        ]
+    );
     assert!(pull(&bob, "bob").await.is_empty());
     assert_eq!(pull(&amy, "amy").await.len(), 3, "amy keeps her history");
     app.send_text(&admin, "amy", "bob", "four").await;
