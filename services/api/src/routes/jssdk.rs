@@ -70,11 +70,9 @@ pub(super) async fn entries(
     let seq_states = messages::seq_states(&state.db, owner, only)
         .await
         .map_err(|error| read_failed(&error))?;
-    // Chats only: an `n_` conversation holds notifications (revoke, delete and read tips),
-    // which the SDKs handle apart and never count unread.
     let with_messages: Vec<String> = seq_states
         .iter()
-        .filter(|(id, seq_state)| seq_state.max_seq > 0 && !id.starts_with("n_"))
+        .filter(|(_, seq_state)| seq_state.max_seq > 0)
         .map(|(id, _)| id.clone())
         .collect();
     let rows = conversations::list(&state.db, owner, Some(&with_messages))
@@ -123,7 +121,11 @@ pub(super) async fn entries(
         };
         let max_seq = i64::try_from(seq_state.max_seq).unwrap_or(i64::MAX);
         let read_seq = i64::try_from(seq_state.has_read_seq).unwrap_or(i64::MAX);
-        unread += (max_seq - read_seq).max(0);
+        // An `n_` conversation holds notifications only (revoke, delete and read tips),
+        // none of which counts unread.
+        if !row.conversation_id.starts_with("n_") {
+            unread += (max_seq - read_seq).max(0);
+        }
         let user = people.get(&row.user_id).cloned();
         let friend = if row.conversation_type == 1 {
             friends.remove(&row.user_id)
