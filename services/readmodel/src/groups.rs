@@ -115,6 +115,25 @@ async fn advance_group(
         == 1)
 }
 
+/// Decodes an event of an existing group and moves the group's stream sequence to it;
+/// `None` when the group is missing or already past the event (a replay).
+async fn advanced<T: jetim_schemas::event::Event>(
+    client: &impl GenericClient,
+    event: &RecordedEvent,
+    group_of: impl Fn(&T) -> &String,
+) -> Result<Option<T>, HandleError> {
+    let decoded: T = event
+        .decode()
+        .map_err(|error: DecodeError| HandleError::Poison {
+            stream_sequence: event.stream_sequence,
+            reason: error.to_string(),
+        })?;
+    let moved = advance_group(client, group_of(&decoded), sequence_of(event))
+        .await
+        .map_err(|error| HandleError::Transient(Box::new(error)))?;
+    Ok(moved.then_some(decoded))
+}
+
 async fn add_members(
     client: &impl GenericClient,
     logs: &mut Logs,
@@ -293,13 +312,9 @@ async fn apply_event(
     // Every other event changes an existing group, at most once.
     let group_id: String = match kind {
         k if k == GroupInfoSet::KIND => {
-            let set: GroupInfoSet = event.decode().map_err(poison)?;
-            if !advance_group(client, &set.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(set) = advanced::<GroupInfoSet>(client, event, |e| &e.group_id).await? else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "UPDATE groups_v1 SET
@@ -335,13 +350,10 @@ async fn apply_event(
             set.group_id
         }
         k if k == MembersJoined::KIND => {
-            let joined: MembersJoined = event.decode().map_err(poison)?;
-            if !advance_group(client, &joined.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(joined) = advanced::<MembersJoined>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             add_members(
                 client,
                 logs,
@@ -356,13 +368,9 @@ async fn apply_event(
             joined.group_id
         }
         k if k == MembersLeft::KIND => {
-            let left: MembersLeft = event.decode().map_err(poison)?;
-            if !advance_group(client, &left.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(left) = advanced::<MembersLeft>(client, event, |e| &e.group_id).await? else {
                 return Ok(());
-            }
+            };
             remove_members(
                 client,
                 logs,
@@ -375,13 +383,10 @@ async fn apply_event(
             left.group_id
         }
         k if k == GroupApplied::KIND => {
-            let applied: GroupApplied = event.decode().map_err(poison)?;
-            if !advance_group(client, &applied.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(applied) = advanced::<GroupApplied>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "INSERT INTO group_requests_v1 (group_id, user_id, req_msg, join_source,
@@ -408,13 +413,11 @@ async fn apply_event(
             return Ok(());
         }
         k if k == GroupApplicationHandled::KIND => {
-            let handled: GroupApplicationHandled = event.decode().map_err(poison)?;
-            if !advance_group(client, &handled.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(handled) =
+                advanced::<GroupApplicationHandled>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "UPDATE group_requests_v1 SET handle_result = $3, handled_msg = $4,
@@ -447,13 +450,11 @@ async fn apply_event(
             handled.group_id
         }
         k if k == OwnerTransferred::KIND => {
-            let transferred: OwnerTransferred = event.decode().map_err(poison)?;
-            if !advance_group(client, &transferred.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(transferred) =
+                advanced::<OwnerTransferred>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "UPDATE groups_v1 SET owner_user_id = $2 WHERE group_id = $1",
@@ -489,13 +490,11 @@ async fn apply_event(
             transferred.group_id
         }
         k if k == GroupDismissed::KIND => {
-            let dismissed: GroupDismissed = event.decode().map_err(poison)?;
-            if !advance_group(client, &dismissed.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(dismissed) =
+                advanced::<GroupDismissed>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "UPDATE groups_v1 SET status = $2 WHERE group_id = $1",
@@ -517,13 +516,9 @@ async fn apply_event(
             dismissed.group_id
         }
         k if k == MemberMuted::KIND => {
-            let muted: MemberMuted = event.decode().map_err(poison)?;
-            if !advance_group(client, &muted.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(muted) = advanced::<MemberMuted>(client, event, |e| &e.group_id).await? else {
                 return Ok(());
-            }
+            };
             client
                 .execute(
                     "UPDATE group_members_v1 SET mute_end_time = $3
@@ -540,13 +535,9 @@ async fn apply_event(
             return Ok(());
         }
         k if k == GroupMuted::KIND => {
-            let muted: GroupMuted = event.decode().map_err(poison)?;
-            if !advance_group(client, &muted.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(muted) = advanced::<GroupMuted>(client, event, |e| &e.group_id).await? else {
                 return Ok(());
-            }
+            };
             let new_status = if muted.muted {
                 status::MUTED
             } else {
@@ -562,13 +553,10 @@ async fn apply_event(
             muted.group_id
         }
         k if k == MembersInfoSet::KIND => {
-            let set: MembersInfoSet = event.decode().map_err(poison)?;
-            if !advance_group(client, &set.group_id, sequence)
-                .await
-                .map_err(transient)?
-            {
+            let Some(set) = advanced::<MembersInfoSet>(client, event, |e| &e.group_id).await?
+            else {
                 return Ok(());
-            }
+            };
             let users: Vec<&str> = set.changes.iter().map(|c| c.user_id.as_str()).collect();
             let nicknames: Vec<Option<&str>> =
                 set.changes.iter().map(|c| c.nickname.as_deref()).collect();

@@ -5,30 +5,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use jetim_common::auth::Platform;
 use jetim_messaging::service::{Caller, send};
-use jetim_schemas::openim::sdkws::{MsgData, PushMessages};
-use prost::Message as _;
+use jetim_schemas::openim::sdkws::MsgData;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, error};
-
-/// The next push on a user's delivery subject: (conversation, contentType, the Tips).
-async fn next_push(subscriber: &mut async_nats::Subscriber) -> (String, i32, Value) {
-    let message = tokio::time::timeout(Duration::from_secs(5), subscriber.next())
-        .await
-        .expect("a push within 5 s")
-        .unwrap();
-    let push = PushMessages::decode(message.payload).unwrap();
-    let (conversation, pulled) = push
-        .notification_msgs
-        .into_iter()
-        .chain(push.msgs)
-        .next()
-        .expect("one conversation");
-    let data = &pulled.msgs[0];
-    let content: Value = serde_json::from_slice(&data.content).unwrap();
-    let tips = serde_json::from_str(content["detail"].as_str().unwrap_or("null")).unwrap();
-    (conversation, data.content_type, tips)
-}
+use crate::support::{TestApp, error, next_push};
 
 async fn nothing_pushed(subscriber: &mut async_nats::Subscriber) {
     let got = tokio::time::timeout(Duration::from_millis(300), subscriber.next()).await;

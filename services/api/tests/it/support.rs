@@ -2,13 +2,17 @@
 //! per route so tests read as scenarios.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt as _;
 use jetim_api::{ApiState, Limits, build};
 use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::{ApiConfig, AuthConfig, MessagingConfig};
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_schemas::openim::sdkws::PushMessages;
 use jetim_streams::EventLog;
+use prost::Message as _;
 use serde_json::{Value, json};
 
 pub(crate) const ADMIN: &str = "imAdmin";
@@ -194,4 +198,23 @@ pub(crate) fn error(code: i32, message: &str, detail: &str) -> Value {
 
 pub(crate) fn now_millis() -> i64 {
     jetim_common::auth::now_seconds() * 1000
+}
+
+/// The next push on a user's delivery subject: (conversation, contentType, the Tips).
+pub(crate) async fn next_push(subscriber: &mut async_nats::Subscriber) -> (String, i32, Value) {
+    let message = tokio::time::timeout(Duration::from_secs(5), subscriber.next())
+        .await
+        .expect("a push within 5 s")
+        .unwrap();
+    let push = PushMessages::decode(message.payload).unwrap();
+    let (conversation, pulled) = push
+        .notification_msgs
+        .into_iter()
+        .chain(push.msgs)
+        .next()
+        .expect("one conversation");
+    let data = &pulled.msgs[0];
+    let content: Value = serde_json::from_slice(&data.content).unwrap();
+    let tips = serde_json::from_str(content["detail"].as_str().unwrap_or("null")).unwrap();
+    (conversation, data.content_type, tips)
 }
