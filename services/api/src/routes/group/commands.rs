@@ -218,15 +218,11 @@ pub async fn create_group(
                 let told = told(&state, &group_id, &request.caller.user_id).await?;
                 let member_list = members_json(&state, &group_id, &user_ids).await?;
                 let owner = member_list.first().cloned();
-                let tips = json!({
-                    "group": told.group,
-                    "opUser": told.op_user,
+                let tips = told.tips(json!({
                     "memberList": member_list,
                     "operationTime": now,
                     "groupOwnerUser": owner,
-                    "groupMemberVersion": told.version,
-                    "groupMemberVersionID": told.version_id,
-                });
+                }));
                 let send_message = body.send_message.unwrap_or(true);
                 notify_group(
                     &state,
@@ -238,12 +234,7 @@ pub async fn create_group(
                 )
                 .await?;
                 if !info.notification.is_empty() {
-                    let tips = json!({
-                        "opUser": told.op_user,
-                        "group": told.group,
-                        "groupMemberVersion": told.version,
-                        "groupMemberVersionID": told.version_id,
-                    });
+                    let tips = told.tips(json!({}));
                     notify_group(
                         &state,
                         &request.operation_id,
@@ -432,12 +423,7 @@ async fn change_info<T>(
             continue;
         }
         let told = told(state, group_id, operator).await?;
-        let tips = json!({
-            "opUser": told.op_user,
-            "group": told.group,
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
-        });
+        let tips = told.tips(json!({}));
         let op = &request.operation_id;
         if let Some(notification) = &change.notification {
             notify_group(
@@ -821,15 +807,11 @@ async fn announce_invited(
             .next()
     };
     for batch in invited.chunks(INVITES_PER_NOTICE) {
-        let tips = json!({
-            "group": told.group,
-            "opUser": told.op_user,
+        let tips = told.tips(json!({
             "invitedUserList": members_json(state, group_id, batch).await?,
             "operationTime": now,
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
             "inviterUser": inviter,
-        });
+        }));
         notify_group(
             state,
             operation_id,
@@ -983,14 +965,10 @@ pub async fn kick_group(
         let kicked_json: Vec<MemberJson> = kicked.into_iter().map(MemberJson::from).collect();
         let before = told(&state, group_id, operator).await?;
         let tips = |told: &super::Told| {
-            json!({
-                "group": told.group,
-                "opUser": told.op_user,
+            told.tips(json!({
                 "kickedUserList": kicked_json,
                 "operationTime": now_millis(),
-                "groupMemberVersion": told.version,
-                "groupMemberVersionID": told.version_id,
-            })
+            }))
         };
         let copy = body.send_message.unwrap_or(true).then(|| tips(&before));
         let left = leave(
@@ -1209,16 +1187,12 @@ pub async fn transfer_group(
             ],
         )
         .await?;
-        let tips = json!({
-            "group": told.group,
-            "opUser": told.op_user,
+        let tips = told.tips(json!({
             "newGroupOwner": both.first(),
             "oldGroupOwner": body.old_owner_user_id,
             "operationTime": now_millis(),
             "oldGroupOwnerInfo": both.get(1),
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
-        });
+        }));
         notify_group(
             &state,
             &request.operation_id,
@@ -1418,14 +1392,10 @@ async fn mute_member<T>(
             .await?
             .into_iter()
             .next();
-        let mut tips = json!({
-            "group": told.group,
-            "opUser": told.op_user,
+        let mut tips = told.tips(json!({
             "operationTime": now,
             "mutedUser": muted,
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
-        });
+        }));
         let content_type = if let Some(seconds) = seconds {
             tips["mutedSeconds"] = json!(seconds);
             1512
@@ -1494,13 +1464,9 @@ async fn set_group_muted(
             continue;
         }
         let told = told(state, group_id, operator).await?;
-        let tips = json!({
-            "group": told.group,
-            "opUser": told.op_user,
+        let tips = told.tips(json!({
             "operationTime": now,
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
-        });
+        }));
         let content_type = if muted { 1514 } else { 1515 };
         notify_group(
             state,
@@ -1662,15 +1628,11 @@ pub async fn set_group_member_info(
                 Some(_) => 1518,
                 None => 1516,
             };
-            let tips = json!({
-                "group": told.group,
-                "opUser": told.op_user,
+            let tips = told.tips(json!({
                 "operationTime": now,
                 "changedUser": member,
-                "groupMemberVersion": told.version,
-                "groupMemberVersionID": told.version_id,
                 "groupSortVersion": 0,
-            });
+            }));
             notify_group(
                 &state,
                 &request.operation_id,

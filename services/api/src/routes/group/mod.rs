@@ -430,6 +430,22 @@ pub(crate) struct Told {
     pub(crate) version_id: String,
 }
 
+impl Told {
+    /// Group Tips: `fields`, with the group, the operator and the member log's version.
+    pub(crate) fn tips(&self, fields: serde_json::Value) -> serde_json::Value {
+        let mut tips = serde_json::json!({
+            "group": self.group,
+            "opUser": self.op_user,
+            "groupMemberVersion": self.version,
+            "groupMemberVersionID": self.version_id,
+        });
+        if let (Some(all), serde_json::Value::Object(more)) = (tips.as_object_mut(), fields) {
+            all.extend(more);
+        }
+        tips
+    }
+}
+
 /// Reads what a notification about the group shows, after the change.
 pub(crate) async fn told(
     state: &ApiState,
@@ -624,15 +640,11 @@ pub(crate) async fn member_profile_changed(
     .map_err(|error| group_read_failed(&error))?;
     for group_id in showing {
         let told = told(state, &group_id, user_id).await?;
-        let tips = serde_json::json!({
-            "group": told.group,
-            "opUser": told.op_user,
+        let tips = told.tips(serde_json::json!({
             "operationTime": now_millis(),
             "changedUser": told.op_user,
-            "groupMemberVersion": told.version,
-            "groupMemberVersionID": told.version_id,
             "groupSortVersion": 0,
-        });
+        }));
         notify_group(
             state,
             operation_id,
