@@ -457,11 +457,36 @@ impl Hub {
         }
     }
 
+    /// Tells the connections watching `user_id` of each change of the user's online
+    /// platforms: those a gateway announces on `im.presence.<user>`, and those nobody
+    /// announces, when the part of a gateway that died ages out of the presence entry. For
+    /// the latter the entry is read again every third of the presence TTL (one read per
+    /// watched user per gateway), and a difference from what the watchers last heard is
+    /// pushed.
     async fn follow_status(self: Arc<Self>, user_id: String, mut changes: async_nats::Subscriber) {
-        while let Some(change) = changes.next().await {
-            let Ok(platforms) = serde_json::from_slice::<Vec<i32>>(&change.payload) else {
-                continue;
+        let every = (self.presence.ttl() / 3).max(Duration::from_secs(1));
+        let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut told = self.presence.online(&user_id).await.ok();
+        loop {
+            let platforms = tokio::select! {
+                change = changes.next() => {
+                    let Some(change) = change else { return };
+                    let Ok(platforms) = serde_json::from_slice::<Vec<i32>>(&change.payload) else {
+                        continue;
+                    };
+                    platforms
+                }
+                _ = recheck.tick() => match self.presence.online(&user_id).await {
+                    Ok(platforms) if told.as_ref() != Some(&platforms) => platforms,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::debug!(%error, user = %user_id, "presence not rechecked");
+                        continue;
+                    }
+                },
             };
+            told = Some(platforms.clone());
             let tips = SubUserOnlineStatusTips {
                 subscribers: vec![SubUserOnlineStatusElem {
                     user_id: user_id.clone(),

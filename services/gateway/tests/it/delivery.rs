@@ -242,6 +242,53 @@ async fn two_gateways_deliver_both_ways_and_logins_kick_across_them() {
 }
 
 #[tokio::test]
+async fn watchers_hear_when_a_dead_gateways_presence_ages_out() {
+    let gateway =
+        TestGateway::spawn_with_presence_ttl(&["carol", "dave"], Duration::from_secs(3)).await;
+    // A gateway that said dave is online on the web, then died: nobody confirms it again.
+    gateway
+        .state
+        .presence
+        .set("dave", "dead-gateway", &[5])
+        .await
+        .unwrap();
+    let mut carol = gateway.connect("carol").await;
+    let subscribe = SubUserOnlineStatus {
+        subscribe_user_id: vec!["dave".into()],
+        unsubscribe_user_id: Vec::new(),
+    };
+    let reply = request(&mut carol, "carol", 2005, "w1", &subscribe.encode_to_vec()).await;
+    let tips: SubUserOnlineStatusTips = payload(&reply);
+    assert_eq!(
+        tips.subscribers[0].online_platform_i_ds,
+        [5],
+        "dave looks online"
+    );
+    // Within the TTL and a third of it, the watcher is told dave is gone (carol's client
+    // keeps its connection alive with heartbeats meanwhile).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let change = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a status push once the dead gateway's part ages out"
+        );
+        carol
+            .send(Message::Text(r#"{"type":"ping","body":"b"}"#.into()))
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(1), next_frame(&mut carol)).await {
+            Ok(Message::Binary(bytes)) => break serde_json::from_slice::<Value>(&bytes).unwrap(),
+            Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)) | Err(_) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(change["reqIdentifier"], 2005);
+    let tips: SubUserOnlineStatusTips = payload(&change);
+    assert_eq!(tips.subscribers[0].user_id, "dave");
+    assert!(tips.subscribers[0].online_platform_i_ds.is_empty());
+}
+
+#[tokio::test]
 async fn status_subscriptions_follow_presence_across_gateways() {
     let gateway = TestGateway::spawn(&["carol", "dave"]).await;
     let other = gateway.another().await;

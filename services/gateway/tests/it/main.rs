@@ -66,6 +66,11 @@ impl Drop for TestGateway {
 
 impl TestGateway {
     async fn spawn(users: &[&str]) -> Self {
+        Self::spawn_with_presence_ttl(users, Duration::from_secs(90)).await
+    }
+
+    /// A gateway whose presence entries count for `ttl`.
+    async fn spawn_with_presence_ttl(users: &[&str], ttl: Duration) -> Self {
         let nats = TestNats::start().await;
         let database = TestDatabase::migrated().await;
         let jetstream = nats.jetstream().await;
@@ -117,9 +122,7 @@ impl TestGateway {
             web_ping_secs: 27,
             max_connections: 1000,
         };
-        let presence = PresenceStore::open(&jetstream, 1, Duration::from_secs(90))
-            .await
-            .unwrap();
+        let presence = PresenceStore::open(&jetstream, 1, ttl).await.unwrap();
         let state = GatewayState {
             tokens: tokens.clone(),
             db: database.pool(),
