@@ -21,6 +21,9 @@ pub struct GatewayPart {
     pub platforms: Vec<i32>,
     /// When the gateway last confirmed it, seconds since the epoch.
     pub confirmed: i64,
+    /// Per platform, the fingerprint of each connection's token (never a token itself).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<i32, Vec<String>>,
 }
 
 /// A user's presence entry: gateway instance → its part.
@@ -43,20 +46,68 @@ impl PresenceEntry {
         platforms.into_iter().collect()
     }
 
+    /// Per platform the user is online on, the token fingerprints of their connections,
+    /// counting only parts confirmed within `ttl_secs` of `now`.
+    pub fn online_tokens(&self, now: i64, ttl_secs: i64) -> BTreeMap<i32, Vec<String>> {
+        let mut tokens: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for part in self
+            .gateways
+            .values()
+            .filter(|part| now - part.confirmed < ttl_secs)
+        {
+            for platform in &part.platforms {
+                let of_platform = tokens.entry(*platform).or_default();
+                of_platform.extend(part.tokens.get(platform).into_iter().flatten().cloned());
+            }
+        }
+        tokens
+    }
+
     /// Sets (or, with no platforms, removes) one gateway's part, and forgets parts nobody
     /// confirmed within the TTL.
     pub fn set_part(&mut self, gateway: &str, platforms: &[i32], now: i64, ttl_secs: i64) {
+        self.set_connections(
+            gateway,
+            &platforms
+                .iter()
+                .map(|platform| (*platform, ""))
+                .collect::<Vec<_>>(),
+            now,
+            ttl_secs,
+        );
+    }
+
+    /// As [`Self::set_part`], from the gateway's connections: (platform, token
+    /// fingerprint) each; an empty fingerprint is not kept.
+    pub fn set_connections(
+        &mut self,
+        gateway: &str,
+        connections: &[(i32, &str)],
+        now: i64,
+        ttl_secs: i64,
+    ) {
+        let platforms: Vec<i32> = connections.iter().map(|(platform, _)| *platform).collect();
         self.gateways
             .retain(|_, part| now - part.confirmed < ttl_secs);
         if platforms.is_empty() {
             self.gateways.remove(gateway);
         } else {
             let distinct: BTreeSet<i32> = platforms.iter().copied().collect();
+            let mut tokens: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+            for (platform, fingerprint) in connections {
+                if !fingerprint.is_empty() {
+                    tokens
+                        .entry(*platform)
+                        .or_default()
+                        .push((*fingerprint).to_owned());
+                }
+            }
             self.gateways.insert(
                 gateway.to_owned(),
                 GatewayPart {
                     platforms: distinct.into_iter().collect(),
                     confirmed: now,
+                    tokens,
                 },
             );
         }
@@ -113,6 +164,19 @@ impl PresenceStore {
             .await
     }
 
+    /// Per platform `user_id` is online on, the token fingerprints of their connections.
+    pub async fn online_tokens(
+        &self,
+        user_id: &str,
+    ) -> Result<BTreeMap<i32, Vec<String>>, KvError> {
+        Ok(self
+            .bucket
+            .get(user_id)
+            .await?
+            .map(|(entry, _)| entry.online_tokens(crate::auth::now_seconds(), self.ttl_secs))
+            .unwrap_or_default())
+    }
+
     /// Writes `gateway`'s part of `user_id`'s presence (confirming it) and returns the
     /// user's platforms before and after.
     pub async fn set(
@@ -121,12 +185,24 @@ impl PresenceStore {
         gateway: &str,
         platforms: &[i32],
     ) -> Result<(Vec<i32>, Vec<i32>), KvError> {
+        let connections: Vec<(i32, &str)> =
+            platforms.iter().map(|platform| (*platform, "")).collect();
+        self.set_connections(user_id, gateway, &connections).await
+    }
+
+    /// As [`Self::set`], from the gateway's connections: (platform, token fingerprint) each.
+    pub async fn set_connections(
+        &self,
+        user_id: &str,
+        gateway: &str,
+        connections: &[(i32, &str)],
+    ) -> Result<(Vec<i32>, Vec<i32>), KvError> {
         let changed = self
             .bucket
             .modify(user_id, |entry| {
                 let now = crate::clock::now_seconds();
                 let before = entry.online_platforms(now, self.ttl_secs);
-                entry.set_part(gateway, platforms, now, self.ttl_secs);
+                entry.set_connections(gateway, connections, now, self.ttl_secs);
                 Some((before, entry.online_platforms(now, self.ttl_secs)))
             })
             .await?;
@@ -154,5 +230,24 @@ mod tests {
         entry.set_part("gw-b", &[], 1096, 90);
         assert!(entry.gateways.is_empty());
         assert!(entry.online_platforms(1096, 90).is_empty());
+    }
+
+    #[test]
+    fn token_fingerprints_add_up_per_platform_and_stale_ones_do_not_count() {
+        let mut entry = PresenceEntry::default();
+        entry.set_connections("gw-a", &[(5, "f1"), (5, "f2"), (1, "f3")], 1000, 90);
+        entry.set_connections("gw-b", &[(5, "f4"), (2, "")], 1010, 90);
+        let tokens = entry.online_tokens(1020, 90);
+        assert_eq!(tokens[&5], ["f1", "f2", "f4"]);
+        assert_eq!(tokens[&1], ["f3"]);
+        assert!(tokens[&2].is_empty(), "online, with no fingerprint kept");
+        assert_eq!(
+            entry
+                .online_tokens(1095, 90)
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [2, 5]
+        );
     }
 }

@@ -206,13 +206,20 @@ impl Hub {
         let stripe =
             usize::try_from(self.hasher.hash_one(user_id) % PRESENCE_LOCKS as u64).unwrap_or(0);
         let _serialised = self.presence_locks[stripe].lock().await;
-        let platforms: Vec<i32> = self
+        let connections: Vec<Arc<Connection>> = self
             .connections_of(user_id)
-            .iter()
+            .into_iter()
             .filter(|connection| !connection.is_closed())
-            .map(|connection| connection.platform.id())
             .collect();
-        match self.presence.set(user_id, &self.instance, &platforms).await {
+        let held: Vec<(i32, &str)> = connections
+            .iter()
+            .map(|connection| (connection.platform.id(), connection.token.as_str()))
+            .collect();
+        match self
+            .presence
+            .set_connections(user_id, &self.instance, &held)
+            .await
+        {
             Ok((before, after)) if before != after => {
                 if let Err(error) = self.announce_presence(user_id, &after).await {
                     tracing::warn!(%error, user = %user_id, "presence change not announced");

@@ -107,6 +107,10 @@ pub fn router() -> Router<ApiState> {
         .route("/statistics/group/create", post(statistics::group_create))
         .route("/statistics/group/active", post(statistics::group_active))
         .route(
+            "/user/get_users_online_token_detail",
+            post(status::get_users_online_token_detail),
+        )
+        .route(
             "/user/get_users_online_status",
             post(status::get_users_online_status),
         )

@@ -38,6 +38,34 @@ async fn status_routes_answer_from_presence() {
             {"userID": "uli", "status": 0, "detailPlatformStatus": null}
         ])
     );
+
+    // Token detail: online users only, each connection's token fingerprint per platform.
+    presence
+        .set_connections("uli", "gw-2", &[(2, "fp-a"), (2, "fp-b"), (5, "fp-c")])
+        .await
+        .unwrap();
+    let detail = app
+        .ok(
+            "/user/get_users_online_token_detail",
+            &admin,
+            &json!({"userIDs": ["uli", "sam"]}),
+        )
+        .await;
+    assert_eq!(
+        detail,
+        json!([{"userID": "uli", "status": 1, "singlePlatformToken": [
+            {"platformID": 2, "total": 2, "token": ["fp-a", "fp-b"]},
+            {"platformID": 5, "total": 1, "token": ["fp-c"]}]}])
+    );
+    let reply = app
+        .post(
+            "/user/get_users_online_token_detail",
+            Some(&sam),
+            &json!({"userIDs": ["uli"]}),
+        )
+        .await;
+    assert_eq!(reply["errCode"], 1002, "{reply}");
+    presence.set("uli", "gw-2", &[]).await.unwrap();
     let reply = app
         .post(
             "/user/get_users_online_status",

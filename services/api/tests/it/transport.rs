@@ -334,6 +334,7 @@ const ROUTES: &[(&str, bool)] = &[
     ("/group/get_full_group_member_user_ids", true),
     ("/group/get_full_join_group_ids", true),
     ("/group/get_group_application_unhandled_count", true),
+    ("/user/get_users_online_token_detail", true),
     ("/statistics/group/create", true),
     ("/statistics/group/active", true),
 ];

@@ -315,6 +315,12 @@ async fn status_subscriptions_follow_presence_across_gateways() {
     let tips: SubUserOnlineStatusTips = payload(&change);
     assert_eq!(tips.subscribers[0].online_platform_i_ds, [5]);
     assert_eq!(gateway.state.presence.online("dave").await.unwrap(), [5]);
+    let tokens = gateway.state.presence.online_tokens("dave").await.unwrap();
+    assert_eq!(tokens[&5].len(), 1, "one connection's token fingerprint");
+    assert!(
+        !tokens[&5][0].is_empty() && !tokens[&5][0].contains('.'),
+        "a fingerprint, not a JWT"
+    );
 
     dave.close(None).await.unwrap();
     let change = next_binary(&mut carol).await;
