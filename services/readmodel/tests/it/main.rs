@@ -63,14 +63,43 @@ async fn project(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
+/// A private nats-server with jetim's streams, and the event log on it.
+async fn fresh_log() -> (TestNats, async_nats::jetstream::Context, EventLog) {
     let nats = TestNats::start().await;
     let jetstream = nats.jetstream().await;
     jetim_streams::definitions::apply_all(&jetstream, 1)
         .await
         .unwrap();
     let log = EventLog::open(jetstream.clone()).await.unwrap();
+    (nats, jetstream, log)
+}
+
+/// Projects `events` one at a time, each twice (as when an ack is lost), into a fresh
+/// database, then replays them all once more, and checks the replay changed neither the
+/// rows of `tables` nor the version logs `logs`. Returns the database and its rows.
+async fn applied_idempotently<H: BatchHandler>(
+    handler: impl Fn(Pool) -> H,
+    events: &[RecordedEvent],
+    (tables, logs): (&[&str], &[&str]),
+) -> (TestDatabase, Vec<Vec<String>>) {
+    let live = TestDatabase::migrated().await;
+    let pool = live.pool();
+    project(handler(pool.clone()), events, 1, true).await;
+    let rows = rows_of(&pool, tables).await;
+    let versions = rows_of(&pool, logs).await;
+    project(handler(pool.clone()), events, events.len(), false).await;
+    assert_eq!(
+        rows_of(&pool, tables).await,
+        rows,
+        "a replay changes nothing"
+    );
+    assert_eq!(rows_of(&pool, logs).await, versions, "nor bumps a version");
+    (live, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_rows() {
+    let (_nats, jetstream, log) = fresh_log().await;
     for user in ["u1", "u2", "u3", "news"] {
         let registered = UserRegistered {
             user_id: user.into(),
@@ -279,12 +308,7 @@ async fn visible_rows(pool: &Pool) -> Vec<jetim_readmodel::conversations::Conver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_conversations_read_the_same_whichever_projection_applies_first() {
-    let nats = TestNats::start().await;
-    let jetstream = nats.jetstream().await;
-    jetim_streams::definitions::apply_all(&jetstream, 1)
-        .await
-        .unwrap();
-    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let (_nats, jetstream, log) = fresh_log().await;
     for user in ["v1", "v2"] {
         let registered = UserRegistered {
             user_id: user.into(),
@@ -433,12 +457,7 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
         BlackAdded, BlackRemoved, FriendDeleted, FriendRequestHandled, FriendRequested,
         FriendsImported, FriendsUpdated,
     };
-    let nats = TestNats::start().await;
-    let jetstream = nats.jetstream().await;
-    jetim_streams::definitions::apply_all(&jetstream, 1)
-        .await
-        .unwrap();
-    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let (_nats, jetstream, log) = fresh_log().await;
     let friend = |user: &str| Subject::user(user, UserKind::Friend).unwrap();
     let black = |user: &str| Subject::user(user, UserKind::Black).unwrap();
     let request = |from: &str, to: &str, create_time: i64| FriendRequested {
@@ -593,34 +612,13 @@ async fn the_relations_projection_is_idempotent_and_a_rebuild_equals_the_live_ro
     let events = stream_events(&jetstream, USER_STREAM).await;
     assert_eq!(events.len(), 15);
 
-    let live = TestDatabase::migrated().await;
+    let (live, rows) = applied_idempotently(
+        RelationsProjection::new,
+        &events,
+        (RELATION_TABLES, RELATION_LOGS),
+    )
+    .await;
     let live_pool = live.pool();
-    project(
-        RelationsProjection::new(live_pool.clone()),
-        &events,
-        1,
-        true,
-    )
-    .await;
-    let rows = rows_of(&live_pool, RELATION_TABLES).await;
-    let logs = rows_of(&live_pool, RELATION_LOGS).await;
-    project(
-        RelationsProjection::new(live_pool.clone()),
-        &events,
-        events.len(),
-        false,
-    )
-    .await;
-    assert_eq!(
-        rows_of(&live_pool, RELATION_TABLES).await,
-        rows,
-        "a replay changes nothing"
-    );
-    assert_eq!(
-        rows_of(&live_pool, RELATION_LOGS).await,
-        logs,
-        "nor bumps a version"
-    );
 
     let client = live_pool.get().await.unwrap();
     let friends: Vec<(String, String, String, bool, bool)> = client
@@ -734,12 +732,7 @@ async fn the_groups_projection_is_idempotent_and_a_rebuild_equals_the_live_rows(
         GroupMuted, GroupProfile, MemberInfoChange, MemberMuted, MembersInfoSet, MembersJoined,
         MembersLeft, NewMember, OwnerTransferred,
     };
-    let nats = TestNats::start().await;
-    let jetstream = nats.jetstream().await;
-    jetim_streams::definitions::apply_all(&jetstream, 1)
-        .await
-        .unwrap();
-    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let (_nats, jetstream, log) = fresh_log().await;
     let group =
         |id: &str| Subject::conversation(&format!("sg_{id}"), ConversationKind::Group).unwrap();
     let member = |user: &str, role_level: i32| NewMember {
@@ -895,28 +888,9 @@ async fn the_groups_projection_is_idempotent_and_a_rebuild_equals_the_live_rows(
     let events = stream_events(&jetstream, CONVERSATION_STREAM).await;
     assert_eq!(events.len(), 14);
 
-    let live = TestDatabase::migrated().await;
+    let (live, rows) =
+        applied_idempotently(GroupsProjection::new, &events, (GROUP_TABLES, GROUP_LOGS)).await;
     let live_pool = live.pool();
-    project(GroupsProjection::new(live_pool.clone()), &events, 1, true).await;
-    let rows = rows_of(&live_pool, GROUP_TABLES).await;
-    let logs = rows_of(&live_pool, GROUP_LOGS).await;
-    project(
-        GroupsProjection::new(live_pool.clone()),
-        &events,
-        events.len(),
-        false,
-    )
-    .await;
-    assert_eq!(
-        rows_of(&live_pool, GROUP_TABLES).await,
-        rows,
-        "a replay changes nothing"
-    );
-    assert_eq!(
-        rows_of(&live_pool, GROUP_LOGS).await,
-        logs,
-        "nor bumps a version"
-    );
 
     let client = live_pool.get().await.unwrap();
     let members: Vec<(String, i32, String, i64)> = client
@@ -1002,12 +976,7 @@ async fn a_profile_change_is_an_update_in_the_member_logs_where_it_shows_once() 
     use jetim_schemas::events::group::{
         GroupCreated, GroupProfile, MemberInfoChange, MembersInfoSet, NewMember,
     };
-    let nats = TestNats::start().await;
-    let jetstream = nats.jetstream().await;
-    jetim_streams::definitions::apply_all(&jetstream, 1)
-        .await
-        .unwrap();
-    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let (_nats, jetstream, log) = fresh_log().await;
     for group in ["g1", "g2"] {
         let subject =
             Subject::conversation(&format!("sg_{group}"), ConversationKind::Group).unwrap();
