@@ -504,40 +504,26 @@ pub async fn get_incremental_conversations(
     Ok(Reply(reply))
 }
 
-/// `/conversation/get_full_conversation_ids` reply.
-#[derive(Debug, Serialize)]
-pub struct FullIdsReply {
-    version: i64,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    equal: bool,
-    #[serde(rename = "conversationIDs", serialize_with = "null_if_empty")]
-    conversation_ids: Vec<String>,
-}
-
 /// Every conversation ID of the user, or `equal` when the client's hash already matches.
 pub async fn get_full_conversation_ids(
     State(state): State<ApiState>,
     request: Authed<FullIdsRequest>,
-) -> Result<Reply<FullIdsReply>, ApiError> {
+) -> Result<Reply<incremental::FullIds>, ApiError> {
     let body = request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    let (version_id, version) =
-        incremental::current(&state, Log::Conversations, &body.user_id).await?;
-    let ids: Vec<String> = conversations::list(&state.db, &body.user_id, None)
-        .await
-        .map_err(|error| read_failed(&error))?
-        .into_iter()
-        .map(|row| row.conversation_id)
-        .collect();
-    let equal = incremental::id_hash(&ids) == body.id_hash;
-    Ok(Reply(FullIdsReply {
-        version,
-        version_id,
-        equal,
-        conversation_ids: if equal { Vec::new() } else { ids },
-    }))
+    let ids = async {
+        Ok(conversations::list(&state.db, &body.user_id, None)
+            .await
+            .map_err(|error| read_failed(&error))?
+            .into_iter()
+            .map(|row| row.conversation_id)
+            .collect())
+    };
+    let owner = (Log::Conversations, body.user_id.as_str());
+    Ok(Reply(
+        incremental::full_ids(&state, owner, body.id_hash, "conversationIDs", ids).await?,
+    ))
 }
 
 /// `/conversation/delete_conversations` request.

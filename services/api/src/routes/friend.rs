@@ -1263,40 +1263,23 @@ pub async fn get_incremental_blacks(
     Ok(Reply(reply))
 }
 
-/// `/friend/get_full_friend_user_ids` reply.
-#[derive(Debug, Serialize)]
-pub struct FullIdsReply {
-    version: i64,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    equal: bool,
-    #[serde(rename = "userIDs", serialize_with = "null_if_empty")]
-    user_ids: Vec<String>,
-}
-
 /// Every friend ID of the user, or `equal` when the client's hash already matches.
 pub async fn get_full_friend_user_ids(
     State(state): State<ApiState>,
     request: Authed<FullIdsRequest>,
-) -> Result<Reply<FullIdsReply>, ApiError> {
+) -> Result<Reply<incremental::FullIds>, ApiError> {
     let body = &request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    let ((version_id, version), ids) = futures::try_join!(
-        incremental::current(&state, Log::Friends, &body.user_id),
-        async {
-            relations::friend_ids(&state.db, &body.user_id)
-                .await
-                .map_err(|error| relation_read_failed(&error))
-        },
-    )?;
-    let equal = incremental::id_hash(&ids) == body.id_hash;
-    Ok(Reply(FullIdsReply {
-        version,
-        version_id,
-        equal,
-        user_ids: if equal { Vec::new() } else { ids },
-    }))
+    let ids = async {
+        relations::friend_ids(&state.db, &body.user_id)
+            .await
+            .map_err(|error| relation_read_failed(&error))
+    };
+    let owner = (Log::Friends, body.user_id.as_str());
+    Ok(Reply(
+        incremental::full_ids(&state, owner, body.id_hash, "userIDs", ids).await?,
+    ))
 }
 
 // ---- Blocks ----

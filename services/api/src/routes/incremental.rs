@@ -138,6 +138,50 @@ pub(crate) async fn delta_of(
     Ok(delta)
 }
 
+/// A `get_full_*_ids` reply: the log's version and the owner's IDs (under the route's own
+/// key: `userIDs`, `groupIDs`, `conversationIDs`), or `equal` and `null` IDs when the client's
+/// `idHash` already matches them.
+#[derive(Debug)]
+pub struct FullIds {
+    version: i64,
+    version_id: String,
+    equal: bool,
+    key: &'static str,
+    ids: Vec<String>,
+}
+
+impl serde::Serialize for FullIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut reply = serializer.serialize_struct("FullIds", 4)?;
+        reply.serialize_field("version", &self.version)?;
+        reply.serialize_field("versionID", &self.version_id)?;
+        reply.serialize_field("equal", &self.equal)?;
+        reply.serialize_field(self.key, &(!self.ids.is_empty()).then_some(&self.ids))?;
+        reply.end()
+    }
+}
+
+/// Answers a `get_full_*_ids` request for `owner`'s `log`: the IDs `ids` reads (under `key`),
+/// unless the client's hash already matches them.
+pub(crate) async fn full_ids(
+    state: &ApiState,
+    (log, owner): (Log, &str),
+    client_hash: u64,
+    key: &'static str,
+    ids: impl Future<Output = Result<Vec<String>, ApiError>>,
+) -> Result<FullIds, ApiError> {
+    let ((version_id, version), ids) = futures::try_join!(current(state, log, owner), ids)?;
+    let equal = id_hash(&ids) == client_hash;
+    Ok(FullIds {
+        version,
+        version_id,
+        equal,
+        key,
+        ids: if equal { Vec::new() } else { ids },
+    })
+}
+
 /// Takes the records of `ids` out of `records` (keyed by element ID), in the order of `ids`.
 pub(crate) fn take<T>(
     records: &mut std::collections::BTreeMap<String, T>,

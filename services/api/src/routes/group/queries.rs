@@ -760,74 +760,40 @@ pub struct FullMemberIdsRequest {
     group_id: String,
 }
 
-/// `/group/get_full_group_member_user_ids` reply.
-#[derive(Debug, Serialize)]
-pub struct FullMemberIdsReply {
-    version: i64,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    equal: bool,
-    #[serde(rename = "userIDs", serialize_with = "null_if_empty")]
-    user_ids: Vec<String>,
-}
-
 /// Every member's ID with the member log's version, or `equal` when the hash matches.
 pub async fn get_full_group_member_user_ids(
     State(state): State<ApiState>,
     request: Authed<FullMemberIdsRequest>,
-) -> Result<Reply<FullMemberIdsReply>, ApiError> {
+) -> Result<Reply<incremental::FullIds>, ApiError> {
     let body = &request.body;
     find_group(&state, &body.group_id).await?;
     require_member(&state, &request, &body.group_id).await?;
-    let ((version_id, version), ids) = futures::try_join!(
-        incremental::current(&state, Log::GroupMembers, &body.group_id),
-        async {
-            groups::member_ids(&state.db, &body.group_id)
-                .await
-                .map_err(|error| group_read_failed(&error))
-        },
-    )?;
-    let equal = incremental::id_hash(&ids) == body.id_hash;
-    Ok(Reply(FullMemberIdsReply {
-        version,
-        version_id,
-        equal,
-        user_ids: if equal { Vec::new() } else { ids },
-    }))
-}
-
-/// `/group/get_full_join_group_ids` reply.
-#[derive(Debug, Serialize)]
-pub struct FullGroupIdsReply {
-    version: i64,
-    #[serde(rename = "versionID")]
-    version_id: String,
-    equal: bool,
-    #[serde(rename = "groupIDs", serialize_with = "null_if_empty")]
-    group_ids: Vec<String>,
+    let ids = async {
+        groups::member_ids(&state.db, &body.group_id)
+            .await
+            .map_err(|error| group_read_failed(&error))
+    };
+    let owner = (Log::GroupMembers, body.group_id.as_str());
+    Ok(Reply(
+        incremental::full_ids(&state, owner, body.id_hash, "userIDs", ids).await?,
+    ))
 }
 
 /// Every group ID the user is in with the joined-group log's version, or `equal`.
 pub async fn get_full_join_group_ids(
     State(state): State<ApiState>,
     request: Authed<FullIdsRequest>,
-) -> Result<Reply<FullGroupIdsReply>, ApiError> {
+) -> Result<Reply<incremental::FullIds>, ApiError> {
     let body = &request.body;
     check_user_id("userID", &body.user_id)?;
     request.caller.require_self_or_admin(&body.user_id)?;
-    let ((version_id, version), ids) = futures::try_join!(
-        incremental::current(&state, Log::JoinedGroups, &body.user_id),
-        async {
-            groups::joined_ids(&state.db, &body.user_id)
-                .await
-                .map_err(|error| group_read_failed(&error))
-        },
-    )?;
-    let equal = incremental::id_hash(&ids) == body.id_hash;
-    Ok(Reply(FullGroupIdsReply {
-        version,
-        version_id,
-        equal,
-        group_ids: if equal { Vec::new() } else { ids },
-    }))
+    let ids = async {
+        groups::joined_ids(&state.db, &body.user_id)
+            .await
+            .map_err(|error| group_read_failed(&error))
+    };
+    let owner = (Log::JoinedGroups, body.user_id.as_str());
+    Ok(Reply(
+        incremental::full_ids(&state, owner, body.id_hash, "groupIDs", ids).await?,
+    ))
 }
