@@ -13,7 +13,7 @@ use super::{
     request_json, require_live, require_manager,
 };
 use crate::ApiState;
-use crate::openim::{ApiError, Authed, Reply, null_if_empty};
+use crate::openim::{ApiError, Authed, Caller, Reply, null_if_empty};
 use crate::routes::args::{MAX_IDS_PER_REQUEST, Pagination, check_id_list, check_user_id};
 use crate::routes::incremental::{self, Changes, FullIdsRequest, IncrementalRequest};
 
@@ -386,29 +386,45 @@ fn request_filter(group_ids: &[String], handle_results: &[i32]) -> Result<Reques
     })
 }
 
+/// A page of applications (`whose`: a user's own, or those to the groups they manage),
+/// newest first. The user is the request's `field`; the caller must be them or an admin.
+async fn applications_page(
+    state: &ApiState,
+    caller: &Caller,
+    (field, whose): (&str, Applicants<'_>),
+    (pagination, group_ids, handle_results): (Option<&Pagination>, &[String], &[i32]),
+) -> Result<Reply<ApplicationsReply>, ApiError> {
+    let (Applicants::ManagedBy(user_id) | Applicants::Of(user_id)) = whose;
+    check_user_id(field, user_id)?;
+    caller.require_self_or_admin(user_id)?;
+    let (offset, limit) = Pagination::window(pagination)?;
+    let filter = request_filter(group_ids, handle_results)?;
+    let (total, found) = groups::requests_page(&state.db, whose, &filter, offset, limit)
+        .await
+        .map_err(|error| group_read_failed(&error))?;
+    Ok(Reply(ApplicationsReply {
+        total,
+        group_requests: request_json(state, found).await?,
+    }))
+}
+
 /// Applications to the groups the user owns or administers, newest first.
 pub async fn get_recv_group_application_list(
     State(state): State<ApiState>,
     request: Authed<ReceivedApplicationsRequest>,
 ) -> Result<Reply<ApplicationsReply>, ApiError> {
     let body = &request.body;
-    check_user_id("fromUserID", &body.from_user_id)?;
-    request.caller.require_self_or_admin(&body.from_user_id)?;
-    let (offset, limit) = Pagination::window(body.pagination.as_ref())?;
-    let filter = request_filter(&body.group_ids, &body.handle_results)?;
-    let (total, found) = groups::requests_page(
-        &state.db,
-        Applicants::ManagedBy(&body.from_user_id),
-        &filter,
-        offset,
-        limit,
+    applications_page(
+        &state,
+        &request.caller,
+        ("fromUserID", Applicants::ManagedBy(&body.from_user_id)),
+        (
+            body.pagination.as_ref(),
+            &body.group_ids,
+            &body.handle_results,
+        ),
     )
     .await
-    .map_err(|error| group_read_failed(&error))?;
-    Ok(Reply(ApplicationsReply {
-        total,
-        group_requests: request_json(&state, found).await?,
-    }))
 }
 
 /// The user's own applications, newest first.
@@ -417,23 +433,17 @@ pub async fn get_user_req_group_application_list(
     request: Authed<OwnApplicationsRequest>,
 ) -> Result<Reply<ApplicationsReply>, ApiError> {
     let body = &request.body;
-    check_user_id("userID", &body.user_id)?;
-    request.caller.require_self_or_admin(&body.user_id)?;
-    let (offset, limit) = Pagination::window(body.pagination.as_ref())?;
-    let filter = request_filter(&body.group_ids, &body.handle_results)?;
-    let (total, found) = groups::requests_page(
-        &state.db,
-        Applicants::Of(&body.user_id),
-        &filter,
-        offset,
-        limit,
+    applications_page(
+        &state,
+        &request.caller,
+        ("userID", Applicants::Of(&body.user_id)),
+        (
+            body.pagination.as_ref(),
+            &body.group_ids,
+            &body.handle_results,
+        ),
     )
     .await
-    .map_err(|error| group_read_failed(&error))?;
-    Ok(Reply(ApplicationsReply {
-        total,
-        group_requests: request_json(&state, found).await?,
-    }))
 }
 
 /// `/group/get_group_users_req_application_list` request.
