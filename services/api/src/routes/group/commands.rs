@@ -15,9 +15,9 @@ use serde_json::json;
 
 use super::{
     Appended, GroupInfoJson, MemberJson, append_to_group, caller_role, check_group_id, contended,
-    find_group, find_member, group_read_failed, members_json, notify_group, notify_users,
-    request_json, require_listed, require_live, require_manager, require_registered, store,
-    timeline_last_seq, told,
+    find_group, find_member, group_read_failed, group_recipients, members_json, notify_group,
+    notify_group_to, notify_users, request_json, require_listed, require_live, require_manager,
+    require_registered, store, timeline_last_seq, told,
 };
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Code, Done, Reply};
@@ -224,23 +224,24 @@ pub async fn create_group(
                     "groupOwnerUser": owner,
                 }));
                 let send_message = body.send_message.unwrap_or(true);
-                notify_group(
+                let recipients = group_recipients(&state, &group_id, &[]).await?;
+                notify_group_to(
                     &state,
                     &request.operation_id,
                     (1501, &request.caller.user_id, &group_id),
                     tips,
-                    &[],
+                    &recipients,
                     send_message,
                 )
                 .await?;
                 if !info.notification.is_empty() {
                     let tips = told.tips(json!({}));
-                    notify_group(
+                    notify_group_to(
                         &state,
                         &request.operation_id,
                         (1519, &request.caller.user_id, &group_id),
                         tips,
-                        &[],
+                        &recipients,
                         send_message,
                     )
                     .await?;
@@ -425,24 +426,25 @@ async fn change_info<T>(
         let told = told(state, group_id, operator).await?;
         let tips = told.tips(json!({}));
         let op = &request.operation_id;
+        let recipients = group_recipients(state, group_id, &[]).await?;
         if let Some(notification) = &change.notification {
-            notify_group(
+            notify_group_to(
                 state,
                 op,
                 (1519, operator, group_id),
                 tips.clone(),
-                &[],
+                &recipients,
                 !notification.is_empty(),
             )
             .await?;
         }
         if change.name.is_some() {
-            notify_group(
+            notify_group_to(
                 state,
                 op,
                 (1520, operator, group_id),
                 tips.clone(),
-                &[],
+                &recipients,
                 true,
             )
             .await?;
@@ -456,7 +458,8 @@ async fn change_info<T>(
         if others {
             let mut tips = tips;
             tips["muteTime"] = json!(0);
-            notify_group(state, op, (1502, operator, group_id), tips, &[], false).await?;
+            let who = (1502, operator.as_str(), group_id);
+            notify_group_to(state, op, who, tips, &recipients, false).await?;
         }
         return Ok(Done);
     }
@@ -806,18 +809,19 @@ async fn announce_invited(
             .into_iter()
             .next()
     };
+    let recipients = group_recipients(state, group_id, &[]).await?;
     for batch in invited.chunks(INVITES_PER_NOTICE) {
         let tips = told.tips(json!({
             "invitedUserList": members_json(state, group_id, batch).await?,
             "operationTime": now,
             "inviterUser": inviter,
         }));
-        notify_group(
+        notify_group_to(
             state,
             operation_id,
             (1509, operator, group_id),
             tips,
-            &[],
+            &recipients,
             true,
         )
         .await?;
@@ -1622,6 +1626,7 @@ pub async fn set_group_member_info(
         }
         let told = told(&state, &group_id, operator).await?;
         let changed = members_json(&state, &group_id, &user_ids).await?;
+        let recipients = group_recipients(&state, &group_id, &[]).await?;
         for (entry, member) in entries.iter().zip(&changed) {
             let content_type = match role_changes.iter().find(|(user, _)| *user == entry.user_id) {
                 Some((_, role::ADMIN)) => 1517,
@@ -1633,12 +1638,12 @@ pub async fn set_group_member_info(
                 "changedUser": member,
                 "groupSortVersion": 0,
             }));
-            notify_group(
+            notify_group_to(
                 &state,
                 &request.operation_id,
                 (content_type, operator, &group_id),
                 tips,
-                &[],
+                &recipients,
                 false,
             )
             .await?;

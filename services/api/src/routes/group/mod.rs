@@ -52,12 +52,15 @@ pub(crate) async fn find_group(state: &ApiState, group_id: &str) -> Result<Group
     groups::group(&state.db, group_id)
         .await
         .map_err(|error| group_read_failed(&error))?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::GroupIdNotFound,
-                format!("group {group_id:?} does not exist"),
-            )
-        })
+        .ok_or_else(|| no_such_group(group_id))
+}
+
+/// 1201 for `group_id`.
+pub(crate) fn no_such_group(group_id: &str) -> ApiError {
+    ApiError::new(
+        Code::GroupIdNotFound,
+        format!("group {group_id:?} does not exist"),
+    )
 }
 
 /// 1204 if the group is dismissed.
@@ -82,7 +85,7 @@ pub(crate) async fn find_member(
         .map_err(|error| group_read_failed(&error))
 }
 
-fn not_a_member(user_id: &str, group_id: &str) -> ApiError {
+pub(crate) fn not_a_member(user_id: &str, group_id: &str) -> ApiError {
     ApiError::new(
         Code::NotInGroupYet,
         format!("{user_id} is not a member of group {group_id:?}"),
@@ -512,9 +515,37 @@ pub(crate) async fn members_json(
 pub(crate) async fn notify_group(
     state: &ApiState,
     operation_id: &str,
-    (content_type, operator, group_id): (i32, &str, &str),
+    who: (i32, &str, &str),
     tips: serde_json::Value,
     also: &[String],
+    store_copy: bool,
+) -> Result<(), ApiError> {
+    let recipients = group_recipients(state, who.2, also).await?;
+    notify_group_to(state, operation_id, who, tips, &recipients, store_copy).await
+}
+
+/// The group's current members and `also`, each once.
+pub(crate) async fn group_recipients(
+    state: &ApiState,
+    group_id: &str,
+    also: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let mut recipients = groups::member_ids(&state.db, group_id)
+        .await
+        .map_err(|error| group_read_failed(&error))?;
+    recipients.extend(also.iter().cloned());
+    recipients.sort();
+    recipients.dedup();
+    Ok(recipients)
+}
+
+/// As [`notify_group`], to recipients already read (several notifications in a row).
+pub(crate) async fn notify_group_to(
+    state: &ApiState,
+    operation_id: &str,
+    (content_type, operator, group_id): (i32, &str, &str),
+    tips: serde_json::Value,
+    recipients: &[String],
     store_copy: bool,
 ) -> Result<(), ApiError> {
     let notification = Notification {
@@ -526,14 +557,8 @@ pub(crate) async fn notify_group(
         offline_push: false,
         now_ms: now_millis(),
     };
-    let mut recipients = groups::member_ids(&state.db, group_id)
-        .await
-        .map_err(|error| group_read_failed(&error))?;
-    recipients.extend(also.iter().cloned());
-    recipients.sort();
-    recipients.dedup();
     let message = notification.push_only();
-    if let Err(error) = delivery::publish(&state.nats, &recipients, &message, operation_id).await {
+    if let Err(error) = delivery::publish(&state.nats, recipients, &message, operation_id).await {
         tracing::warn!(%error, content_type, "a group notification was not pushed");
     }
     if store_copy {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::require_member;
 use super::{
     GroupInfoJson, GroupRequestJson, MemberJson, check_group_id, find_group, group_read_failed,
-    request_json, require_live, require_manager,
+    no_such_group, not_a_member, request_json, require_live, require_manager,
 };
 use crate::ApiState;
 use crate::openim::{ApiError, Authed, Caller, Reply, null_if_empty};
@@ -243,13 +243,25 @@ pub async fn get_group_abstract_info(
 ) -> Result<Reply<AbstractInfoReply>, ApiError> {
     let group_ids = &request.body.group_ids;
     check_group_ids("groupIDs", group_ids)?;
+    // Two queries for all the groups: which exist, and their members (which also says
+    // whether the caller is one).
+    let (found, mut members) = futures::try_join!(
+        groups::groups(&state.db, group_ids),
+        groups::member_ids_of_groups(&state.db, group_ids),
+    )
+    .map_err(|error| group_read_failed(&error))?;
+    let caller = &request.caller;
     for group_id in group_ids {
-        find_group(&state, group_id).await?;
-        require_member(&state, &request, group_id).await?;
+        if !found.iter().any(|group| &group.group_id == group_id) {
+            return Err(no_such_group(group_id));
+        }
+        let is_member = members
+            .get(group_id)
+            .is_some_and(|ids| ids.binary_search(&caller.user_id).is_ok());
+        if !caller.is_admin && !is_member {
+            return Err(not_a_member(&caller.user_id, group_id));
+        }
     }
-    let mut members = groups::member_ids_of_groups(&state.db, group_ids)
-        .await
-        .map_err(|error| group_read_failed(&error))?;
     Ok(Reply(AbstractInfoReply {
         group_abstract_infos: group_ids
             .iter()
@@ -732,21 +744,28 @@ pub async fn get_incremental_group_members_batch(
     let joined = groups::joined_ids(&state.db, &body.user_id)
         .await
         .map_err(|error| group_read_failed(&error))?;
+    // The asked groups the user is in, read in one query.
+    let asked: Vec<String> = body
+        .req_list
+        .iter()
+        .map(|wanted| wanted.group_id.clone())
+        .filter(|group_id| joined.binary_search(group_id).is_ok())
+        .collect();
+    let mut in_groups: BTreeMap<String, jetim_readmodel::groups::GroupRow> =
+        groups::groups(&state.db, &asked)
+            .await
+            .map_err(|error| group_read_failed(&error))?
+            .into_iter()
+            .map(|group| (group.group_id.clone(), group))
+            .collect();
     let mut resp_list = BTreeMap::new();
     let mut records = 0;
     for wanted in &body.req_list {
         if records >= BATCH_CHANGES {
             break;
         }
-        if resp_list.contains_key(&wanted.group_id)
-            || joined.binary_search(&wanted.group_id).is_err()
-        {
-            continue;
-        }
-        let Some(group) = groups::group(&state.db, &wanted.group_id)
-            .await
-            .map_err(|error| group_read_failed(&error))?
-        else {
+        // Taken out once: a group asked twice is answered once.
+        let Some(group) = in_groups.remove(&wanted.group_id) else {
             continue;
         };
         if group.is_dismissed() {
