@@ -59,7 +59,7 @@ pub struct DurableSpec {
     pub filter_subjects: Vec<String>,
     /// The most events per batch.
     pub batch_size: usize,
-    /// How long a fetch waits for a full batch.
+    /// How long a fetch waits for an event when none is waiting.
     pub fetch_wait: Duration,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
@@ -141,35 +141,48 @@ pub async fn run_durable<H: BatchHandler>(
     tokio::pin!(shutdown);
 
     loop {
-        let fetch = consumer
-            .batch()
-            .max_messages(spec.batch_size)
-            .expires(spec.fetch_wait)
-            .messages();
-        let fetched = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            fetched = fetch => fetched,
-        };
-        let mut messages = match fetched {
-            Ok(messages) => messages,
-            Err(error) => {
-                // NATS is restarting or the connection is re-establishing: nothing is lost,
-                // the un-acked events stay with the consumer. Wait and ask again.
-                tracing::warn!(consumer = %spec.name, %error, "fetch failed; retrying");
-                tokio::select! {
-                    () = &mut shutdown => return Ok(()),
-                    () = tokio::time::sleep(FETCH_RETRY_DELAY) => continue,
-                }
-            }
-        };
+        // What is there now, up to a batch, without waiting; when nothing is, wait (up to
+        // `fetch_wait`) for the first event and apply it at once. A batch fills under load and
+        // an event that arrives alone is applied within a round trip, not after `fetch_wait`
+        // (read-your-writes and pushes wait on it).
         let mut batch = Vec::with_capacity(spec.batch_size);
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => batch.push(message),
+        for waiting in [false, true] {
+            let request = if waiting {
+                consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(spec.fetch_wait)
+                    .messages()
+                    .await
+            } else {
+                // The server answers at once; the expiry only bounds a request it lost
+                // (a restart).
+                consumer
+                    .fetch()
+                    .max_messages(spec.batch_size)
+                    .expires(spec.fetch_wait)
+                    .messages()
+                    .await
+            };
+            let fetched = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                fetched = collect(spec, request) => fetched,
+            };
+            match fetched {
+                Ok(messages) => batch = messages,
                 Err(error) => {
-                    tracing::warn!(consumer = %spec.name, %error, "fetch interrupted");
+                    // NATS is restarting or the connection is re-establishing: nothing is
+                    // lost, the un-acked events stay with the consumer. Wait and ask again.
+                    tracing::warn!(consumer = %spec.name, %error, "fetch failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(FETCH_RETRY_DELAY) => {}
+                    }
                     break;
                 }
+            }
+            if !batch.is_empty() {
+                break;
             }
         }
         if batch.is_empty() {
@@ -177,6 +190,26 @@ pub async fn run_durable<H: BatchHandler>(
         }
         handle_batch(spec, handler, batch).await;
     }
+}
+
+/// The messages a pull request delivers, until it ends (its batch is full, it expired, or
+/// nothing was waiting).
+async fn collect(
+    spec: &DurableSpec,
+    request: Result<consumer::pull::Batch, consumer::pull::BatchError>,
+) -> Result<Vec<jetstream::Message>, consumer::pull::BatchError> {
+    let mut messages = request?;
+    let mut batch = Vec::new();
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(message) => batch.push(message),
+            Err(error) => {
+                tracing::warn!(consumer = %spec.name, %error, "fetch interrupted");
+                break;
+            }
+        }
+    }
+    Ok(batch)
 }
 
 async fn handle_batch<H: BatchHandler>(

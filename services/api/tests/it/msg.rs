@@ -17,8 +17,10 @@ impl TestApp {
         .await
     }
 
-    /// The user's max seqs once the messages projection has caught up to `expected` entries.
+    /// The user's max seqs once the messages projection has applied everything appended so
+    /// far and shows at least `expected` entries.
     async fn newest_seqs(&self, token: &str, user: &str, expected: usize) -> Value {
+        self.messages_caught_up().await;
         let mut data = Value::Null;
         for _ in 0..100 {
             data = self

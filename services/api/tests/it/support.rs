@@ -179,6 +179,34 @@ impl TestApp {
     }
 
     /// How many events the user stream holds.
+    /// Waits until the messages projection has applied and acked every event of its
+    /// subjects appended so far (its durable consumer has nothing pending).
+    pub(crate) async fn messages_caught_up(&self) {
+        let name = format!(
+            "{}_v{}",
+            jetim_readmodel::messages::NAME,
+            jetim_readmodel::messages::VERSION
+        );
+        let stream = self
+            .jetstream
+            .get_stream(jetim_streams::subject::CONVERSATION_STREAM)
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if let Ok(mut consumer) = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
+                .await
+                && let Ok(info) = consumer.info().await
+                && info.num_pending == 0
+                && info.num_ack_pending == 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the messages projection did not catch up within 5 s");
+    }
+
     pub(crate) async fn user_events(&self) -> u64 {
         let mut stream = self.jetstream.get_stream("IM_USER").await.unwrap();
         stream.info().await.unwrap().state.messages
