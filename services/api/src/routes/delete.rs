@@ -20,8 +20,8 @@ use jetim_messaging::notification::Notification;
 use jetim_readmodel::{conversations, messages};
 use jetim_schemas::event::Event;
 use jetim_schemas::events::msg::{ConversationCleared, MsgsDeleted};
+use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
-use jetim_streams::{Actor, Expect};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -143,23 +143,7 @@ async fn tell(
     };
     if stored {
         let message = notification.stored_in_notifications();
-        let appended = state
-            .log
-            .append_to_timeline(
-                &message.conversation_id,
-                &message.client_msg_id,
-                Actor::with_operation(user, operation_id),
-                &message,
-            )
-            .await
-            .map_err(|error| append_failed(&error))?;
-        super::wait_for_projection(
-            state,
-            messages::NAME,
-            messages::VERSION,
-            appended.stream_sequence,
-        )
-        .await;
+        super::store_message(state, (user, operation_id), &message).await?;
     } else {
         let message = notification.push_only();
         let mut to = vec![notification.recv_id.clone()];

@@ -14,8 +14,8 @@ use jetim_messaging::notification::Notification;
 use jetim_readmodel::relations::{
     self, BlackWithUser, Direction, FriendWithUser, RequestWithUsers,
 };
+use jetim_readmodel::users;
 use jetim_readmodel::versions::Log;
-use jetim_readmodel::{messages, users};
 use jetim_schemas::event::Event;
 use jetim_schemas::events::relation::{
     BlackAdded, BlackRemoved, FriendDeleted, FriendRequestHandled, FriendRequested,
@@ -140,23 +140,7 @@ async fn push_and_store(
 ) -> Result<(), ApiError> {
     push_to_both(state, operation_id, notification).await;
     let copy = notification.chat_copy();
-    let appended = state
-        .log
-        .append_to_timeline(
-            &copy.conversation_id,
-            &copy.client_msg_id,
-            Actor::with_operation(&notification.send_id, operation_id),
-            &copy,
-        )
-        .await
-        .map_err(|error| append_failed(&error))?;
-    super::wait_for_projection(
-        state,
-        messages::NAME,
-        messages::VERSION,
-        appended.stream_sequence,
-    )
-    .await;
+    super::store_message(state, (&notification.send_id, operation_id), &copy).await?;
     Ok(())
 }
 

@@ -30,6 +30,34 @@ use crate::ApiState;
 /// How long a write waits for the read model to show it.
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
+/// Appends a message the server makes (a stored notification, or a notification's copy in a
+/// chat) to its timeline in the name of `actor` and the request, and waits until the messages
+/// projection shows it. Its seq.
+pub(crate) async fn store_message(
+    state: &ApiState,
+    (actor, operation_id): (&str, &str),
+    message: &jetim_schemas::events::msg::MsgSent,
+) -> Result<u64, crate::openim::ApiError> {
+    let appended = state
+        .log
+        .append_to_timeline(
+            &message.conversation_id,
+            &message.client_msg_id,
+            jetim_streams::Actor::with_operation(actor, operation_id),
+            message,
+        )
+        .await
+        .map_err(|error| user::append_failed(&error))?;
+    wait_for_projection(
+        state,
+        jetim_readmodel::messages::NAME,
+        jetim_readmodel::messages::VERSION,
+        appended.stream_sequence,
+    )
+    .await;
+    Ok(appended.seq)
+}
+
 /// Waits (briefly) until a projection has applied `stream_sequence`, so a client that reads
 /// right after writing sees its write. The write is durable either way; a projection that
 /// lags longer is logged.

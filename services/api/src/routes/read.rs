@@ -13,8 +13,8 @@ use axum::extract::State;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::{conversations, messages};
 use jetim_schemas::events::msg::{ConversationRead, ReadMode};
+use jetim_streams::Expect;
 use jetim_streams::subject::{ConversationKind, Subject};
-use jetim_streams::{Actor, Expect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -157,23 +157,11 @@ async fn send_receipt(
         now_ms: super::user::now_millis(),
     };
     let message = notification.stored_in_notifications();
-    let appended = state
-        .log
-        .append_to_timeline(
-            &message.conversation_id,
-            &message.client_msg_id,
-            Actor::with_operation(&request.caller.user_id, &request.operation_id),
-            &message,
-        )
-        .await
-        .map_err(|error| append_failed(&error))?;
-    super::wait_for_projection(
-        state,
-        messages::NAME,
-        messages::VERSION,
-        appended.stream_sequence,
-    )
-    .await;
+    let from = (
+        request.caller.user_id.as_str(),
+        request.operation_id.as_str(),
+    );
+    super::store_message(state, from, &message).await?;
     Ok(())
 }
 

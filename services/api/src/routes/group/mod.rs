@@ -18,7 +18,7 @@ pub use queries::*;
 use jetim_messaging::delivery;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::groups::{self, GroupRow, MemberRow, RequestRow};
-use jetim_readmodel::{messages, users};
+use jetim_readmodel::users;
 use jetim_schemas::event::Event;
 use jetim_schemas::events::group::role;
 use jetim_streams::subject::{ConversationKind, Subject};
@@ -574,24 +574,7 @@ pub(crate) async fn store(
     notification: &Notification,
 ) -> Result<u64, ApiError> {
     let copy = notification.chat_copy();
-    let appended = state
-        .log
-        .append_to_timeline(
-            &copy.conversation_id,
-            &copy.client_msg_id,
-            Actor::with_operation(&notification.send_id, operation_id),
-            &copy,
-        )
-        .await
-        .map_err(|error| append_failed(&error))?;
-    super::wait_for_projection(
-        state,
-        messages::NAME,
-        messages::VERSION,
-        appended.stream_sequence,
-    )
-    .await;
-    Ok(appended.seq)
+    super::store_message(state, (&notification.send_id, operation_id), &copy).await
 }
 
 /// A notification between users about an application (1503, 1505, 1506): to each receiver,
