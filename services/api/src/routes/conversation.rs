@@ -416,12 +416,7 @@ async fn append_all(
             offline_push: false,
             now_ms: super::user::now_millis(),
         };
-        let message = notification.push_only();
-        if let Err(error) =
-            jetim_messaging::delivery::publish(&state.nats, &[owner], &message, operation_id).await
-        {
-            tracing::warn!(%error, "a conversation change was not pushed");
-        }
+        super::push_to_both(state, operation_id, &notification).await;
     }
     Ok(Done)
 }

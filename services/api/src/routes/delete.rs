@@ -15,7 +15,6 @@
 //! `ClearConversationTips` to the user, and with `IsSyncOther` 1703 to the peer.
 
 use axum::extract::State;
-use jetim_messaging::delivery;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::{conversations, messages};
 use jetim_schemas::event::Event;
@@ -144,18 +143,9 @@ async fn tell(
     if stored {
         let message = notification.stored_in_notifications();
         super::store_message(state, (user, operation_id), &message).await?;
-    } else {
-        let message = notification.push_only();
-        let mut to = vec![notification.recv_id.clone()];
-        if notification.recv_id != user {
-            to.push(user.to_owned());
-        }
+    } else if notification.group_id.is_empty() {
         // Push-only ones here are between users (a group is never cleared for everyone).
-        if notification.group_id.is_empty()
-            && let Err(error) = delivery::publish(&state.nats, &to, &message, operation_id).await
-        {
-            tracing::warn!(%error, content_type, "a notification was not pushed");
-        }
+        super::push_to_both(state, operation_id, &notification).await;
     }
     Ok(())
 }

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use jetim_messaging::delivery;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::relations::{
     self, BlackWithUser, Direction, FriendWithUser, RequestWithUsers,
@@ -112,24 +111,10 @@ async fn require_registered(state: &ApiState, user_ids: &[&str]) -> Result<(), A
     Ok(())
 }
 
-/// Pushes a notification (never stored) to `recipients`.
+/// Pushes a notification (never stored) to `to`.
 async fn push(state: &ApiState, operation_id: &str, notification: &Notification, to: &[&str]) {
-    let message = notification.push_only();
-    let recipients: Vec<String> = to.iter().map(|user| (*user).to_owned()).collect();
-    if let Err(error) = delivery::publish(&state.nats, &recipients, &message, operation_id).await {
-        tracing::warn!(%error, content_type = message.content_type, "a notification was not pushed");
-    }
-}
-
-/// Pushes a notification to both users: its receiver, and its sender's own connections.
-async fn push_to_both(state: &ApiState, operation_id: &str, notification: &Notification) {
-    push(
-        state,
-        operation_id,
-        notification,
-        &[&notification.recv_id, &notification.send_id],
-    )
-    .await;
+    let to: Vec<String> = to.iter().map(|user| (*user).to_owned()).collect();
+    super::push_notification(state, operation_id, notification, &to).await;
 }
 
 /// Pushes a notification to both users, and stores its copy in their chat.
@@ -138,7 +123,7 @@ async fn push_and_store(
     operation_id: &str,
     notification: &Notification,
 ) -> Result<(), ApiError> {
-    push_to_both(state, operation_id, notification).await;
+    super::push_to_both(state, operation_id, notification).await;
     let copy = notification.chat_copy();
     super::store_message(state, (&notification.send_id, operation_id), &copy).await?;
     Ok(())
@@ -425,7 +410,7 @@ pub async fn add_friend(
         "request": stored,
     });
     let tips = notification(1203, &body.from_user_id, &body.to_user_id, tips, true);
-    push_to_both(&state, &request.operation_id, &tips).await;
+    super::push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
 }
 
@@ -552,7 +537,7 @@ pub async fn add_friend_response(
             "request": stored,
         });
         let tips = notification(1202, &body.to_user_id, &body.from_user_id, tips, true);
-        push_to_both(&state, &request.operation_id, &tips).await;
+        super::push_to_both(&state, &request.operation_id, &tips).await;
     }
     Ok(Done)
 }
@@ -846,7 +831,7 @@ pub async fn delete_friend(
         "friendVersionID": "",
     });
     let tips = notification(1205, &body.owner_user_id, &body.friend_user_id, tips, false);
-    push_to_both(&state, &request.operation_id, &tips).await;
+    super::push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
 }
 
@@ -893,7 +878,7 @@ pub async fn set_friend_remark(
         "friendSortVersion": 0,
     });
     let tips = notification(1206, &body.owner_user_id, &body.friend_user_id, tips, false);
-    push_to_both(&state, &request.operation_id, &tips).await;
+    super::push_to_both(&state, &request.operation_id, &tips).await;
     Ok(Done)
 }
 

@@ -30,6 +30,36 @@ use crate::ApiState;
 /// How long a write waits for the read model to show it.
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
+/// Pushes a notification (never stored, seq 0) to `to`'s connections, tagged with the
+/// request's operationID. Delivery is best effort: a failure is logged.
+pub(crate) async fn push_notification(
+    state: &ApiState,
+    operation_id: &str,
+    notification: &jetim_messaging::notification::Notification,
+    to: &[String],
+) {
+    let message = notification.push_only();
+    if let Err(error) =
+        jetim_messaging::delivery::publish(&state.nats, to, &message, operation_id).await
+    {
+        tracing::warn!(%error, content_type = message.content_type, "a notification was not pushed");
+    }
+}
+
+/// Pushes a notification between users to its receiver and, when that is someone else, to
+/// its sender's own connections.
+pub(crate) async fn push_to_both(
+    state: &ApiState,
+    operation_id: &str,
+    notification: &jetim_messaging::notification::Notification,
+) {
+    let mut to = vec![notification.recv_id.clone()];
+    if notification.send_id != notification.recv_id {
+        to.push(notification.send_id.clone());
+    }
+    push_notification(state, operation_id, notification, &to).await;
+}
+
 /// Appends a message the server makes (a stored notification, or a notification's copy in a
 /// chat) to its timeline in the name of `actor` and the request, and waits until the messages
 /// projection shows it. Its seq.

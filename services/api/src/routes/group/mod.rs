@@ -15,7 +15,6 @@ mod queries;
 pub use commands::*;
 pub use queries::*;
 
-use jetim_messaging::delivery;
 use jetim_messaging::notification::Notification;
 use jetim_readmodel::groups::{self, GroupRow, MemberRow, RequestRow};
 use jetim_readmodel::users;
@@ -557,10 +556,7 @@ pub(crate) async fn notify_group_to(
         offline_push: false,
         now_ms: now_millis(),
     };
-    let message = notification.push_only();
-    if let Err(error) = delivery::publish(&state.nats, recipients, &message, operation_id).await {
-        tracing::warn!(%error, content_type, "a group notification was not pushed");
-    }
+    super::push_notification(state, operation_id, &notification, recipients).await;
     if store_copy {
         store(state, operation_id, &notification).await?;
     }
@@ -597,14 +593,7 @@ pub(crate) async fn notify_users(
             offline_push: true,
             now_ms: now_millis(),
         };
-        let message = notification.push_only();
-        let mut to = vec![receiver.clone()];
-        if receiver != operator {
-            to.push(operator.to_owned());
-        }
-        if let Err(error) = delivery::publish(&state.nats, &to, &message, operation_id).await {
-            tracing::warn!(%error, content_type, "an application notification was not pushed");
-        }
+        super::push_to_both(state, operation_id, &notification).await;
     }
 }
 
