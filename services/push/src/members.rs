@@ -189,12 +189,7 @@ impl MemberCache {
 
     /// Keeps the cache fresh from the group events until `shutdown`. The feed starts at the
     /// events appended from now on; what is cached is loaded after it started.
-    pub async fn follow(
-        self,
-        jetstream: jetstream::Context,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let stream = jetstream.get_stream_no_info(CONVERSATION_STREAM).await?;
+    pub async fn follow(self, jetstream: jetstream::Context, shutdown: CancellationToken) {
         let mut start = consumer::DeliverPolicy::New;
         loop {
             let config = consumer::pull::OrderedConfig {
@@ -202,8 +197,11 @@ impl MemberCache {
                 deliver_policy: start,
                 ..Default::default()
             };
-            let messages = match stream.create_consumer(config).await {
-                Ok(consumer) => consumer.messages().await.map_err(|error| error.to_string()),
+            let messages = match jetstream.get_stream_no_info(CONVERSATION_STREAM).await {
+                Ok(stream) => match stream.create_consumer(config).await {
+                    Ok(consumer) => consumer.messages().await.map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                },
                 Err(error) => Err(error.to_string()),
             };
             let mut messages = match messages {
@@ -213,14 +211,14 @@ impl MemberCache {
                     // Whatever happened meanwhile is not known: start afresh.
                     self.clear();
                     tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(RETRY_DELAY) => continue,
                     }
                 }
             };
             loop {
                 let next = tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
+                    () = shutdown.cancelled() => return,
                     next = messages.next() => next,
                 };
                 match next {
