@@ -34,6 +34,8 @@ use crate::subject::{CONVERSATION_STREAM, Subject, USER_STREAM};
 
 /// How often a conflicting append is retried before giving up.
 const DEFAULT_MAX_ATTEMPTS: u32 = 64;
+/// The most events one atomic append may hold: the server's default batch limit.
+pub const MAX_ATOMIC_BATCH: usize = 1000;
 /// How many conversations' cursors the writer keeps before it forgets idle ones.
 const DEFAULT_CURSOR_CAPACITY: usize = 100_000;
 
@@ -122,6 +124,17 @@ pub enum AppendError {
         stream_sequence: u64,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// An atomic append of nothing.
+    #[error("an atomic append needs at least one event")]
+    EmptyBatch,
+    /// An atomic append of more events than one batch may hold.
+    #[error("an atomic append to {subjects} holds {count} events, more than {MAX_ATOMIC_BATCH}")]
+    BatchTooLarge {
+        /// The subjects, summarised.
+        subjects: String,
+        /// How many events were given.
+        count: usize,
     },
     /// Any other failure talking to NATS.
     #[error("append to {subject} failed: {error}")]
@@ -450,6 +463,92 @@ impl EventLog {
         }
     }
 
+    /// Appends every event of `events`, each onto its subject if the subject is as its
+    /// [`Expect`] says, as one JetStream atomic batch: the stream stores all of them or none.
+    ///
+    /// The events land at consecutive stream sequences; the reply holds the last one. If any
+    /// subject is not as expected the answer is [`AppendError::Conflict`] naming the subjects
+    /// of the batch, and nothing is stored. At most [`MAX_ATOMIC_BATCH`] events; the stream
+    /// must allow atomic publishing (`allow_atomic`).
+    #[tracing::instrument(skip_all, fields(events = events.len(), event = E::KIND))]
+    pub async fn append_atomically<E: Event>(
+        &self,
+        actor: impl Into<Actor<'_>>,
+        events: &[(Subject, Expect, E)],
+    ) -> Result<Appended, AppendError> {
+        let actor = actor.into();
+        let Some(((commit_subject, _, _), _)) = events.split_last() else {
+            return Err(AppendError::EmptyBatch);
+        };
+        let describe = || match events.len() {
+            1 => commit_subject.to_string(),
+            count => format!("{} and {} more", events[0].0, count - 1),
+        };
+        if events.len() > MAX_ATOMIC_BATCH {
+            return Err(AppendError::BatchTooLarge {
+                subjects: describe(),
+                count: events.len(),
+            });
+        }
+        let batch_id = nuid::next().to_string();
+        let client = self.jetstream.client();
+        for (index, (subject, expect, event)) in events.iter().enumerate() {
+            debug_assert!(!subject.is_timeline(), "timeline events take their seq one by one");
+            let body = encode(event).map_err(|error| AppendError::Encode {
+                kind: E::KIND,
+                error,
+            })?;
+            let mut event_headers = HeaderMap::new();
+            event_headers.insert(headers::EVENT, E::KIND);
+            event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
+            actor.write(&mut event_headers);
+            headers::inject_trace_context(&mut event_headers);
+            match expect {
+                Expect::Anything => {}
+                Expect::Empty => {
+                    event_headers.insert(headers::EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                }
+                Expect::LastAt(sequence) => event_headers.insert(
+                    headers::EXPECTED_LAST_SUBJECT_SEQUENCE,
+                    sequence.to_string().as_str(),
+                ),
+            }
+            event_headers.insert(headers::BATCH_ID, batch_id.as_str());
+            event_headers.insert(headers::BATCH_SEQUENCE, (index + 1).to_string().as_str());
+            if index + 1 < events.len() {
+                // Only the commit is answered; the server holds the rest until it arrives on
+                // this same connection, after them.
+                client
+                    .publish_with_headers(subject.to_string(), event_headers, body.into())
+                    .await
+                    .map_err(|error| AppendError::Nats {
+                        subject: subject.to_string(),
+                        error: error.to_string(),
+                    })?;
+                continue;
+            }
+            event_headers.insert(headers::BATCH_COMMIT, "1");
+            let publish = Publish::build().payload(body.into()).headers(event_headers);
+            return match self.publish(subject, publish).await {
+                Ok(ack) => {
+                    let count = events.len() as u64;
+                    self.counters.stored.fetch_add(count, Ordering::Relaxed);
+                    metrics::counter!("jetim_appends_total", "stream" => subject.stream())
+                        .increment(count);
+                    Ok(Appended {
+                        stream_sequence: ack.sequence,
+                        duplicate: false,
+                    })
+                }
+                Err(PublishFailure::WrongLastSequence) => {
+                    Err(AppendError::Conflict { subject: describe() })
+                }
+                Err(failure) => Err(failure.into_error_for(describe())),
+            };
+        }
+        unreachable!("the loop returns at the last event")
+    }
+
     /// The last event stored on `subject`, if any.
     pub async fn last_event(
         &self,
@@ -593,7 +692,10 @@ impl From<jetstream::context::PublishError> for PublishFailure {
 
 impl PublishFailure {
     fn into_error(self, subject: &Subject) -> AppendError {
-        let subject = subject.to_string();
+        self.into_error_for(subject.to_string())
+    }
+
+    fn into_error_for(self, subject: String) -> AppendError {
         match self {
             Self::WrongLastSequence => AppendError::Contended {
                 subject,

@@ -21,6 +21,15 @@ pub const CLIENT_MSG_ID: &str = "Im-Client-Msg-Id";
 pub const SENDER: &str = "Im-Sender";
 /// JetStream's deduplication id.
 pub const MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's optimistic concurrency on a subject: its last stored stream sequence (0 for
+/// none).
+pub const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+/// An atomic batch's id, on each of its messages.
+pub const BATCH_ID: &str = "Nats-Batch-Id";
+/// A message's place in its atomic batch, from 1.
+pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+/// On the last message of an atomic batch: store the batch.
+pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 
 struct HeaderInjector<'a>(&'a mut HeaderMap);
 

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use jetim_streams::EventLog;
+use jetim_streams::append::MAX_ATOMIC_BATCH;
+use jetim_streams::subject::UserKind;
+use jetim_streams::{AppendError, EventLog, Expect, Subject};
 
 use crate::support::{Note, assert_gapless, server_with_streams, timeline};
 
@@ -254,4 +256,115 @@ async fn the_trace_context_of_the_appending_span_travels_in_headers() {
         traceparent.contains(&trace_id),
         "{traceparent} should carry {trace_id}"
     );
+}
+
+fn accounts(ids: &[&str]) -> Vec<(Subject, Expect, Note)> {
+    ids.iter()
+        .map(|id| {
+            (
+                Subject::user(id, UserKind::Account).unwrap(),
+                Expect::Empty,
+                Note::new(*id),
+            )
+        })
+        .collect()
+}
+
+async fn user_stream_last(jetstream: &async_nats::jetstream::Context) -> u64 {
+    let mut stream = jetstream.get_stream("IM_USER").await.unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+#[tokio::test]
+async fn an_atomic_append_stores_every_event_or_none() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+
+    let appended = log
+        .append_atomically("admin", &accounts(&["a1", "a2", "a3"]))
+        .await
+        .unwrap();
+    assert_eq!(appended.stream_sequence, 3);
+    for (sequence, id) in [(1, "a1"), (2, "a2"), (3, "a3")] {
+        let subject = Subject::user(id, UserKind::Account).unwrap();
+        let stored = log.last_event(&subject).await.unwrap().unwrap();
+        assert_eq!(stored.stream_sequence, sequence);
+        assert_eq!(stored.actor, "admin");
+        assert_eq!(stored.kind, "test.note");
+    }
+
+    // One taken subject in the middle refuses the whole batch.
+    let error = log
+        .append_atomically("admin", &accounts(&["b1", "a2", "b3"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AppendError::Conflict { ref subject } if subject == "im.user.b1.account and 2 more"),
+        "{error}"
+    );
+    assert_eq!(user_stream_last(&jetstream).await, 3, "nothing of it stored");
+    let b1 = Subject::user("b1", UserKind::Account).unwrap();
+    assert!(log.last_event(&b1).await.unwrap().is_none());
+
+    // An expectation of a later event holds too.
+    let a1 = Subject::user("a1", UserKind::Account).unwrap();
+    let mixed = vec![
+        (b1.clone(), Expect::Empty, Note::new("b1")),
+        (a1.clone(), Expect::LastAt(1), Note::new("a1 again")),
+    ];
+    assert_eq!(
+        log.append_atomically("admin", &mixed)
+            .await
+            .unwrap()
+            .stream_sequence,
+        5
+    );
+    let stale = vec![(a1, Expect::LastAt(1), Note::new("stale"))];
+    assert!(matches!(
+        log.append_atomically("admin", &stale).await,
+        Err(AppendError::Conflict { .. })
+    ));
+
+    assert!(matches!(
+        log.append_atomically::<Note>("admin", &[]).await,
+        Err(AppendError::EmptyBatch)
+    ));
+    let ids: Vec<String> = (0..=MAX_ATOMIC_BATCH).map(|n| format!("u{n}")).collect();
+    let too_many = accounts(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(matches!(
+        log.append_atomically("admin", &too_many).await,
+        Err(AppendError::BatchTooLarge { count: 1001, .. })
+    ));
+    assert_eq!(user_stream_last(&jetstream).await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_racing_atomic_appends_sharing_a_subject_exactly_one_is_stored_whole() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = Arc::new(EventLog::open(jetstream.clone()).await.unwrap());
+    for round in 0..20 {
+        // Eight batches of 50 accounts; each shares one account with every other.
+        let shared = format!("shared{round}");
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let log = Arc::clone(&log);
+                let mut ids: Vec<String> = (0..49).map(|n| format!("r{round}t{task}n{n}")).collect();
+                ids.insert(task * 6, shared.clone());
+                tokio::spawn(async move {
+                    let batch = accounts(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+                    log.append_atomically("admin", &batch).await
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => stored += 1,
+                Err(AppendError::Conflict { .. }) => {}
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert_eq!(stored, 1, "round {round}");
+        assert_eq!(user_stream_last(&jetstream).await, 50 * (round as u64 + 1));
+    }
 }

@@ -12,7 +12,7 @@ use jetim_readmodel::users::{self, UserFilter, UserRow};
 use jetim_schemas::event::Event as _;
 use jetim_schemas::events::user::{UserRegistered, UserUpdated};
 use jetim_streams::subject::{Subject, UserKind};
-use jetim_streams::{AppendError, Expect};
+use jetim_streams::{Actor, AppendError, Expect};
 use serde::{Deserialize, Serialize};
 
 use super::args::{
@@ -125,43 +125,78 @@ pub async fn user_register(
         }
     }
 
-    // The log is the authority on who exists; ask it for every ID at once.
-    let subjects = ids
-        .iter()
-        .map(|id| account_subject(id))
-        .collect::<Result<Vec<_>, _>>()?;
-    let lookups = subjects.iter().cloned().map(|subject| {
-        let log = std::sync::Arc::clone(&state.log);
-        async move { log.last_event(&subject).await }
-    });
-    let existing: Vec<Result<Option<_>, AppendError>> =
-        futures::stream::iter(lookups).buffered(32).collect().await;
-    for (id, found) in ids.iter().zip(existing) {
-        if found.map_err(|error| append_failed(&error))?.is_some() {
-            return Err(ApiError::new(
-                Code::RegisteredAlready,
-                format!("userID {id:?} is already registered"),
-            ));
-        }
-    }
-
+    // One atomic batch, each registration expecting an empty account subject: of racing
+    // requests that share an ID exactly one is stored, whole, and the others store nothing.
     let create_time = now_millis();
-    let mut last_sequence = 0;
-    for (user, subject) in users.into_iter().zip(&subjects) {
-        let registered = UserRegistered {
-            user_id: user.user_id,
-            nickname: user.nickname,
-            face_url: user.face_url,
-            ex: user.ex,
-            app_manger_level: user.app_manger_level,
-            global_recv_msg_opt: user.global_recv_msg_opt,
-            create_time,
-        };
-        last_sequence =
-            append_registration(&state, &request.caller.user_id, subject, &registered).await?;
-    }
+    let registrations = users
+        .into_iter()
+        .map(|user| {
+            let subject = account_subject(&user.user_id)?;
+            let registered = UserRegistered {
+                user_id: user.user_id,
+                nickname: user.nickname,
+                face_url: user.face_url,
+                ex: user.ex,
+                app_manger_level: user.app_manger_level,
+                global_recv_msg_opt: user.global_recv_msg_opt,
+                create_time,
+            };
+            Ok((subject, Expect::Empty, registered))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let last_sequence = match state
+        .log
+        .append_atomically(
+            Actor::with_operation(&request.caller.user_id, &request.operation_id),
+            &registrations,
+        )
+        .await
+    {
+        Ok(appended) => appended.stream_sequence,
+        Err(AppendError::Conflict { .. }) => {
+            return Err(already_registered(&state, &registrations).await);
+        }
+        Err(error) => return Err(append_failed(&error)),
+    };
     wait_for_users_projection(&state, last_sequence).await;
     Ok(Done)
+}
+
+/// The 1102 for a refused batch, naming the first of its IDs the log holds.
+async fn already_registered(
+    state: &ApiState,
+    registrations: &[(Subject, Expect, UserRegistered)],
+) -> ApiError {
+    let owned: Vec<(Subject, String)> = registrations
+        .iter()
+        .map(|(subject, _, registered)| (subject.clone(), registered.user_id.clone()))
+        .collect();
+    let lookups = owned.into_iter().map(|(subject, user_id)| {
+        let log = std::sync::Arc::clone(&state.log);
+        async move {
+            let found = log.last_event(&subject).await;
+            (user_id, found)
+        }
+    });
+    let mut found = futures::stream::iter(lookups).buffered(32);
+    while let Some((user_id, event)) = found.next().await {
+        match event {
+            Ok(Some(_)) => {
+                return ApiError::new(
+                    Code::RegisteredAlready,
+                    format!("userID {user_id:?} is already registered"),
+                );
+            }
+            Ok(None) => {}
+            Err(error) => return append_failed(&error),
+        }
+    }
+    // The winner's events are stored before the loser hears of them, so this is reached
+    // only if the conflicting registration vanished, which a deny-delete stream forbids.
+    ApiError::new(
+        Code::RegisteredAlready,
+        "a userID of the batch was registered concurrently",
+    )
 }
 
 /// Registers every configured admin that is not registered yet, as OpenIM does at start:

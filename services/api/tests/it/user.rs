@@ -105,6 +105,61 @@ async fn two_concurrent_registrations_of_one_id_make_one_user_and_one_1102() {
 }
 
 #[tokio::test]
+async fn racing_batches_sharing_an_id_register_one_batch_whole_and_nothing_of_the_other() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    for round in 0..5 {
+        let batch = |side: &str| {
+            let mut users: Vec<Value> = (0..20)
+                .map(|n| json!({"userID": format!("{side}{round}_{n}")}))
+                .collect();
+            users.insert(7, json!({"userID": format!("both{round}")}));
+            json!({ "users": users })
+        };
+        let (left_batch, right_batch) = (batch("left"), batch("right"));
+        let (left, right) = tokio::join!(
+            app.post("/user/user_register", Some(&admin), &left_batch),
+            app.post("/user/user_register", Some(&admin), &right_batch),
+        );
+        let (winner, loser) = match (left["errCode"].as_i64(), right["errCode"].as_i64()) {
+            (Some(0), Some(1102)) => ("left", &right),
+            (Some(1102), Some(0)) => ("right", &left),
+            _ => panic!("round {round}: {left} {right}"),
+        };
+        assert_eq!(
+            *loser,
+            error(
+                1102,
+                "RegisteredAlreadyError",
+                &format!("userID \"both{round}\" is already registered")
+            ),
+            "the shared ID is named"
+        );
+        let loser_side = if winner == "left" { "right" } else { "left" };
+        let ids: Vec<String> = (0..20)
+            .flat_map(|n| [format!("{winner}{round}_{n}"), format!("{loser_side}{round}_{n}")])
+            .chain([format!("both{round}")])
+            .collect();
+        let reply = app
+            .post("/user/account_check", Some(&admin), &json!({ "checkUserIDs": ids }))
+            .await;
+        let registered: Vec<&str> = reply["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|result| result["accountStatus"] == 1)
+            .map(|result| result["userID"].as_str().unwrap())
+            .collect();
+        assert_eq!(registered.len(), 21, "round {round}: {reply}");
+        assert!(
+            registered.iter().all(|id| !id.starts_with(loser_side)),
+            "round {round}: nothing of the losing batch: {registered:?}"
+        );
+    }
+    assert_eq!(app.user_events().await, 1 + 5 * 21);
+}
+
+#[tokio::test]
 async fn bad_registrations_get_1001_or_1002_and_write_nothing() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
