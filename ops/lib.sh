@@ -185,7 +185,7 @@ nats_has_jetstream_on() {
 
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
 
-# Sets NATS_URL: a nats-server 2.11+ with JetStream already on 4222, or ours from
+# Sets NATS_URL: a nats-server 2.12+ with JetStream already on 4222, or ours from
 # ops/nats.conf (on 4222 if free, else the next free port from 14222). JETIM_NATS_PORT
 # forces ours on that port.
 ensure_nats() {
@@ -193,7 +193,7 @@ ensure_nats() {
   if [ -z "${JETIM_NATS_PORT:-}" ] && ! port_free 4222; then
     local version
     version=$(nats_version_on 4222)
-    if [ -n "$version" ] && version_at_least "$version" 2.11.0 && nats_has_jetstream_on 4222; then
+    if [ -n "$version" ] && version_at_least "$version" 2.12.0 && nats_has_jetstream_on 4222; then
       NATS_URL="nats://127.0.0.1:4222"
       log "NATS: using nats-server $version already on 127.0.0.1:4222"
       return 0

@@ -50,7 +50,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Server URL(s), comma-separated: `nats://host:4222`. The server must be 2.11 or newer
+    /// Server URL(s), comma-separated: `nats://host:4222`. The server must be 2.12 or newer
     /// with JetStream enabled.
     pub url: String,
     /// A `.creds` file for servers that require authentication; empty for none.

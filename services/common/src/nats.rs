@@ -34,7 +34,7 @@ pub enum NatsError {
 }
 
 /// The oldest nats-server jetim supports.
-pub const MINIMUM_SERVER_VERSION: (u64, u64) = (2, 11);
+pub const MINIMUM_SERVER_VERSION: (u64, u64) = (2, 12);
 
 /// Connects, failing fast (no endless retry) when the server is not there, and checks the
 /// server is recent enough and has JetStream.
