@@ -10,6 +10,7 @@
 //! - [`groups`]: the groups projection (groups, members, join applications, and members'
 //!   windows in the group conversations) and its companion `group_profiles` (profile changes
 //!   in the member logs).
+//! - [`rebuild`]: rebuilding a read model's tables from the log while the live ones serve.
 //! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
 //!   users' conversation rows.
@@ -24,6 +25,7 @@ pub mod conversations;
 pub mod groups;
 pub mod messages;
 pub mod projection;
+pub mod rebuild;
 pub mod relations;
 pub mod settings;
 pub mod users;
@@ -37,8 +39,16 @@ pub enum ReadModelError {
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement failed.
-    #[error("database: {0}")]
+    #[error("database: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
+}
+
+/// A Postgres error with what the server said, which the error's own `Display` leaves out.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, run_durable};

@@ -1,0 +1,675 @@
+//! Rebuilding a read model from the log while the live one keeps serving.
+//!
+//! A read model is the set of tables some projections write together (several projections
+//! share `user_conversations_v1`, so they are rebuilt as one). A rebuild:
+//!
+//! 1. creates a shadow schema `jetim_rebuild_<model>` holding an empty copy of each table as
+//!    the migrations left it (columns, defaults, checks, keys and indexes, with their names),
+//!    and its own `projections` registry rows;
+//! 2. replays each projection's subjects from stream sequence 1 with an ordered consumer (no
+//!    server state) through the projection's own apply code, on connections whose
+//!    `search_path` puts the shadow schema first, so the same statements fill the copies;
+//! 3. repeats the replay from where it stopped until one pass finds less than a batch to do;
+//! 4. switches, in one transaction: locks the live tables (the live projector and readers
+//!    wait), reads how far the live projections have got, applies to the copies whatever they
+//!    lack up to there, drops the live tables (or keeps them in `jetim_retired_<model>`) and
+//!    moves the copies into their place. The live durable consumers then carry on from their
+//!    own position into the new tables; an event the copies already hold changes nothing,
+//!    because applying is idempotent.
+//!
+//! Readers never see a half-built table: until the commit they read the old ones, after it
+//! the new ones. A rebuild of one read model at a time is enforced with an advisory lock.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use jetim_streams::RecordedEvent;
+use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, HandleError, Replay};
+use tokio_postgres::NoTls;
+
+use crate::{conversations, groups, messages, relations, settings, users};
+
+/// Tables some projections write together, rebuilt as one.
+#[derive(Debug)]
+pub struct ReadModel {
+    /// The read model's name (`conversations`).
+    pub name: &'static str,
+    /// The projections that write its tables.
+    pub projections: &'static [&'static str],
+    /// Its tables.
+    pub tables: &'static [&'static str],
+}
+
+/// Every read model, each with every table its projections write.
+pub const READ_MODELS: &[ReadModel] = &[
+    ReadModel {
+        name: "users",
+        projections: &[users::NAME],
+        tables: &["users_v1"],
+    },
+    ReadModel {
+        name: "user_settings",
+        projections: &[settings::NAME],
+        tables: &["user_commands_v1", "client_configs_v1"],
+    },
+    ReadModel {
+        name: "relations",
+        projections: &[relations::NAME],
+        tables: &[
+            "friend_requests_v1",
+            "friends_v1",
+            "blacks_v1",
+            "friend_versions_v1",
+            "friend_changes_v1",
+            "black_versions_v1",
+            "black_changes_v1",
+        ],
+    },
+    ReadModel {
+        name: "conversations",
+        projections: &[
+            messages::NAME,
+            conversations::NAME,
+            groups::NAME,
+            groups::PROFILES_NAME,
+        ],
+        tables: &[
+            "messages_v1",
+            "client_msg_ids_v1",
+            "conversation_seqs_v1",
+            "user_conversations_v1",
+            "read_seqs_v1",
+            "hidden_messages_v1",
+            "conversation_versions_v1",
+            "conversation_changes_v1",
+            "groups_v1",
+            "group_members_v1",
+            "group_requests_v1",
+            "joined_group_versions_v1",
+            "joined_group_changes_v1",
+            "group_member_versions_v1",
+            "group_member_changes_v1",
+            "group_profile_positions_v1",
+        ],
+    },
+];
+
+/// The read model a projection (or a read model's own name) belongs to.
+pub fn read_model_of(name: &str) -> Option<&'static ReadModel> {
+    READ_MODELS
+        .iter()
+        .find(|model| model.name == name || model.projections.contains(&name))
+}
+
+/// How a rebuild runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Events applied per transaction.
+    pub batch_size: usize,
+    /// Keep the replaced tables in `jetim_retired_<model>` instead of dropping them.
+    pub keep_old: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            keep_old: false,
+        }
+    }
+}
+
+/// Where a rebuild is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Replaying the log into the copies while the live tables serve.
+    Filling,
+    /// Holding the live tables locked and applying the last events before the switch.
+    Switching,
+}
+
+/// A progress report, after each applied batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// The projection being replayed.
+    pub projection: &'static str,
+    /// What the rebuild is doing.
+    pub phase: Phase,
+    /// The stream sequence of the last event applied.
+    pub stream_sequence: u64,
+    /// The stream's last sequence when this replay began.
+    pub target: u64,
+    /// Events applied to this projection's copy so far.
+    pub events: u64,
+    /// Time since the rebuild began.
+    pub elapsed: Duration,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    /// Per projection: events applied, and the stream sequence the new tables hold.
+    pub projections: Vec<(&'static str, u64, u64)>,
+    /// Events no projection could apply (terminated in the live consumer too), skipped.
+    pub poison: u64,
+    /// How long the live tables were locked for the switch.
+    pub switch_time: Duration,
+    /// From start to switch.
+    pub elapsed: Duration,
+}
+
+/// Why a rebuild stopped. Nothing of the live read model has changed unless the switch
+/// committed, and a rebuild can simply be run again.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No such projection or read model.
+    #[error(
+        "no read model or projection is called {0:?}; there are: users, user_settings, relations, conversations (messages, conversation_settings, groups, group_profiles)"
+    )]
+    Unknown(String),
+    /// Another rebuild of the same read model holds the lock.
+    #[error("a rebuild of {0} is already running")]
+    Busy(&'static str),
+    /// Postgres refused or failed.
+    #[error("database: {}", crate::describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    /// No connection could be had.
+    #[error("no database connection: {0}")]
+    Pool(String),
+    /// Reading the log failed.
+    #[error("reading the log: {0}")]
+    Log(String),
+    /// A batch kept failing to apply.
+    #[error("applying to the copy of {projection} failed: {error}")]
+    Apply {
+        /// The projection.
+        projection: &'static str,
+        /// What went wrong.
+        error: String,
+    },
+    /// The live tables stayed busy through every attempt to switch.
+    #[error("could not lock the live tables of {0} for the switch; is something holding them?")]
+    SwitchLocked(&'static str),
+}
+
+impl From<ConsumeError> for RebuildError {
+    fn from(error: ConsumeError) -> Self {
+        Self::Log(error.to_string())
+    }
+}
+
+/// How often a batch that failed for a transient reason is tried before the rebuild stops.
+const APPLY_ATTEMPTS: u32 = 5;
+/// How often the switch is tried when the live tables cannot be locked in time.
+const SWITCH_ATTEMPTS: u32 = 100;
+/// How long the switch waits for a lock before it lets go of all and tries again. Readers
+/// take a statement's tables in their own order, so waiting while holding some could close
+/// a deadlock; this is well below Postgres's `deadlock_timeout` (1 s by default), so the
+/// switch gives way first and no reader is ever the deadlock's victim.
+const SWITCH_LOCK_TIMEOUT: &str = "200ms";
+/// The pause before the switch tries again.
+const SWITCH_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Rebuilds `model` from the log into fresh tables and switches reads to them.
+///
+/// `connection` reaches the read models' database: the rebuild opens its own connections,
+/// two that write the copies and one that holds the lock and switches.
+pub async fn rebuild(
+    jetstream: &async_nats::jetstream::Context,
+    connection: &tokio_postgres::Config,
+    model: &'static ReadModel,
+    options: Options,
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Result<Rebuilt, RebuildError> {
+    let started = Instant::now();
+    let (mut control, driver) = connection.connect(NoTls).await?;
+    let driver = tokio::spawn(driver);
+    let outcome = async {
+        let locked: bool = control
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('jetim rebuild ' || $1))",
+                &[&model.name],
+            )
+            .await?
+            .get(0);
+        if !locked {
+            return Err(RebuildError::Busy(model.name));
+        }
+        let shadow = format!("jetim_rebuild_{}", model.name);
+        create_copies(&control, model, &shadow).await?;
+        let shadow_pool = shadow_pool(connection, &shadow)?;
+        let specs = specs_of(model);
+
+        let mut replays = Vec::new();
+        for (name, spec) in &specs {
+            let mut replay = Replaying::new(name, spec, &shadow_pool, options.batch_size);
+            // Fill, then go round again until one pass finds less than a batch to do.
+            loop {
+                let applied = replay
+                    .run(jetstream, None, Phase::Filling, started, &mut progress)
+                    .await?;
+                if applied < options.batch_size as u64 {
+                    break;
+                }
+            }
+            replays.push(replay);
+        }
+
+        let switch_started = Instant::now();
+        switch(
+            &mut control,
+            jetstream,
+            model,
+            &shadow,
+            &mut replays,
+            options,
+            started,
+            &mut progress,
+        )
+        .await?;
+        let switch_time = switch_started.elapsed();
+        control
+            .batch_execute(&format!("DROP SCHEMA {shadow} CASCADE"))
+            .await?;
+        Ok(Rebuilt {
+            projections: replays
+                .iter()
+                .map(|replay| (replay.name, replay.events, replay.position))
+                .collect(),
+            poison: replays.iter().map(|replay| replay.poison).sum(),
+            switch_time,
+            elapsed: started.elapsed(),
+        })
+    }
+    .await;
+    // Closing the session releases the advisory lock.
+    drop(control);
+    let _ = driver.await;
+    outcome
+}
+
+fn specs_of(model: &ReadModel) -> Vec<(&'static str, DurableSpec)> {
+    let known = crate::projections();
+    model
+        .projections
+        .iter()
+        .map(|name| {
+            let (name, _, spec) = known
+                .iter()
+                .find(|(known, _, _)| known == name)
+                .expect("every read model's projection is registered");
+            (*name, spec.clone())
+        })
+        .collect()
+}
+
+/// Creates the shadow schema afresh with an empty copy of each table, named, keyed and
+/// indexed as the live one, and registry rows for the model's projections.
+async fn create_copies(
+    client: &tokio_postgres::Client,
+    model: &ReadModel,
+    shadow: &str,
+) -> Result<(), RebuildError> {
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow};
+             CREATE TABLE {shadow}.projections (LIKE public.projections INCLUDING ALL);"
+        ))
+        .await?;
+    let versions: Vec<(String, i32)> = crate::projections()
+        .into_iter()
+        .filter(|(name, _, _)| model.projections.contains(name))
+        .map(|(name, version, _)| (name.to_owned(), version))
+        .collect();
+    for (name, version) in &versions {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {shadow}.projections (name, version, active) VALUES ($1, $2, true)"
+                ),
+                &[name, version],
+            )
+            .await?;
+    }
+    for table in model.tables {
+        let mut statements = vec![format!(
+            "CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)"
+        )];
+        // Keys with their constraint names, then the other indexes with theirs, so the
+        // copy is what the migrations made and later migrations find what they name.
+        let constraints = client
+            .query(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+                 WHERE conrelid = ('public.' || $1)::regclass AND contype IN ('p', 'u', 'x')
+                 ORDER BY conname",
+                &[table],
+            )
+            .await?;
+        for row in constraints {
+            let name: String = row.get(0);
+            let definition: String = row.get(1);
+            statements.push(format!(
+                "ALTER TABLE {shadow}.{table} ADD CONSTRAINT {name} {definition}"
+            ));
+        }
+        let indexes = client
+            .query(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                 WHERE i.indrelid = ('public.' || $1)::regclass
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+                 ORDER BY 1",
+                &[table],
+            )
+            .await?;
+        for row in indexes {
+            let definition: String = row.get(0);
+            statements.push(definition.replacen(
+                &format!(" ON public.{table} "),
+                &format!(" ON {shadow}.{table} "),
+                1,
+            ));
+        }
+        client.batch_execute(&statements.join(";\n")).await?;
+    }
+    Ok(())
+}
+
+/// Connections that see the copies first and every other table as it is.
+fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool, RebuildError> {
+    let mut config = connection.clone();
+    config.options(format!("-c search_path={shadow},public"));
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(2)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|error| RebuildError::Pool(error.to_string()))
+}
+
+/// Any of the projections, to apply batches without knowing which.
+enum Projection {
+    Users(users::UsersProjection),
+    Settings(settings::SettingsProjection),
+    Messages(messages::MessagesProjection),
+    Conversations(conversations::ConversationSettingsProjection),
+    Relations(relations::RelationsProjection),
+    Groups(groups::GroupsProjection),
+    Profiles(groups::ProfilesProjection),
+}
+
+impl Projection {
+    fn new(name: &str, pool: Pool) -> Self {
+        match name {
+            users::NAME => Self::Users(users::UsersProjection::new(pool)),
+            settings::NAME => Self::Settings(settings::SettingsProjection::new(pool)),
+            messages::NAME => Self::Messages(messages::MessagesProjection::new(pool)),
+            conversations::NAME => {
+                Self::Conversations(conversations::ConversationSettingsProjection::new(pool))
+            }
+            relations::NAME => Self::Relations(relations::RelationsProjection::new(pool)),
+            groups::NAME => Self::Groups(groups::GroupsProjection::new(pool)),
+            groups::PROFILES_NAME => Self::Profiles(groups::ProfilesProjection::new(pool)),
+            other => unreachable!("projection {other} is not registered"),
+        }
+    }
+
+    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
+        match self {
+            Self::Users(projection) => projection.apply(batch).await,
+            Self::Settings(projection) => projection.apply(batch).await,
+            Self::Messages(projection) => projection.apply(batch).await,
+            Self::Conversations(projection) => projection.apply(batch).await,
+            Self::Relations(projection) => projection.apply(batch).await,
+            Self::Groups(projection) => projection.apply(batch).await,
+            Self::Profiles(projection) => projection.apply(batch).await,
+        }
+    }
+}
+
+/// One projection's replay into its copy, resumable from where it stopped.
+struct Replaying {
+    name: &'static str,
+    spec: DurableSpec,
+    projection: Projection,
+    batch_size: usize,
+    /// The stream sequence of the last event applied.
+    position: u64,
+    events: u64,
+    poison: u64,
+}
+
+impl Replaying {
+    fn new(name: &'static str, spec: &DurableSpec, pool: &Pool, batch_size: usize) -> Self {
+        Self {
+            name,
+            spec: spec.clone(),
+            projection: Projection::new(name, pool.clone()),
+            batch_size: batch_size.max(1),
+            position: 0,
+            events: 0,
+            poison: 0,
+        }
+    }
+
+    /// Applies the projection's events after its position, up to `until` (the end when
+    /// `None`); returns how many it applied.
+    async fn run(
+        &mut self,
+        jetstream: &async_nats::jetstream::Context,
+        until: Option<u64>,
+        phase: Phase,
+        started: Instant,
+        progress: &mut (impl FnMut(&Progress) + Send),
+    ) -> Result<u64, RebuildError> {
+        if until.is_some_and(|until| until <= self.position) {
+            return Ok(0);
+        }
+        let target = match until {
+            Some(until) => until,
+            None => {
+                let mut stream = jetstream
+                    .get_stream(&self.spec.stream)
+                    .await
+                    .map_err(|error| RebuildError::Log(error.to_string()))?;
+                stream
+                    .info()
+                    .await
+                    .map_err(|error| RebuildError::Log(error.to_string()))?
+                    .state
+                    .last_sequence
+            }
+        };
+        let mut replay = Replay::start(
+            jetstream,
+            &self.spec.stream,
+            self.position + 1,
+            self.spec.filter_subjects.clone(),
+        )
+        .await?;
+        let before = self.events;
+        let mut batch = Vec::with_capacity(self.batch_size);
+        while let Some(event) = replay.next().await {
+            let event = event?;
+            if until.is_some_and(|until| event.stream_sequence > until) {
+                break;
+            }
+            batch.push(event);
+            if batch.len() == self.batch_size {
+                self.apply(std::mem::take(&mut batch)).await?;
+                progress(&self.progress(phase, target, started));
+            }
+        }
+        if !batch.is_empty() {
+            self.apply(batch).await?;
+            progress(&self.progress(phase, target, started));
+        }
+        Ok(self.events - before)
+    }
+
+    fn progress(&self, phase: Phase, target: u64, started: Instant) -> Progress {
+        Progress {
+            projection: self.name,
+            phase,
+            stream_sequence: self.position,
+            target,
+            events: self.events,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Applies one batch as the live consumer would: a poison event is skipped (the live
+    /// consumer terminated it too), a transient failure is tried again.
+    async fn apply(&mut self, mut batch: Vec<RecordedEvent>) -> Result<(), RebuildError> {
+        let Some(last) = batch.last().map(|event| event.stream_sequence) else {
+            return Ok(());
+        };
+        let mut attempt = 0;
+        while !batch.is_empty() {
+            match self.projection.apply(&batch).await {
+                Ok(()) => break,
+                Err(HandleError::Poison {
+                    stream_sequence,
+                    reason,
+                }) => {
+                    tracing::warn!(
+                        projection = self.name,
+                        stream_sequence,
+                        %reason,
+                        "rebuild skips an event the projection cannot apply"
+                    );
+                    self.poison += 1;
+                    batch.retain(|event| event.stream_sequence != stream_sequence);
+                }
+                Err(HandleError::Transient(error)) => {
+                    attempt += 1;
+                    if attempt >= APPLY_ATTEMPTS {
+                        return Err(RebuildError::Apply {
+                            projection: self.name,
+                            error: error.to_string(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+        self.events += batch.len() as u64;
+        self.position = last;
+        Ok(())
+    }
+}
+
+/// Locks the live tables, brings the copies to the live position and puts them in place,
+/// in one transaction; tries again if the lock cannot be had in time.
+#[allow(clippy::too_many_arguments)]
+async fn switch(
+    control: &mut tokio_postgres::Client,
+    jetstream: &async_nats::jetstream::Context,
+    model: &'static ReadModel,
+    shadow: &str,
+    replays: &mut [Replaying],
+    options: Options,
+    started: Instant,
+    progress: &mut (impl FnMut(&Progress) + Send),
+) -> Result<(), RebuildError> {
+    for _ in 0..SWITCH_ATTEMPTS {
+        match try_switch(
+            control, jetstream, model, shadow, replays, options, started, progress,
+        )
+        .await
+        {
+            Err(RebuildError::Db(error)) if is_lock_failure(&error) => {
+                tracing::debug!(read_model = model.name, %error, "switch could not lock; trying again");
+                tokio::time::sleep(SWITCH_RETRY_DELAY).await;
+            }
+            outcome => return outcome,
+        }
+    }
+    Err(RebuildError::SwitchLocked(model.name))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn try_switch(
+    control: &mut tokio_postgres::Client,
+    jetstream: &async_nats::jetstream::Context,
+    model: &'static ReadModel,
+    shadow: &str,
+    replays: &mut [Replaying],
+    options: Options,
+    started: Instant,
+    progress: &mut (impl FnMut(&Progress) + Send),
+) -> Result<(), RebuildError> {
+    let live_tables: Vec<String> = model
+        .tables
+        .iter()
+        .map(|table| format!("public.{table}"))
+        .collect();
+    let transaction = control.transaction().await?;
+    // The live projector and readers wait from here to the commit. Taking the tables before
+    // the registry rows is the order the projector takes them in, so the two cannot deadlock.
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}';
+             LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            live_tables.join(", ")
+        ))
+        .await?;
+    let positions = transaction
+        .query(
+            "SELECT name, stream_sequence FROM public.projections
+             WHERE name = ANY($1) AND active FOR UPDATE",
+            &[&model.projections],
+        )
+        .await?;
+    for replay in replays.iter_mut() {
+        let live = positions
+            .iter()
+            .find(|row| row.get::<_, &str>(0) == replay.name)
+            .map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
+        replay
+            .run(jetstream, Some(live), Phase::Switching, started, progress)
+            .await?;
+    }
+    let mut statements = Vec::new();
+    if options.keep_old {
+        let retired = format!("jetim_retired_{}", model.name);
+        statements.push(format!(
+            "DROP SCHEMA IF EXISTS {retired} CASCADE; CREATE SCHEMA {retired}"
+        ));
+        for table in &live_tables {
+            statements.push(format!("ALTER TABLE {table} SET SCHEMA {retired}"));
+        }
+    } else {
+        statements.push(format!("DROP TABLE {}", live_tables.join(", ")));
+    }
+    for table in model.tables {
+        statements.push(format!("ALTER TABLE {shadow}.{table} SET SCHEMA public"));
+    }
+    transaction.batch_execute(&statements.join(";\n")).await?;
+    for replay in replays.iter() {
+        let position = i64::try_from(replay.position).unwrap_or(i64::MAX);
+        transaction
+            .execute(
+                "UPDATE public.projections
+                 SET stream_sequence = GREATEST(stream_sequence, $2),
+                     rebuilt_at = now(), rebuilds = rebuilds + 1
+                 WHERE name = $1 AND active",
+                &[&replay.name, &position],
+            )
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
