@@ -33,6 +33,20 @@ pub(crate) enum OpsCommand {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Rebuilds a read model from the log into fresh tables while the live ones serve, then
+    /// switches to them in one transaction. Name a projection (messages, groups, …) or a read
+    /// model (users, user_settings, relations, conversations); projections that share tables
+    /// are rebuilt together.
+    Rebuild {
+        /// The projection or read model.
+        projection: String,
+        /// Events applied per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Keep the replaced tables in schema `jetim_retired_<read model>`.
+        #[arg(long)]
+        keep_old: bool,
+    },
     /// Each projection's position against its stream: applied, pending, behind.
     Lag {
         /// Print JSON instead of a table.
@@ -80,6 +94,54 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 (None, None) => anyhow::bail!("name a --conversation or a --user"),
             };
             audit(&jetstream, stream, filter, since, until, kind.as_deref()).await?;
+        }
+        OpsCommand::Rebuild {
+            projection,
+            batch,
+            keep_old,
+        } => {
+            use jetim_readmodel::rebuild::{self, Options, RebuildError};
+            let model = rebuild::read_model_of(&projection)
+                .ok_or_else(|| RebuildError::Unknown(projection.clone()))?;
+            let connection = jetim_common::db::connection_config(&config.postgres)?;
+            jetim_common::db::connect(&config.postgres).await?;
+            eprintln!(
+                "rebuilding {} ({}) from the log",
+                model.name,
+                model.projections.join(", ")
+            );
+            let mut meter = ProgressMeter::default();
+            let rebuilt = rebuild::rebuild(
+                &jetstream,
+                &connection,
+                model,
+                Options {
+                    batch_size: batch.max(1),
+                    keep_old,
+                },
+                |progress| meter.report(progress),
+            )
+            .await?;
+            let events: u64 = rebuilt.projections.iter().map(|(_, events, _)| events).sum();
+            let seconds = rebuilt.elapsed.as_secs_f64();
+            println!(
+                "rebuilt {}: {events} events in {seconds:.1} s ({:.0} events/s); reads switched to the new tables (locked for {} ms)",
+                model.name,
+                events as f64 / seconds.max(0.001),
+                rebuilt.switch_time.as_millis()
+            );
+            for (name, events, position) in &rebuilt.projections {
+                println!("  {name}: {events} events, at stream sequence {position}");
+            }
+            if rebuilt.poison > 0 {
+                println!(
+                    "  {} events could not be applied and were skipped, as the live projector skips them",
+                    rebuilt.poison
+                );
+            }
+            if keep_old {
+                println!("  the old tables are in schema jetim_retired_{}", model.name);
+            }
         }
         OpsCommand::Lag { json } => {
             let pool = jetim_common::db::connect(&config.postgres).await?;
@@ -129,6 +191,76 @@ async fn audit(
     }
     out.flush()?;
     Ok(())
+}
+
+/// Prints a rebuild's progress at most once a second: position against the stream, rate and
+/// time left.
+#[derive(Default)]
+struct ProgressMeter {
+    last_print: Option<std::time::Duration>,
+    projection: &'static str,
+    /// When the current projection's replay began, from the start of the rebuild.
+    projection_started: std::time::Duration,
+}
+
+impl ProgressMeter {
+    fn report(&mut self, progress: &jetim_readmodel::rebuild::Progress) {
+        use jetim_readmodel::rebuild::Phase;
+        let due = self
+            .last_print
+            .is_none_or(|last| progress.elapsed.saturating_sub(last).as_secs() >= 1);
+        let switching = progress.phase == Phase::Switching;
+        if !(due || switching || progress.projection != self.projection) {
+            return;
+        }
+        if progress.projection != self.projection {
+            self.projection = progress.projection;
+            self.projection_started = self.last_print.unwrap_or_default();
+        }
+        self.last_print = Some(progress.elapsed);
+        let seconds = progress
+            .elapsed
+            .saturating_sub(self.projection_started)
+            .as_secs_f64();
+        eprintln!("{}", render_progress(progress, seconds));
+    }
+}
+
+/// One progress line; `seconds` is how long this projection's replay has run.
+fn render_progress(progress: &jetim_readmodel::rebuild::Progress, seconds: f64) -> String {
+    use jetim_readmodel::rebuild::Phase;
+    if progress.phase == Phase::Switching {
+        return format!(
+            "{}: switching; caught up to the live position, stream sequence {}",
+            progress.projection, progress.stream_sequence
+        );
+    }
+    let seconds = seconds.max(0.001);
+    let done = progress.stream_sequence.min(progress.target) as f64;
+    let share = if progress.target == 0 {
+        1.0
+    } else {
+        done / progress.target as f64
+    };
+    let left = if share > 0.0 {
+        seconds * (1.0 - share) / share
+    } else {
+        f64::INFINITY
+    };
+    format!(
+        "{}: stream sequence {} of {} ({:.1}%), {} events, {:.0} events/s, about {} left",
+        progress.projection,
+        progress.stream_sequence,
+        progress.target,
+        share * 100.0,
+        progress.events,
+        progress.events as f64 / seconds,
+        if left.is_finite() {
+            format!("{left:.0} s")
+        } else {
+            "? s".to_owned()
+        }
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -345,6 +477,32 @@ fn render_table(rows: &[StreamRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_give_position_rate_and_time_left() {
+        use jetim_readmodel::rebuild::{Phase, Progress};
+        let mut progress = Progress {
+            projection: "messages",
+            phase: Phase::Filling,
+            stream_sequence: 250_000,
+            target: 1_000_000,
+            events: 200_000,
+            elapsed: std::time::Duration::from_secs(12),
+        };
+        assert_eq!(
+            render_progress(&progress, 10.0),
+            "messages: stream sequence 250000 of 1000000 (25.0%), 200000 events, 20000 events/s, about 30 s left"
+        );
+        progress.phase = Phase::Switching;
+        assert_eq!(
+            render_progress(&progress, 10.0),
+            "messages: switching; caught up to the live position, stream sequence 250000"
+        );
+        progress.phase = Phase::Filling;
+        progress.stream_sequence = 0;
+        progress.events = 0;
+        assert!(render_progress(&progress, 0.0).ends_with("about ? s left"));
+    }
 
     #[test]
     fn the_table_lists_streams_and_their_consumers() {

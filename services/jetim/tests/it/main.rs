@@ -353,3 +353,75 @@ async fn ops_audit_prints_a_conversations_events_as_json_lines_and_ops_lag_the_p
         "no projector has run: everything is pending"
     );
 }
+
+#[tokio::test]
+async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did() {
+    use jetim_schemas::events::user::UserRegistered;
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let environment = [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+    ];
+    assert!(jetim(&["migrate"], &environment).status.success());
+    let log = jetim_streams::EventLog::open(nats.jetstream().await)
+        .await
+        .unwrap();
+    let registrations: Vec<_> = ["r1", "r2", "r3"]
+        .into_iter()
+        .map(|user| {
+            (
+                jetim_streams::Subject::user(user, jetim_streams::subject::UserKind::Account)
+                    .unwrap(),
+                jetim_streams::Expect::Empty,
+                UserRegistered {
+                    user_id: user.into(),
+                    nickname: format!("{user} nick"),
+                    face_url: String::new(),
+                    ex: String::new(),
+                    app_manger_level: 1,
+                    global_recv_msg_opt: 0,
+                    create_time: 1,
+                },
+            )
+        })
+        .collect();
+    log.append_atomically("test", &registrations).await.unwrap();
+
+    // No projector has run: the rebuild alone fills users_v1 from the log.
+    let output = jetim(&["ops", "rebuild", "users", "--batch", "2"], &environment);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("rebuilt users: 3 events in "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  users: 3 events, at stream sequence 3"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rebuilding users (users) from the log"), "{stderr}");
+    assert!(stderr.contains("users: stream sequence "), "{stderr}");
+    let client = database.pool().get().await.unwrap();
+    let nicknames: Vec<String> = client
+        .query("SELECT nickname FROM users_v1 ORDER BY user_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(nicknames, ["r1 nick", "r2 nick", "r3 nick"]);
+    let (position, rebuilds): (i64, i32) = client
+        .query_one(
+            "SELECT stream_sequence, rebuilds FROM projections WHERE name = 'users'",
+            &[],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!((position, rebuilds), (3, 1));
+
+    let unknown = jetim(&["ops", "rebuild", "nothing"], &environment);
+    assert_eq!(
+        failure_line(&unknown),
+        "error: no read model or projection is called \"nothing\"; there are: users, user_settings, relations, conversations (messages, conversation_settings, groups, group_profiles)"
+    );
+}
