@@ -1090,3 +1090,4 @@ async fn a_profile_change_is_an_update_in_the_member_logs_where_it_shows_once() 
     );
 }
 mod rebuild;
+mod kill;

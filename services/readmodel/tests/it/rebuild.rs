@@ -24,7 +24,7 @@ fn connection(database: &TestDatabase) -> tokio_postgres::Config {
     jetim_common::db::connection_config(&database.config).unwrap()
 }
 
-async fn register(log: &EventLog, user: &str) {
+pub(crate) async fn register(log: &EventLog, user: &str) {
     let registered = UserRegistered {
         user_id: user.into(),
         nickname: user.into(),
