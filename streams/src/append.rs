@@ -493,7 +493,10 @@ impl EventLog {
         let batch_id = nuid::next().to_string();
         let client = self.jetstream.client();
         for (index, (subject, expect, event)) in events.iter().enumerate() {
-            debug_assert!(!subject.is_timeline(), "timeline events take their seq one by one");
+            debug_assert!(
+                !subject.is_timeline(),
+                "timeline events take their seq one by one"
+            );
             let body = encode(event).map_err(|error| AppendError::Encode {
                 kind: E::KIND,
                 error,
@@ -540,9 +543,9 @@ impl EventLog {
                         duplicate: false,
                     })
                 }
-                Err(PublishFailure::WrongLastSequence) => {
-                    Err(AppendError::Conflict { subject: describe() })
-                }
+                Err(PublishFailure::WrongLastSequence) => Err(AppendError::Conflict {
+                    subject: describe(),
+                }),
                 Err(failure) => Err(failure.into_error_for(describe())),
             };
         }

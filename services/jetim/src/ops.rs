@@ -122,7 +122,11 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 |progress| meter.report(progress),
             )
             .await?;
-            let events: u64 = rebuilt.projections.iter().map(|(_, events, _)| events).sum();
+            let events: u64 = rebuilt
+                .projections
+                .iter()
+                .map(|(_, events, _)| events)
+                .sum();
             let seconds = rebuilt.elapsed.as_secs_f64();
             println!(
                 "rebuilt {}: {events} events in {seconds:.1} s ({:.0} events/s); reads switched to the new tables (locked for {} ms)",
@@ -140,7 +144,10 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 );
             }
             if keep_old {
-                println!("  the old tables are in schema jetim_retired_{}", model.name);
+                println!(
+                    "  the old tables are in schema jetim_retired_{}",
+                    model.name
+                );
             }
         }
         OpsCommand::Lag { json } => {

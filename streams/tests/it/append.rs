@@ -302,7 +302,11 @@ async fn an_atomic_append_stores_every_event_or_none() {
         matches!(error, AppendError::Conflict { ref subject } if subject == "im.user.b1.account and 2 more"),
         "{error}"
     );
-    assert_eq!(user_stream_last(&jetstream).await, 3, "nothing of it stored");
+    assert_eq!(
+        user_stream_last(&jetstream).await,
+        3,
+        "nothing of it stored"
+    );
     let b1 = Subject::user("b1", UserKind::Account).unwrap();
     assert!(log.last_event(&b1).await.unwrap().is_none());
 
@@ -348,7 +352,8 @@ async fn of_racing_atomic_appends_sharing_a_subject_exactly_one_is_stored_whole(
         let tasks: Vec<_> = (0..8)
             .map(|task| {
                 let log = Arc::clone(&log);
-                let mut ids: Vec<String> = (0..49).map(|n| format!("r{round}t{task}n{n}")).collect();
+                let mut ids: Vec<String> =
+                    (0..49).map(|n| format!("r{round}t{task}n{n}")).collect();
                 ids.insert(task * 6, shared.clone());
                 tokio::spawn(async move {
                     let batch = accounts(&ids.iter().map(String::as_str).collect::<Vec<_>>());

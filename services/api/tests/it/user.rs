@@ -137,11 +137,20 @@ async fn racing_batches_sharing_an_id_register_one_batch_whole_and_nothing_of_th
         );
         let loser_side = if winner == "left" { "right" } else { "left" };
         let ids: Vec<String> = (0..20)
-            .flat_map(|n| [format!("{winner}{round}_{n}"), format!("{loser_side}{round}_{n}")])
+            .flat_map(|n| {
+                [
+                    format!("{winner}{round}_{n}"),
+                    format!("{loser_side}{round}_{n}"),
+                ]
+            })
             .chain([format!("both{round}")])
             .collect();
         let reply = app
-            .post("/user/account_check", Some(&admin), &json!({ "checkUserIDs": ids }))
+            .post(
+                "/user/account_check",
+                Some(&admin),
+                &json!({ "checkUserIDs": ids }),
+            )
             .await;
         let registered: Vec<&str> = reply["data"]["results"]
             .as_array()

@@ -396,9 +396,15 @@ async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did(
         stdout.starts_with("rebuilt users: 3 events in "),
         "{stdout}"
     );
-    assert!(stdout.contains("  users: 3 events, at stream sequence 3"), "{stdout}");
+    assert!(
+        stdout.contains("  users: 3 events, at stream sequence 3"),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("rebuilding users (users) from the log"), "{stderr}");
+    assert!(
+        stderr.contains("rebuilding users (users) from the log"),
+        "{stderr}"
+    );
     assert!(stderr.contains("users: stream sequence "), "{stderr}");
     let client = database.pool().get().await.unwrap();
     let nicknames: Vec<String> = client

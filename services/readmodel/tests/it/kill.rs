@@ -172,7 +172,10 @@ async fn a_projector_killed_between_commit_and_ack_redoes_the_batch_with_no_doub
     let once = TestDatabase::migrated().await;
     let events = stream_events(&jetstream, CONVERSATION_STREAM).await;
     project(MessagesProjection::new(once.pool()), &events, 5, false).await;
-    assert_eq!(rows_of(&pool, TABLES).await, rows_of(&once.pool(), TABLES).await);
+    assert_eq!(
+        rows_of(&pool, TABLES).await,
+        rows_of(&once.pool(), TABLES).await
+    );
     let versions = |pool: deadpool_postgres::Pool| async move {
         let client = pool.get().await.unwrap();
         let rows = client

@@ -1089,5 +1089,5 @@ async fn a_profile_change_is_an_update_in_the_member_logs_where_it_shows_once() 
         "g1 bumped once by the change (applied twice), g2 not at all"
     );
 }
-mod rebuild;
 mod kill;
+mod rebuild;

@@ -371,7 +371,10 @@ async fn a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_replay() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(schemas, 0, "no copy and, without --keep-old, no old tables left");
+    assert_eq!(
+        schemas, 0,
+        "no copy and, without --keep-old, no old tables left"
+    );
 }
 
 #[tokio::test]
