@@ -8,6 +8,7 @@
 //! Every failure ends in one line on stderr naming the setting and what is wrong, and exit
 //! status 1; never a panic or a backtrace.
 
+mod bench;
 mod ops;
 mod start;
 
@@ -49,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: ops::OpsCommand,
     },
+    /// Load scenarios that print figures next to a baseline; for a throwaway stack.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
             Command::Push => start::run_services(&config, start::Services::PUSH).await,
             Command::Migrate => start::migrate(&config).await,
             Command::Ops { command } => ops::run(&config, command).await,
+            Command::Bench { command } => bench::run(&config, command).await,
         }
     });
     match outcome {
