@@ -231,9 +231,17 @@ async fn rebuild(
         },
     )
     .await?;
-    let applied = rebuilt.projections.iter().map(|(_, events, _)| events).sum();
-    let rebuild = Figure::new("rebuild (conversations read model)", applied, rebuilt.elapsed)
-        .against(&replay);
+    let applied = rebuilt
+        .projections
+        .iter()
+        .map(|(_, events, _)| events)
+        .sum();
+    let rebuild = Figure::new(
+        "rebuild (conversations read model)",
+        applied,
+        rebuilt.elapsed,
+    )
+    .against(&replay);
     Ok(vec![fill, replay, rebuild])
 }
 
@@ -281,10 +289,9 @@ fn render(report: &Report) -> String {
         "FIGURE", "EVENTS", "SECONDS", "EVENTS/S", "RATIO"
     );
     for figure in &report.figures {
-        let ratio = figure.ratio_to_baseline.map_or_else(
-            || "-".to_owned(),
-            |ratio| format!("{ratio:.2}"),
-        );
+        let ratio = figure
+            .ratio_to_baseline
+            .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}"));
         let _ = writeln!(
             out,
             "{:<38} {:>10} {:>9.2} {:>12.0} {:>10}",
@@ -310,8 +317,14 @@ mod tests {
             cores: 2,
         };
         let table = render(&report);
-        assert!(table.starts_with("rebuild on 2 cores: {\"events\":1000}\n"), "{table}");
+        assert!(
+            table.starts_with("rebuild on 2 cores: {\"events\":1000}\n"),
+            "{table}"
+        );
         assert!(table.contains("rebuild   "), "{table}");
-        assert!(table.lines().last().unwrap().ends_with("25000       0.25"), "{table}");
+        assert!(
+            table.lines().last().unwrap().ends_with("25000       0.25"),
+            "{table}"
+        );
     }
 }
