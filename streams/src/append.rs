@@ -51,6 +51,17 @@ pub enum Expect {
     LastAt(u64),
 }
 
+impl Expect {
+    /// The `Nats-Expected-Last-Subject-Sequence` this expectation publishes with, if any.
+    fn last_subject_sequence(self) -> Option<u64> {
+        match self {
+            Self::Anything => None,
+            Self::Empty => Some(0),
+            Self::LastAt(sequence) => Some(sequence),
+        }
+    }
+}
+
 /// The result of a keyed append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -239,6 +250,23 @@ impl<'a> From<&'a String> for Actor<'a> {
     }
 }
 
+/// An event's body and the headers every event carries: kind, version, actor, trace context.
+fn encoded<E: Event>(
+    event: &E,
+    actor: Actor<'_>,
+) -> Result<(bytes::Bytes, HeaderMap), AppendError> {
+    let body = encode(event).map_err(|error| AppendError::Encode {
+        kind: E::KIND,
+        error,
+    })?;
+    let mut event_headers = HeaderMap::new();
+    event_headers.insert(headers::EVENT, E::KIND);
+    event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
+    actor.write(&mut event_headers);
+    headers::inject_trace_context(&mut event_headers);
+    Ok((body.into(), event_headers))
+}
+
 /// Counts of what one [`EventLog`] has done since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendStats {
@@ -332,18 +360,10 @@ impl EventLog {
             let seq = last.seq + 1;
             let mut sequenced = event.clone();
             sequenced.set_seq(seq);
-            let body = encode(&sequenced).map_err(|error| AppendError::Encode {
-                kind: E::KIND,
-                error,
-            })?;
-            let mut event_headers = HeaderMap::new();
-            event_headers.insert(headers::EVENT, E::KIND);
-            event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
-            actor.write(&mut event_headers);
+            let (body, mut event_headers) = encoded(&sequenced, actor)?;
             event_headers.insert(headers::SEQ, seq.to_string().as_str());
-            headers::inject_trace_context(&mut event_headers);
             let publish = Publish::build()
-                .payload(body.into())
+                .payload(body)
                 .headers(event_headers)
                 .message_id(&dedup_id)
                 .expected_last_subject_sequence(last.stream_sequence);
@@ -424,24 +444,14 @@ impl EventLog {
             !subject.is_timeline(),
             "timeline events take their seq from append_to_timeline"
         );
-        let body = encode(event).map_err(|error| AppendError::Encode {
-            kind: E::KIND,
-            error,
-        })?;
-        let mut event_headers = HeaderMap::new();
-        event_headers.insert(headers::EVENT, E::KIND);
-        event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
-        actor.into().write(&mut event_headers);
-        headers::inject_trace_context(&mut event_headers);
-        let mut publish = Publish::build().payload(body.into()).headers(event_headers);
+        let (body, event_headers) = encoded(event, actor.into())?;
+        let mut publish = Publish::build().payload(body).headers(event_headers);
         if let Some(dedup_id) = dedup_id {
             publish = publish.message_id(dedup_id);
         }
-        publish = match expect {
-            Expect::Anything => publish,
-            Expect::Empty => publish.expected_last_subject_sequence(0),
-            Expect::LastAt(sequence) => publish.expected_last_subject_sequence(sequence),
-        };
+        if let Some(sequence) = expect.last_subject_sequence() {
+            publish = publish.expected_last_subject_sequence(sequence);
+        }
         match self.publish(subject, publish).await {
             Ok(ack) => {
                 self.counters
@@ -477,12 +487,13 @@ impl EventLog {
         events: &[(Subject, Expect, E)],
     ) -> Result<Appended, AppendError> {
         let actor = actor.into();
-        let Some(((commit_subject, _, _), _)) = events.split_last() else {
+        let Some(((commit_subject, commit_expect, commit_event), rest)) = events.split_last()
+        else {
             return Err(AppendError::EmptyBatch);
         };
-        let describe = || match events.len() {
-            1 => commit_subject.to_string(),
-            count => format!("{} and {} more", events[0].0, count - 1),
+        let describe = || match rest.len() {
+            0 => commit_subject.to_string(),
+            more => format!("{} and {more} more", events[0].0),
         };
         if events.len() > MAX_ATOMIC_BATCH {
             return Err(AppendError::BatchTooLarge {
@@ -490,66 +501,56 @@ impl EventLog {
                 count: events.len(),
             });
         }
+        debug_assert!(
+            events.iter().all(|(subject, _, _)| !subject.is_timeline()),
+            "timeline events take their seq one by one"
+        );
         let batch_id = nuid::next().to_string();
-        let client = self.jetstream.client();
-        for (index, (subject, expect, event)) in events.iter().enumerate() {
-            debug_assert!(
-                !subject.is_timeline(),
-                "timeline events take their seq one by one"
-            );
-            let body = encode(event).map_err(|error| AppendError::Encode {
-                kind: E::KIND,
-                error,
-            })?;
-            let mut event_headers = HeaderMap::new();
-            event_headers.insert(headers::EVENT, E::KIND);
-            event_headers.insert(headers::EVENT_VERSION, E::VERSION.to_string().as_str());
-            actor.write(&mut event_headers);
-            headers::inject_trace_context(&mut event_headers);
-            match expect {
-                Expect::Anything => {}
-                Expect::Empty => {
-                    event_headers.insert(headers::EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
-                }
-                Expect::LastAt(sequence) => event_headers.insert(
+        let batch_member = |index: usize, expect: Expect, event: &E| {
+            let (body, mut event_headers) = encoded(event, actor)?;
+            if let Some(sequence) = expect.last_subject_sequence() {
+                event_headers.insert(
                     headers::EXPECTED_LAST_SUBJECT_SEQUENCE,
                     sequence.to_string().as_str(),
-                ),
+                );
             }
             event_headers.insert(headers::BATCH_ID, batch_id.as_str());
             event_headers.insert(headers::BATCH_SEQUENCE, (index + 1).to_string().as_str());
-            if index + 1 < events.len() {
-                // Only the commit is answered; the server holds the rest until it arrives on
-                // this same connection, after them.
-                client
-                    .publish_with_headers(subject.to_string(), event_headers, body.into())
-                    .await
-                    .map_err(|error| AppendError::Nats {
-                        subject: subject.to_string(),
-                        error: error.to_string(),
-                    })?;
-                continue;
-            }
-            event_headers.insert(headers::BATCH_COMMIT, "1");
-            let publish = Publish::build().payload(body.into()).headers(event_headers);
-            return match self.publish(subject, publish).await {
-                Ok(ack) => {
-                    let count = events.len() as u64;
-                    self.counters.stored.fetch_add(count, Ordering::Relaxed);
-                    metrics::counter!("jetim_appends_total", "stream" => subject.stream())
-                        .increment(count);
-                    Ok(Appended {
-                        stream_sequence: ack.sequence,
-                        duplicate: false,
-                    })
-                }
-                Err(PublishFailure::WrongLastSequence) => Err(AppendError::Conflict {
-                    subject: describe(),
-                }),
-                Err(failure) => Err(failure.into_error_for(describe())),
-            };
+            Ok::<_, AppendError>((body, event_headers))
+        };
+
+        // Only the commit is answered; the server holds the others until it arrives on this
+        // same connection, after them.
+        let client = self.jetstream.client();
+        for (index, (subject, expect, event)) in rest.iter().enumerate() {
+            let (body, event_headers) = batch_member(index, *expect, event)?;
+            client
+                .publish_with_headers(subject.to_string(), event_headers, body)
+                .await
+                .map_err(|error| AppendError::Nats {
+                    subject: subject.to_string(),
+                    error: error.to_string(),
+                })?;
         }
-        unreachable!("the loop returns at the last event")
+        let (body, mut event_headers) = batch_member(rest.len(), *commit_expect, commit_event)?;
+        event_headers.insert(headers::BATCH_COMMIT, "1");
+        let publish = Publish::build().payload(body).headers(event_headers);
+        match self.publish(commit_subject, publish).await {
+            Ok(ack) => {
+                let count = events.len() as u64;
+                self.counters.stored.fetch_add(count, Ordering::Relaxed);
+                metrics::counter!("jetim_appends_total", "stream" => commit_subject.stream())
+                    .increment(count);
+                Ok(Appended {
+                    stream_sequence: ack.sequence,
+                    duplicate: false,
+                })
+            }
+            Err(PublishFailure::WrongLastSequence) => Err(AppendError::Conflict {
+                subject: describe(),
+            }),
+            Err(failure) => Err(failure.into_error_for(describe())),
+        }
     }
 
     /// The last event stored on `subject`, if any.
