@@ -54,16 +54,6 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
 use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, run_durable};
 use tokio_util::sync::CancellationToken;
 
-async fn run_one<H: BatchHandler>(
-    jetstream: async_nats::jetstream::Context,
-    spec: DurableSpec,
-    mut handler: H,
-    shutdown: CancellationToken,
-) -> Result<(), ConsumeError> {
-    tracing::info!(consumer = %spec.name, "projection running");
-    run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
-}
-
 /// Every projection this build maintains: (name, version, its consumer).
 pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
     vec![
@@ -89,6 +79,59 @@ pub fn projections() -> Vec<(&'static str, i32, DurableSpec)> {
     ]
 }
 
+/// Any of the projections by name, to run or replay one without naming its type.
+pub enum AnyProjection {
+    /// [`users::UsersProjection`].
+    Users(users::UsersProjection),
+    /// [`settings::SettingsProjection`].
+    Settings(settings::SettingsProjection),
+    /// [`messages::MessagesProjection`].
+    Messages(messages::MessagesProjection),
+    /// [`conversations::ConversationSettingsProjection`].
+    Conversations(conversations::ConversationSettingsProjection),
+    /// [`relations::RelationsProjection`].
+    Relations(relations::RelationsProjection),
+    /// [`groups::GroupsProjection`].
+    Groups(groups::GroupsProjection),
+    /// [`groups::ProfilesProjection`].
+    Profiles(groups::ProfilesProjection),
+}
+
+impl AnyProjection {
+    /// The projection called `name` (one of [`projections`]), writing through `pool`.
+    pub fn new(name: &str, pool: deadpool_postgres::Pool) -> Option<Self> {
+        Some(match name {
+            users::NAME => Self::Users(users::UsersProjection::new(pool)),
+            settings::NAME => Self::Settings(settings::SettingsProjection::new(pool)),
+            messages::NAME => Self::Messages(messages::MessagesProjection::new(pool)),
+            conversations::NAME => {
+                Self::Conversations(conversations::ConversationSettingsProjection::new(pool))
+            }
+            relations::NAME => Self::Relations(relations::RelationsProjection::new(pool)),
+            groups::NAME => Self::Groups(groups::GroupsProjection::new(pool)),
+            groups::PROFILES_NAME => Self::Profiles(groups::ProfilesProjection::new(pool)),
+            _ => return None,
+        })
+    }
+}
+
+impl BatchHandler for AnyProjection {
+    async fn apply(
+        &mut self,
+        batch: &[jetim_streams::RecordedEvent],
+    ) -> Result<(), jetim_streams::consume::HandleError> {
+        match self {
+            Self::Users(projection) => projection.apply(batch).await,
+            Self::Settings(projection) => projection.apply(batch).await,
+            Self::Messages(projection) => projection.apply(batch).await,
+            Self::Conversations(projection) => projection.apply(batch).await,
+            Self::Relations(projection) => projection.apply(batch).await,
+            Self::Groups(projection) => projection.apply(batch).await,
+            Self::Profiles(projection) => projection.apply(batch).await,
+        }
+    }
+}
+
 /// Runs every projection, each with its own durable consumer, until `shutdown` is
 /// cancelled; the first to fail stops the others.
 pub async fn run_projections(
@@ -96,50 +139,15 @@ pub async fn run_projections(
     pool: deadpool_postgres::Pool,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    let outcome = tokio::try_join!(
-        run_one(
-            jetstream.clone(),
-            users::consumer_spec(),
-            users::UsersProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream.clone(),
-            settings::consumer_spec(),
-            settings::SettingsProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream.clone(),
-            messages::consumer_spec(),
-            messages::MessagesProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream.clone(),
-            conversations::consumer_spec(),
-            conversations::ConversationSettingsProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream.clone(),
-            relations::consumer_spec(),
-            relations::RelationsProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream.clone(),
-            groups::consumer_spec(),
-            groups::GroupsProjection::new(pool.clone()),
-            shutdown.clone(),
-        ),
-        run_one(
-            jetstream,
-            groups::profiles_consumer_spec(),
-            groups::ProfilesProjection::new(pool),
-            shutdown.clone(),
-        ),
-    );
+    let running = projections().into_iter().map(|(name, _, spec)| {
+        let (jetstream, shutdown) = (jetstream.clone(), shutdown.clone());
+        let mut handler = AnyProjection::new(name, pool.clone()).expect("a listed projection");
+        async move {
+            tracing::info!(consumer = %spec.name, "projection running");
+            run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
+        }
+    });
+    let outcome = futures::future::try_join_all(running).await;
     if outcome.is_err() {
         shutdown.cancel();
     }

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use jetim_streams::RecordedEvent;
-use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, HandleError, Replay};
+use jetim_streams::consume::{BatchHandler as _, ConsumeError, DurableSpec, HandleError, Replay};
 use tokio_postgres::NoTls;
 
-use crate::{conversations, groups, messages, relations, settings, users};
+use crate::{AnyProjection, conversations, groups, messages, relations, settings, users};
 
 /// Tables some projections write together, rebuilt as one.
 #[derive(Debug)]
@@ -236,12 +236,12 @@ pub async fn rebuild(
             return Err(RebuildError::Busy(model.name));
         }
         let shadow = format!("jetim_rebuild_{}", model.name);
-        create_copies(&control, model, &shadow).await?;
+        let projections = projections_of(model);
+        create_copies(&control, model, &projections, &shadow).await?;
         let shadow_pool = shadow_pool(connection, &shadow)?;
-        let specs = specs_of(model);
 
         let mut replays = Vec::new();
-        for (name, spec) in &specs {
+        for (name, _, spec) in &projections {
             let mut replay = Replaying::new(name, spec, &shadow_pool, options.batch_size);
             // Fill, then go round again until one pass finds less than a batch to do.
             loop {
@@ -288,18 +288,11 @@ pub async fn rebuild(
     outcome
 }
 
-fn specs_of(model: &ReadModel) -> Vec<(&'static str, DurableSpec)> {
-    let known = crate::projections();
-    model
-        .projections
-        .iter()
-        .map(|name| {
-            let (name, _, spec) = known
-                .iter()
-                .find(|(known, _, _)| known == name)
-                .expect("every read model's projection is registered");
-            (*name, spec.clone())
-        })
+/// The model's projections as [`crate::projections`] lists them: name, version, consumer.
+fn projections_of(model: &ReadModel) -> Vec<(&'static str, i32, DurableSpec)> {
+    crate::projections()
+        .into_iter()
+        .filter(|(name, _, _)| model.projections.contains(name))
         .collect()
 }
 
@@ -308,6 +301,7 @@ fn specs_of(model: &ReadModel) -> Vec<(&'static str, DurableSpec)> {
 async fn create_copies(
     client: &tokio_postgres::Client,
     model: &ReadModel,
+    projections: &[(&'static str, i32, DurableSpec)],
     shadow: &str,
 ) -> Result<(), RebuildError> {
     client
@@ -316,12 +310,7 @@ async fn create_copies(
              CREATE TABLE {shadow}.projections (LIKE public.projections INCLUDING ALL);"
         ))
         .await?;
-    let versions: Vec<(String, i32)> = crate::projections()
-        .into_iter()
-        .filter(|(name, _, _)| model.projections.contains(name))
-        .map(|(name, version, _)| (name.to_owned(), version))
-        .collect();
-    for (name, version) in &versions {
+    for (name, version, _) in projections {
         client
             .execute(
                 &format!(
@@ -392,51 +381,11 @@ fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool
         .map_err(|error| RebuildError::Pool(error.to_string()))
 }
 
-/// Any of the projections, to apply batches without knowing which.
-enum Projection {
-    Users(users::UsersProjection),
-    Settings(settings::SettingsProjection),
-    Messages(messages::MessagesProjection),
-    Conversations(conversations::ConversationSettingsProjection),
-    Relations(relations::RelationsProjection),
-    Groups(groups::GroupsProjection),
-    Profiles(groups::ProfilesProjection),
-}
-
-impl Projection {
-    fn new(name: &str, pool: Pool) -> Self {
-        match name {
-            users::NAME => Self::Users(users::UsersProjection::new(pool)),
-            settings::NAME => Self::Settings(settings::SettingsProjection::new(pool)),
-            messages::NAME => Self::Messages(messages::MessagesProjection::new(pool)),
-            conversations::NAME => {
-                Self::Conversations(conversations::ConversationSettingsProjection::new(pool))
-            }
-            relations::NAME => Self::Relations(relations::RelationsProjection::new(pool)),
-            groups::NAME => Self::Groups(groups::GroupsProjection::new(pool)),
-            groups::PROFILES_NAME => Self::Profiles(groups::ProfilesProjection::new(pool)),
-            other => unreachable!("projection {other} is not registered"),
-        }
-    }
-
-    async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
-        match self {
-            Self::Users(projection) => projection.apply(batch).await,
-            Self::Settings(projection) => projection.apply(batch).await,
-            Self::Messages(projection) => projection.apply(batch).await,
-            Self::Conversations(projection) => projection.apply(batch).await,
-            Self::Relations(projection) => projection.apply(batch).await,
-            Self::Groups(projection) => projection.apply(batch).await,
-            Self::Profiles(projection) => projection.apply(batch).await,
-        }
-    }
-}
-
 /// One projection's replay into its copy, resumable from where it stopped.
 struct Replaying {
     name: &'static str,
     spec: DurableSpec,
-    projection: Projection,
+    projection: AnyProjection,
     batch_size: usize,
     /// The stream sequence of the last event applied.
     position: u64,
@@ -449,7 +398,8 @@ impl Replaying {
         Self {
             name,
             spec: spec.clone(),
-            projection: Projection::new(name, pool.clone()),
+            projection: AnyProjection::new(name, pool.clone())
+                .expect("every read model's projection is registered"),
             batch_size: batch_size.max(1),
             position: 0,
             events: 0,

@@ -153,38 +153,9 @@ async fn replay_into(
         while let Some(event) = replay.next().await {
             events.push(event.unwrap());
         }
+        let mut projection = jetim_readmodel::AnyProjection::new(name, pool.clone()).unwrap();
         for batch in events.chunks(100) {
-            match name {
-                "messages" => {
-                    jetim_readmodel::messages::MessagesProjection::new(pool.clone())
-                        .apply(batch)
-                        .await
-                }
-                "conversation_settings" => {
-                    jetim_readmodel::conversations::ConversationSettingsProjection::new(
-                        pool.clone(),
-                    )
-                    .apply(batch)
-                    .await
-                }
-                "groups" => {
-                    jetim_readmodel::groups::GroupsProjection::new(pool.clone())
-                        .apply(batch)
-                        .await
-                }
-                "group_profiles" => {
-                    jetim_readmodel::groups::ProfilesProjection::new(pool.clone())
-                        .apply(batch)
-                        .await
-                }
-                "users" => {
-                    jetim_readmodel::users::UsersProjection::new(pool.clone())
-                        .apply(batch)
-                        .await
-                }
-                other => panic!("no replay for {other}"),
-            }
-            .unwrap();
+            projection.apply(batch).await.unwrap();
         }
     }
 }
