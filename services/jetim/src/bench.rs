@@ -186,10 +186,11 @@ async fn rebuild(
                 }
             }
         });
-        for task in tasks {
-            task.await??;
-        }
+        let filled = futures::future::try_join_all(tasks).await;
         ticker.abort();
+        for appended in filled? {
+            appended?;
+        }
         Figure::new("append (jetim's append path)", events, started.elapsed())
     };
 
@@ -248,10 +249,14 @@ async fn rebuild(
 /// A text message in single chat `pair` (users `b<pair>a` and `b<pair>b`).
 fn message(pair: u64, index: u64, text: &str) -> MsgSent {
     let (from, to) = (format!("b{pair}a"), format!("b{pair}b"));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let now = i64::try_from(now).unwrap_or_default();
+    let now = jetim_common::clock::now_millis();
     MsgSent {
-        conversation_id: format!("si_{from}_{to}"),
+        conversation_id: jetim_messaging::conversation::chat_conversation_id(
+            jetim_messaging::conversation::SessionType::Single,
+            &from,
+            &to,
+            "",
+        ),
         seq: 0,
         server_msg_id: format!("{index:032x}"),
         client_msg_id: format!("bench{index}"),
