@@ -187,6 +187,21 @@ pub fn user_filter(user_id: &str) -> Result<String, TokenError> {
     Ok(format!("{USER_PREFIX}.{}.>", escape(user_id)?))
 }
 
+/// Whether `subject` matches the NATS `filter`: `*` stands for one token, a final `>` for one
+/// or more.
+pub fn matches(filter: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for filter_token in filter.split('.') {
+        match (filter_token, subject_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (token, Some(subject_token)) if token == subject_token => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
 /// The core NATS subjects of delivery. They are not in any stream: delivery is best effort
 /// and fast, and completeness comes from seq sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -278,6 +293,18 @@ impl ParsedSubject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subjects_match_filters_as_nats_matches_them() {
+        assert!(matches("im.conv.*.msg", "im.conv.si_a_b.msg"));
+        assert!(!matches("im.conv.*.msg", "im.conv.si_a_b.group"));
+        assert!(!matches("im.conv.*.msg", "im.conv.si_a_b.msg.x"));
+        assert!(!matches("im.conv.*.msg", "im.conv.msg"));
+        assert!(matches("im.user.>", "im.user.alice.account"));
+        assert!(!matches("im.user.>", "im.user"));
+        assert!(matches("im.user.alice.account", "im.user.alice.account"));
+        assert!(!matches("im.user.alice.account", "im.user.bob.account"));
+    }
 
     #[test]
     fn timeline_subjects_escape_the_conversation_id() {

@@ -471,7 +471,7 @@ impl Replaying {
                 .spec
                 .filter_subjects
                 .iter()
-                .any(|filter| subject_matches(filter, subject))
+                .any(|filter| jetim_streams::subject::matches(filter, subject))
     }
 
     fn progress(&self, phase: Phase, target: u64, started: Instant) -> Progress {
@@ -629,20 +629,6 @@ async fn try_switch(
     Ok(())
 }
 
-/// NATS subject matching: `*` stands for one token, a final `>` for one or more.
-fn subject_matches(filter: &str, subject: &str) -> bool {
-    let mut subject_tokens = subject.split('.');
-    for filter_token in filter.split('.') {
-        match (filter_token, subject_tokens.next()) {
-            (">", Some(_)) => return true,
-            ("*", Some(_)) => {}
-            (token, Some(subject_token)) if token == subject_token => {}
-            _ => return false,
-        }
-    }
-    subject_tokens.next().is_none()
-}
-
 fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     error.code().is_some_and(|code| {
@@ -653,24 +639,6 @@ fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_match_filters_as_nats_matches_them() {
-        assert!(subject_matches("im.conv.*.msg", "im.conv.si_a_b.msg"));
-        assert!(!subject_matches("im.conv.*.msg", "im.conv.si_a_b.group"));
-        assert!(!subject_matches("im.conv.*.msg", "im.conv.si_a_b.msg.x"));
-        assert!(!subject_matches("im.conv.*.msg", "im.conv.msg"));
-        assert!(subject_matches("im.user.>", "im.user.alice.account"));
-        assert!(!subject_matches("im.user.>", "im.user"));
-        assert!(subject_matches(
-            "im.user.alice.account",
-            "im.user.alice.account"
-        ));
-        assert!(!subject_matches(
-            "im.user.alice.account",
-            "im.user.bob.account"
-        ));
-    }
 
     #[test]
     fn every_projection_belongs_to_exactly_one_read_model() {
