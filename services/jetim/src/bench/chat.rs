@@ -1,0 +1,232 @@
+//! `jetim bench chat`: pairs of users in single chats, every user on its own connection,
+//! both members of a pair sending to each other.
+
+use std::time::{Duration, Instant};
+
+use jetim_common::config::Config;
+use jetim_messaging::conversation::{SessionType, chat_conversation_id};
+
+use super::load::{self, Stack};
+use super::session::{self, Conversations, LoadShape, Plan, Target};
+use super::{Figure, Output, Report, baseline};
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ChatArgs {
+    /// Pairs of users; each user holds one connection and sends to the other.
+    #[arg(long, default_value_t = 500)]
+    pairs: usize,
+    /// Messages a second, all users together; the first step's when stepping.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// Seconds at the rate, or per step.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Step the rate up by this much after each step, until a step does not keep up.
+    #[arg(long)]
+    step: Option<f64>,
+    /// The highest rate stepped to.
+    #[arg(long, default_value_t = 60_000.0)]
+    max_rate: f64,
+    /// When stepping: a step whose p99 send→deliver is above this does not keep up.
+    #[arg(long, default_value_t = 100.0)]
+    p99_bound_ms: f64,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Messages for each baseline.
+    #[arg(long, default_value_t = 100_000)]
+    baseline_messages: u64,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Connections per 127.0.0.x source address.
+    #[arg(long, default_value_t = 25_000)]
+    per_address: usize,
+    #[command(flatten)]
+    pub(crate) output: Output,
+}
+
+impl ChatArgs {
+    fn shape(&self) -> LoadShape {
+        let step = Duration::from_secs(self.seconds.max(1));
+        match self.step {
+            Some(increment) if increment > 0.0 => {
+                let mut rates = Vec::new();
+                let mut rate = self.rate;
+                while rate <= self.max_rate && rates.len() < 100 {
+                    rates.push(rate);
+                    rate += increment;
+                }
+                LoadShape {
+                    rates,
+                    step,
+                    p99_bound_ms: Some(self.p99_bound_ms),
+                }
+            }
+            _ => LoadShape {
+                rates: vec![self.rate],
+                step,
+                p99_bound_ms: None,
+            },
+        }
+    }
+}
+
+pub(crate) async fn run(
+    config: &Config,
+    client: &async_nats::Client,
+    jetstream: &async_nats::jetstream::Context,
+    args: ChatArgs,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "chat",
+        serde_json::json!({
+            "pairs": args.pairs,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "step": args.step,
+            "max_rate": args.max_rate,
+            "p99_bound_ms": args.p99_bound_ms,
+            "payload_bytes": args.payload,
+        }),
+    );
+    let pairs = args.pairs.max(1);
+    let stack = Stack::open(config, jetstream).await?;
+
+    // Baselines first, on the same server, while jetim is idle.
+    let body = baseline::event_body(args.payload)?;
+    eprintln!(
+        "baselines: {} messages of {} bytes",
+        args.baseline_messages,
+        body.len()
+    );
+    let raw = baseline::raw_append(
+        jetstream,
+        body.clone(),
+        args.baseline_messages,
+        pairs,
+        pairs.min(256),
+    )
+    .await?;
+    let core = baseline::core_publish(client, body, args.baseline_messages, pairs).await?;
+
+    let tag = load::run_tag();
+    let users: Vec<String> = (0..pairs * 2).map(|i| format!("b{tag}u{i}")).collect();
+    eprintln!("registering {} users", users.len());
+    stack.register(&users).await?;
+    let (sockets, connected) =
+        connect_all(&stack, &users, args.connect_concurrency, args.per_address).await?;
+
+    let plans: Vec<Plan> = users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| {
+            let peer = &users[index ^ 1];
+            Plan {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                user: user.clone(),
+                target: Target {
+                    recv_id: peer.clone(),
+                    group_id: String::new(),
+                    session_type: 1,
+                    conversation_id: chat_conversation_id(SessionType::Single, user, peer, ""),
+                },
+                conversation: index / 2,
+                sender: Some(index),
+                verifies: index % 2 == 0,
+            }
+        })
+        .collect();
+    let conversations = Conversations {
+        members: (0..pairs)
+            .map(|pair| {
+                let first = u32::try_from(pair * 2).unwrap_or(u32::MAX);
+                vec![first, first + 1]
+            })
+            .collect(),
+    };
+    let shape = args.shape();
+    let run = session::run(plans, sockets, &conversations, shape.clone(), args.payload).await?;
+
+    // The sustained rate: the fixed rate's, or the highest step that kept up.
+    let sustained = run
+        .steps
+        .iter()
+        .zip(&run.passed)
+        .filter(|(_, kept_up)| **kept_up || shape.p99_bound_ms.is_none())
+        .map(|(step, _)| step)
+        .max_by(|a, b| a.acked_per_second.total_cmp(&b.acked_per_second));
+    let at_10k = run
+        .steps
+        .iter()
+        .find(|step| (step.offered_per_second - 10_000.0).abs() < 1.0)
+        .map(|step| step.deliver.p99_ms);
+    let chat = match sustained {
+        Some(step) => Figure::rate("chat: sustained msg/s", step.acked, step.seconds),
+        None => Figure::rate("chat: sustained msg/s (no step kept up)", 0, 1.0),
+    }
+    .against(&raw);
+    let chat_rate = chat.per_second;
+    let ratio = chat.ratio_to_baseline.unwrap_or(0.0);
+    report.figures = vec![connected, core, raw, chat];
+    report.target(
+        "chat ≥ 20,000 msg/s sustained",
+        format!("{chat_rate:.0} msg/s"),
+        chat_rate >= 20_000.0,
+    );
+    report.target(
+        "chat p99 send→deliver ≤ 20 ms at 10,000 msg/s",
+        at_10k.map_or_else(
+            || "not run at 10,000/s".to_owned(),
+            |p99| format!("{p99:.1} ms"),
+        ),
+        at_10k.is_some_and(|p99| p99 <= 20.0),
+    );
+    report.target(
+        "chat ≥ 0.5 × raw JetStream append",
+        format!("{ratio:.2} ×"),
+        ratio >= 0.5,
+    );
+    let clean = run.accounting.clean();
+    report.target(
+        "lost = 0, duplicated = 0, pullable without gaps",
+        format!(
+            "lost {}, duplicated {}, missing {}, gaps {}",
+            run.accounting.lost,
+            run.accounting.duplicated,
+            run.accounting.missing_from_pull,
+            run.accounting.seq_gaps
+        ),
+        clean,
+    );
+    report.add_run(run);
+    Ok(report)
+}
+
+/// Issues every user a token and opens its connection: the sockets, in `users` order, and
+/// the connect rate.
+pub(crate) async fn connect_all(
+    stack: &Stack,
+    users: &[String],
+    concurrency: usize,
+    per_address: usize,
+) -> anyhow::Result<(Vec<load::Socket>, Figure)> {
+    eprintln!("issuing {} tokens", users.len());
+    let tokens = load::in_parallel(users.iter(), 32, |user| stack.token(user)).await?;
+    eprintln!("opening {} connections", users.len());
+    let started = Instant::now();
+    let sockets = load::in_parallel(
+        users.iter().zip(&tokens).enumerate(),
+        concurrency,
+        |(index, (user, token))| {
+            stack.connect(user, token, Some(load::source_address(index, per_address)))
+        },
+    )
+    .await?;
+    let figure = Figure::new(
+        "connect (handshakes)",
+        users.len() as u64,
+        started.elapsed(),
+    );
+    Ok((sockets, figure))
+}

@@ -1,0 +1,184 @@
+//! `jetim bench group`: groups whose members all hold connections; a few members of each
+//! send, every member receives.
+
+use std::time::Duration;
+
+use jetim_common::config::Config;
+use jetim_messaging::conversation::{SessionType, chat_conversation_id};
+use serde_json::json;
+
+use super::load::{self, Stack};
+use super::session::{self, Conversations, LoadShape, Plan, Target};
+use super::{Figure, Output, Report, baseline};
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GroupArgs {
+    /// Groups.
+    #[arg(long, default_value_t = 10)]
+    groups: usize,
+    /// Members of each group, each on its own connection.
+    #[arg(long, default_value_t = 200)]
+    members: usize,
+    /// Members of each group who send.
+    #[arg(long, default_value_t = 5)]
+    senders: usize,
+    /// Messages a second, all groups together (deliveries are this × members − 1).
+    #[arg(long, default_value_t = 1_000.0)]
+    rate: f64,
+    /// Seconds at the rate.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Messages for the core NATS baseline.
+    #[arg(long, default_value_t = 200_000)]
+    baseline_messages: u64,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Connections per 127.0.0.x source address.
+    #[arg(long, default_value_t = 25_000)]
+    per_address: usize,
+    #[command(flatten)]
+    pub(crate) output: Output,
+}
+
+pub(crate) async fn run(
+    config: &Config,
+    client: &async_nats::Client,
+    jetstream: &async_nats::jetstream::Context,
+    args: GroupArgs,
+) -> anyhow::Result<Report> {
+    let mut report = Report::new(
+        "group",
+        json!({
+            "groups": args.groups,
+            "members": args.members,
+            "senders_per_group": args.senders,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "payload_bytes": args.payload,
+        }),
+    );
+    let (groups, members) = (args.groups.max(1), args.members.max(2));
+    let senders = args.senders.clamp(1, members);
+    let stack = Stack::open(config, jetstream).await?;
+
+    let body = baseline::event_body(args.payload)?;
+    let core = baseline::core_publish(client, body, args.baseline_messages, groups).await?;
+
+    let tag = load::run_tag();
+    let user = |group: usize, member: usize| format!("b{tag}g{group}m{member}");
+    let group_id = |group: usize| format!("b{tag}g{group}");
+    let users: Vec<String> = (0..groups)
+        .flat_map(|group| (0..members).map(move |member| (group, member)))
+        .map(|(group, member)| user(group, member))
+        .collect();
+    eprintln!("registering {} users", users.len());
+    stack.register(&users).await?;
+    eprintln!("creating {groups} groups of {members}");
+    for group in 0..groups {
+        stack
+            .post(
+                "/group/create_group",
+                json!({
+                    "ownerUserID": user(group, 0),
+                    "memberUserIDs": (1..members).map(|member| user(group, member)).collect::<Vec<_>>(),
+                    "adminUserIDs": [],
+                    "groupInfo": {"groupID": group_id(group), "groupName": group_id(group), "groupType": 2},
+                }),
+            )
+            .await?;
+    }
+    // Pushes fan out to the members the read model knows; wait until it knows them all.
+    let last = group_id(groups - 1);
+    let mut known = 0;
+    for _ in 0..600 {
+        let page = stack
+            .post(
+                "/group/get_group_member_list",
+                json!({"groupID": last, "pagination": {"pageNumber": 1, "showNumber": 1}}),
+            )
+            .await?;
+        known = page["total"].as_u64().unwrap_or(0);
+        if known == members as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(
+        known == members as u64,
+        "group {last} shows {known} of {members} members after 60 s"
+    );
+
+    let (sockets, connected) =
+        super::chat::connect_all(&stack, &users, args.connect_concurrency, args.per_address)
+            .await?;
+    let plans: Vec<Plan> = users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| {
+            let (group, member) = (index / members, index % members);
+            let id = group_id(group);
+            Plan {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                user: user.clone(),
+                target: Target {
+                    recv_id: String::new(),
+                    conversation_id: chat_conversation_id(SessionType::Group, user, "", &id),
+                    group_id: id,
+                    session_type: 3,
+                },
+                conversation: group,
+                sender: (member < senders).then_some(group * senders + member),
+                verifies: member == 0,
+            }
+        })
+        .collect();
+    let conversations = Conversations {
+        members: (0..groups)
+            .map(|group| {
+                (0..members)
+                    .map(|member| u32::try_from(group * members + member).unwrap_or(u32::MAX))
+                    .collect()
+            })
+            .collect(),
+    };
+    let shape = LoadShape {
+        rates: vec![args.rate],
+        step: Duration::from_secs(args.seconds.max(1)),
+        p99_bound_ms: None,
+    };
+    let run = session::run(plans, sockets, &conversations, shape, args.payload).await?;
+    let step = run.steps.first();
+    let deliveries = step
+        .map_or(Figure::rate("group: deliveries/s", 0, 1.0), |step| {
+            Figure::rate("group: deliveries/s", step.delivered, step.seconds)
+        })
+        .against(&core);
+    let messages = step.map_or(Figure::rate("group: messages/s", 0, 1.0), |step| {
+        Figure::rate("group: messages/s (acked)", step.acked, step.seconds)
+    });
+    let rate = deliveries.per_second;
+    report.figures = vec![connected, core, messages, deliveries];
+    report.target(
+        format!("group ≥ 200,000 deliveries/s ({members}-member groups)"),
+        format!("{rate:.0} deliveries/s"),
+        rate >= 200_000.0,
+    );
+    let clean = run.accounting.clean();
+    report.target(
+        "lost = 0, duplicated = 0, pullable without gaps",
+        format!(
+            "lost {}, duplicated {}, missing {}, gaps {}",
+            run.accounting.lost,
+            run.accounting.duplicated,
+            run.accounting.missing_from_pull,
+            run.accounting.seq_gaps
+        ),
+        clean,
+    );
+    report.add_run(run);
+    Ok(report)
+}

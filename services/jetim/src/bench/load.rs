@@ -1,0 +1,351 @@
+//! The load client: a running jetim reached the way OpenIM clients reach it. Users are
+//! registered and groups created through the REST API; every simulated user holds its own
+//! WebSocket to the gateway and speaks the JS SDK's JSON envelope.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use jetim_common::auth::{Platform, TokenService};
+use jetim_common::config::Config;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Request identifiers of the gateway protocol.
+pub(crate) const GET_NEWEST_SEQ: i32 = 1001;
+pub(crate) const PULL_BY_SEQ_LIST: i32 = 1002;
+pub(crate) const SEND_MSG: i32 = 1003;
+pub(crate) const PUSH_MSG: i32 = 2001;
+
+/// The running jetim under test: its REST API, its gateway, and the token service.
+pub(crate) struct Stack {
+    http: reqwest::Client,
+    api: String,
+    admin_token: String,
+    tokens: TokenService,
+    pub(crate) gateway: SocketAddr,
+}
+
+/// A listen address as a client dials it: `0.0.0.0` means this machine.
+fn dialable(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port()))
+    } else {
+        listen
+    }
+}
+
+impl Stack {
+    pub(crate) async fn open(
+        config: &Config,
+        jetstream: &async_nats::jetstream::Context,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::new();
+        let api = format!("http://{}", dialable(config.api.listen));
+        let admin = config
+            .auth
+            .admin_user_ids
+            .first()
+            .context("auth.admin_user_ids is empty: the bench needs an admin")?;
+        let mut stack = Self {
+            http,
+            api,
+            admin_token: String::new(),
+            tokens: TokenService::open(jetstream, &config.auth, config.nats.stream_replicas)
+                .await?,
+            gateway: dialable(config.gateway.listen),
+        };
+        let answer = stack
+            .post(
+                "/auth/get_admin_token",
+                json!({"secret": config.auth.secret, "userID": admin}),
+            )
+            .await
+            .with_context(|| format!("is jetim's API listening on {}?", stack.api))?;
+        stack.admin_token = answer["token"]
+            .as_str()
+            .context("get_admin_token answered without a token")?
+            .to_owned();
+        Ok(stack)
+    }
+
+    /// POSTs to the REST API as the admin; the reply's `data`, or its error.
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let reply: Value = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .header("operationID", format!("bench-{}", nuid::next()))
+            .header("token", &self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?
+            .json()
+            .await
+            .with_context(|| format!("POST {path}: the reply is not JSON"))?;
+        if reply["errCode"] != 0 {
+            bail!("POST {path}: {reply}");
+        }
+        Ok(reply["data"].clone())
+    }
+
+    /// Registers `users` (1,000 a request) and waits until the API knows every one.
+    pub(crate) async fn register(&self, users: &[String]) -> anyhow::Result<()> {
+        for chunk in users.chunks(1000) {
+            let entries: Vec<Value> = chunk
+                .iter()
+                .map(|user| json!({"userID": user, "nickname": user, "faceURL": ""}))
+                .collect();
+            self.post("/user/user_register", json!({"users": entries}))
+                .await?;
+        }
+        // The read model follows the log; the last chunk is the last to arrive.
+        let last: Vec<&String> = users.iter().rev().take(100).collect();
+        for _ in 0..600 {
+            let found = self
+                .post("/user/get_users_info", json!({"userIDs": last}))
+                .await?;
+            if found["usersInfo"].as_array().map_or(0, Vec::len) == last.len() {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        bail!("registered users did not reach the read model within 60 s")
+    }
+
+    /// A web-platform token for `user`, issued as `/auth/get_user_token` issues it.
+    pub(crate) async fn token(&self, user: &str) -> anyhow::Result<String> {
+        Ok(self.tokens.issue(user, Platform::WEB).await?.token)
+    }
+
+    /// Opens `user`'s connection as the JS SDK does, from `source` when given (past ~28,000
+    /// connections one source address runs out of ports), and reads the handshake result.
+    pub(crate) async fn connect(
+        &self,
+        user: &str,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Socket> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if let Some(source) = source {
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .with_context(|| format!("binding to {source}"))?;
+        }
+        let stream = socket
+            .connect(self.gateway)
+            .await
+            .with_context(|| format!("connecting to the gateway at {}", self.gateway))?;
+        stream.set_nodelay(true)?;
+        let url = format!(
+            "ws://{}/?sendID={user}&token={token}&platformID={}&operationID=bench-connect&isBackground=false&isMsgResp=true&sdkType=js",
+            self.gateway,
+            Platform::WEB.id()
+        );
+        // Small buffers: thousands of these live in one process.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        let (mut socket, _) =
+            tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                .await
+                .context("the WebSocket handshake")?;
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let result: Value = serde_json::from_str(text.as_str())?;
+                if result["errCode"] != 0 {
+                    bail!("the gateway refused {user}: {result}");
+                }
+            }
+            other => bail!("no handshake result for {user}: {other:?}"),
+        }
+        Ok(socket)
+    }
+}
+
+#[derive(Serialize)]
+struct OutEnvelope<'a> {
+    #[serde(rename = "reqIdentifier")]
+    req_identifier: i32,
+    #[serde(rename = "sendID")]
+    send_id: &'a str,
+    #[serde(rename = "operationID")]
+    operation_id: &'a str,
+    #[serde(rename = "msgIncr")]
+    msg_incr: &'a str,
+    data: String,
+}
+
+/// A reply or push from the gateway, `data` decoded from base64.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) req_identifier: i32,
+    pub(crate) msg_incr: String,
+    pub(crate) err_code: i32,
+    pub(crate) err_msg: String,
+    pub(crate) data: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct InEnvelope<'a> {
+    #[serde(rename = "reqIdentifier")]
+    req_identifier: i32,
+    #[serde(rename = "msgIncr", default)]
+    msg_incr: String,
+    #[serde(rename = "errCode", default)]
+    err_code: i32,
+    #[serde(rename = "errMsg", default)]
+    err_msg: String,
+    #[serde(borrow)]
+    data: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A binary request frame.
+pub(crate) fn request(user: &str, identifier: i32, incr: &str, data: &[u8]) -> Message {
+    let envelope = OutEnvelope {
+        req_identifier: identifier,
+        send_id: user,
+        operation_id: incr,
+        msg_incr: incr,
+        data: base64::engine::general_purpose::STANDARD.encode(data),
+    };
+    Message::Binary(serde_json::to_vec(&envelope).unwrap_or_default().into())
+}
+
+/// Reads a frame from the gateway: `Some` for a binary envelope, `None` for control and
+/// heartbeat frames.
+pub(crate) fn incoming(frame: &Message) -> anyhow::Result<Option<Incoming>> {
+    let Message::Binary(bytes) = frame else {
+        return Ok(None);
+    };
+    let envelope: InEnvelope<'_> =
+        serde_json::from_slice(bytes).context("a binary frame that is not an envelope")?;
+    let data = match envelope.data {
+        Some(text) => base64::engine::general_purpose::STANDARD.decode(text.as_bytes())?,
+        None => Vec::new(),
+    };
+    Ok(Some(Incoming {
+        req_identifier: envelope.req_identifier,
+        msg_incr: envelope.msg_incr,
+        err_code: envelope.err_code,
+        err_msg: envelope.err_msg,
+        data,
+    }))
+}
+
+/// Sends a request and reads frames until its reply, handing everything else to `other`.
+pub(crate) async fn call(
+    socket: &mut Socket,
+    user: &str,
+    identifier: i32,
+    incr: &str,
+    data: &[u8],
+    mut other: impl FnMut(Incoming),
+) -> anyhow::Result<Vec<u8>> {
+    socket.send(request(user, identifier, incr, data)).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .with_context(|| format!("no reply to {identifier} within 30 s"))?
+            .context("the gateway closed the connection")??;
+        if let Some(incoming) = incoming(&frame)? {
+            if incoming.msg_incr == incr {
+                if incoming.err_code != 0 {
+                    bail!(
+                        "request {identifier} failed: {} {}",
+                        incoming.err_code,
+                        incoming.err_msg
+                    );
+                }
+                return Ok(incoming.data);
+            }
+            other(incoming);
+        }
+    }
+}
+
+/// Runs `task` over `items` with at most `limit` in flight, in order of completion.
+pub(crate) async fn in_parallel<T, R, F>(
+    items: impl IntoIterator<Item = T>,
+    limit: usize,
+    task: impl Fn(T) -> F,
+) -> anyhow::Result<Vec<R>>
+where
+    F: std::future::Future<Output = anyhow::Result<R>>,
+{
+    futures::stream::iter(items.into_iter().map(task))
+        .buffered(limit.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The source address for connection `index`: 127.0.0.1 for the first `per_address`, then
+/// 127.0.0.2, and so on (all of 127/8 is this machine).
+pub(crate) fn source_address(index: usize, per_address: usize) -> IpAddr {
+    let nth = u32::try_from(index / per_address.max(1)).unwrap_or(0) + 1;
+    IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 0)) + nth))
+}
+
+/// A short tag that keeps this run's user IDs apart from an earlier run's on the same stack.
+pub(crate) fn run_tag() -> String {
+    let millis = u64::try_from(jetim_common::clock::now_millis()).unwrap_or(0);
+    format!("{:x}", millis % 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_move_to_the_next_loopback_address_when_one_is_full() {
+        assert_eq!(source_address(0, 25_000).to_string(), "127.0.0.1");
+        assert_eq!(source_address(24_999, 25_000).to_string(), "127.0.0.1");
+        assert_eq!(source_address(25_000, 25_000).to_string(), "127.0.0.2");
+        assert_eq!(source_address(300 * 256, 256).to_string(), "127.0.1.45");
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip_the_json_envelope() {
+        let frame = request("u1", SEND_MSG, "7", b"\x01\x02");
+        let Message::Binary(bytes) = &frame else {
+            panic!("binary")
+        };
+        let sent: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(
+            sent,
+            json!({"reqIdentifier": 1003, "sendID": "u1", "operationID": "7", "msgIncr": "7", "data": "AQI="})
+        );
+        let reply = Message::Binary(
+            br#"{"reqIdentifier":1003,"msgIncr":"7","operationID":"7","errCode":0,"errMsg":"","data":"AQI="}"#
+                .to_vec()
+                .into(),
+        );
+        let incoming = incoming(&reply).unwrap().unwrap();
+        assert_eq!(
+            (incoming.req_identifier, incoming.msg_incr.as_str()),
+            (1003, "7")
+        );
+        assert_eq!(incoming.data, [1, 2]);
+        let refused = Message::Binary(
+            br#"{"reqIdentifier":1003,"msgIncr":"8","errCode":1004,"errMsg":"no","data":null}"#
+                .to_vec()
+                .into(),
+        );
+        let incoming = super::incoming(&refused).unwrap().unwrap();
+        assert_eq!((incoming.err_code, incoming.data.len()), (1004, 0));
+        assert!(
+            super::incoming(&Message::Ping(Vec::new().into()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(super::incoming(&Message::Binary(b"[]".to_vec().into())).is_err());
+    }
+}

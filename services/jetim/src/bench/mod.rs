@@ -1,0 +1,407 @@
+//! `jetim bench …`: load scenarios that print their figures, each next to a baseline measured
+//! in the same run. Run them against a throwaway stack (`tests/bench.sh` starts one): they
+//! write to the configured streams and database.
+//!
+//! - `rebuild.rs`: fill the log, rebuild the conversations read model.
+//! - `chat.rs`, `group.rs`, `connect.rs`: a running jetim under load from simulated OpenIM
+//!   clients (`load.rs` speaks the gateway protocol, `session.rs` runs the users and checks
+//!   what arrived, `record.rs` keeps the latency histograms).
+//! - `baseline.rs`: the same payloads straight through NATS, for the ratios.
+//! - `plot.rs`: `--plot FILE.svg`.
+
+mod baseline;
+mod chat;
+mod connect;
+mod group;
+mod load;
+mod plot;
+mod rebuild;
+mod record;
+mod session;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use jetim_common::config::Config;
+use serde::Serialize;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Fills the log with messages, then rebuilds the conversations read model (messages,
+    /// conversation settings, groups) from it: events per second, against reading the same
+    /// events with no projection (the ceiling).
+    Rebuild {
+        /// Messages to append before the rebuild.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Single chats they are spread over.
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        /// Bytes of text per message.
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// Events applied per transaction by the rebuild.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Appends in flight while filling.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Pairs of users in single chats, each on its own gateway connection, sending to each
+    /// other at a fixed rate or a rising one: msg/s, send→ack and send→deliver latency, and
+    /// an accounting of every message. Needs a running jetim (`tests/bench.sh` starts one).
+    Chat(chat::ChatArgs),
+    /// Groups whose members all hold connections; some members send: deliveries/s and
+    /// send→deliver latency. Needs a running jetim.
+    Group(group::GroupArgs),
+    /// Idle connections: how fast they are accepted and what each costs the server in
+    /// memory. Needs a running jetim, and its process ID for the memory.
+    Connect(connect::ConnectArgs),
+}
+
+/// Where a report goes besides the terminal.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Output {
+    /// Write the report as JSON to this file too.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Draw latency over time and the throughput curve into this SVG file (chat, group).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// One measured rate.
+#[derive(Debug, Serialize)]
+struct Figure {
+    name: &'static str,
+    events: u64,
+    seconds: f64,
+    per_second: f64,
+    /// This figure as a share of its baseline's rate, where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_to_baseline: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'static str>,
+}
+
+impl Figure {
+    fn new(name: &'static str, events: u64, elapsed: Duration) -> Self {
+        Self::rate(name, events, elapsed.as_secs_f64())
+    }
+
+    fn rate(name: &'static str, events: u64, seconds: f64) -> Self {
+        Self {
+            name,
+            events,
+            seconds,
+            per_second: events as f64 / seconds.max(1e-9),
+            ratio_to_baseline: None,
+            baseline: None,
+        }
+    }
+
+    fn against(mut self, baseline: &Figure) -> Self {
+        self.ratio_to_baseline = Some(self.per_second / baseline.per_second.max(1e-9));
+        self.baseline = Some(baseline.name);
+        self
+    }
+}
+
+/// A target from the performance issue, and whether this run met it.
+#[derive(Debug, Serialize)]
+struct Target {
+    what: String,
+    measured: String,
+    met: bool,
+}
+
+/// One rate step of a load, as reported.
+#[derive(Debug, Serialize)]
+struct StepRow {
+    #[serde(flatten)]
+    result: record::StepResult,
+    /// Delivered messages a second (each recipient counts).
+    delivered_per_second: f64,
+    kept_up: bool,
+}
+
+/// Server memory for idle connections.
+#[derive(Debug, Serialize)]
+struct Memory {
+    connections: u64,
+    server_rss_before_bytes: u64,
+    server_rss_after_bytes: u64,
+    server_bytes_per_connection: f64,
+    client_bytes_per_connection: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    scenario: &'static str,
+    parameters: serde_json::Value,
+    cores: usize,
+    figures: Vec<Figure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    latencies: Vec<record::Summary>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<StepRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounting: Option<session::Accounting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<Target>,
+    /// Per second of the load: counts and send→deliver latency.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    seconds: Vec<record::Second>,
+}
+
+impl Report {
+    fn new(scenario: &'static str, parameters: serde_json::Value) -> Self {
+        Self {
+            scenario,
+            parameters,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            figures: Vec::new(),
+            latencies: Vec::new(),
+            steps: Vec::new(),
+            accounting: None,
+            memory: None,
+            targets: Vec::new(),
+            seconds: Vec::new(),
+        }
+    }
+
+    /// Adds what a load run produced: its steps, latencies, accounting and series.
+    fn add_run(&mut self, run: session::RunResult) {
+        let (ack, deliver) = run.overall;
+        self.latencies = vec![ack, deliver];
+        self.steps = run
+            .steps
+            .into_iter()
+            .zip(run.passed)
+            .map(|(result, kept_up)| StepRow {
+                delivered_per_second: result.delivered as f64 / result.seconds.max(1e-9),
+                result,
+                kept_up,
+            })
+            .collect();
+        self.accounting = Some(run.accounting);
+        self.seconds = run.seconds;
+    }
+
+    fn target(&mut self, what: impl Into<String>, measured: impl Into<String>, met: bool) {
+        self.targets.push(Target {
+            what: what.into(),
+            measured: measured.into(),
+            met,
+        });
+    }
+}
+
+pub(crate) async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
+    let (client, jetstream) = jetim_common::nats::connect(&config.nats).await?;
+    let (report, output) = match command {
+        BenchCommand::Rebuild {
+            events,
+            conversations,
+            payload,
+            batch,
+            concurrency,
+            output,
+        } => {
+            let mut report = Report::new(
+                "rebuild",
+                serde_json::json!({
+                    "events": events,
+                    "conversations": conversations,
+                    "payload_bytes": payload,
+                    "batch": batch,
+                    "concurrency": concurrency,
+                }),
+            );
+            report.figures = rebuild::rebuild(
+                config,
+                &jetstream,
+                events,
+                conversations.max(1),
+                payload,
+                batch,
+                concurrency.max(1),
+            )
+            .await?;
+            let rate = report
+                .figures
+                .last()
+                .map_or(0.0, |figure| figure.per_second);
+            report.target(
+                "rebuild ≥ 100,000 events/s",
+                format!("{rate:.0} events/s"),
+                rate >= 100_000.0,
+            );
+            (report, output)
+        }
+        BenchCommand::Chat(args) => {
+            let output = args.output.clone();
+            (chat::run(config, &client, &jetstream, args).await?, output)
+        }
+        BenchCommand::Group(args) => {
+            let output = args.output.clone();
+            (group::run(config, &client, &jetstream, args).await?, output)
+        }
+        BenchCommand::Connect(args) => {
+            let output = args.output.clone();
+            (connect::run(config, &jetstream, args).await?, output)
+        }
+    };
+    print!("{}", render(&report));
+    if let Some(path) = &output.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &output.plot {
+        plot::draw(&report, path).with_context(|| format!("drawing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {} cores: {}",
+        report.scenario, report.cores, report.parameters
+    );
+    let _ = writeln!(
+        out,
+        "{:<44} {:>10} {:>9} {:>12} {:>10}",
+        "FIGURE", "EVENTS", "SECONDS", "EVENTS/S", "RATIO"
+    );
+    for figure in &report.figures {
+        let ratio = figure
+            .ratio_to_baseline
+            .map_or_else(|| "-".to_owned(), |ratio| format!("{ratio:.2}"));
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10} {:>9.2} {:>12.0} {:>10}",
+            figure.name, figure.events, figure.seconds, figure.per_second, ratio
+        );
+    }
+    if !report.latencies.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<16} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "LATENCY (ms)", "COUNT", "P50", "P99", "P99.9", "MAX"
+        );
+        for summary in &report.latencies {
+            let _ = writeln!(
+                out,
+                "{:<16} {:>10} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                summary.name,
+                summary.count,
+                summary.p50_ms,
+                summary.p99_ms,
+                summary.p999_ms,
+                summary.max_ms
+            );
+        }
+    }
+    if !report.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
+            "OFFERED/S", "ACKED/S", "DELIVERED/S", "ACK P99", "DLV P50", "DLV P99", "KEPT UP"
+        );
+        for step in &report.steps {
+            let result = &step.result;
+            let _ = writeln!(
+                out,
+                "{:>10.0} {:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}",
+                result.offered_per_second,
+                result.acked_per_second,
+                step.delivered_per_second,
+                result.ack.p99_ms,
+                result.deliver.p50_ms,
+                result.deliver.p99_ms,
+                if step.kept_up { "yes" } else { "no" }
+            );
+        }
+    }
+    if let Some(accounting) = &report.accounting {
+        let _ = writeln!(
+            out,
+            "\naccounting: sent {}, acked {}, refused {}, unanswered {}; deliveries expected {}, once {}, lost {}, duplicated {}, unacked but delivered {}; pulled {} conversations: {} acked messages missing, {} seq gaps",
+            accounting.sent,
+            accounting.acked,
+            accounting.refused,
+            accounting.unanswered,
+            accounting.expected_deliveries,
+            accounting.delivered_once,
+            accounting.lost,
+            accounting.duplicated,
+            accounting.delivered_unacked,
+            accounting.pulled_conversations,
+            accounting.missing_from_pull,
+            accounting.seq_gaps
+        );
+        for error in &accounting.errors {
+            let _ = writeln!(out, "  error: {error}");
+        }
+    }
+    if let Some(memory) = &report.memory {
+        let _ = writeln!(
+            out,
+            "\nmemory: {} idle connections; server RSS {} → {} bytes, {:.0} bytes a connection (the load client: {:.0})",
+            memory.connections,
+            memory.server_rss_before_bytes,
+            memory.server_rss_after_bytes,
+            memory.server_bytes_per_connection,
+            memory.client_bytes_per_connection
+        );
+    }
+    if !report.targets.is_empty() {
+        let _ = writeln!(out, "\ntargets:");
+        for target in &report.targets {
+            let _ = writeln!(
+                out,
+                "  {:<60} {:<28} {}",
+                target.what,
+                target.measured,
+                if target.met { "met" } else { "MISSED" }
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_prints_each_figure_with_its_ratio_to_its_baseline() {
+        let baseline = Figure::new("replay", 1000, Duration::from_millis(10));
+        let figure = Figure::new("rebuild", 1000, Duration::from_millis(40)).against(&baseline);
+        assert_eq!(figure.ratio_to_baseline, Some(0.25));
+        let mut report = Report::new("rebuild", serde_json::json!({"events": 1000}));
+        report.cores = 2;
+        report.figures = vec![baseline, figure];
+        report.target("rebuild ≥ 100,000 events/s", "25000 events/s", false);
+        let table = render(&report);
+        assert!(
+            table.starts_with("rebuild on 2 cores: {\"events\":1000}\n"),
+            "{table}"
+        );
+        let rebuild_line = table
+            .lines()
+            .find(|line| line.starts_with("rebuild   "))
+            .unwrap();
+        assert!(rebuild_line.ends_with("25000       0.25"), "{table}");
+        assert!(table.lines().last().unwrap().ends_with("MISSED"), "{table}");
+    }
+}

@@ -1,0 +1,725 @@
+//! Simulated users on their own connections, and the driver that runs them through a load:
+//! warm-up, rate steps, drain, and the check that every acknowledged message reached every
+//! recipient once and can be pulled with gapless seqs.
+//!
+//! Each message's `clientMsgID` is `<sender>-<n>-<due µs>`: whoever receives it knows who
+//! sent it, which of that sender's messages it is, and when it was due, without any shared
+//! table.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use jetim_schemas::openim::msg::SendMsgResp;
+use jetim_schemas::openim::sdkws::{
+    GetMaxSeqReq, GetMaxSeqResp, MsgData, PullMessageBySeqsReq, PullMessageBySeqsResp,
+    PushMessages, SeqRange,
+};
+use prost::Message as _;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::load::{self, Socket};
+use super::record::{Recorder, Schedule, StepResult, Summary};
+
+/// Where a user's messages go.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) recv_id: String,
+    pub(crate) group_id: String,
+    pub(crate) session_type: i32,
+    pub(crate) conversation_id: String,
+}
+
+/// One simulated user.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) index: u32,
+    pub(crate) user: String,
+    pub(crate) target: Target,
+    /// Index into [`Conversations::members`].
+    pub(crate) conversation: usize,
+    /// Its place among the senders, or `None` if it only receives.
+    pub(crate) sender: Option<usize>,
+    /// Whether it pulls its conversation at the end and reports what it found.
+    pub(crate) verifies: bool,
+}
+
+/// Who is in each conversation (user indexes).
+pub(crate) struct Conversations {
+    pub(crate) members: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Warmup,
+    Load,
+    Verify,
+}
+
+/// What the users share.
+pub(crate) struct Shared {
+    pub(crate) recorder: Recorder,
+    phase: watch::Sender<Phase>,
+    stop: AtomicBool,
+    senders: usize,
+    text: String,
+    /// Acknowledged messages per conversation.
+    acked: Vec<AtomicU64>,
+}
+
+/// What one user saw.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    index: u32,
+    conversation: usize,
+    acked: Vec<u64>,
+    /// Per sender, how often each of its messages (by `n`) arrived.
+    received: HashMap<u32, Vec<u8>>,
+    pull: Option<Pulled>,
+    error: Option<String>,
+    first_refusal: Option<String>,
+    unanswered: u64,
+}
+
+/// A conversation as pulled at the end.
+#[derive(Debug, Default)]
+struct Pulled {
+    /// Seqs in `1..=max_seq` that did not come back.
+    gaps: u64,
+    /// The bench messages found: (sender, n).
+    messages: HashSet<(u32, u64)>,
+}
+
+/// Whether every acknowledged message arrived, once, and can be pulled.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Accounting {
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) refused: u64,
+    pub(crate) unanswered: u64,
+    pub(crate) expected_deliveries: u64,
+    pub(crate) delivered_once: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicated: u64,
+    /// Deliveries of messages whose sender never heard an acknowledgement.
+    pub(crate) delivered_unacked: u64,
+    pub(crate) pulled_conversations: u64,
+    /// Acknowledged messages a pull of their conversation did not return.
+    pub(crate) missing_from_pull: u64,
+    pub(crate) seq_gaps: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) errors: Vec<String>,
+}
+
+impl Accounting {
+    pub(crate) fn clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.missing_from_pull == 0
+            && self.seq_gaps == 0
+            && self.unanswered == 0
+            && self.errors.is_empty()
+    }
+}
+
+/// How the rate steps go.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadShape {
+    pub(crate) rates: Vec<f64>,
+    pub(crate) step: Duration,
+    /// In stepping mode: stop after the first step whose p99 send→deliver is above this.
+    pub(crate) p99_bound_ms: Option<f64>,
+}
+
+/// What a run produced.
+pub(crate) struct RunResult {
+    pub(crate) steps: Vec<StepResult>,
+    /// Steps that kept up (p99 within the bound, everything acknowledged and delivered).
+    pub(crate) passed: Vec<bool>,
+    pub(crate) overall: (Summary, Summary),
+    pub(crate) accounting: Accounting,
+    pub(crate) seconds: Vec<super::record::Second>,
+}
+
+fn client_msg_id(index: u32, n: u64, due: u64) -> String {
+    format!("{index}-{n}-{due}")
+}
+
+fn parse_client_msg_id(id: &str) -> Option<(u32, u64, u64)> {
+    let mut parts = id.splitn(3, '-');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    ))
+}
+
+/// Runs `plans` (one per connection in `sockets`) through warm-up, `shape`, drain and
+/// checks. `fanout` is how many users receive each message.
+pub(crate) async fn run(
+    plans: Vec<Plan>,
+    sockets: Vec<Socket>,
+    conversations: &Conversations,
+    shape: LoadShape,
+    payload: usize,
+) -> anyhow::Result<RunResult> {
+    let senders = plans.iter().filter(|plan| plan.sender.is_some()).count();
+    let epoch = std::time::Instant::now();
+    let (phase, _) = watch::channel(Phase::Warmup);
+    let shared = Arc::new(Shared {
+        recorder: Recorder::new(epoch),
+        phase,
+        stop: AtomicBool::new(false),
+        senders,
+        text: serde_json::json!({ "content": "x".repeat(payload) }).to_string(),
+        acked: conversations
+            .members
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    });
+    let recipients_of = |plan: &Plan| conversations.members[plan.conversation].len() as u64 - 1;
+    let warm_deliveries: u64 = plans
+        .iter()
+        .filter(|plan| plan.sender.is_some())
+        .map(recipients_of)
+        .sum();
+    let fanout = plans
+        .iter()
+        .find(|plan| plan.sender.is_some())
+        .map_or(1, recipients_of);
+
+    let tasks: Vec<_> = plans
+        .iter()
+        .cloned()
+        .zip(sockets)
+        .map(|(plan, socket)| tokio::spawn(user(plan, socket, Arc::clone(&shared))))
+        .collect();
+
+    // Warm-up: one message from every sender, delivered everywhere, before measuring.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while shared.recorder.delivered.load(Ordering::Relaxed) < warm_deliveries {
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "warm-up: {} of {warm_deliveries} deliveries within 60 s",
+                shared.recorder.delivered.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("warm-up: {warm_deliveries} deliveries; load starts");
+
+    let step_micros = u64::try_from(shape.step.as_micros()).unwrap_or(u64::MAX);
+    let schedule = Schedule {
+        start_micros: shared.recorder.now_micros() + 200_000,
+        step_micros,
+        rates: shape.rates.clone(),
+    };
+    shared.recorder.start(schedule.clone());
+    shared.phase.send_replace(Phase::Load);
+
+    let mut passed = Vec::new();
+    let mut last = (0, 0, 0);
+    for (step, rate) in shape.rates.iter().enumerate() {
+        let end = schedule.start_micros + step_micros * (step as u64 + 1);
+        // Progress once a second, then judge the step a moment after it ends.
+        loop {
+            let now = shared.recorder.now_micros();
+            if now >= end + 1_000_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let totals = (
+                shared.recorder.sent.load(Ordering::Relaxed),
+                shared.recorder.acked.load(Ordering::Relaxed),
+                shared.recorder.delivered.load(Ordering::Relaxed),
+            );
+            let recent = shared.recorder.seconds();
+            let p99 = recent.iter().rev().nth(1).map_or(0.0, |s| s.deliver_p99_ms);
+            eprintln!(
+                "step {step} at {rate:.0}/s: last second sent {}, acked {}, delivered {}; p99 send→deliver {p99:.1} ms",
+                totals.0 - last.0,
+                totals.1 - last.1,
+                totals.2 - last.2
+            );
+            last = totals;
+        }
+        let result = shared.recorder.step(step);
+        let expected = result.sent as f64;
+        let kept_up = result.acked as f64 >= 0.99 * expected
+            && result.delivered as f64 >= 0.99 * expected * fanout as f64
+            && expected >= 0.97 * rate * shape.step.as_secs_f64();
+        let within = shape
+            .p99_bound_ms
+            .is_none_or(|bound| result.deliver.p99_ms <= bound);
+        passed.push(kept_up && within);
+        if shape.p99_bound_ms.is_some() && !(kept_up && within) {
+            eprintln!(
+                "step {step} at {rate:.0}/s did not keep up (p99 {:.1} ms, {} sent, {} acked, {} delivered); stopping",
+                result.deliver.p99_ms, result.sent, result.acked, result.delivered
+            );
+            shared.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    let ran = passed.len();
+    shared.stop.store(true, Ordering::Relaxed);
+
+    // Drain: wait until what was acknowledged has arrived everywhere.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let acked = shared.recorder.acked.load(Ordering::Relaxed);
+        let delivered = shared.recorder.delivered.load(Ordering::Relaxed);
+        if delivered >= acked * fanout || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Outstanding replies get a moment too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shared.phase.send_replace(Phase::Verify);
+    eprintln!("load done; pulling every conversation to check it");
+
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await?);
+    }
+    let accounting = account(&outcomes, &plans, conversations, &shared);
+    Ok(RunResult {
+        steps: (0..ran).map(|step| shared.recorder.step(step)).collect(),
+        passed,
+        overall: shared.recorder.overall(0..ran),
+        accounting,
+        seconds: shared.recorder.seconds(),
+    })
+}
+
+fn account(
+    outcomes: &[Outcome],
+    plans: &[Plan],
+    conversations: &Conversations,
+    shared: &Shared,
+) -> Accounting {
+    let mut accounting = Accounting {
+        sent: shared.recorder.sent.load(Ordering::Relaxed),
+        acked: shared.recorder.acked.load(Ordering::Relaxed),
+        refused: shared.recorder.refused.load(Ordering::Relaxed),
+        ..Accounting::default()
+    };
+    let by_index: HashMap<u32, &Outcome> = outcomes.iter().map(|o| (o.index, o)).collect();
+    let pulls: HashMap<usize, &Pulled> = outcomes
+        .iter()
+        .filter_map(|o| o.pull.as_ref().map(|pull| (o.conversation, pull)))
+        .collect();
+    for outcome in outcomes {
+        accounting.unanswered += outcome.unanswered;
+        for text in [&outcome.error, &outcome.first_refusal]
+            .into_iter()
+            .flatten()
+        {
+            if accounting.errors.len() < 10 {
+                accounting.errors.push(format!(
+                    "user {}: {text}",
+                    plans[outcome.index as usize].user
+                ));
+            }
+        }
+        let acked: HashSet<u64> = outcome.acked.iter().copied().collect();
+        let pull = pulls.get(&outcome.conversation);
+        for &n in &outcome.acked {
+            if let Some(pull) = pull
+                && !pull.messages.contains(&(outcome.index, n))
+            {
+                accounting.missing_from_pull += 1;
+            }
+            for &recipient in &conversations.members[outcome.conversation] {
+                if recipient == outcome.index {
+                    continue;
+                }
+                accounting.expected_deliveries += 1;
+                let times = by_index
+                    .get(&recipient)
+                    .and_then(|r| r.received.get(&outcome.index))
+                    .and_then(|counts| counts.get(n as usize))
+                    .copied()
+                    .unwrap_or(0);
+                match times {
+                    0 => accounting.lost += 1,
+                    1 => accounting.delivered_once += 1,
+                    more => {
+                        accounting.delivered_once += 1;
+                        accounting.duplicated += u64::from(more - 1);
+                    }
+                }
+            }
+        }
+        // Anything this user received from a sender that sender never saw acknowledged.
+        for (sender, counts) in &outcome.received {
+            let sender_acked: HashSet<u64> = by_index
+                .get(sender)
+                .map(|s| s.acked.iter().copied().collect())
+                .unwrap_or_default();
+            accounting.delivered_unacked += counts
+                .iter()
+                .enumerate()
+                .filter(|(n, times)| **times > 0 && !sender_acked.contains(&(*n as u64)))
+                .count() as u64;
+        }
+        drop(acked);
+    }
+    for pull in pulls.values() {
+        accounting.pulled_conversations += 1;
+        accounting.seq_gaps += pull.gaps;
+    }
+    accounting
+}
+
+/// One user: sends on its schedule, counts what arrives, pulls its conversation at the end.
+async fn user(plan: Plan, mut socket: Socket, shared: Arc<Shared>) -> Outcome {
+    let mut state = UserState {
+        plan: &plan,
+        shared: &shared,
+        outcome: Outcome {
+            index: plan.index,
+            conversation: plan.conversation,
+            ..Outcome::default()
+        },
+        pending: HashMap::new(),
+        next_n: 0,
+    };
+    if let Err(error) = state.drive(&mut socket).await {
+        state.outcome.error = Some(format!("{error:#}"));
+    }
+    state.outcome.unanswered = state.pending.len() as u64;
+    let _ = socket.close(None).await;
+    state.outcome
+}
+
+struct UserState<'a> {
+    plan: &'a Plan,
+    shared: &'a Shared,
+    outcome: Outcome,
+    /// Sent, not yet answered: n → due.
+    pending: HashMap<u64, u64>,
+    next_n: u64,
+}
+
+impl UserState<'_> {
+    async fn drive(&mut self, socket: &mut Socket) -> anyhow::Result<()> {
+        let mut phase = self.shared.phase.subscribe();
+        if self.plan.sender.is_some() {
+            let now = self.shared.recorder.now_micros();
+            self.send(socket, now).await?;
+        }
+        while *phase.borrow_and_update() == Phase::Warmup {
+            tokio::select! {
+                changed = phase.changed() => changed?,
+                frame = socket.next() => self.frame(frame)?,
+            }
+        }
+        let schedule = self.shared.recorder.schedule().cloned();
+        let mut sends = match (self.plan.sender, &schedule) {
+            (Some(slot), Some(schedule)) => schedule
+                .sends(slot, self.shared.senders)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            _ => Vec::new().into_iter(),
+        }
+        .peekable();
+        loop {
+            if *phase.borrow_and_update() == Phase::Verify {
+                break;
+            }
+            let next = if self.shared.stop.load(Ordering::Relaxed) {
+                None
+            } else {
+                sends.peek().copied()
+            };
+            let wake = next.map(|due| self.shared.recorder.instant_at(due));
+            tokio::select! {
+                biased;
+                changed = phase.changed() => changed?,
+                frame = socket.next() => self.frame(frame)?,
+                () = sleep_until_or_never(wake) => {
+                    if let Some(due) = sends.next() {
+                        self.send(socket, due).await?;
+                    }
+                }
+            }
+        }
+        if self.plan.verifies {
+            self.outcome.pull = Some(self.pull(socket).await?);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, socket: &mut Socket, due: u64) -> anyhow::Result<()> {
+        let n = self.next_n;
+        self.next_n += 1;
+        let target = &self.plan.target;
+        let message = MsgData {
+            send_id: self.plan.user.clone(),
+            recv_id: target.recv_id.clone(),
+            group_id: target.group_id.clone(),
+            client_msg_id: client_msg_id(self.plan.index, n, due),
+            session_type: target.session_type,
+            content_type: 101,
+            content: self.shared.text.clone().into_bytes(),
+            sender_platform_id: jetim_common::auth::Platform::WEB.id(),
+            create_time: jetim_common::clock::now_millis(),
+            ..MsgData::default()
+        };
+        self.pending.insert(n, due);
+        self.shared.recorder.sent(due);
+        socket
+            .send(load::request(
+                &self.plan.user,
+                load::SEND_MSG,
+                &n.to_string(),
+                &message.encode_to_vec(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    fn frame(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> anyhow::Result<()> {
+        let frame = match frame {
+            Some(Ok(Message::Close(reason))) => {
+                anyhow::bail!("the gateway closed the connection: {reason:?}")
+            }
+            Some(frame) => frame?,
+            None => anyhow::bail!("the connection ended"),
+        };
+        if let Some(incoming) = load::incoming(&frame)? {
+            self.incoming(incoming)?;
+        }
+        Ok(())
+    }
+
+    fn incoming(&mut self, incoming: load::Incoming) -> anyhow::Result<()> {
+        match incoming.req_identifier {
+            load::SEND_MSG => {
+                let n: u64 = incoming.msg_incr.parse()?;
+                let Some(due) = self.pending.remove(&n) else {
+                    anyhow::bail!("a reply to message {n}, which is not outstanding");
+                };
+                if incoming.err_code == 0 {
+                    let reply = SendMsgResp::decode(incoming.data.as_slice())?;
+                    anyhow::ensure!(
+                        parse_client_msg_id(&reply.client_msg_id).map(|(_, n, _)| n) == Some(n),
+                        "the reply to message {n} names {}",
+                        reply.client_msg_id
+                    );
+                    self.outcome.acked.push(n);
+                    self.shared.acked[self.plan.conversation].fetch_add(1, Ordering::Relaxed);
+                    self.shared.recorder.acked(due);
+                } else {
+                    self.shared.recorder.refused();
+                    self.outcome.first_refusal.get_or_insert_with(|| {
+                        format!("refused: {} {}", incoming.err_code, incoming.err_msg)
+                    });
+                }
+            }
+            load::PUSH_MSG => {
+                let pushed = PushMessages::decode(incoming.data.as_slice())?;
+                for pulled in pushed
+                    .msgs
+                    .values()
+                    .chain(pushed.notification_msgs.values())
+                {
+                    for message in &pulled.msgs {
+                        self.arrived(&message.client_msg_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn arrived(&mut self, client_msg_id: &str) {
+        let Some((sender, n, due)) = parse_client_msg_id(client_msg_id) else {
+            return; // not a bench message (a notification)
+        };
+        if sender == self.plan.index {
+            return; // the echo to the sender's own connection
+        }
+        let counts = self.outcome.received.entry(sender).or_default();
+        let slot = usize::try_from(n).unwrap_or(usize::MAX);
+        if counts.len() <= slot {
+            counts.resize(slot + 1, 0);
+        }
+        counts[slot] = counts[slot].saturating_add(1);
+        if counts[slot] == 1 {
+            self.shared.recorder.delivered(due);
+        }
+    }
+
+    /// Pulls the whole conversation, retrying while the read model is behind the log.
+    async fn pull(&mut self, socket: &mut Socket) -> anyhow::Result<Pulled> {
+        let conversation = self.plan.target.conversation_id.clone();
+        let expected = self.shared.acked[self.plan.conversation].load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut incr = 0_u64;
+        loop {
+            incr += 1;
+            let user = self.plan.user.clone();
+            let data = load::call(
+                socket,
+                &user,
+                load::GET_NEWEST_SEQ,
+                &format!("v{incr}"),
+                &GetMaxSeqReq {
+                    user_id: user.clone(),
+                }
+                .encode_to_vec(),
+                |other| {
+                    let _ = self.incoming(other);
+                },
+            )
+            .await?;
+            let max_seq = GetMaxSeqResp::decode(data.as_slice())?
+                .max_seqs
+                .get(&conversation)
+                .copied()
+                .unwrap_or(0);
+            let mut pulled = Pulled::default();
+            let mut seqs = HashSet::new();
+            let mut begin = 1;
+            while begin <= max_seq {
+                let end = (begin + 999).min(max_seq);
+                incr += 1;
+                let request = PullMessageBySeqsReq {
+                    user_id: user.clone(),
+                    seq_ranges: vec![SeqRange {
+                        conversation_id: conversation.clone(),
+                        begin,
+                        end,
+                        num: end - begin + 1,
+                    }],
+                    order: 0,
+                };
+                let data = load::call(
+                    socket,
+                    &user,
+                    load::PULL_BY_SEQ_LIST,
+                    &format!("v{incr}"),
+                    &request.encode_to_vec(),
+                    |other| {
+                        let _ = self.incoming(other);
+                    },
+                )
+                .await?;
+                let reply = PullMessageBySeqsResp::decode(data.as_slice())?;
+                for message in reply
+                    .msgs
+                    .get(&conversation)
+                    .into_iter()
+                    .chain(reply.notification_msgs.get(&conversation))
+                    .flat_map(|pulled| &pulled.msgs)
+                {
+                    seqs.insert(message.seq);
+                    if let Some((sender, n, _)) = parse_client_msg_id(&message.client_msg_id) {
+                        pulled.messages.insert((sender, n));
+                    }
+                }
+                begin = end + 1;
+            }
+            pulled.gaps = (1..=max_seq).filter(|seq| !seqs.contains(seq)).count() as u64;
+            if (pulled.messages.len() as u64 >= expected && pulled.gaps == 0)
+                || tokio::time::Instant::now() > deadline
+            {
+                return Ok(pulled);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+async fn sleep_until_or_never(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_msg_id_names_its_sender_number_and_due_time() {
+        let id = client_msg_id(17, 42, 1_234_567);
+        assert!(id.len() <= 64, "the gateway's limit");
+        assert_eq!(parse_client_msg_id(&id), Some((17, 42, 1_234_567)));
+        assert_eq!(parse_client_msg_id("notification-1"), None);
+        assert_eq!(parse_client_msg_id("1-2"), None);
+    }
+
+    fn outcome(index: u32, acked: &[u64], received: &[(u32, &[u8])]) -> Outcome {
+        Outcome {
+            index,
+            conversation: 0,
+            acked: acked.to_vec(),
+            received: received
+                .iter()
+                .map(|(sender, counts)| (*sender, counts.to_vec()))
+                .collect(),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn the_accounting_finds_lost_duplicated_and_unpulled_messages() {
+        let plan = |index: u32| Plan {
+            index,
+            user: format!("u{index}"),
+            target: Target {
+                recv_id: String::new(),
+                group_id: String::new(),
+                session_type: 1,
+                conversation_id: "si_u0_u1".into(),
+            },
+            conversation: 0,
+            sender: Some(index as usize),
+            verifies: index == 0,
+        };
+        let plans = vec![plan(0), plan(1)];
+        let conversations = Conversations {
+            members: vec![vec![0, 1]],
+        };
+        let (phase, _) = watch::channel(Phase::Warmup);
+        let shared = Shared {
+            recorder: Recorder::new(std::time::Instant::now()),
+            phase,
+            stop: AtomicBool::new(false),
+            senders: 2,
+            text: String::new(),
+            acked: vec![AtomicU64::new(0)],
+        };
+        // u0's 0, 1, 2 acked: u1 got 0 once, 1 twice, 2 never. u1's 0 acked and got once;
+        // u0 also got u1's 1, which u1 never saw acknowledged.
+        let mut zero = outcome(0, &[0, 1, 2], &[(1, &[1, 1])]);
+        zero.pull = Some(Pulled {
+            gaps: 1,
+            messages: [(0, 0), (0, 1), (1, 0)].into_iter().collect(),
+        });
+        let one = outcome(1, &[0], &[(0, &[1, 2, 0])]);
+        let accounting = account(&[zero, one], &plans, &conversations, &shared);
+        assert_eq!(accounting.expected_deliveries, 4);
+        assert_eq!(accounting.delivered_once, 3);
+        assert_eq!(accounting.lost, 1);
+        assert_eq!(accounting.duplicated, 1);
+        assert_eq!(accounting.delivered_unacked, 1);
+        assert_eq!(accounting.missing_from_pull, 1, "u0's 2");
+        assert_eq!(accounting.seq_gaps, 1);
+        assert!(!accounting.clean());
+    }
+}
