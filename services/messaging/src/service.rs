@@ -6,7 +6,8 @@
 //! table, so one clientMsgID never makes two messages.
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::{conversations, groups, messages, relations, users};
+use jetim_readmodel::send_facts::{self, SendKeys};
+use jetim_readmodel::{messages, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::{Actor, EventLog};
@@ -81,51 +82,57 @@ pub async fn send(
     operation_id: &str,
 ) -> Result<Result<Sent, Rejection>, SendFailure> {
     let failure = |error: &dyn std::fmt::Display| SendFailure(error.to_string());
-    let sender = if message.send_id.is_empty() {
-        None
-    } else {
-        users::look_up(db, log, &message.send_id)
+    // The conversation the message will go to, for the clientMsgID lookup; `decide` refuses
+    // an unknown session type, so none is needed then.
+    let conversation_id = SessionType::from_number(message.session_type)
+        .map(|session| {
+            chat_conversation_id(
+                session,
+                &message.send_id,
+                &message.recv_id,
+                &message.group_id,
+            )
+        })
+        .unwrap_or_default();
+    let facts = send_facts::read(
+        db,
+        SendKeys {
+            send_id: &message.send_id,
+            recv_id: &message.recv_id,
+            group_id: &message.group_id,
+            conversation_id: &conversation_id,
+            client_msg_id: &message.client_msg_id,
+        },
+    )
+    .await
+    .map_err(|error| failure(&error))?;
+    // A user registered a moment ago may not be in the read model yet; the log has them.
+    let sender_level = match (message.send_id.is_empty(), facts.sender_level) {
+        (true, _) => None,
+        (false, Some(level)) => Some(level),
+        (false, None) => users::look_up(db, log, &message.send_id)
             .await
             .map_err(|error| failure(&error))?
+            .map(|user| user.app_manger_level),
     };
-    let receiver = if message.recv_id.is_empty() {
-        None
-    } else {
-        users::look_up(db, log, &message.recv_id)
-            .await
-            .map_err(|error| failure(&error))?
-    };
-    // The receiver's own setting on this single chat, if they have the row, and what the
-    // receiver thinks of the sender.
-    let (receiver_conversation_recv_opt, (receiver_blocks_sender, receiver_befriends_sender)) =
-        match (&receiver, message.session_type) {
-            (Some(receiver), 1) => {
-                let conversation_ids = [chat_conversation_id(
-                    SessionType::Single,
-                    &message.send_id,
-                    &message.recv_id,
-                    "",
-                )];
-                let (rows, relation) = futures::try_join!(
-                    conversations::list(db, &receiver.user_id, Some(&conversation_ids)),
-                    relations::send_relation(db, &message.send_id, &receiver.user_id),
-                )
-                .map_err(|error| failure(&error))?;
-                (rows.first().map_or(0, |row| row.recv_msg_opt), relation)
-            }
-            _ => (0, (false, false)),
+    let receiver_global_recv_opt =
+        match (message.recv_id.is_empty(), facts.receiver_global_recv_opt) {
+            (true, _) => None,
+            (false, Some(option)) => Some(option),
+            (false, None) => users::look_up(db, log, &message.recv_id)
+                .await
+                .map_err(|error| failure(&error))?
+                .map(|user| user.global_recv_msg_opt),
         };
+    // The receiver's own setting on this single chat, and what the receiver thinks of the
+    // sender.
+    let single_chat = receiver_global_recv_opt.is_some() && message.session_type == 1;
     let group = if message.session_type == 3 && !message.group_id.is_empty() {
-        let (group, member) = futures::try_join!(
-            groups::group(db, &message.group_id),
-            groups::member(db, &message.group_id, &message.send_id),
-        )
-        .map_err(|error| failure(&error))?;
-        group.map(|group| GroupContext {
-            dismissed: group.is_dismissed(),
-            muted: group.status == jetim_schemas::events::group::status::MUTED,
-            sender_role: member.as_ref().map(|member| member.role_level),
-            sender_mute_end_time: member.map_or(0, |member| member.mute_end_time),
+        facts.group_status.map(|status| GroupContext {
+            dismissed: status == jetim_schemas::events::group::status::DISMISSED,
+            muted: status == jetim_schemas::events::group::status::MUTED,
+            sender_role: facts.sender_role,
+            sender_mute_end_time: facts.sender_mute_end_time,
         })
     } else {
         None
@@ -133,14 +140,18 @@ pub async fn send(
     let context = SendContext {
         caller: caller.user_id.to_owned(),
         caller_is_admin: caller.is_admin,
-        receiver_blocks_sender,
-        receiver_befriends_sender,
+        receiver_blocks_sender: single_chat && facts.receiver_blocks_sender,
+        receiver_befriends_sender: single_chat && facts.receiver_befriends_sender,
         friend_verify: caller.friend_verify,
         group,
-        sender_level: sender.map(|user| user.app_manger_level),
-        receiver_registered: receiver.is_some(),
-        receiver_global_recv_opt: receiver.as_ref().map_or(0, |user| user.global_recv_msg_opt),
-        receiver_conversation_recv_opt,
+        sender_level,
+        receiver_registered: receiver_global_recv_opt.is_some(),
+        receiver_global_recv_opt: receiver_global_recv_opt.unwrap_or(0),
+        receiver_conversation_recv_opt: if single_chat {
+            facts.receiver_conversation_recv_opt
+        } else {
+            0
+        },
         now_ms: jetim_common::clock::now_millis(),
         server_msg_id: new_message_id(),
     };
@@ -171,10 +182,14 @@ pub async fn send(
             message: Some(event),
         }));
     }
-    if let Some(original) = messages::original(db, &event.conversation_id, &event.client_msg_id)
-        .await
-        .map_err(|error| failure(&error))?
-    {
+    let original = if event.conversation_id == conversation_id {
+        facts.original
+    } else {
+        messages::original(db, &event.conversation_id, &event.client_msg_id)
+            .await
+            .map_err(|error| failure(&error))?
+    };
+    if let Some(original) = original {
         return Ok(Ok(Sent {
             server_msg_id: original.server_msg_id,
             client_msg_id: event.client_msg_id,

@@ -10,6 +10,7 @@
 //! - [`groups`]: the groups projection (groups, members, join applications, and members'
 //!   windows in the group conversations) and its companion `group_profiles` (profile changes
 //!   in the member logs).
+//! - [`send_facts`]: what a send reads before it decides, in one statement.
 //! - [`rebuild`]: rebuilding a read model's tables from the log while the live ones serve.
 //! - [`versions`]: version logs for incremental sync, kept by the projections.
 //! - [`messages`]: the messages projection: messages by seq, clientMsgID lookups, max seqs and
@@ -27,6 +28,7 @@ pub mod messages;
 pub mod projection;
 pub mod rebuild;
 pub mod relations;
+pub mod send_facts;
 pub mod settings;
 pub mod users;
 pub mod versions;
@@ -152,4 +154,26 @@ pub async fn run_projections(
         shutdown.cancel();
     }
     outcome.map(|_| ())
+}
+
+/// Runs `sql` as a statement prepared once per connection and reused after: Postgres parses
+/// and plans it once, and each run is one round trip instead of two. For the statements the
+/// projections run on every batch.
+pub(crate) async fn execute_cached(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.execute(&statement, params).await
+}
+
+/// [`execute_cached`] for a statement that returns rows.
+pub(crate) async fn query_cached(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
 }

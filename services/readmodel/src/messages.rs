@@ -647,9 +647,9 @@ impl BatchHandler for MessagesProjection {
             let content_types: Vec<i32> = messages.iter().map(|(m, _, _)| m.content_type).collect();
             let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_str()).collect();
             let sequences: Vec<i64> = messages.iter().map(|(_, sequence, _)| *sequence).collect();
-            transaction
-                .execute(
-                    "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
+            crate::execute_cached(
+                &transaction,
+                "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
                                               send_id, send_time, content_type, body,
                                               stream_sequence)
                      SELECT c, s, cm, sm, si, st, ct, b::jsonb, ss
@@ -657,33 +657,33 @@ impl BatchHandler for MessagesProjection {
                                  $6::bigint[], $7::int[], $8::text[], $9::bigint[])
                           AS v(c, s, cm, sm, si, st, ct, b, ss)
                      ON CONFLICT (conversation_id, seq) DO NOTHING",
-                    &[
-                        &conversations,
-                        &seqs,
-                        &client_msg_ids,
-                        &server_msg_ids,
-                        &senders,
-                        &send_times,
-                        &content_types,
-                        &bodies,
-                        &sequences,
-                    ],
-                )
-                .await
-                .map_err(transient)?;
+                &[
+                    &conversations,
+                    &seqs,
+                    &client_msg_ids,
+                    &server_msg_ids,
+                    &senders,
+                    &send_times,
+                    &content_types,
+                    &bodies,
+                    &sequences,
+                ],
+            )
+            .await
+            .map_err(transient)?;
             // The first seq a clientMsgID got wins; a later one (impossible through the send
             // path, but the log is the authority) keeps its message row and seq.
-            transaction
-                .execute(
-                    "INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
+            crate::execute_cached(
+                &transaction,
+                "INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
                      SELECT DISTINCT ON (c, cm) c, cm, s
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(c, cm, s)
                      ORDER BY c, cm, s
                      ON CONFLICT DO NOTHING",
-                    &[&conversations, &client_msg_ids, &seqs],
-                )
-                .await
-                .map_err(transient)?;
+                &[&conversations, &client_msg_ids, &seqs],
+            )
+            .await
+            .map_err(transient)?;
 
             let mut maxima: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
             for (message, _, _) in &messages {
@@ -698,17 +698,17 @@ impl BatchHandler for MessagesProjection {
             let ids: Vec<&str> = maxima.keys().copied().collect();
             let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
             let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
-            transaction
-                .execute(
-                    "INSERT INTO conversation_seqs_v1 AS s (conversation_id, max_seq, max_seq_time)
+            crate::execute_cached(
+                &transaction,
+                "INSERT INTO conversation_seqs_v1 AS s (conversation_id, max_seq, max_seq_time)
                      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
                      ON CONFLICT (conversation_id) DO UPDATE SET
                          max_seq = EXCLUDED.max_seq, max_seq_time = EXCLUDED.max_seq_time
                      WHERE s.max_seq < EXCLUDED.max_seq",
-                    &[&ids, &max_seqs, &times],
-                )
-                .await
-                .map_err(transient)?;
+                &[&ids, &max_seqs, &times],
+            )
+            .await
+            .map_err(transient)?;
 
             let rows: BTreeSet<ConversationRow> = messages
                 .iter()
@@ -720,18 +720,18 @@ impl BatchHandler for MessagesProjection {
                 let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
                 let peers: Vec<&str> = rows.iter().map(|row| row.3.as_str()).collect();
                 let groups: Vec<&str> = rows.iter().map(|row| row.4.as_str()).collect();
-                let inserted = transaction
-                    .query(
-                        "INSERT INTO user_conversations_v1
+                let inserted = crate::query_cached(
+                    &transaction,
+                    "INSERT INTO user_conversations_v1
                              (owner_user_id, conversation_id, conversation_type, user_id, group_id)
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
                                               $5::text[])
                          ON CONFLICT DO NOTHING
                          RETURNING owner_user_id, conversation_id",
-                        &[&owners, &ids, &types, &peers, &groups],
-                    )
-                    .await
-                    .map_err(transient)?;
+                    &[&owners, &ids, &types, &peers, &groups],
+                )
+                .await
+                .map_err(transient)?;
                 let mut changes: Vec<(String, String, ChangeState)> = inserted
                     .iter()
                     .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
@@ -748,17 +748,17 @@ impl BatchHandler for MessagesProjection {
                 let owners: Vec<&str> = newest.keys().map(|key| key.0).collect();
                 let ids: Vec<&str> = newest.keys().map(|key| key.1).collect();
                 let seqs: Vec<i64> = newest.values().copied().collect();
-                let returned = transaction
-                    .query(
-                        "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
+                let returned = crate::query_cached(
+                    &transaction,
+                    "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
                          FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(o, i, s)
                          WHERE u.owner_user_id = v.o AND u.conversation_id = v.i
                            AND u.hidden_through_seq < v.s
                          RETURNING u.owner_user_id, u.conversation_id",
-                        &[&owners, &ids, &seqs],
-                    )
-                    .await
-                    .map_err(transient)?;
+                    &[&owners, &ids, &seqs],
+                )
+                .await
+                .map_err(transient)?;
                 changes.extend(
                     returned
                         .iter()
@@ -784,17 +784,17 @@ impl BatchHandler for MessagesProjection {
             if !groups_newest.is_empty() {
                 let ids: Vec<&str> = groups_newest.keys().copied().collect();
                 let seqs: Vec<i64> = groups_newest.values().copied().collect();
-                let returned = transaction
-                    .query(
-                        "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
+                let returned = crate::query_cached(
+                    &transaction,
+                    "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
                          FROM UNNEST($1::text[], $2::bigint[]) AS v(i, s)
                          WHERE u.conversation_id = v.i AND u.hidden_through_seq < v.s
                            AND (u.max_seq = 0 OR u.max_seq >= v.s)
                          RETURNING u.owner_user_id, u.conversation_id",
-                        &[&ids, &seqs],
-                    )
-                    .await
-                    .map_err(transient)?;
+                    &[&ids, &seqs],
+                )
+                .await
+                .map_err(transient)?;
                 let changes: Vec<(String, String, ChangeState)> = returned
                     .iter()
                     .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
@@ -855,69 +855,67 @@ impl BatchHandler for MessagesProjection {
             let seqs: Vec<i64> = revoked.iter().map(|revoke| revoke.1).collect();
             let bodies: Vec<&str> = revoked.iter().map(|revoke| revoke.2.as_str()).collect();
             // The first revocation of a message is the one that counts.
-            transaction
-                .execute(
-                    "UPDATE messages_v1 AS m SET revoked = v.body::jsonb
+            crate::execute_cached(
+                &transaction,
+                "UPDATE messages_v1 AS m SET revoked = v.body::jsonb
                      FROM (SELECT DISTINCT ON (c, s) c, s, b
                            FROM UNNEST($1::text[], $2::bigint[], $3::text[])
                                 WITH ORDINALITY AS u(c, s, b, n)
                            ORDER BY c, s, n) AS v(conversation_id, seq, body)
                      WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq
                        AND m.revoked IS NULL",
-                    &[&ids, &seqs, &bodies],
-                )
-                .await
-                .map_err(transient)?;
+                &[&ids, &seqs, &bodies],
+            )
+            .await
+            .map_err(transient)?;
         }
 
         if !hidden.is_empty() {
             let owners: Vec<&str> = hidden.iter().map(|entry| entry.0.as_str()).collect();
             let ids: Vec<&str> = hidden.iter().map(|entry| entry.1.as_str()).collect();
             let seqs: Vec<i64> = hidden.iter().map(|entry| entry.2).collect();
-            transaction
-                .execute(
-                    "INSERT INTO hidden_messages_v1 (owner_user_id, conversation_id, seq)
+            crate::execute_cached(
+                &transaction,
+                "INSERT INTO hidden_messages_v1 (owner_user_id, conversation_id, seq)
                      SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
                      ON CONFLICT DO NOTHING",
-                    &[&owners, &ids, &seqs],
-                )
-                .await
-                .map_err(transient)?;
+                &[&owners, &ids, &seqs],
+            )
+            .await
+            .map_err(transient)?;
         }
         if !deleted.is_empty() {
             let ids: Vec<&str> = deleted.iter().map(|entry| entry.0.as_str()).collect();
             let seqs: Vec<i64> = deleted.iter().map(|entry| entry.1).collect();
-            transaction
-                .execute(
-                    "UPDATE messages_v1 AS m SET deleted = true
+            crate::execute_cached(
+                &transaction,
+                "UPDATE messages_v1 AS m SET deleted = true
                      FROM UNNEST($1::text[], $2::bigint[]) AS v(conversation_id, seq)
                      WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq",
-                    &[&ids, &seqs],
-                )
-                .await
-                .map_err(transient)?;
+                &[&ids, &seqs],
+            )
+            .await
+            .map_err(transient)?;
         }
         if !cleared_all.is_empty() {
             let ids: Vec<&str> = cleared_all.iter().map(|entry| entry.0.as_str()).collect();
             let minima: Vec<i64> = cleared_all.iter().map(|entry| entry.1).collect();
-            transaction
-                .execute(
-                    "UPDATE conversation_seqs_v1 AS s SET min_seq = GREATEST(s.min_seq, v.min_seq)
+            crate::execute_cached(
+                &transaction,
+                "UPDATE conversation_seqs_v1 AS s SET min_seq = GREATEST(s.min_seq, v.min_seq)
                      FROM (SELECT c, max(m) FROM UNNEST($1::text[], $2::bigint[]) AS u(c, m)
                            GROUP BY c) AS v(conversation_id, min_seq)
                      WHERE s.conversation_id = v.conversation_id",
-                    &[&ids, &minima],
-                )
-                .await
-                .map_err(transient)?;
+                &[&ids, &minima],
+            )
+            .await
+            .map_err(transient)?;
         }
         if !cleared_for.is_empty() {
             let owners: Vec<&str> = cleared_for.iter().map(|entry| entry.0.as_str()).collect();
             let ids: Vec<&str> = cleared_for.iter().map(|entry| entry.1.as_str()).collect();
             let minima: Vec<i64> = cleared_for.iter().map(|entry| entry.2).collect();
-            let moved = transaction
-                .query(
-                    "UPDATE user_conversations_v1 AS u SET min_seq = v.min_seq
+            let moved = crate::query_cached(&transaction, "UPDATE user_conversations_v1 AS u SET min_seq = v.min_seq
                      FROM (SELECT o, c, max(m) FROM UNNEST($1::text[], $2::text[], $3::bigint[])
                                AS x(o, c, m) GROUP BY o, c) AS v(owner_user_id, conversation_id, min_seq)
                      WHERE u.owner_user_id = v.owner_user_id
@@ -941,17 +939,17 @@ impl BatchHandler for MessagesProjection {
             let readers: Vec<&str> = marked.iter().map(|mark| mark.1.as_str()).collect();
             let firsts: Vec<i64> = marked.iter().map(|mark| mark.2).collect();
             let lasts: Vec<i64> = marked.iter().map(|mark| mark.3).collect();
-            transaction
-                .execute(
-                    "UPDATE messages_v1 AS m SET is_read = true
+            crate::execute_cached(
+                &transaction,
+                "UPDATE messages_v1 AS m SET is_read = true
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
                           AS v(conversation_id, reader, first_seq, last_seq)
                      WHERE m.conversation_id = v.conversation_id AND m.send_id <> v.reader
                        AND m.seq BETWEEN v.first_seq AND v.last_seq AND NOT m.is_read",
-                    &[&ids, &readers, &firsts, &lasts],
-                )
-                .await
-                .map_err(transient)?;
+                &[&ids, &readers, &firsts, &lasts],
+            )
+            .await
+            .map_err(transient)?;
         }
 
         projection::advance(&transaction, NAME, VERSION, last_sequence)

@@ -16,26 +16,28 @@ pub async fn advance(
     stream_sequence: u64,
 ) -> Result<(), tokio_postgres::Error> {
     let sequence = i64::try_from(stream_sequence).unwrap_or(i64::MAX);
-    client
-        .execute(
-            "UPDATE projections SET stream_sequence = GREATEST(stream_sequence, $3)
+    crate::execute_cached(
+        client,
+        "UPDATE projections SET stream_sequence = GREATEST(stream_sequence, $3)
              WHERE name = $1 AND version = $2",
-            &[&name, &version, &sequence],
-        )
-        .await?;
+        &[&name, &version, &sequence],
+    )
+    .await?;
     Ok(())
 }
 
 /// How far a projection version has applied the log.
 pub async fn position(pool: &Pool, name: &str, version: i32) -> Result<u64, ReadModelError> {
     let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT stream_sequence FROM projections WHERE name = $1 AND version = $2",
-            &[&name, &version],
-        )
-        .await?;
-    Ok(row.map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+    let rows = crate::query_cached(
+        &client,
+        "SELECT stream_sequence FROM projections WHERE name = $1 AND version = $2",
+        &[&name, &version],
+    )
+    .await?;
+    Ok(rows
+        .first()
+        .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
 }
 
 /// Waits until a projection version has applied `stream_sequence`, polling every few

@@ -105,8 +105,8 @@ pub async fn record_changes(
     let owners: Vec<&str> = changes.iter().map(|change| change.0.as_str()).collect();
     let ids: Vec<&str> = changes.iter().map(|change| change.1.as_str()).collect();
     let states: Vec<i16> = changes.iter().map(|change| change.2 as i16).collect();
-    client
-        .execute(
+    crate::execute_cached(
+            client,
             &format!(
                 "WITH bumped AS (
                      INSERT INTO {versions} AS v ({owner}, version_id, version)
