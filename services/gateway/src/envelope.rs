@@ -127,13 +127,12 @@ pub fn decode_json(frame: &[u8], gzip: bool, max_bytes: usize) -> Result<Request
     let not_envelope = |error: &dyn std::fmt::Display| {
         BadFrame(format!("the frame is not a request envelope: {error}"))
     };
-    // serde would fill a struct from a JSON array too; an envelope is an object.
-    let value: serde_json::Value =
-        serde_json::from_slice(&plain).map_err(|error| not_envelope(&error))?;
-    if !value.is_object() {
+    // serde would fill a struct from a JSON array too; an envelope is an object. Checked on
+    // the first byte, so the frame is parsed once, straight into the envelope.
+    if plain.trim_ascii_start().first() != Some(&b'{') {
         return Err(not_envelope(&"not a JSON object"));
     }
-    serde_json::from_value(value).map_err(|error| not_envelope(&error))
+    serde_json::from_slice(&plain).map_err(|error| not_envelope(&error))
 }
 
 /// Writes a reply frame.
@@ -174,6 +173,29 @@ pub fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_json_object_is_an_envelope() {
+        let spaced = b" \n {\"reqIdentifier\":1001,\"msgIncr\":\"1\",\"data\":\"\"}";
+        assert_eq!(
+            decode_json(spaced, false, 1024).unwrap().req_identifier,
+            1001
+        );
+        for bad in [
+            &br#"[1001,"", "u1", "op", "1", ""]"#[..],
+            b"",
+            b"   ",
+            b"null",
+            b"{\"reqIdentifier\":\"x\"}",
+            b"{\"reqIdentifier\":1001",
+        ] {
+            let error = decode_json(bad, false, 1024).unwrap_err();
+            assert!(
+                error.0.starts_with("the frame is not a request envelope: "),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn a_js_request_decodes_and_a_reply_renders_as_the_sdk_reads_it() {

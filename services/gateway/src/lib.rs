@@ -177,6 +177,12 @@ async fn check(state: &GatewayState, args: &ConnectArgs) -> Result<(), Refusal> 
     Ok(())
 }
 
+/// Each connection's read buffer. tungstenite's default, 128 KiB, is held by every
+/// connection, idle or not, and zeroed before every read: with thousands of connections that
+/// was most of the gateway's memory and its largest CPU cost (`jetim bench connect` and
+/// `chat`). Client frames are small; a larger one still arrives whole, in more reads.
+const READ_BUFFER_BYTES: usize = 4096;
+
 async fn connect(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
@@ -216,7 +222,8 @@ async fn connect(
     };
     let upgrade = upgrade
         .max_message_size(shared.state.config.max_frame_bytes)
-        .max_frame_size(shared.state.config.max_frame_bytes);
+        .max_frame_size(shared.state.config.max_frame_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES);
     match checked {
         Ok(args) => upgrade.on_upgrade(move |socket| serve_connection(socket, shared, args)),
         Err(refusal) if in_band => upgrade.on_upgrade(move |mut socket| async move {

@@ -162,7 +162,11 @@ pub(crate) async fn run(
         .find(|step| (step.offered_per_second - 10_000.0).abs() < 1.0)
         .map(|step| step.deliver.p99_ms);
     let chat = match sustained {
-        Some(step) => Figure::rate("chat: sustained msg/s", step.acked, step.seconds),
+        Some(step) => Figure::rate(
+            "chat: sustained msg/s",
+            step.acked,
+            step.acked as f64 / step.acked_per_second.max(1e-9),
+        ),
         None => Figure::rate("chat: sustained msg/s (no step kept up)", 0, 1.0),
     }
     .against(&raw);

@@ -124,8 +124,6 @@ struct Target {
 struct StepRow {
     #[serde(flatten)]
     result: record::StepResult,
-    /// Delivered messages a second (each recipient counts).
-    delivered_per_second: f64,
     kept_up: bool,
 }
 
@@ -184,11 +182,7 @@ impl Report {
             .steps
             .into_iter()
             .zip(run.passed)
-            .map(|(result, kept_up)| StepRow {
-                delivered_per_second: result.delivered as f64 / result.seconds.max(1e-9),
-                result,
-                kept_up,
-            })
+            .map(|(result, kept_up)| StepRow { result, kept_up })
             .collect();
         self.accounting = Some(run.accounting);
         self.seconds = run.seconds;
@@ -324,7 +318,7 @@ fn render(report: &Report) -> String {
                 "{:>10.0} {:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}",
                 result.offered_per_second,
                 result.acked_per_second,
-                step.delivered_per_second,
+                result.delivered_per_second,
                 result.ack.p99_ms,
                 result.deliver.p50_ms,
                 result.deliver.p99_ms,

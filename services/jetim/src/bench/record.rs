@@ -58,6 +58,9 @@ struct Step {
     sent: u64,
     acked: u64,
     delivered: u64,
+    /// When the step's last ack and last delivery came (µs on the run's clock).
+    last_ack: u64,
+    last_delivery: u64,
 }
 
 /// One second of the run (by when things happened).
@@ -125,8 +128,11 @@ pub(crate) struct StepResult {
     pub(crate) sent: u64,
     pub(crate) acked: u64,
     pub(crate) delivered: u64,
-    /// Acknowledged messages a second.
+    /// Acknowledged messages a second, over the step or until its last ack if that came
+    /// later (a server that falls behind does not get credit for the backlog).
     pub(crate) acked_per_second: f64,
+    /// Deliveries a second, likewise.
+    pub(crate) delivered_per_second: f64,
     pub(crate) ack: Summary,
     pub(crate) deliver: Summary,
 }
@@ -158,6 +164,8 @@ impl Recorder {
                 sent: 0,
                 acked: 0,
                 delivered: 0,
+                last_ack: 0,
+                last_delivery: 0,
             })
             .collect();
         self.inner
@@ -192,12 +200,14 @@ impl Recorder {
     /// The sender heard the reply to a message due at `due`.
     pub(crate) fn acked(&self, due: u64) {
         self.acked.fetch_add(1, Ordering::Relaxed);
-        let latency = self.now_micros().saturating_sub(due);
+        let now = self.now_micros();
+        let latency = now.saturating_sub(due);
         self.count(
             due,
             None,
             |step| {
                 step.acked += 1;
+                step.last_ack = step.last_ack.max(now);
                 let _ = step.ack.record(latency.clamp(1, MAX_MICROS));
             },
             |second| second.acked += 1,
@@ -207,12 +217,14 @@ impl Recorder {
     /// A recipient got a message due at `due`.
     pub(crate) fn delivered(&self, due: u64) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        let latency = self.now_micros().saturating_sub(due).clamp(1, MAX_MICROS);
+        let now = self.now_micros();
+        let latency = now.saturating_sub(due).clamp(1, MAX_MICROS);
         self.count(
             due,
             Some(latency),
             |step| {
                 step.delivered += 1;
+                step.last_delivery = step.last_delivery.max(now);
                 let _ = step.deliver.record(latency);
             },
             |second| second.delivered += 1,
@@ -273,13 +285,16 @@ impl Recorder {
             .get()
             .expect("steps exist once the load started");
         let seconds = schedule.step_micros as f64 / 1e6;
+        let start = schedule.start_micros + schedule.step_micros * step as u64;
+        let until = |last: u64| (last.saturating_sub(start) as f64 / 1e6).max(seconds);
         StepResult {
             offered_per_second: schedule.rates[step],
             seconds,
             sent: counts.sent,
             acked: counts.acked,
             delivered: counts.delivered,
-            acked_per_second: counts.acked as f64 / seconds,
+            acked_per_second: counts.acked as f64 / until(counts.last_ack),
+            delivered_per_second: counts.delivered as f64 / until(counts.last_delivery),
             ack: Summary::of("send→ack", &counts.ack),
             deliver: Summary::of("send→deliver", &counts.deliver),
         }
@@ -388,6 +403,25 @@ mod tests {
             4,
             "totals count warm-up"
         );
+    }
+
+    #[test]
+    fn a_step_whose_deliveries_straggle_is_credited_only_its_real_rate() {
+        // Ten seconds into the run, the load having started at 1 s in 2-second steps.
+        let recorder = Recorder::new(Instant::now() - std::time::Duration::from_secs(10));
+        recorder.start(schedule(&[10.0, 20.0]));
+        for _ in 0..4 {
+            recorder.sent(1_500_000);
+            recorder.acked(1_500_000);
+            recorder.delivered(1_500_000);
+        }
+        let step = recorder.step(0);
+        // 4 in 2 s would be 2/s; the last came ~9 s after the step began.
+        assert!((step.delivered_per_second - 4.0 / 9.0).abs() < 0.01, "{step:?}");
+        assert!((step.acked_per_second - 4.0 / 9.0).abs() < 0.01, "{step:?}");
+        assert!(step.deliver.p50_ms > 8000.0, "due at 1.5 s, delivered at ~10 s");
+        let idle = recorder.step(1);
+        assert_eq!((idle.delivered, idle.delivered_per_second), (0, 0.0));
     }
 
     #[test]

@@ -431,3 +431,210 @@ async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did(
         "error: no read model or projection is called \"nothing\"; there are: users, user_settings, relations, conversations (messages, conversation_settings, groups, group_profiles)"
     );
 }
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `jetim all` as a child process, killed when dropped.
+struct RunningJetim(std::process::Child);
+
+impl Drop for RunningJetim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message() {
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let api = format!("127.0.0.1:{}", free_port());
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let environment = [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+        ("JETIM_API__LISTEN", api.as_str()),
+        ("JETIM_GATEWAY__LISTEN", gateway.as_str()),
+    ];
+    assert!(jetim(&["migrate"], &environment).status.success());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jetim"));
+    command
+        .arg("all")
+        .env("JETIM_TELEMETRY__LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let server = RunningJetim(command.spawn().unwrap());
+    let health = format!("http://{api}/healthz");
+    let mut healthy = false;
+    for _ in 0..300 {
+        if reqwest::get(&health)
+            .await
+            .is_ok_and(|reply| reply.status().is_success())
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "jetim all serves /healthz");
+    let directory = tempfile::tempdir().unwrap();
+    let report_path = directory.path().join("chat.json");
+    let plot_path = directory.path().join("chat.svg");
+
+    let output = tokio::task::spawn_blocking({
+        let (report, plot) = (report_path.clone(), plot_path.clone());
+        let environment: Vec<(String, String)> = environment
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        move || {
+            let environment: Vec<(&str, &str)> = environment
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            jetim(
+                &[
+                    "bench",
+                    "chat",
+                    "--pairs",
+                    "5",
+                    "--rate",
+                    "50",
+                    "--seconds",
+                    "2",
+                    "--baseline-messages",
+                    "300",
+                    "--report",
+                    report.to_str().unwrap(),
+                    "--plot",
+                    plot.to_str().unwrap(),
+                ],
+                &environment,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.starts_with("chat on "), "{stdout}");
+    assert!(stdout.contains("raw JetStream append"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let accounting = &report["accounting"];
+    // 10 users: a warm-up message each, then 50/s for 2 s.
+    assert_eq!(accounting["sent"], 110, "{accounting}");
+    assert_eq!(accounting["acked"], 110, "{accounting}");
+    assert_eq!(accounting["expected_deliveries"], 110, "{accounting}");
+    assert_eq!(accounting["delivered_once"], 110, "{accounting}");
+    for zero in [
+        "lost",
+        "duplicated",
+        "refused",
+        "unanswered",
+        "missing_from_pull",
+        "seq_gaps",
+    ] {
+        assert_eq!(accounting[zero], 0, "{zero}: {accounting}");
+    }
+    assert_eq!(accounting["pulled_conversations"], 5, "{accounting}");
+    assert_eq!(report["latencies"][1]["name"], "send→deliver");
+    assert_eq!(report["latencies"][1]["count"], 100, "{report}");
+    let raw = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|figure| figure["name"] == "raw JetStream append (expected seq + dedup)")
+        .expect("the raw-append baseline");
+    assert_eq!(raw["events"], 300);
+    assert!(raw["per_second"].as_f64().unwrap() > 0.0);
+    let chat = report["figures"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(chat["baseline"], raw["name"], "{chat}");
+    let svg = std::fs::read_to_string(&plot_path).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("send→deliver"),
+        "a plot"
+    );
+    // The baseline's stream is gone; jetim's are untouched.
+    let streams = nats.jetstream().await;
+    assert!(streams.get_stream("BENCH_RAW").await.is_err());
+
+    let environment_owned: Vec<(String, String)> = environment
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let pid = server.0.id().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let environment: Vec<(&str, &str)> = environment_owned
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let group = jetim(
+            &[
+                "bench",
+                "group",
+                "--groups",
+                "2",
+                "--members",
+                "6",
+                "--senders",
+                "2",
+                "--rate",
+                "20",
+                "--seconds",
+                "2",
+                "--baseline-messages",
+                "300",
+            ],
+            &environment,
+        );
+        let connect = jetim(
+            &[
+                "bench",
+                "connect",
+                "--connections",
+                "50",
+                "--hold-seconds",
+                "1",
+                "--server-pid",
+                &pid,
+            ],
+            &environment,
+        );
+        (group, connect)
+    })
+    .await
+    .unwrap();
+    let (group, connect) = output;
+    let stdout = String::from_utf8_lossy(&group.stdout);
+    assert!(group.status.success(), "{group:?}");
+    // 2 groups × 2 senders: a warm-up message each and 20/s for 2 s, each to 5 others.
+    assert!(
+        stdout.contains(
+            "deliveries expected 220, once 220, lost 0, duplicated 0, unacked but delivered 0; pulled 2 conversations: 0 acked messages missing, 0 seq gaps"
+        ),
+        "{stdout}"
+    );
+    let stdout = String::from_utf8_lossy(&connect.stdout);
+    assert!(connect.status.success(), "{connect:?}");
+    assert!(
+        stdout.contains("memory: 50 idle connections; server RSS "),
+        "{stdout}"
+    );
+    drop(server);
+}
