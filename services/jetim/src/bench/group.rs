@@ -152,13 +152,22 @@ pub(crate) async fn run(
     };
     let run = session::run(plans, sockets, &conversations, shape, args.payload).await?;
     let step = run.steps.first();
+    // Over the step, or until its last delivery when that came later.
     let deliveries = step
         .map_or(Figure::rate("group: deliveries/s", 0, 1.0), |step| {
-            Figure::rate("group: deliveries/s", step.delivered, step.seconds)
+            Figure::rate(
+                "group: deliveries/s",
+                step.delivered,
+                step.delivered as f64 / step.delivered_per_second.max(1e-9),
+            )
         })
         .against(&core);
     let messages = step.map_or(Figure::rate("group: messages/s", 0, 1.0), |step| {
-        Figure::rate("group: messages/s (acked)", step.acked, step.seconds)
+        Figure::rate(
+            "group: messages/s (acked)",
+            step.acked,
+            step.acked as f64 / step.acked_per_second.max(1e-9),
+        )
     });
     let rate = deliveries.per_second;
     report.figures = vec![connected, core, messages, deliveries];

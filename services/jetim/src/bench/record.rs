@@ -417,9 +417,15 @@ mod tests {
         }
         let step = recorder.step(0);
         // 4 in 2 s would be 2/s; the last came ~9 s after the step began.
-        assert!((step.delivered_per_second - 4.0 / 9.0).abs() < 0.01, "{step:?}");
+        assert!(
+            (step.delivered_per_second - 4.0 / 9.0).abs() < 0.01,
+            "{step:?}"
+        );
         assert!((step.acked_per_second - 4.0 / 9.0).abs() < 0.01, "{step:?}");
-        assert!(step.deliver.p50_ms > 8000.0, "due at 1.5 s, delivered at ~10 s");
+        assert!(
+            step.deliver.p50_ms > 8000.0,
+            "due at 1.5 s, delivered at ~10 s"
+        );
         let idle = recorder.step(1);
         assert_eq!((idle.delivered, idle.delivered_per_second), (0, 0.0));
     }
