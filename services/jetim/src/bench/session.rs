@@ -159,7 +159,7 @@ fn parse_client_msg_id(id: &str) -> Option<(u32, u64, u64)> {
 }
 
 /// Runs `plans` (one per connection in `sockets`) through warm-up, `shape`, drain and
-/// checks. `fanout` is how many users receive each message.
+/// checks. Every member of a sender's conversation but the sender receives its messages.
 pub(crate) async fn run(
     plans: Vec<Plan>,
     sockets: Vec<Socket>,
@@ -328,7 +328,6 @@ fn account(
                 ));
             }
         }
-        let acked: HashSet<u64> = outcome.acked.iter().copied().collect();
         let pull = pulls.get(&outcome.conversation);
         for &n in &outcome.acked {
             if let Some(pull) = pull
@@ -369,7 +368,6 @@ fn account(
                 .filter(|(n, times)| **times > 0 && !sender_acked.contains(&(*n as u64)))
                 .count() as u64;
         }
-        drop(acked);
     }
     for pull in pulls.values() {
         accounting.pulled_conversations += 1;
