@@ -106,24 +106,20 @@ pub async fn send(
     )
     .await
     .map_err(|error| failure(&error))?;
-    // A user registered a moment ago may not be in the read model yet; the log has them.
-    let sender_level = match (message.send_id.is_empty(), facts.sender_level) {
-        (true, _) => None,
-        (false, Some(level)) => Some(level),
-        (false, None) => users::look_up(db, log, &message.send_id)
-            .await
-            .map_err(|error| failure(&error))?
-            .map(|user| user.app_manger_level),
-    };
-    let receiver_global_recv_opt =
-        match (message.recv_id.is_empty(), facts.receiver_global_recv_opt) {
-            (true, _) => None,
-            (false, Some(option)) => Some(option),
-            (false, None) => users::look_up(db, log, &message.recv_id)
-                .await
-                .map_err(|error| failure(&error))?
-                .map(|user| user.global_recv_msg_opt),
-        };
+    let sender_level = account_field(db, log, &message.send_id, facts.sender_level, |user| {
+        user.app_manger_level
+    })
+    .await
+    .map_err(|error| failure(&error))?;
+    let receiver_global_recv_opt = account_field(
+        db,
+        log,
+        &message.recv_id,
+        facts.receiver_global_recv_opt,
+        |user| user.global_recv_msg_opt,
+    )
+    .await
+    .map_err(|error| failure(&error))?;
     // The receiver's own setting on this single chat, and what the receiver thinks of the
     // sender.
     let single_chat = receiver_global_recv_opt.is_some() && message.session_type == 1;
@@ -235,4 +231,25 @@ pub async fn send(
         duplicate: false,
         message: Some(stored),
     }))
+}
+
+/// A field of `user_id`'s account: as the read model had it (`read`), or, for a user
+/// registered a moment ago that the read model does not show yet, from the log. `None` when
+/// there is no such user or no user was named.
+async fn account_field(
+    db: &Pool,
+    log: &EventLog,
+    user_id: &str,
+    read: Option<i32>,
+    field: fn(&users::UserRow) -> i32,
+) -> Result<Option<i32>, users::LookUpError> {
+    if user_id.is_empty() {
+        return Ok(None);
+    }
+    if read.is_some() {
+        return Ok(read);
+    }
+    Ok(users::look_up(db, log, user_id)
+        .await?
+        .map(|user| field(&user)))
 }
