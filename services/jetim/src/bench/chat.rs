@@ -1,7 +1,7 @@
 //! `jetim bench chat`: pairs of users in single chats, every user on its own connection,
 //! both members of a pair sending to each other.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jetim_common::config::Config;
 use jetim_messaging::conversation::{SessionType, chat_conversation_id};
@@ -36,12 +36,8 @@ pub(crate) struct ChatArgs {
     /// Messages for each baseline.
     #[arg(long, default_value_t = 100_000)]
     baseline_messages: u64,
-    /// Connections opened at once while connecting.
-    #[arg(long, default_value_t = 64)]
-    connect_concurrency: usize,
-    /// Connections per 127.0.0.x source address.
-    #[arg(long, default_value_t = 25_000)]
-    per_address: usize,
+    #[command(flatten)]
+    connecting: load::Connecting,
     #[command(flatten)]
     pub(crate) output: Output,
 }
@@ -114,8 +110,7 @@ pub(crate) async fn run(
     let users: Vec<String> = (0..pairs * 2).map(|i| format!("b{tag}u{i}")).collect();
     eprintln!("registering {} users", users.len());
     stack.register(&users).await?;
-    let (sockets, connected) =
-        connect_all(&stack, &users, args.connect_concurrency, args.per_address).await?;
+    let (sockets, connected) = stack.connect_all(&users, &args.connecting).await?;
 
     let plans: Vec<Plan> = users
         .iter()
@@ -197,46 +192,6 @@ pub(crate) async fn run(
         format!("{ratio:.2} ×"),
         ratio >= 0.5,
     );
-    let clean = run.accounting.clean();
-    report.target(
-        "lost = 0, duplicated = 0, pullable without gaps",
-        format!(
-            "lost {}, duplicated {}, missing {}, gaps {}",
-            run.accounting.lost,
-            run.accounting.duplicated,
-            run.accounting.missing_from_pull,
-            run.accounting.seq_gaps
-        ),
-        clean,
-    );
     report.add_run(run);
     Ok(report)
-}
-
-/// Issues every user a token and opens its connection: the sockets, in `users` order, and
-/// the connect rate.
-pub(crate) async fn connect_all(
-    stack: &Stack,
-    users: &[String],
-    concurrency: usize,
-    per_address: usize,
-) -> anyhow::Result<(Vec<load::Socket>, Figure)> {
-    eprintln!("issuing {} tokens", users.len());
-    let tokens = load::in_parallel(users.iter(), 32, |user| stack.token(user)).await?;
-    eprintln!("opening {} connections", users.len());
-    let started = Instant::now();
-    let sockets = load::in_parallel(
-        users.iter().zip(&tokens).enumerate(),
-        concurrency,
-        |(index, (user, token))| {
-            stack.connect(user, token, Some(load::source_address(index, per_address)))
-        },
-    )
-    .await?;
-    let figure = Figure::new(
-        "connect (handshakes)",
-        users.len() as u64,
-        started.elapsed(),
-    );
-    Ok((sockets, figure))
 }

@@ -22,12 +22,8 @@ pub(crate) struct ConnectArgs {
     /// Seconds the connections stay open, idle, before the memory is read again.
     #[arg(long, default_value_t = 10)]
     hold_seconds: u64,
-    /// Connections opened at once.
-    #[arg(long, default_value_t = 64)]
-    connect_concurrency: usize,
-    /// Connections per 127.0.0.x source address; one address has about 28,000 ports.
-    #[arg(long, default_value_t = 25_000)]
-    per_address: usize,
+    #[command(flatten)]
+    connecting: load::Connecting,
     #[command(flatten)]
     pub(crate) output: Output,
 }
@@ -55,8 +51,8 @@ pub(crate) async fn run(
         json!({
             "connections": args.connections,
             "hold_seconds": args.hold_seconds,
-            "connect_concurrency": args.connect_concurrency,
-            "per_address": args.per_address,
+            "connect_concurrency": args.connecting.connect_concurrency,
+            "per_address": args.connecting.per_address,
         }),
     );
     let server = args.server_pid.to_string();
@@ -70,9 +66,7 @@ pub(crate) async fn run(
     // Let the server settle after registering before the first reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (server_before, client_before) = (rss_bytes(&server)?, rss_bytes("self")?);
-    let (sockets, connected) =
-        super::chat::connect_all(&stack, &users, args.connect_concurrency, args.per_address)
-            .await?;
+    let (sockets, connected) = stack.connect_all(&users, &args.connecting).await?;
     // Idle, but read: the server's pings get their pongs.
     let holders: Vec<_> = sockets
         .into_iter()

@@ -34,12 +34,8 @@ pub(crate) struct GroupArgs {
     /// Messages for the core NATS baseline.
     #[arg(long, default_value_t = 200_000)]
     baseline_messages: u64,
-    /// Connections opened at once while connecting.
-    #[arg(long, default_value_t = 64)]
-    connect_concurrency: usize,
-    /// Connections per 127.0.0.x source address.
-    #[arg(long, default_value_t = 25_000)]
-    per_address: usize,
+    #[command(flatten)]
+    connecting: load::Connecting,
     #[command(flatten)]
     pub(crate) output: Output,
 }
@@ -112,9 +108,7 @@ pub(crate) async fn run(
         "group {last} shows {known} of {members} members after 60 s"
     );
 
-    let (sockets, connected) =
-        super::chat::connect_all(&stack, &users, args.connect_concurrency, args.per_address)
-            .await?;
+    let (sockets, connected) = stack.connect_all(&users, &args.connecting).await?;
     let plans: Vec<Plan> = users
         .iter()
         .enumerate()
@@ -175,18 +169,6 @@ pub(crate) async fn run(
         format!("group ≥ 200,000 deliveries/s ({members}-member groups)"),
         format!("{rate:.0} deliveries/s"),
         rate >= 200_000.0,
-    );
-    let clean = run.accounting.clean();
-    report.target(
-        "lost = 0, duplicated = 0, pullable without gaps",
-        format!(
-            "lost {}, duplicated {}, missing {}, gaps {}",
-            run.accounting.lost,
-            run.accounting.duplicated,
-            run.accounting.missing_from_pull,
-            run.accounting.seq_gaps
-        ),
-        clean,
     );
     report.add_run(run);
     Ok(report)

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::Figure;
+
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Request identifiers of the gateway protocol.
@@ -21,6 +23,17 @@ pub(crate) const GET_NEWEST_SEQ: i32 = 1001;
 pub(crate) const PULL_BY_SEQ_LIST: i32 = 1002;
 pub(crate) const SEND_MSG: i32 = 1003;
 pub(crate) const PUSH_MSG: i32 = 2001;
+
+/// How the load client opens its connections.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Connecting {
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) connect_concurrency: usize,
+    /// Connections per 127.0.0.x source address; one address has about 28,000 ports.
+    #[arg(long, default_value_t = 25_000)]
+    pub(crate) per_address: usize,
+}
 
 /// The running jetim under test: its REST API, its gateway, and the token service.
 pub(crate) struct Stack {
@@ -165,6 +178,33 @@ impl Stack {
             other => bail!("no handshake result for {user}: {other:?}"),
         }
         Ok(socket)
+    }
+
+    /// Issues every user a token and opens its connection: the sockets, in `users` order,
+    /// and the connect rate.
+    pub(crate) async fn connect_all(
+        &self,
+        users: &[String],
+        how: &Connecting,
+    ) -> anyhow::Result<(Vec<Socket>, Figure)> {
+        eprintln!("issuing {} tokens", users.len());
+        let tokens = in_parallel(users.iter(), 32, |user| self.token(user)).await?;
+        eprintln!("opening {} connections", users.len());
+        let started = std::time::Instant::now();
+        let sockets = in_parallel(
+            users.iter().zip(&tokens).enumerate(),
+            how.connect_concurrency,
+            |(index, (user, token))| {
+                self.connect(user, token, Some(source_address(index, how.per_address)))
+            },
+        )
+        .await?;
+        let figure = Figure::new(
+            "connect (handshakes)",
+            users.len() as u64,
+            started.elapsed(),
+        );
+        Ok((sockets, figure))
     }
 }
 

@@ -174,8 +174,21 @@ impl Report {
         }
     }
 
-    /// Adds what a load run produced: its steps, latencies, accounting and series.
+    /// Adds what a load run produced: its steps, latencies, accounting (and its target)
+    /// and series.
     fn add_run(&mut self, run: session::RunResult) {
+        let accounting = &run.accounting;
+        self.target(
+            "lost = 0, duplicated = 0, pullable without gaps",
+            format!(
+                "lost {}, duplicated {}, missing {}, gaps {}",
+                accounting.lost,
+                accounting.duplicated,
+                accounting.missing_from_pull,
+                accounting.seq_gaps
+            ),
+            accounting.clean(),
+        );
         let (ack, deliver) = run.overall;
         self.latencies = vec![ack, deliver];
         self.steps = run

@@ -153,6 +153,13 @@ impl Recorder {
         }
     }
 
+    /// The shared state; a panicked holder leaves nothing half-done that matters here.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// Starts the load: what is due from now on counts in `schedule`'s steps.
     pub(crate) fn start(&self, schedule: Schedule) {
         let steps = schedule
@@ -168,10 +175,7 @@ impl Recorder {
                 last_delivery: 0,
             })
             .collect();
-        self.inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .steps = steps;
+        self.lock().steps = steps;
         let _ = self.schedule.set(schedule);
     }
 
@@ -247,10 +251,7 @@ impl Recorder {
             return; // warm-up
         };
         let second = self.now_micros().saturating_sub(schedule.start_micros) / 1_000_000;
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut inner = self.lock();
         in_step(&mut inner.steps[step]);
         let index = usize::try_from(second).unwrap_or(usize::MAX);
         if index > 100_000 {
@@ -275,10 +276,7 @@ impl Recorder {
 
     /// Step `step` so far.
     pub(crate) fn step(&self, step: usize) -> StepResult {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let inner = self.lock();
         let counts = &inner.steps[step];
         let schedule = self
             .schedule
@@ -302,10 +300,7 @@ impl Recorder {
 
     /// Send→ack and send→deliver over the steps `steps`, merged.
     pub(crate) fn overall(&self, steps: std::ops::Range<usize>) -> (Summary, Summary) {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let inner = self.lock();
         let (mut ack, mut deliver) = (histogram(), histogram());
         for step in &inner.steps[steps] {
             let _ = ack.add(&step.ack);
@@ -319,32 +314,34 @@ impl Recorder {
 
     /// The per-second series.
     pub(crate) fn seconds(&self) -> Vec<Second> {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        inner
-            .seconds
-            .iter()
-            .map(|(counts, latencies)| {
-                let ms = |micros: u64| micros as f64 / 1000.0;
-                let (p50, p99, max) = if latencies.is_empty() {
-                    (0.0, 0.0, 0.0)
-                } else {
-                    (
-                        ms(latencies.value_at_quantile(0.5)),
-                        ms(latencies.value_at_quantile(0.99)),
-                        ms(latencies.max()),
-                    )
-                };
-                Second {
-                    deliver_p50_ms: p50,
-                    deliver_p99_ms: p99,
-                    deliver_max_ms: max,
-                    ..*counts
-                }
-            })
-            .collect()
+        let inner = self.lock();
+        inner.seconds.iter().map(summarize).collect()
+    }
+
+    /// The last second that is over (the one before the current one), for the progress line.
+    pub(crate) fn last_full_second(&self) -> Option<Second> {
+        let inner = self.lock();
+        inner.seconds.iter().rev().nth(1).map(summarize)
+    }
+}
+
+/// A second's counts with its send→deliver quantiles.
+fn summarize((counts, latencies): &(Second, Histogram<u64>)) -> Second {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let (p50, p99, max) = if latencies.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            ms(latencies.value_at_quantile(0.5)),
+            ms(latencies.value_at_quantile(0.99)),
+            ms(latencies.max()),
+        )
+    };
+    Second {
+        deliver_p50_ms: p50,
+        deliver_p99_ms: p99,
+        deliver_max_ms: max,
+        ..*counts
     }
 }
 

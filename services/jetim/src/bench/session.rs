@@ -238,8 +238,10 @@ pub(crate) async fn run(
                 shared.recorder.acked.load(Ordering::Relaxed),
                 shared.recorder.delivered.load(Ordering::Relaxed),
             );
-            let recent = shared.recorder.seconds();
-            let p99 = recent.iter().rev().nth(1).map_or(0.0, |s| s.deliver_p99_ms);
+            let p99 = shared
+                .recorder
+                .last_full_second()
+                .map_or(0.0, |second| second.deliver_p99_ms);
             eprintln!(
                 "step {step} at {rate:.0}/s: last second sent {}, acked {}, delivered {}; p99 send→deliver {p99:.1} ms",
                 totals.0 - last.0,
@@ -311,6 +313,10 @@ fn account(
         ..Accounting::default()
     };
     let by_index: HashMap<u32, &Outcome> = outcomes.iter().map(|o| (o.index, o)).collect();
+    let acked_by_sender: HashMap<u32, HashSet<u64>> = outcomes
+        .iter()
+        .map(|o| (o.index, o.acked.iter().copied().collect()))
+        .collect();
     let pulls: HashMap<usize, &Pulled> = outcomes
         .iter()
         .filter_map(|o| o.pull.as_ref().map(|pull| (o.conversation, pull)))
@@ -358,14 +364,13 @@ fn account(
         }
         // Anything this user received from a sender that sender never saw acknowledged.
         for (sender, counts) in &outcome.received {
-            let sender_acked: HashSet<u64> = by_index
-                .get(sender)
-                .map(|s| s.acked.iter().copied().collect())
-                .unwrap_or_default();
+            let acked = acked_by_sender.get(sender);
             accounting.delivered_unacked += counts
                 .iter()
                 .enumerate()
-                .filter(|(n, times)| **times > 0 && !sender_acked.contains(&(*n as u64)))
+                .filter(|(n, times)| {
+                    **times > 0 && !acked.is_some_and(|acked| acked.contains(&(*n as u64)))
+                })
                 .count() as u64;
         }
     }
@@ -542,6 +547,16 @@ impl UserState<'_> {
         Ok(())
     }
 
+    /// A push (or a late reply) that came while waiting for another reply: counted as
+    /// usual, and a frame that makes no sense is the user's error.
+    fn aside(&mut self, incoming: load::Incoming) {
+        if let Err(error) = self.incoming(incoming) {
+            self.outcome
+                .error
+                .get_or_insert_with(|| format!("{error:#}"));
+        }
+    }
+
     fn arrived(&mut self, client_msg_id: &str) {
         let Some((sender, n, due)) = parse_client_msg_id(client_msg_id) else {
             return; // not a bench message (a notification)
@@ -578,9 +593,7 @@ impl UserState<'_> {
                     user_id: user.clone(),
                 }
                 .encode_to_vec(),
-                |other| {
-                    let _ = self.incoming(other);
-                },
+                |other| self.aside(other),
             )
             .await?;
             let max_seq = GetMaxSeqResp::decode(data.as_slice())?
@@ -610,9 +623,7 @@ impl UserState<'_> {
                     load::PULL_BY_SEQ_LIST,
                     &format!("v{incr}"),
                     &request.encode_to_vec(),
-                    |other| {
-                        let _ = self.incoming(other);
-                    },
+                    |other| self.aside(other),
                 )
                 .await?;
                 let reply = PullMessageBySeqsResp::decode(data.as_slice())?;
