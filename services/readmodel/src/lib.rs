@@ -177,3 +177,58 @@ pub(crate) async fn query_cached(
     let statement = client.prepare_cached(sql).await?;
     client.query(&statement, params).await
 }
+
+/// A statement's parameters, owned by the pipeline that runs it.
+pub(crate) type Parameters<'a> = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send + 'a>>;
+
+/// Statements sent to Postgres together and run in the order they were pushed: one round
+/// trip for all of them instead of one each, and one wakeup of the backend. A statement's
+/// parameters cannot depend on an earlier one's result; its effects (rows inserted before
+/// it) it sees as usual. Every statement is prepared once per connection.
+#[derive(Default)]
+pub(crate) struct Pipeline<'a> {
+    steps: Vec<(&'static str, Parameters<'a>)>,
+}
+
+impl<'a> Pipeline<'a> {
+    /// Adds `sql` with `parameters`; the returned index picks its rows from [`Pipeline::run`].
+    pub(crate) fn push(&mut self, sql: &'static str, parameters: Parameters<'a>) -> usize {
+        self.steps.push((sql, parameters));
+        self.steps.len() - 1
+    }
+
+    /// Runs every statement, in order, and returns each one's rows (none for a statement
+    /// without `RETURNING`).
+    pub(crate) async fn run(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
+        // Prepared first: a statement not yet prepared on this connection takes a round trip,
+        // and one waiting for it must not let a later one go ahead of it.
+        let statements = futures::future::try_join_all(
+            self.steps.iter().map(|(sql, _)| client.prepare_cached(sql)),
+        )
+        .await?;
+        // Each query is sent when first polled, and `try_join_all` polls them first in order.
+        futures::future::try_join_all(self.steps.iter().zip(&statements).map(
+            |((_, parameters), statement)| async move {
+                let parameters: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = parameters
+                    .iter()
+                    .map(|parameter| {
+                        parameter.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)
+                    })
+                    .collect();
+                client.query(statement, &parameters).await
+            },
+        ))
+        .await
+    }
+}
+
+/// [`Parameters`] from a list of values.
+macro_rules! parameters {
+    ($($value:expr),* $(,)?) => {
+        vec![$(Box::new($value) as Box<dyn tokio_postgres::types::ToSql + Sync + Send>),*]
+    };
+}
+pub(crate) use parameters;

@@ -614,13 +614,13 @@ impl BatchHandler for MessagesProjection {
                 }
             }
         }
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        // Every write goes out in one pipeline, in the order below (later statements see the
+        // rows of earlier ones); the version-log entries they call for follow it.
+        let mut pipeline = crate::Pipeline::default();
+        // Indexes into the pipeline's results: rows brought back (new or no longer hidden)
+        // and rows whose owner cleared them.
+        let mut restored = Vec::new();
+        let mut cleared = None;
 
         if !messages.is_empty() {
             let conversations: Vec<&str> = messages
@@ -647,43 +647,37 @@ impl BatchHandler for MessagesProjection {
             let content_types: Vec<i32> = messages.iter().map(|(m, _, _)| m.content_type).collect();
             let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_str()).collect();
             let sequences: Vec<i64> = messages.iter().map(|(_, sequence, _)| *sequence).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
-                                              send_id, send_time, content_type, body,
-                                              stream_sequence)
-                     SELECT c, s, cm, sm, si, st, ct, b::jsonb, ss
-                     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                                 $6::bigint[], $7::int[], $8::text[], $9::bigint[])
-                          AS v(c, s, cm, sm, si, st, ct, b, ss)
-                     ON CONFLICT (conversation_id, seq) DO NOTHING",
-                &[
-                    &conversations,
-                    &seqs,
-                    &client_msg_ids,
-                    &server_msg_ids,
-                    &senders,
-                    &send_times,
-                    &content_types,
-                    &bodies,
-                    &sequences,
+                                          send_id, send_time, content_type, body,
+                                          stream_sequence)
+                 SELECT c, s, cm, sm, si, st, ct, b::jsonb, ss
+                 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                             $6::bigint[], $7::int[], $8::text[], $9::bigint[])
+                      AS v(c, s, cm, sm, si, st, ct, b, ss)
+                 ON CONFLICT (conversation_id, seq) DO NOTHING",
+                crate::parameters![
+                    conversations.clone(),
+                    seqs.clone(),
+                    client_msg_ids.clone(),
+                    server_msg_ids,
+                    senders,
+                    send_times,
+                    content_types,
+                    bodies,
+                    sequences,
                 ],
-            )
-            .await
-            .map_err(transient)?;
+            );
             // The first seq a clientMsgID got wins; a later one (impossible through the send
             // path, but the log is the authority) keeps its message row and seq.
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
-                     SELECT DISTINCT ON (c, cm) c, cm, s
-                     FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(c, cm, s)
-                     ORDER BY c, cm, s
-                     ON CONFLICT DO NOTHING",
-                &[&conversations, &client_msg_ids, &seqs],
-            )
-            .await
-            .map_err(transient)?;
+                 SELECT DISTINCT ON (c, cm) c, cm, s
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(c, cm, s)
+                 ORDER BY c, cm, s
+                 ON CONFLICT DO NOTHING",
+                crate::parameters![conversations, client_msg_ids, seqs],
+            );
 
             let mut maxima: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
             for (message, _, _) in &messages {
@@ -698,75 +692,54 @@ impl BatchHandler for MessagesProjection {
             let ids: Vec<&str> = maxima.keys().copied().collect();
             let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
             let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "INSERT INTO conversation_seqs_v1 AS s (conversation_id, max_seq, max_seq_time)
-                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
-                     ON CONFLICT (conversation_id) DO UPDATE SET
-                         max_seq = EXCLUDED.max_seq, max_seq_time = EXCLUDED.max_seq_time
-                     WHERE s.max_seq < EXCLUDED.max_seq",
-                &[&ids, &max_seqs, &times],
-            )
-            .await
-            .map_err(transient)?;
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+                 ON CONFLICT (conversation_id) DO UPDATE SET
+                     max_seq = EXCLUDED.max_seq, max_seq_time = EXCLUDED.max_seq_time
+                 WHERE s.max_seq < EXCLUDED.max_seq",
+                crate::parameters![ids, max_seqs, times],
+            );
 
             let rows: BTreeSet<ConversationRow> = messages
                 .iter()
                 .flat_map(|(message, _, _)| conversation_rows(message))
                 .collect();
             if !rows.is_empty() {
-                let owners: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
-                let ids: Vec<&str> = rows.iter().map(|row| row.1.as_str()).collect();
-                let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
-                let peers: Vec<&str> = rows.iter().map(|row| row.3.as_str()).collect();
-                let groups: Vec<&str> = rows.iter().map(|row| row.4.as_str()).collect();
-                let inserted = crate::query_cached(
-                    &transaction,
-                    "INSERT INTO user_conversations_v1
-                             (owner_user_id, conversation_id, conversation_type, user_id, group_id)
-                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
-                                              $5::text[])
-                         ON CONFLICT DO NOTHING
-                         RETURNING owner_user_id, conversation_id",
-                    &[&owners, &ids, &types, &peers, &groups],
-                )
-                .await
-                .map_err(transient)?;
-                let mut changes: Vec<(String, String, ChangeState)> = inserted
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
-                    .collect();
-                // A row its owner deleted comes back with the first message after the delete.
-                let mut newest: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+                // A row its owner deleted comes back with the first message after the
+                // delete. Only hidden rows are looked at, through their partial index.
+                let mut newest: BTreeMap<(String, String), i64> = BTreeMap::new();
                 for (message, _, _) in &messages {
                     let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
                     for row in rows.iter().filter(|row| row.1 == message.conversation_id) {
-                        let entry = newest.entry((&row.0, &row.1)).or_default();
+                        let entry = newest.entry((row.0.clone(), row.1.clone())).or_default();
                         *entry = (*entry).max(seq);
                     }
                 }
-                let owners: Vec<&str> = newest.keys().map(|key| key.0).collect();
-                let ids: Vec<&str> = newest.keys().map(|key| key.1).collect();
-                let seqs: Vec<i64> = newest.values().copied().collect();
-                let returned = crate::query_cached(
-                    &transaction,
+                let owners: Vec<String> = rows.iter().map(|row| row.0.clone()).collect();
+                let ids: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
+                let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
+                let peers: Vec<String> = rows.iter().map(|row| row.3.clone()).collect();
+                let groups: Vec<String> = rows.into_iter().map(|row| row.4).collect();
+                restored.push(pipeline.push(
+                    "INSERT INTO user_conversations_v1
+                         (owner_user_id, conversation_id, conversation_type, user_id, group_id)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int[], $4::text[],
+                                          $5::text[])
+                     ON CONFLICT DO NOTHING
+                     RETURNING owner_user_id, conversation_id",
+                    crate::parameters![owners, ids, types, peers, groups],
+                ));
+                let (keys, seqs): (Vec<_>, Vec<i64>) = newest.into_iter().unzip();
+                let (owners, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+                restored.push(pipeline.push(
                     "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
-                         FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(o, i, s)
-                         WHERE u.owner_user_id = v.o AND u.conversation_id = v.i
-                           AND u.hidden_through_seq < v.s
-                         RETURNING u.owner_user_id, u.conversation_id",
-                    &[&owners, &ids, &seqs],
-                )
-                .await
-                .map_err(transient)?;
-                changes.extend(
-                    returned
-                        .iter()
-                        .map(|row| (row.get(0), row.get(1), ChangeState::Insert)),
-                );
-                record_changes(&transaction, Log::Conversations, &changes)
-                    .await
-                    .map_err(transient)?;
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(o, i, s)
+                     WHERE u.owner_user_id = v.o AND u.conversation_id = v.i
+                       AND u.hidden_through_seq IS NOT NULL AND u.hidden_through_seq < v.s
+                     RETURNING u.owner_user_id, u.conversation_id",
+                    crate::parameters![owners, ids, seqs],
+                ));
             }
 
             // A group conversation a member deleted comes back with the group's next message
@@ -784,70 +757,48 @@ impl BatchHandler for MessagesProjection {
             if !groups_newest.is_empty() {
                 let ids: Vec<&str> = groups_newest.keys().copied().collect();
                 let seqs: Vec<i64> = groups_newest.values().copied().collect();
-                let returned = crate::query_cached(
-                    &transaction,
+                restored.push(pipeline.push(
                     "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
-                         FROM UNNEST($1::text[], $2::bigint[]) AS v(i, s)
-                         WHERE u.conversation_id = v.i AND u.hidden_through_seq < v.s
-                           AND (u.max_seq = 0 OR u.max_seq >= v.s)
-                         RETURNING u.owner_user_id, u.conversation_id",
-                    &[&ids, &seqs],
-                )
-                .await
-                .map_err(transient)?;
-                let changes: Vec<(String, String, ChangeState)> = returned
-                    .iter()
-                    .map(|row| (row.get(0), row.get(1), ChangeState::Insert))
-                    .collect();
-                record_changes(&transaction, Log::Conversations, &changes)
-                    .await
-                    .map_err(transient)?;
+                     FROM UNNEST($1::text[], $2::bigint[]) AS v(i, s)
+                     WHERE u.conversation_id = v.i
+                       AND u.hidden_through_seq IS NOT NULL AND u.hidden_through_seq < v.s
+                       AND (u.max_seq = 0 OR u.max_seq >= v.s)
+                     RETURNING u.owner_user_id, u.conversation_id",
+                    crate::parameters![ids, seqs],
+                ));
             }
         }
 
-        if !reads.is_empty() {
-            for setting in [true, false] {
-                let chosen: Vec<(&(String, String), &ReadFold)> = reads
-                    .iter()
-                    .filter(|(_, fold)| fold.set.is_some() == setting)
-                    .collect();
-                if chosen.is_empty() {
-                    continue;
-                }
-                let owners: Vec<&str> = chosen
-                    .iter()
-                    .map(|((owner, _), _)| owner.as_str())
-                    .collect();
-                let ids: Vec<&str> = chosen.iter().map(|((_, id), _)| id.as_str()).collect();
-                let values: Vec<i64> = chosen
-                    .iter()
-                    .map(|(_, fold)| {
-                        i64::try_from(fold.set.unwrap_or(fold.raise)).unwrap_or(i64::MAX)
-                    })
-                    .collect();
-                let sequences: Vec<i64> = chosen.iter().map(|(_, fold)| fold.sequence).collect();
-                let new_value = if setting {
-                    "EXCLUDED.has_read_seq"
-                } else {
-                    "GREATEST(r.has_read_seq, EXCLUDED.has_read_seq)"
-                };
-                transaction
-                    .execute(
-                        &format!(
-                            "INSERT INTO read_seqs_v1 AS r (owner_user_id, conversation_id,
-                                                            has_read_seq, stream_sequence)
-                             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[],
-                                                  $4::bigint[])
-                             ON CONFLICT (owner_user_id, conversation_id) DO UPDATE SET
-                                 has_read_seq = {new_value},
-                                 stream_sequence = EXCLUDED.stream_sequence
-                             WHERE r.stream_sequence < EXCLUDED.stream_sequence"
-                        ),
-                        &[&owners, &ids, &values, &sequences],
-                    )
-                    .await
-                    .map_err(transient)?;
+        for setting in [true, false] {
+            let chosen: Vec<(&(String, String), &ReadFold)> = reads
+                .iter()
+                .filter(|(_, fold)| fold.set.is_some() == setting)
+                .collect();
+            if chosen.is_empty() {
+                continue;
             }
+            let owners: Vec<&str> = chosen
+                .iter()
+                .map(|((owner, _), _)| owner.as_str())
+                .collect();
+            let ids: Vec<&str> = chosen.iter().map(|((_, id), _)| id.as_str()).collect();
+            let values: Vec<i64> = chosen
+                .iter()
+                .map(|(_, fold)| i64::try_from(fold.set.unwrap_or(fold.raise)).unwrap_or(i64::MAX))
+                .collect();
+            let sequences: Vec<i64> = chosen.iter().map(|(_, fold)| fold.sequence).collect();
+            // A set replaces the position; a raise never lowers it.
+            pipeline.push(
+                "INSERT INTO read_seqs_v1 AS r (owner_user_id, conversation_id,
+                                                has_read_seq, stream_sequence)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                 ON CONFLICT (owner_user_id, conversation_id) DO UPDATE SET
+                     has_read_seq = CASE WHEN $5::boolean THEN EXCLUDED.has_read_seq
+                         ELSE GREATEST(r.has_read_seq, EXCLUDED.has_read_seq) END,
+                     stream_sequence = EXCLUDED.stream_sequence
+                 WHERE r.stream_sequence < EXCLUDED.stream_sequence",
+                crate::parameters![owners, ids, values, sequences, setting],
+            );
         }
 
         if !revoked.is_empty() {
@@ -855,83 +806,63 @@ impl BatchHandler for MessagesProjection {
             let seqs: Vec<i64> = revoked.iter().map(|revoke| revoke.1).collect();
             let bodies: Vec<&str> = revoked.iter().map(|revoke| revoke.2.as_str()).collect();
             // The first revocation of a message is the one that counts.
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "UPDATE messages_v1 AS m SET revoked = v.body::jsonb
-                     FROM (SELECT DISTINCT ON (c, s) c, s, b
-                           FROM UNNEST($1::text[], $2::bigint[], $3::text[])
-                                WITH ORDINALITY AS u(c, s, b, n)
-                           ORDER BY c, s, n) AS v(conversation_id, seq, body)
-                     WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq
-                       AND m.revoked IS NULL",
-                &[&ids, &seqs, &bodies],
-            )
-            .await
-            .map_err(transient)?;
+                 FROM (SELECT DISTINCT ON (c, s) c, s, b
+                       FROM UNNEST($1::text[], $2::bigint[], $3::text[])
+                            WITH ORDINALITY AS u(c, s, b, n)
+                       ORDER BY c, s, n) AS v(conversation_id, seq, body)
+                 WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq
+                   AND m.revoked IS NULL",
+                crate::parameters![ids, seqs, bodies],
+            );
         }
 
         if !hidden.is_empty() {
             let owners: Vec<&str> = hidden.iter().map(|entry| entry.0.as_str()).collect();
             let ids: Vec<&str> = hidden.iter().map(|entry| entry.1.as_str()).collect();
             let seqs: Vec<i64> = hidden.iter().map(|entry| entry.2).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "INSERT INTO hidden_messages_v1 (owner_user_id, conversation_id, seq)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-                     ON CONFLICT DO NOTHING",
-                &[&owners, &ids, &seqs],
-            )
-            .await
-            .map_err(transient)?;
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT DO NOTHING",
+                crate::parameters![owners, ids, seqs],
+            );
         }
         if !deleted.is_empty() {
             let ids: Vec<&str> = deleted.iter().map(|entry| entry.0.as_str()).collect();
             let seqs: Vec<i64> = deleted.iter().map(|entry| entry.1).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "UPDATE messages_v1 AS m SET deleted = true
-                     FROM UNNEST($1::text[], $2::bigint[]) AS v(conversation_id, seq)
-                     WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq",
-                &[&ids, &seqs],
-            )
-            .await
-            .map_err(transient)?;
+                 FROM UNNEST($1::text[], $2::bigint[]) AS v(conversation_id, seq)
+                 WHERE m.conversation_id = v.conversation_id AND m.seq = v.seq",
+                crate::parameters![ids, seqs],
+            );
         }
         if !cleared_all.is_empty() {
             let ids: Vec<&str> = cleared_all.iter().map(|entry| entry.0.as_str()).collect();
             let minima: Vec<i64> = cleared_all.iter().map(|entry| entry.1).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "UPDATE conversation_seqs_v1 AS s SET min_seq = GREATEST(s.min_seq, v.min_seq)
-                     FROM (SELECT c, max(m) FROM UNNEST($1::text[], $2::bigint[]) AS u(c, m)
-                           GROUP BY c) AS v(conversation_id, min_seq)
-                     WHERE s.conversation_id = v.conversation_id",
-                &[&ids, &minima],
-            )
-            .await
-            .map_err(transient)?;
+                 FROM (SELECT c, max(m) FROM UNNEST($1::text[], $2::bigint[]) AS u(c, m)
+                       GROUP BY c) AS v(conversation_id, min_seq)
+                 WHERE s.conversation_id = v.conversation_id",
+                crate::parameters![ids, minima],
+            );
         }
         if !cleared_for.is_empty() {
             let owners: Vec<&str> = cleared_for.iter().map(|entry| entry.0.as_str()).collect();
             let ids: Vec<&str> = cleared_for.iter().map(|entry| entry.1.as_str()).collect();
             let minima: Vec<i64> = cleared_for.iter().map(|entry| entry.2).collect();
-            let moved = crate::query_cached(&transaction, "UPDATE user_conversations_v1 AS u SET min_seq = v.min_seq
-                     FROM (SELECT o, c, max(m) FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-                               AS x(o, c, m) GROUP BY o, c) AS v(owner_user_id, conversation_id, min_seq)
-                     WHERE u.owner_user_id = v.owner_user_id
-                       AND u.conversation_id = v.conversation_id AND u.min_seq < v.min_seq
-                     RETURNING u.owner_user_id, u.conversation_id",
-                    &[&owners, &ids, &minima],
-                )
-                .await
-                .map_err(transient)?;
-            let changes: Vec<(String, String, ChangeState)> = moved
-                .iter()
-                .map(|row| (row.get(0), row.get(1), ChangeState::Update))
-                .collect();
-            record_changes(&transaction, Log::Conversations, &changes)
-                .await
-                .map_err(transient)?;
+            cleared = Some(pipeline.push(
+                "UPDATE user_conversations_v1 AS u SET min_seq = v.min_seq
+                 FROM (SELECT o, c, max(m) FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+                           AS x(o, c, m) GROUP BY o, c) AS v(owner_user_id, conversation_id, min_seq)
+                 WHERE u.owner_user_id = v.owner_user_id
+                   AND u.conversation_id = v.conversation_id AND u.min_seq < v.min_seq
+                 RETURNING u.owner_user_id, u.conversation_id",
+                crate::parameters![owners, ids, minima],
+            ));
         }
 
         if !marked.is_empty() {
@@ -939,20 +870,49 @@ impl BatchHandler for MessagesProjection {
             let readers: Vec<&str> = marked.iter().map(|mark| mark.1.as_str()).collect();
             let firsts: Vec<i64> = marked.iter().map(|mark| mark.2).collect();
             let lasts: Vec<i64> = marked.iter().map(|mark| mark.3).collect();
-            crate::execute_cached(
-                &transaction,
+            pipeline.push(
                 "UPDATE messages_v1 AS m SET is_read = true
-                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-                          AS v(conversation_id, reader, first_seq, last_seq)
-                     WHERE m.conversation_id = v.conversation_id AND m.send_id <> v.reader
-                       AND m.seq BETWEEN v.first_seq AND v.last_seq AND NOT m.is_read",
-                &[&ids, &readers, &firsts, &lasts],
-            )
-            .await
-            .map_err(transient)?;
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                      AS v(conversation_id, reader, first_seq, last_seq)
+                 WHERE m.conversation_id = v.conversation_id AND m.send_id <> v.reader
+                   AND m.seq BETWEEN v.first_seq AND v.last_seq AND NOT m.is_read",
+                crate::parameters![ids, readers, firsts, lasts],
+            );
         }
+        pipeline.push(
+            projection::ADVANCE,
+            crate::parameters![
+                NAME,
+                VERSION,
+                i64::try_from(last_sequence).unwrap_or(i64::MAX)
+            ],
+        );
 
-        projection::advance(&transaction, NAME, VERSION, last_sequence)
+        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| HandleError::Transient(Box::new(error)))?;
+        let transaction = client.transaction().await.map_err(transient)?;
+        let results = pipeline.run(&transaction).await.map_err(transient)?;
+        // The conversations log: rows that appeared or came back, then rows cleared (the last
+        // change of a row in the batch is the one recorded).
+        let changed = |index: usize, state: ChangeState| {
+            results[index]
+                .iter()
+                .map(move |row| (row.get(0), row.get(1), state))
+        };
+        let changes: Vec<(String, String, ChangeState)> = restored
+            .iter()
+            .flat_map(|index| changed(*index, ChangeState::Insert))
+            .chain(
+                cleared
+                    .into_iter()
+                    .flat_map(|index| changed(index, ChangeState::Update)),
+            )
+            .collect();
+        record_changes(&transaction, Log::Conversations, &changes)
             .await
             .map_err(transient)?;
         transaction.commit().await.map_err(transient)

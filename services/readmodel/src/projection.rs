@@ -7,6 +7,12 @@ use deadpool_postgres::{GenericClient, Pool};
 
 use crate::ReadModelError;
 
+/// The statement behind [`advance`], for a projection that sends it with its batch's writes:
+/// `$1` the name, `$2` the version, `$3` the stream sequence.
+pub(crate) const ADVANCE: &str =
+    "UPDATE projections SET stream_sequence = GREATEST(stream_sequence, $3)
+     WHERE name = $1 AND version = $2";
+
 /// Records that a projection version has applied the log up to `stream_sequence`. Called in
 /// the same transaction as the batch it applied.
 pub async fn advance(
@@ -16,13 +22,7 @@ pub async fn advance(
     stream_sequence: u64,
 ) -> Result<(), tokio_postgres::Error> {
     let sequence = i64::try_from(stream_sequence).unwrap_or(i64::MAX);
-    crate::execute_cached(
-        client,
-        "UPDATE projections SET stream_sequence = GREATEST(stream_sequence, $3)
-             WHERE name = $1 AND version = $2",
-        &[&name, &version, &sequence],
-    )
-    .await?;
+    crate::execute_cached(client, ADVANCE, &[&name, &version, &sequence]).await?;
     Ok(())
 }
 

@@ -50,38 +50,65 @@ pub struct SendFacts {
     pub original: Option<Original>,
 }
 
-static FACTS: LazyLock<String> =
-    LazyLock::new(|| FACTS_TEMPLATE.replace("VISIBLE", crate::conversations::VISIBLE));
+/// The statement for a send that names a receiver, a group, or both (`[receiver][group]`;
+/// a send naming neither reads the sender alone). A single chat does not look for a group
+/// and a group chat does not look at a receiver: Postgres sets up every join of a statement
+/// on each run, used or not, and this statement runs for every message.
+static FACTS: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
+    [false, true].map(|receiver| [false, true].map(|group| facts_statement(receiver, group)))
+});
 
-const FACTS_TEMPLATE: &str = "SELECT
-    sender.app_manger_level,
-    receiver.global_recv_msg_opt,
-    (SELECT u.recv_msg_opt FROM user_conversations_v1 u
-       LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
-      WHERE u.owner_user_id = $2 AND u.conversation_id = $4 AND VISIBLE),
-    EXISTS (SELECT 1 FROM blacks_v1
-             WHERE owner_user_id = $2 AND black_user_id = $1 AND NOT deleted),
-    EXISTS (SELECT 1 FROM friends_v1
-             WHERE owner_user_id = $2 AND friend_user_id = $1 AND NOT deleted),
-    g.status,
-    member.role_level,
-    member.mute_end_time,
-    o.seq, o.server_msg_id, o.send_time
- FROM (VALUES (1)) AS one (x)
- LEFT JOIN users_v1 sender ON sender.user_id = $1
- LEFT JOIN users_v1 receiver ON receiver.user_id = $2
- LEFT JOIN groups_v1 g ON g.group_id = $3
- LEFT JOIN group_members_v1 member ON member.group_id = $3 AND member.user_id = $1
- LEFT JOIN LATERAL (
-     SELECT m.seq, m.server_msg_id, m.send_time
-       FROM client_msg_ids_v1 c
-       JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
-      WHERE c.conversation_id = $4 AND c.client_msg_id = $5) o ON true";
+fn facts_statement(receiver: bool, group: bool) -> String {
+    let receiver_columns = if receiver {
+        "receiver.global_recv_msg_opt,
+         (SELECT u.recv_msg_opt FROM user_conversations_v1 u
+            LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+           WHERE u.owner_user_id = $2 AND u.conversation_id = $4 AND VISIBLE),
+         EXISTS (SELECT 1 FROM blacks_v1
+                  WHERE owner_user_id = $2 AND black_user_id = $1 AND NOT deleted),
+         EXISTS (SELECT 1 FROM friends_v1
+                  WHERE owner_user_id = $2 AND friend_user_id = $1 AND NOT deleted)"
+            .replace("VISIBLE", crate::conversations::VISIBLE)
+    } else {
+        "NULL::int, NULL::int, false, false".to_owned()
+    };
+    let (group_columns, group_joins) = if group {
+        (
+            "g.status, member.role_level, member.mute_end_time",
+            "LEFT JOIN groups_v1 g ON g.group_id = $3
+             LEFT JOIN group_members_v1 member ON member.group_id = $3 AND member.user_id = $1",
+        )
+    } else {
+        ("NULL::int, NULL::int, NULL::bigint", "")
+    };
+    let receiver_join = if receiver {
+        "LEFT JOIN users_v1 receiver ON receiver.user_id = $2"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT sender.app_manger_level, {receiver_columns}, {group_columns},
+                o.seq, o.server_msg_id, o.send_time
+         FROM (VALUES (1)) AS one (x)
+         LEFT JOIN users_v1 sender ON sender.user_id = $1
+         {receiver_join}
+         {group_joins}
+         LEFT JOIN LATERAL (
+             SELECT m.seq, m.server_msg_id, m.send_time
+               FROM client_msg_ids_v1 c
+               JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
+              WHERE c.conversation_id = $4 AND c.client_msg_id = $5) o ON true"
+    )
+}
 
 /// Reads the facts of a send.
 pub async fn read(pool: &Pool, keys: SendKeys<'_>) -> Result<SendFacts, ReadModelError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(&FACTS).await?;
+    let sql = &FACTS[usize::from(!keys.recv_id.is_empty())][usize::from(!keys.group_id.is_empty())];
+    // Typed, since a statement need not use every key.
+    let statement = client
+        .prepare_typed_cached(sql, &[tokio_postgres::types::Type::TEXT; 5])
+        .await?;
     let row = client
         .query_one(
             &statement,
