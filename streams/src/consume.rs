@@ -3,11 +3,14 @@
 //! A projection runs one durable pull consumer, `<projection>_v<N>`. [`run_durable`] fetches a
 //! batch, hands it to the [`BatchHandler`], which applies it in one transaction and commits,
 //! and only then acks. A transient failure naks the batch with a growing delay; an event the
-//! handler can never apply ("poison") is terminated, logged and counted, and stays in the
-//! stream for inspection while the rest of the batch is redelivered.
+//! handler can never apply ("poison") is set aside and the rest of the batch applied without
+//! it; then the poison event is terminated, logged and counted, and stays in the stream for
+//! inspection.
 //!
 //! The consumer allows no more unacknowledged messages than one batch, so a redelivered batch
-//! comes back before anything newer and each read-model row sees its events in order.
+//! comes back before anything newer and each read-model row sees its events in order. Its ack
+//! policy is "all": one ack for the batch's last event acknowledges the batch (a consumer made
+//! by an earlier build, with explicit acks, gets an ack per event).
 //!
 //! [`Replay`] reads a stream from a given sequence with an ordered consumer (no server state
 //! kept) and ends when it has caught up: the tool for rebuilds and audits.
@@ -85,7 +88,7 @@ impl DurableSpec {
             name: Some(self.name.clone()),
             description: Some(format!("jetim projection {}", self.name)),
             filter_subjects: self.filter_subjects.clone(),
-            ack_policy: consumer::AckPolicy::Explicit,
+            ack_policy: consumer::AckPolicy::All,
             ack_wait: self.ack_wait,
             max_ack_pending: batch_size,
             max_deliver: -1,
@@ -138,6 +141,7 @@ pub async fn run_durable<H: BatchHandler>(
         .get_or_create_consumer(&spec.name, spec.consumer_config())
         .await
         .map_err(|error| nats_error(&error))?;
+    let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
     tokio::pin!(shutdown);
 
     loop {
@@ -188,7 +192,7 @@ pub async fn run_durable<H: BatchHandler>(
         if batch.is_empty() {
             continue;
         }
-        handle_batch(spec, handler, batch).await;
+        handle_batch(spec, handler, batch, ack_all).await;
     }
 }
 
@@ -216,16 +220,73 @@ async fn handle_batch<H: BatchHandler>(
     spec: &DurableSpec,
     handler: &mut H,
     batch: Vec<jetstream::Message>,
+    ack_all: bool,
 ) {
-    let records: Vec<RecordedEvent> = batch.iter().map(record_of).collect();
+    let mut records: Vec<RecordedEvent> = batch.iter().map(record_of).collect();
     let span = tracing::info_span!("apply_batch", consumer = %spec.name, events = records.len());
     if let Some(first) = records.first() {
         headers::follow_trace_context(&span, &first.headers);
     }
-    let outcome = tracing::Instrument::instrument(handler.apply(&records), span).await;
+    // A poison event is set aside and the rest applied again at once, so that nothing is
+    // terminated or acknowledged before everything around it is applied: under the "all" ack
+    // policy a terminated event acknowledges the ones before it too.
+    let mut poisoned = Vec::new();
+    let outcome = loop {
+        if records.is_empty() {
+            break Ok(());
+        }
+        let applied = tracing::Instrument::instrument(handler.apply(&records), span.clone()).await;
+        match applied {
+            Err(HandleError::Poison {
+                stream_sequence,
+                reason,
+            }) if records
+                .iter()
+                .any(|record| record.stream_sequence == stream_sequence) =>
+            {
+                tracing::error!(
+                    consumer = %spec.name,
+                    stream_sequence,
+                    %reason,
+                    "poison event terminated; it stays in the stream for inspection"
+                );
+                metrics::counter!("jetim_projection_poison_total", "consumer" => spec.name.clone())
+                    .increment(1);
+                records.retain(|record| record.stream_sequence != stream_sequence);
+                poisoned.push(stream_sequence);
+            }
+            Err(HandleError::Poison {
+                stream_sequence, ..
+            }) => {
+                break Err(format!(
+                    "the handler named event {stream_sequence} as poison, which is not in the batch"
+                )
+                .into());
+            }
+            Err(HandleError::Transient(error)) => break Err(error),
+            Ok(()) => break Ok(()),
+        }
+    };
     match outcome {
         Ok(()) => {
-            for message in &batch {
+            let is_poisoned = |message: &&jetstream::Message| {
+                message
+                    .info()
+                    .is_ok_and(|info| poisoned.contains(&info.stream_sequence))
+            };
+            for message in batch.iter().filter(is_poisoned) {
+                acknowledge(spec, message, AckKind::Term).await;
+            }
+            let applied: Vec<&jetstream::Message> = batch
+                .iter()
+                .filter(|message| !is_poisoned(message))
+                .collect();
+            let acked = if ack_all {
+                &applied[applied.len().saturating_sub(1)..]
+            } else {
+                &applied[..]
+            };
+            for message in acked {
                 acknowledge(spec, message, AckKind::Ack).await;
             }
             metrics::counter!("jetim_projection_events_total", "consumer" => spec.name.clone())
@@ -238,7 +299,7 @@ async fn handle_batch<H: BatchHandler>(
                     .set(info.pending as f64);
             }
         }
-        Err(HandleError::Transient(error)) => {
+        Err(error) => {
             let delivered = batch
                 .first()
                 .and_then(|message| message.info().ok())
@@ -249,27 +310,6 @@ async fn handle_batch<H: BatchHandler>(
                 .increment(1);
             for message in &batch {
                 acknowledge(spec, message, AckKind::Nak(Some(delay))).await;
-            }
-        }
-        Err(HandleError::Poison {
-            stream_sequence,
-            reason,
-        }) => {
-            tracing::error!(
-                consumer = %spec.name,
-                stream_sequence,
-                %reason,
-                "poison event terminated; it stays in the stream for inspection"
-            );
-            metrics::counter!("jetim_projection_poison_total", "consumer" => spec.name.clone())
-                .increment(1);
-            for (message, record) in batch.iter().zip(&records) {
-                let kind = if record.stream_sequence == stream_sequence {
-                    AckKind::Term
-                } else {
-                    AckKind::Nak(None)
-                };
-                acknowledge(spec, message, kind).await;
             }
         }
     }

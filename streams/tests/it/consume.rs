@@ -2,6 +2,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::AckPolicy;
 use jetim_common::shutdown::CancellationToken;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Replay, run_durable};
 use jetim_streams::subject::CONVERSATION_STREAM;
@@ -151,11 +152,53 @@ async fn a_poison_event_is_terminated_and_the_rest_still_apply() {
         applied.len() >= 5
     })
     .await;
-    let mut applied = handler.applied.lock().unwrap().clone();
-    applied.sort_unstable();
-    assert_eq!(applied, vec![1, 2, 4, 5, 6]);
+    // Each applied once, in order: the rest of the poisoned batch is applied at once, not
+    // redelivered.
+    assert_eq!(*handler.applied.lock().unwrap(), vec![1, 2, 4, 5, 6]);
+    let stream = jetstream.get_stream(CONVERSATION_STREAM).await.unwrap();
+    let info = stream.consumer_info("poisoned_v1").await.unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::All);
+    assert_eq!(
+        (info.num_pending, info.num_ack_pending),
+        (0, 0),
+        "the batches are acknowledged, the poison event terminated"
+    );
     // The poison event is still in the stream for inspection.
     assert_eq!(log.read(3).await.unwrap().seq, Some(3));
+}
+
+#[tokio::test]
+async fn a_consumer_made_with_explicit_acks_gets_every_event_acked() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    fill(&log, "si_a_b", 6).await;
+    // As an earlier build made it: the policy of an existing consumer cannot change.
+    let explicit = spec("explicit_v1");
+    jetstream
+        .get_stream(CONVERSATION_STREAM)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(explicit.name.clone()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut handler = Recorder::default();
+    run_until(&jetstream, &explicit, &mut handler, |applied| {
+        applied.len() >= 6
+    })
+    .await;
+    assert_eq!(
+        *handler.applied.lock().unwrap(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    let stream = jetstream.get_stream(CONVERSATION_STREAM).await.unwrap();
+    let info = stream.consumer_info("explicit_v1").await.unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 }
 
 #[tokio::test]
