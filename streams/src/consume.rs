@@ -142,6 +142,7 @@ pub async fn run_durable<H: BatchHandler>(
         .await
         .map_err(|error| nats_error(&error))?;
     let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
+    let nats = jetstream.client();
     tokio::pin!(shutdown);
 
     loop {
@@ -192,7 +193,7 @@ pub async fn run_durable<H: BatchHandler>(
         if batch.is_empty() {
             continue;
         }
-        handle_batch(spec, handler, batch, ack_all).await;
+        handle_batch(spec, handler, batch, ack_all, &nats).await;
     }
 }
 
@@ -221,6 +222,7 @@ async fn handle_batch<H: BatchHandler>(
     handler: &mut H,
     batch: Vec<jetstream::Message>,
     ack_all: bool,
+    nats: &async_nats::Client,
 ) {
     let mut records: Vec<RecordedEvent> = batch.iter().map(record_of).collect();
     let span = tracing::info_span!("apply_batch", consumer = %spec.name, events = records.len());
@@ -291,6 +293,13 @@ async fn handle_batch<H: BatchHandler>(
             }
             metrics::counter!("jetim_projection_events_total", "consumer" => spec.name.clone())
                 .increment(records.len() as u64);
+            if let Some(last) = records.last() {
+                let subject = crate::subject::projection_applied(&spec.name);
+                let position = last.stream_sequence.to_string();
+                if let Err(error) = nats.publish(subject, position.into()).await {
+                    tracing::debug!(consumer = %spec.name, %error, "position not announced");
+                }
+            }
             // What the server still holds for this consumer after the batch's last event:
             // the projection's lag, free with every delivery.
             if let Some(info) = batch.last().and_then(|message| message.info().ok()) {

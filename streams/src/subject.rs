@@ -231,6 +231,14 @@ pub fn live(kind: LiveKind, user_id: &str) -> Result<String, TokenError> {
     Ok(format!("{}.{}", kind.prefix(), escape(user_id)?))
 }
 
+/// `im.applied.<consumer>`: how far a projection's durable consumer has applied its stream
+/// (the stream sequence, as decimal text), published after each committed batch so that a
+/// service waiting on the read model (the push) learns it without polling. Core NATS, in no
+/// stream, best effort: the projection registry in Postgres is the record.
+pub fn projection_applied(consumer: &str) -> String {
+    format!("im.applied.{consumer}")
+}
+
 /// What a stored subject says, with its ID unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedSubject {

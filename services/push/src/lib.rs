@@ -9,7 +9,9 @@
 //! when the message and their receive settings allow it.
 //!
 //! A message is pushed once the messages projection shows it (or after a short wait), so a
-//! client that gets the push can pull it and read its conversation.
+//! client that gets the push can pull it and read its conversation. The projection announces
+//! how far it has applied after each batch (`im.applied.messages_v1`); the registry in
+//! Postgres is asked only when no announcement came for a while.
 //!
 //! Messages are handled in stream order, so each conversation's pushes go out in seq order
 //! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
@@ -33,7 +35,10 @@ use jetim_schemas::event::Event as _;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_streams::consume::record_of;
 use jetim_streams::headers;
-use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
+use jetim_streams::subject::{
+    CONVERSATION_STREAM, ConversationKind, every_conversation, projection_applied,
+};
+use tokio::sync::watch;
 
 use crate::offline::OfflinePush;
 
@@ -44,6 +49,9 @@ pub const CONSUMER: &str = "push";
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long a push waits for the messages projection to show its message.
 const READABLE_WAIT: Duration = Duration::from_secs(2);
+/// How long a push waits for the projection's announcement before asking the registry (an
+/// announcement is best effort, and a projector of an earlier build makes none).
+const ANNOUNCEMENT_WAIT: Duration = Duration::from_millis(20);
 
 /// What the push service needs.
 #[derive(Clone)]
@@ -87,6 +95,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         .get_or_create_consumer(CONSUMER, consumer_config())
         .await?;
     let offline = OfflinePush::new(&state.config)?;
+    let mut applied = follow_messages_projection(&state.nats, shutdown.clone()).await?;
     tokio::spawn(
         state
             .members
@@ -116,7 +125,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             };
             match next {
                 Some(Ok(message)) => {
-                    handle(&state, &offline, &message, &mut readable).await;
+                    handle(&state, &offline, &message, &mut readable, &mut applied).await;
                     if let Err(error) = message.ack().await {
                         tracing::warn!(%error, "push ack not sent");
                     }
@@ -131,25 +140,56 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     }
 }
 
+/// How far the messages projection has applied the log, as it announces after each batch.
+async fn follow_messages_projection(
+    nats: &async_nats::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<watch::Receiver<u64>> {
+    use jetim_readmodel::messages;
+    let consumer = format!("{}_v{}", messages::NAME, messages::VERSION);
+    let mut announcements = nats.subscribe(projection_applied(&consumer)).await?;
+    let (position, applied) = watch::channel(0);
+    tokio::spawn(async move {
+        loop {
+            let announcement = tokio::select! {
+                () = shutdown.cancelled() => return,
+                announcement = announcements.next() => announcement,
+            };
+            let Some(announcement) = announcement else {
+                return;
+            };
+            let Some(sequence) = std::str::from_utf8(&announcement.payload)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            position.send_if_modified(|position| {
+                let newer = sequence > *position;
+                *position = (*position).max(sequence);
+                newer
+            });
+        }
+    });
+    Ok(applied)
+}
+
 /// Waits until the messages projection has applied the event at `stream_sequence` (at most
 /// [`READABLE_WAIT`]), so that a client reacting to the push can pull the message and find
 /// its conversation (the JS SDK asks for a conversation it has not seen, and fails if the
 /// server does not have it yet). `readable` remembers how far the projection was seen, so a
-/// burst costs one query per projection batch, not per message.
-async fn wait_until_readable(state: &PushState, readable: &mut u64, stream_sequence: u64) {
+/// burst waits once per projection batch. The projection's announcements (`applied`) say
+/// when; the registry is asked only after [`ANNOUNCEMENT_WAIT`] without one.
+async fn wait_until_readable(
+    state: &PushState,
+    readable: &mut u64,
+    applied: &mut watch::Receiver<u64>,
+    stream_sequence: u64,
+) {
     use jetim_readmodel::{messages, projection};
-    if *readable >= stream_sequence {
-        return;
-    }
     let deadline = tokio::time::Instant::now() + READABLE_WAIT;
     loop {
-        match projection::position(&state.db, messages::NAME, messages::VERSION).await {
-            Ok(position) => *readable = position,
-            Err(error) => {
-                tracing::warn!(%error, "cannot tell whether the message is readable; pushing");
-                return;
-            }
-        }
+        *readable = (*readable).max(*applied.borrow_and_update());
         if *readable >= stream_sequence {
             return;
         }
@@ -161,7 +201,21 @@ async fn wait_until_readable(state: &PushState, readable: &mut u64, stream_seque
             );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let announced = tokio::time::timeout(ANNOUNCEMENT_WAIT, applied.changed()).await;
+        if matches!(announced, Ok(Ok(()))) {
+            continue;
+        }
+        match projection::position(&state.db, messages::NAME, messages::VERSION).await {
+            Ok(position) => *readable = (*readable).max(position),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell whether the message is readable; pushing");
+                return;
+            }
+        }
+        if announced.is_ok() {
+            // The announcements ended (shutdown): the registry alone decides from here.
+            tokio::time::sleep(ANNOUNCEMENT_WAIT).await;
+        }
     }
 }
 
@@ -170,6 +224,7 @@ async fn handle(
     offline: &OfflinePush,
     message: &jetstream::Message,
     readable: &mut u64,
+    applied: &mut watch::Receiver<u64>,
 ) {
     let record = record_of(message);
     if record.kind != MsgSent::KIND {
@@ -207,7 +262,7 @@ async fn handle(
             }
         },
     };
-    wait_until_readable(state, readable, record.stream_sequence).await;
+    wait_until_readable(state, readable, applied, record.stream_sequence).await;
     let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
     match delivery::publish(&state.nats, users, &sent, operation_id).await {
         Ok(()) => {

@@ -3,9 +3,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::AckPolicy;
+use futures::StreamExt as _;
 use jetim_common::shutdown::CancellationToken;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Replay, run_durable};
-use jetim_streams::subject::CONVERSATION_STREAM;
+use jetim_streams::subject::{CONVERSATION_STREAM, projection_applied};
 use jetim_streams::{EventLog, RecordedEvent};
 
 use crate::support::{Note, server_with_streams};
@@ -95,6 +96,12 @@ async fn a_durable_consumer_applies_every_event_once_in_order_and_acks_after() {
     fill(&log, "si_a_b", 10).await;
     let mut handler = Recorder::default();
     let spec = spec("test_projection_v1");
+    let mut announcements = jetstream
+        .client()
+        .subscribe(projection_applied("test_projection_v1"))
+        .await
+        .unwrap();
+    jetstream.client().flush().await.unwrap();
     run_until(&jetstream, &spec, &mut handler, |applied| {
         applied.len() >= 10
     })
@@ -102,6 +109,23 @@ async fn a_durable_consumer_applies_every_event_once_in_order_and_acks_after() {
     assert_eq!(
         *handler.applied.lock().unwrap(),
         (1..=10).collect::<Vec<_>>()
+    );
+    // After each batch the position is announced; batches of 4 make 4, 8, 10.
+    let mut announced = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(500), announcements.next()).await
+    {
+        announced.push(String::from_utf8(message.payload.to_vec()).unwrap());
+    }
+    assert_eq!(
+        announced.last().map(String::as_str),
+        Some("10"),
+        "{announced:?}"
+    );
+    assert!(
+        announced
+            .windows(2)
+            .all(|pair| pair[0].parse::<u64>().unwrap() < pair[1].parse::<u64>().unwrap())
     );
 
     let stream = jetstream.get_stream(CONVERSATION_STREAM).await.unwrap();
