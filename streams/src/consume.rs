@@ -271,18 +271,14 @@ async fn handle_batch<H: BatchHandler>(
     };
     match outcome {
         Ok(()) => {
-            let is_poisoned = |message: &&jetstream::Message| {
+            let (terminated, applied): (Vec<_>, Vec<_>) = batch.iter().partition(|message| {
                 message
                     .info()
                     .is_ok_and(|info| poisoned.contains(&info.stream_sequence))
-            };
-            for message in batch.iter().filter(is_poisoned) {
+            });
+            for message in terminated {
                 acknowledge(spec, message, AckKind::Term).await;
             }
-            let applied: Vec<&jetstream::Message> = batch
-                .iter()
-                .filter(|message| !is_poisoned(message))
-                .collect();
             let acked = if ack_all {
                 &applied[applied.len().saturating_sub(1)..]
             } else {

@@ -145,8 +145,7 @@ async fn follow_messages_projection(
     nats: &async_nats::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<watch::Receiver<u64>> {
-    use jetim_readmodel::messages;
-    let consumer = format!("{}_v{}", messages::NAME, messages::VERSION);
+    let consumer = jetim_readmodel::messages::consumer_spec().name;
     let mut announcements = nats.subscribe(projection_applied(&consumer)).await?;
     let (position, applied) = watch::channel(0);
     tokio::spawn(async move {

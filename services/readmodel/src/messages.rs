@@ -614,6 +614,22 @@ impl BatchHandler for MessagesProjection {
                 }
             }
         }
+        // Each conversation's newest message in the batch: (seq, send time).
+        let mut maxima: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (message, _, _) in &messages {
+            let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+            let entry = maxima
+                .entry(message.conversation_id.as_str())
+                .or_insert((seq, message.send_time));
+            if seq >= entry.0 {
+                *entry = (seq, message.send_time);
+            }
+        }
+        let rows: BTreeSet<ConversationRow> = messages
+            .iter()
+            .flat_map(|(message, _, _)| conversation_rows(message))
+            .collect();
+
         // Every write goes out in one pipeline, in the order below (later statements see the
         // rows of earlier ones); the version-log entries they call for follow it.
         let mut pipeline = crate::Pipeline::default();
@@ -621,7 +637,6 @@ impl BatchHandler for MessagesProjection {
         // and rows whose owner cleared them.
         let mut restored = Vec::new();
         let mut cleared = None;
-
         if !messages.is_empty() {
             let conversations: Vec<&str> = messages
                 .iter()
@@ -679,16 +694,6 @@ impl BatchHandler for MessagesProjection {
                 crate::parameters![conversations, client_msg_ids, seqs],
             );
 
-            let mut maxima: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-            for (message, _, _) in &messages {
-                let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
-                let entry = maxima
-                    .entry(message.conversation_id.as_str())
-                    .or_insert((seq, message.send_time));
-                if seq >= entry.0 {
-                    *entry = (seq, message.send_time);
-                }
-            }
             let ids: Vec<&str> = maxima.keys().copied().collect();
             let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
             let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
@@ -701,26 +706,12 @@ impl BatchHandler for MessagesProjection {
                 crate::parameters![ids, max_seqs, times],
             );
 
-            let rows: BTreeSet<ConversationRow> = messages
-                .iter()
-                .flat_map(|(message, _, _)| conversation_rows(message))
-                .collect();
             if !rows.is_empty() {
-                // A row its owner deleted comes back with the first message after the
-                // delete. Only hidden rows are looked at, through their partial index.
-                let mut newest: BTreeMap<(String, String), i64> = BTreeMap::new();
-                for (message, _, _) in &messages {
-                    let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
-                    for row in rows.iter().filter(|row| row.1 == message.conversation_id) {
-                        let entry = newest.entry((row.0.clone(), row.1.clone())).or_default();
-                        *entry = (*entry).max(seq);
-                    }
-                }
-                let owners: Vec<String> = rows.iter().map(|row| row.0.clone()).collect();
-                let ids: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
+                let owners: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+                let ids: Vec<&str> = rows.iter().map(|row| row.1.as_str()).collect();
                 let types: Vec<i32> = rows.iter().map(|row| row.2).collect();
-                let peers: Vec<String> = rows.iter().map(|row| row.3.clone()).collect();
-                let groups: Vec<String> = rows.into_iter().map(|row| row.4).collect();
+                let peers: Vec<&str> = rows.iter().map(|row| row.3.as_str()).collect();
+                let groups: Vec<&str> = rows.iter().map(|row| row.4.as_str()).collect();
                 restored.push(pipeline.push(
                     "INSERT INTO user_conversations_v1
                          (owner_user_id, conversation_id, conversation_type, user_id, group_id)
@@ -730,8 +721,19 @@ impl BatchHandler for MessagesProjection {
                      RETURNING owner_user_id, conversation_id",
                     crate::parameters![owners, ids, types, peers, groups],
                 ));
-                let (keys, seqs): (Vec<_>, Vec<i64>) = newest.into_iter().unzip();
-                let (owners, ids): (Vec<String>, Vec<String>) = keys.into_iter().unzip();
+                // A row its owner deleted comes back with the first message after the
+                // delete (the conversation's newest in the batch). Only hidden rows are
+                // looked at, through their partial index.
+                let newest: Vec<(&str, &str, i64)> = rows
+                    .iter()
+                    .filter_map(|row| {
+                        let (seq, _) = maxima.get(row.1.as_str())?;
+                        Some((row.0.as_str(), row.1.as_str(), *seq))
+                    })
+                    .collect();
+                let owners: Vec<&str> = newest.iter().map(|row| row.0).collect();
+                let ids: Vec<&str> = newest.iter().map(|row| row.1).collect();
+                let seqs: Vec<i64> = newest.iter().map(|row| row.2).collect();
                 restored.push(pipeline.push(
                     "UPDATE user_conversations_v1 AS u SET hidden_through_seq = NULL
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(o, i, s)

@@ -59,8 +59,8 @@ static FACTS: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
 });
 
 fn facts_statement(receiver: bool, group: bool) -> String {
-    let receiver_columns = if receiver {
-        "receiver.global_recv_msg_opt,
+    let (receiver_columns, receiver_join) = if receiver {
+        let columns = "receiver.global_recv_msg_opt,
          (SELECT u.recv_msg_opt FROM user_conversations_v1 u
             LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
            WHERE u.owner_user_id = $2 AND u.conversation_id = $4 AND VISIBLE),
@@ -68,9 +68,13 @@ fn facts_statement(receiver: bool, group: bool) -> String {
                   WHERE owner_user_id = $2 AND black_user_id = $1 AND NOT deleted),
          EXISTS (SELECT 1 FROM friends_v1
                   WHERE owner_user_id = $2 AND friend_user_id = $1 AND NOT deleted)"
-            .replace("VISIBLE", crate::conversations::VISIBLE)
+            .replace("VISIBLE", crate::conversations::VISIBLE);
+        (
+            columns,
+            "LEFT JOIN users_v1 receiver ON receiver.user_id = $2",
+        )
     } else {
-        "NULL::int, NULL::int, false, false".to_owned()
+        ("NULL::int, NULL::int, false, false".to_owned(), "")
     };
     let (group_columns, group_joins) = if group {
         (
@@ -80,11 +84,6 @@ fn facts_statement(receiver: bool, group: bool) -> String {
         )
     } else {
         ("NULL::int, NULL::int, NULL::bigint", "")
-    };
-    let receiver_join = if receiver {
-        "LEFT JOIN users_v1 receiver ON receiver.user_id = $2"
-    } else {
-        ""
     };
     format!(
         "SELECT sender.app_manger_level, {receiver_columns}, {group_columns},
