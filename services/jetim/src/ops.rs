@@ -41,7 +41,7 @@ pub(crate) enum OpsCommand {
         /// The projection or read model.
         projection: String,
         /// Events applied per transaction.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::default().batch_size)]
         batch: usize,
         /// Keep the replaced tables in schema `jetim_retired_<read model>`.
         #[arg(long)]
@@ -201,13 +201,12 @@ async fn audit(
 }
 
 /// Prints a rebuild's progress at most once a second: position against the stream, rate and
-/// time left.
+/// time left. The projections of a read model replay side by side, so a line is about the one
+/// that applied last, and the first line about each is printed at once.
 #[derive(Default)]
 struct ProgressMeter {
     last_print: Option<std::time::Duration>,
-    projection: &'static str,
-    /// When the current projection's replay began, from the start of the rebuild.
-    projection_started: std::time::Duration,
+    seen: Vec<&'static str>,
 }
 
 impl ProgressMeter {
@@ -217,23 +216,22 @@ impl ProgressMeter {
             .last_print
             .is_none_or(|last| progress.elapsed.saturating_sub(last).as_secs() >= 1);
         let switching = progress.phase == Phase::Switching;
-        if !(due || switching || progress.projection != self.projection) {
+        let new = !self.seen.contains(&progress.projection);
+        if !(due || switching || new) {
             return;
         }
-        if progress.projection != self.projection {
-            self.projection = progress.projection;
-            self.projection_started = self.last_print.unwrap_or_default();
+        if new {
+            self.seen.push(progress.projection);
         }
         self.last_print = Some(progress.elapsed);
-        let seconds = progress
-            .elapsed
-            .saturating_sub(self.projection_started)
-            .as_secs_f64();
-        eprintln!("{}", render_progress(progress, seconds));
+        eprintln!(
+            "{}",
+            render_progress(progress, progress.elapsed.as_secs_f64())
+        );
     }
 }
 
-/// One progress line; `seconds` is how long this projection's replay has run.
+/// One progress line; `seconds` is how long the rebuild has run.
 fn render_progress(progress: &jetim_readmodel::rebuild::Progress, seconds: f64) -> String {
     use jetim_readmodel::rebuild::Phase;
     if progress.phase == Phase::Switching {

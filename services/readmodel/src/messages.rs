@@ -38,6 +38,12 @@ pub fn consumer_spec() -> DurableSpec {
     spec
 }
 
+/// The conversation an event of this projection is about, as its subject's token: batches
+/// split by it can be applied side by side (see [`crate::AnyProjection::partition_key`]).
+pub fn partition_key(event: &RecordedEvent) -> &str {
+    event.subject.split('.').nth(2).unwrap_or_default()
+}
+
 /// The message a clientMsgID first became.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {

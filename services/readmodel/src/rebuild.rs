@@ -110,12 +110,22 @@ pub struct Options {
     pub keep_old: bool,
 }
 
-impl Default for Options {
-    fn default() -> Self {
+impl Options {
+    /// Batches of 5,000: each conversation's rows (its max seq, its members' rows and read
+    /// positions) are written once per batch, so bigger batches write them less often.
+    /// `jetim bench rebuild` made 23,500 events/s with 1,000, about 35,000 with 5,000, and no
+    /// more with 10,000.
+    pub const fn default() -> Self {
         Self {
-            batch_size: 1000,
+            batch_size: 5000,
             keep_old: false,
         }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::default()
     }
 }
 
@@ -240,19 +250,25 @@ pub async fn rebuild(
         create_copies(&control, model, &projections, &shadow).await?;
         let shadow_pool = shadow_pool(connection, &shadow)?;
 
-        let mut replays = Vec::new();
-        for (name, _, spec) in &projections {
-            let mut replay = Replaying::new(name, spec, &shadow_pool, options.batch_size);
-            // Fill, then go round again until one pass finds less than a batch to do.
-            loop {
-                let applied = replay
-                    .run(jetstream, None, Phase::Filling, started, &mut progress)
-                    .await?;
-                if applied < options.batch_size as u64 {
-                    break;
-                }
+        let mut replays: Vec<Replaying> = projections
+            .iter()
+            .map(|(name, _, spec)| Replaying::new(name, spec, &shadow_pool, options.batch_size))
+            .collect();
+        // Fill, then go round again until one pass finds less than a batch to do.
+        let to_the_end = vec![None; replays.len()];
+        loop {
+            let applied = replay(
+                jetstream,
+                &mut replays,
+                &to_the_end,
+                Phase::Filling,
+                started,
+                &mut progress,
+            )
+            .await?;
+            if applied < options.batch_size as u64 {
+                break;
             }
-            replays.push(replay);
         }
 
         let switch_started = Instant::now();
@@ -375,19 +391,187 @@ fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool
         },
     );
     Pool::builder(manager)
-        .max_size(2)
+        .max_size(LANES)
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|error| RebuildError::Pool(error.to_string()))
 }
 
+/// How many events the reader hands over at a time.
+const READ_CHUNK: usize = 512;
+/// How many chunks the reader may be ahead of the projections.
+const READ_AHEAD_CHUNKS: usize = 16;
+
+/// Replays each projection's events after its position up to its limit (`None`: the end of
+/// the stream as it is when the pass begins). Each stream is read once for all the
+/// projections that read it, by a task that reads ahead while the projections apply; returns
+/// how many events were applied in all.
+async fn replay(
+    jetstream: &async_nats::jetstream::Context,
+    replays: &mut [Replaying],
+    limits: &[Option<u64>],
+    phase: Phase,
+    started: Instant,
+    progress: &mut (impl FnMut(&Progress) + Send),
+) -> Result<u64, RebuildError> {
+    let mut streams: Vec<String> = replays
+        .iter()
+        .map(|replay| replay.spec.stream.clone())
+        .collect();
+    streams.sort();
+    streams.dedup();
+    let mut applied = 0;
+    for stream in streams {
+        let readers: Vec<usize> = (0..replays.len())
+            .filter(|&index| {
+                replays[index].spec.stream == stream
+                    && limits[index].is_none_or(|limit| limit > replays[index].position)
+            })
+            .collect();
+        let Some(start) = readers.iter().map(|&index| replays[index].position).min() else {
+            continue;
+        };
+        // The last sequence any of them wants, when all have a limit.
+        let until: Option<u64> = readers
+            .iter()
+            .map(|&index| limits[index])
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|limits| limits.into_iter().max());
+        let target = match until {
+            Some(until) => until,
+            None => last_sequence(jetstream, &stream).await?,
+        };
+        let (chunks, mut received) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
+        let reader = tokio::spawn(read_ahead(
+            jetstream.clone(),
+            stream.clone(),
+            start + 1,
+            until,
+            chunks,
+        ));
+        let mut last_read = start;
+        while let Some(chunk) = received.recv().await {
+            for event in chunk? {
+                last_read = event.stream_sequence;
+                let takers: Vec<usize> = readers
+                    .iter()
+                    .copied()
+                    .filter(|&index| {
+                        let replay = &replays[index];
+                        event.stream_sequence > replay.position
+                            && limits[index].is_none_or(|limit| event.stream_sequence <= limit)
+                            && replay.reads(&event.subject)
+                    })
+                    .collect();
+                let mut event = Some(event);
+                for (taken, &index) in takers.iter().enumerate() {
+                    let replay = &mut replays[index];
+                    let event = if taken + 1 == takers.len() {
+                        event.take()
+                    } else {
+                        event.clone()
+                    };
+                    replay.pending.extend(event);
+                    if replay.pending.len() >= replay.batch_size {
+                        applied += replay.flush().await?;
+                        progress(&replay.progress(phase, target, started));
+                    }
+                }
+            }
+        }
+        reader
+            .await
+            .map_err(|error| RebuildError::Log(format!("the log reader stopped: {error}")))?;
+        for &index in &readers {
+            let replay = &mut replays[index];
+            if !replay.pending.is_empty() {
+                applied += replay.flush().await?;
+                progress(&replay.progress(phase, target, started));
+            }
+            // Everything up to here that it reads is applied; what it does not read need
+            // not be read again.
+            let reached = limits[index].map_or(last_read, |limit| limit.min(last_read));
+            replay.position = replay.position.max(reached);
+        }
+    }
+    Ok(applied)
+}
+
+/// A stream's last sequence now.
+async fn last_sequence(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<u64, RebuildError> {
+    let mut stream = jetstream
+        .get_stream(stream)
+        .await
+        .map_err(|error| RebuildError::Log(error.to_string()))?;
+    Ok(stream
+        .info()
+        .await
+        .map_err(|error| RebuildError::Log(error.to_string()))?
+        .state
+        .last_sequence)
+}
+
+/// Reads `stream` from `start` to its end (or to `until`) and sends the events on in
+/// chunks; stops early when nobody takes them any more.
+async fn read_ahead(
+    jetstream: async_nats::jetstream::Context,
+    stream: String,
+    start: u64,
+    until: Option<u64>,
+    chunks: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, RebuildError>>,
+) {
+    // The whole stream, filtered by the projections. With a projection's several filter
+    // subjects the ordered consumer kept nats-server at 100% CPU and the rebuild at 3,800
+    // events/s (`jetim bench rebuild`, 200,000 messages); unfiltered, nats-server idles at 7%.
+    // Skipping what a projection does not read is cheap.
+    let mut replay = match Replay::start(&jetstream, &stream, start, Vec::new()).await {
+        Ok(replay) => replay,
+        Err(error) => {
+            let _ = chunks.send(Err(error.into())).await;
+            return;
+        }
+    };
+    let mut chunk = Vec::with_capacity(READ_CHUNK);
+    while let Some(event) = replay.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                let _ = chunks.send(Err(error.into())).await;
+                return;
+            }
+        };
+        if until.is_some_and(|until| event.stream_sequence > until) {
+            break;
+        }
+        chunk.push(event);
+        if chunk.len() == READ_CHUNK && chunks.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(Ok(chunk)).await;
+    }
+}
+
+/// How many connections a projection whose batches split by key
+/// ([`AnyProjection::partition_key`]) applies a batch on at once.
+const LANES: usize = 2;
+
 /// One projection's replay into its copy, resumable from where it stopped.
 struct Replaying {
     name: &'static str,
     spec: DurableSpec,
-    projection: AnyProjection,
+    /// The projection, once per lane: one, or [`LANES`] when its batches split by key.
+    lanes: Vec<AnyProjection>,
+    /// What a batch splits by.
+    key: Option<fn(&RecordedEvent) -> &str>,
     batch_size: usize,
-    /// The stream sequence of the last event applied.
+    /// Events taken for the next batch.
+    pending: Vec<RecordedEvent>,
+    /// Every event up to this stream sequence that the projection reads is applied.
     position: u64,
     events: u64,
     poison: u64,
@@ -395,73 +579,60 @@ struct Replaying {
 
 impl Replaying {
     fn new(name: &'static str, spec: &DurableSpec, pool: &Pool, batch_size: usize) -> Self {
+        let projection = || {
+            AnyProjection::new(name, pool.clone())
+                .expect("every read model's projection is registered")
+        };
+        let first = projection();
+        let key = first.partition_key();
+        let mut lanes = vec![first];
+        if key.is_some() {
+            lanes.extend((1..LANES).map(|_| projection()));
+        }
         Self {
             name,
             spec: spec.clone(),
-            projection: AnyProjection::new(name, pool.clone())
-                .expect("every read model's projection is registered"),
+            lanes,
+            key,
             batch_size: batch_size.max(1),
+            pending: Vec::new(),
             position: 0,
             events: 0,
             poison: 0,
         }
     }
 
-    /// Applies the projection's events after its position, up to `until` (the end when
-    /// `None`); returns how many it applied.
-    async fn run(
-        &mut self,
-        jetstream: &async_nats::jetstream::Context,
-        until: Option<u64>,
-        phase: Phase,
-        started: Instant,
-        progress: &mut (impl FnMut(&Progress) + Send),
-    ) -> Result<u64, RebuildError> {
-        if until.is_some_and(|until| until <= self.position) {
+    /// Applies the pending batch, split over the lanes by key; returns how many events it
+    /// held.
+    async fn flush(&mut self) -> Result<u64, RebuildError> {
+        let batch = std::mem::take(&mut self.pending);
+        let Some(last) = batch.last().map(|event| event.stream_sequence) else {
             return Ok(0);
-        }
-        let target = match until {
-            Some(until) => until,
-            None => {
-                let mut stream = jetstream
-                    .get_stream(&self.spec.stream)
-                    .await
-                    .map_err(|error| RebuildError::Log(error.to_string()))?;
-                stream
-                    .info()
-                    .await
-                    .map_err(|error| RebuildError::Log(error.to_string()))?
-                    .state
-                    .last_sequence
-            }
         };
-        // The whole stream, filtered here. With the projection's several filter subjects the
-        // ordered consumer kept nats-server at 100% CPU and the rebuild at 3,800 events/s;
-        // unfiltered, nats-server idles at 7% and the rebuild makes 8,750/s (`jetim bench
-        // rebuild`, 200,000 messages). Skipping what a projection does not read is cheap.
-        let mut replay =
-            Replay::start(jetstream, &self.spec.stream, self.position + 1, Vec::new()).await?;
-        let before = self.events;
-        let mut batch = Vec::with_capacity(self.batch_size);
-        while let Some(event) = replay.next().await {
-            let event = event?;
-            if until.is_some_and(|until| event.stream_sequence > until) {
-                break;
-            }
-            if !self.reads(&event.subject) {
-                continue;
-            }
-            batch.push(event);
-            if batch.len() == self.batch_size {
-                self.apply(std::mem::take(&mut batch)).await?;
-                progress(&self.progress(phase, target, started));
-            }
+        let taken = batch.len() as u64;
+        let mut parts: Vec<Vec<RecordedEvent>> = vec![Vec::new(); self.lanes.len()];
+        for event in batch {
+            let lane = self.key.map_or(0, |key| {
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(key(&event), &mut hasher);
+                std::hash::Hasher::finish(&hasher) as usize % parts.len()
+            });
+            parts[lane].push(event);
         }
-        if !batch.is_empty() {
-            self.apply(batch).await?;
-            progress(&self.progress(phase, target, started));
+        let name = self.name;
+        let outcomes = futures::future::try_join_all(
+            self.lanes
+                .iter_mut()
+                .zip(parts)
+                .map(|(projection, part)| apply(name, projection, part)),
+        )
+        .await?;
+        for (applied, poison) in outcomes {
+            self.events += applied;
+            self.poison += poison;
         }
-        Ok(self.events - before)
+        self.position = last;
+        Ok(taken)
     }
 
     /// Whether the projection's consumer would be given an event on `subject`.
@@ -484,46 +655,47 @@ impl Replaying {
             elapsed: started.elapsed(),
         }
     }
+}
 
-    /// Applies one batch as the live consumer would: a poison event is skipped (the live
-    /// consumer terminated it too), a transient failure is tried again.
-    async fn apply(&mut self, mut batch: Vec<RecordedEvent>) -> Result<(), RebuildError> {
-        let Some(last) = batch.last().map(|event| event.stream_sequence) else {
-            return Ok(());
-        };
-        let mut attempt = 0;
-        while !batch.is_empty() {
-            match self.projection.apply(&batch).await {
-                Ok(()) => break,
-                Err(HandleError::Poison {
+/// Applies one batch as the live consumer would: a poison event is skipped (the live consumer
+/// terminated it too), a transient failure is tried again. Returns the events applied and
+/// skipped.
+async fn apply(
+    name: &'static str,
+    projection: &mut AnyProjection,
+    mut batch: Vec<RecordedEvent>,
+) -> Result<(u64, u64), RebuildError> {
+    let mut attempt = 0;
+    let mut poison = 0;
+    while !batch.is_empty() {
+        match projection.apply(&batch).await {
+            Ok(()) => break,
+            Err(HandleError::Poison {
+                stream_sequence,
+                reason,
+            }) => {
+                tracing::warn!(
+                    projection = name,
                     stream_sequence,
-                    reason,
-                }) => {
-                    tracing::warn!(
-                        projection = self.name,
-                        stream_sequence,
-                        %reason,
-                        "rebuild skips an event the projection cannot apply"
-                    );
-                    self.poison += 1;
-                    batch.retain(|event| event.stream_sequence != stream_sequence);
+                    %reason,
+                    "rebuild skips an event the projection cannot apply"
+                );
+                poison += 1;
+                batch.retain(|event| event.stream_sequence != stream_sequence);
+            }
+            Err(HandleError::Transient(error)) => {
+                attempt += 1;
+                if attempt >= APPLY_ATTEMPTS {
+                    return Err(RebuildError::Apply {
+                        projection: name,
+                        error: error.to_string(),
+                    });
                 }
-                Err(HandleError::Transient(error)) => {
-                    attempt += 1;
-                    if attempt >= APPLY_ATTEMPTS {
-                        return Err(RebuildError::Apply {
-                            projection: self.name,
-                            error: error.to_string(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
         }
-        self.events += batch.len() as u64;
-        self.position = last;
-        Ok(())
     }
+    Ok((batch.len() as u64, poison))
 }
 
 /// Locks the live tables, brings the copies to the live position and puts them in place,
@@ -588,15 +760,26 @@ async fn try_switch(
             &[&model.projections],
         )
         .await?;
-    for replay in replays.iter_mut() {
-        let live = positions
-            .iter()
-            .find(|row| row.get::<_, &str>(0) == replay.name)
-            .map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0));
-        replay
-            .run(jetstream, Some(live), Phase::Switching, started, progress)
-            .await?;
-    }
+    let limits: Vec<Option<u64>> = replays
+        .iter()
+        .map(|replay| {
+            Some(
+                positions
+                    .iter()
+                    .find(|row| row.get::<_, &str>(0) == replay.name)
+                    .map_or(0, |row| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
+            )
+        })
+        .collect();
+    replay(
+        jetstream,
+        replays,
+        &limits,
+        Phase::Switching,
+        started,
+        progress,
+    )
+    .await?;
     let mut statements = Vec::new();
     if options.keep_old {
         let retired = format!("jetim_retired_{}", model.name);

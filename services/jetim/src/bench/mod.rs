@@ -43,7 +43,7 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         payload: usize,
         /// Events applied per transaction by the rebuild.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::default().batch_size)]
         batch: usize,
         /// Appends in flight while filling.
         #[arg(long, default_value_t = 64)]
