@@ -18,6 +18,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use jetim_common::config::{CONFIG_FILE_VARIABLE, Config};
 
+/// mimalloc instead of the system allocator: a rebuild spent a third of jetim's CPU in
+/// glibc's malloc and free (perf, `jetim bench rebuild`); see docs/performance.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// jetim: an OpenIM-compatible IM server, event-sourced on NATS JetStream.
 #[derive(Debug, Parser)]
 #[command(name = "jetim", version, about)]
