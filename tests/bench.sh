@@ -10,6 +10,9 @@
 #   tests/bench.sh chat --rate 5000 --step 5000 --seconds 10
 #   tests/bench.sh group --groups 10 --members 200 --rate 1000
 #   tests/bench.sh connect --connections 19000
+#
+# JETIM_BIN=/path/to/jetim runs that build instead of building this checkout: to compare two
+# builds on the same day, keep a copy of the older one.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/ops/lib.sh"
@@ -45,8 +48,12 @@ trap finish EXIT
 # Every connection is a file descriptor, in the bench and in jetim.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-ensure_rust
-build_jetim
+if [ -n "${JETIM_BIN:-}" ]; then
+  [ -x "$JETIM_BIN" ] || die "JETIM_BIN=$JETIM_BIN is not an executable"
+else
+  ensure_rust
+  build_jetim
+fi
 start_own_nats
 ensure_postgres
 create_database "$PG_ADMIN_URL" "$database"

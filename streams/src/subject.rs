@@ -231,6 +231,21 @@ pub fn live(kind: LiveKind, user_id: &str) -> Result<String, TokenError> {
     Ok(format!("{}.{}", kind.prefix(), escape(user_id)?))
 }
 
+/// `im.deliver.*`, `im.session.*` or `im.presence.*`: every user's subject of one kind, for a
+/// subscription that serves them all.
+pub fn every_live(kind: LiveKind) -> String {
+    format!("{}.*", kind.prefix())
+}
+
+/// The user a live subject of `kind` is for, unescaped; `None` for any other subject.
+pub fn live_user(kind: LiveKind, subject: &str) -> Option<String> {
+    let token = subject.strip_prefix(kind.prefix())?.strip_prefix('.')?;
+    if token.contains('.') {
+        return None;
+    }
+    unescape(token).ok()
+}
+
 /// `im.applied.<consumer>`: how far a projection's durable consumer has applied its stream
 /// (the stream sequence, as decimal text), published after each committed batch so that a
 /// service waiting on the read model (the push) learns it without polling. Core NATS, in no
@@ -360,6 +375,25 @@ mod tests {
         assert_eq!(live(LiveKind::Session, "a.b").unwrap(), "im.session.a=2Eb");
         assert_eq!(live(LiveKind::Presence, ">").unwrap(), "im.presence.=3E");
         assert!(live(LiveKind::Deliver, "").is_err());
+        assert_eq!(every_live(LiveKind::Session), "im.session.*");
+        for user_id in ["u1", "a.b", ">", "x y"] {
+            let subject = live(LiveKind::Session, user_id).unwrap();
+            assert_eq!(
+                live_user(LiveKind::Session, &subject).as_deref(),
+                Some(user_id)
+            );
+            assert!(matches(&every_live(LiveKind::Session), &subject));
+            assert_eq!(live_user(LiveKind::Deliver, &subject), None);
+        }
+        for stranger in [
+            "im.session",
+            "im.session.",
+            "im.session.a.b",
+            "im.sessions.a",
+            "im.session.=Z1",
+        ] {
+            assert_eq!(live_user(LiveKind::Session, stranger), None, "{stranger}");
+        }
     }
 
     #[test]

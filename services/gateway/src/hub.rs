@@ -1,9 +1,11 @@
 //! The connections this gateway holds, and what reaches them through NATS.
 //!
 //! While it holds a connection of a user, the gateway subscribes to the user's
-//! `im.deliver.<userID>` (pushes, 2001) and `im.session.<userID>` (session control: other
-//! gateways' new connections, for the multi-login policy, and force logouts, both ending
-//! in 2002 and a close). It writes its part of the user's presence to the `IM_PRESENCE`
+//! `im.deliver.<userID>` (pushes, 2001). One subscription to `im.session.*` serves session
+//! control for every user: other gateways' new connections, for the multi-login policy, and
+//! force logouts, both ending in 2002 and a close. Session control comes once per login, so
+//! hearing every user's costs little, where a subscription per user cost each idle connection
+//! about 6 KB (its channel) and a larger task (`jetim bench connect` with heaptrack). It writes its part of the user's presence to the `IM_PRESENCE`
 //! bucket whenever the user's platforms on this gateway change, confirms it periodically,
 //! and announces changes on `im.presence.<userID>`, which connections that subscribed to
 //! the user's status (2005) hear through this gateway's subscription to that subject.
@@ -22,7 +24,7 @@ use jetim_common::session::{self, SessionControl};
 use jetim_common::shutdown::CancellationToken;
 use jetim_schemas::openim::sdkws::{SubUserOnlineStatusElem, SubUserOnlineStatusTips};
 use jetim_streams::headers;
-use jetim_streams::subject::{LiveKind, live};
+use jetim_streams::subject::{LiveKind, every_live, live, live_user};
 use prost::Message as _;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -272,36 +274,46 @@ impl Hub {
         let _ = tokio::time::timeout(wait, drained).await;
     }
 
-    /// The user's subscriptions: deliveries and session control, until aborted.
+    /// The user's deliveries, until aborted.
     async fn follow_user(self: Arc<Self>, user_id: String, ready: watch::Sender<bool>) {
         let subscribed = async {
             let deliver = self
                 .nats
                 .subscribe(live(LiveKind::Deliver, &user_id)?)
                 .await?;
-            let control = self
-                .nats
-                .subscribe(live(LiveKind::Session, &user_id)?)
-                .await?;
             self.nats.flush().await?;
-            anyhow::Ok((deliver, control))
+            anyhow::Ok(deliver)
         }
         .await;
-        let (mut deliver, mut control) = match subscribed {
-            Ok(subscriptions) => subscriptions,
+        let _ = ready.send(true);
+        match subscribed {
+            Ok(mut deliver) => {
+                while let Some(message) = deliver.next().await {
+                    self.deliver(&user_id, &message);
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, user = %user_id, "cannot subscribe; no pushes for this user");
-                let _ = ready.send(true);
-                return;
             }
-        };
-        let _ = ready.send(true);
-        loop {
-            tokio::select! {
-                Some(message) = deliver.next() => self.deliver(&user_id, &message),
-                Some(message) = control.next() => self.control(&user_id, &message).await,
-                else => return,
-            }
+        }
+    }
+
+    /// Subscribes to every user's session control; [`Hub::follow_sessions`] serves it.
+    pub async fn subscribe_sessions(&self) -> anyhow::Result<async_nats::Subscriber> {
+        let sessions = self.nats.subscribe(every_live(LiveKind::Session)).await?;
+        self.nats.flush().await?;
+        Ok(sessions)
+    }
+
+    /// Applies session control to the connections of its user held here, until the
+    /// subscription ends.
+    pub async fn follow_sessions(self: Arc<Self>, mut sessions: async_nats::Subscriber) {
+        while let Some(message) = sessions.next().await {
+            let Some(user_id) = live_user(LiveKind::Session, &message.subject) else {
+                tracing::warn!(subject = %message.subject, "session control on a subject of no user");
+                continue;
+            };
+            self.control(&user_id, &message).await;
         }
     }
 
@@ -328,6 +340,10 @@ impl Hub {
     }
 
     async fn control(&self, user_id: &str, message: &async_nats::Message) {
+        let connections = self.connections_of(user_id);
+        if connections.is_empty() {
+            return;
+        }
         let control: SessionControl = match serde_json::from_slice(&message.payload) {
             Ok(control) => control,
             Err(error) => {
@@ -335,7 +351,6 @@ impl Hub {
                 return;
             }
         };
-        let connections = self.connections_of(user_id);
         let kicked: Vec<&Arc<Connection>> = match &control {
             SessionControl::Connected {
                 gateway,
