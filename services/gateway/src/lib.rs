@@ -189,8 +189,10 @@ async fn check(state: &GatewayState, args: &ConnectArgs) -> Result<(), Refusal> 
 /// Each connection's read buffer. tungstenite's default, 128 KiB, is held by every
 /// connection, idle or not, and zeroed before every read: with thousands of connections that
 /// was most of the gateway's memory and its largest CPU cost (`jetim bench connect` and
-/// `chat`). Client frames are small; a larger one still arrives whole, in more reads.
-const READ_BUFFER_BYTES: usize = 4096;
+/// `chat`). Client frames are small: a send with a short text, and the token the SDK repeats
+/// in every frame, fits in one read. A larger frame still arrives whole: the buffer grows to
+/// the frame's length, and it is read 2 KiB at a time.
+const READ_BUFFER_BYTES: usize = 2048;
 
 async fn connect(
     State(shared): State<Arc<Shared>>,
