@@ -276,14 +276,15 @@ impl Hub {
 
     /// The user's deliveries, until aborted.
     async fn follow_user(self: Arc<Self>, user_id: String, ready: watch::Sender<bool>) {
-        let subscribed = async {
+        // Boxed, so that the subscribing's state is not part of the task while it waits.
+        let subscribed = Box::pin(async {
             let deliver = self
                 .nats
                 .subscribe(live(LiveKind::Deliver, &user_id)?)
                 .await?;
             self.nats.flush().await?;
             anyhow::Ok(deliver)
-        }
+        })
         .await;
         let _ = ready.send(true);
         match subscribed {

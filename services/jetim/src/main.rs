@@ -20,6 +20,7 @@ use jetim_common::config::{CONFIG_FILE_VARIABLE, Config};
 
 /// mimalloc instead of the system allocator: a rebuild spent a third of jetim's CPU in
 /// glibc's malloc and free (perf, `jetim bench rebuild`); see docs/performance.md.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
