@@ -402,6 +402,56 @@ mod tests {
         connection(Platform::IOS, 8)
     }
 
+    /// Many producers, one writer waiting on the queue: every frame arrives, each producer's
+    /// in its order, and none is left waiting for a wake-up that never comes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_gets_every_frame_queued_from_other_tasks() {
+        const PRODUCERS: usize = 4;
+        const FRAMES: usize = 2000;
+        let (connection, mut outbox) = connection(Platform::WEB, PRODUCERS * FRAMES);
+        let connection = std::sync::Arc::new(connection);
+        for producer in 0..PRODUCERS {
+            let connection = std::sync::Arc::clone(&connection);
+            tokio::spawn(async move {
+                for frame in 0..FRAMES {
+                    assert!(connection.send(Message::Text(format!("{producer} {frame}").into())));
+                    if frame % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+        }
+        let mut next = [0; PRODUCERS];
+        for _ in 0..PRODUCERS * FRAMES {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), outbox.recv())
+                .await
+                .expect("a queued frame reaches the writer");
+            let text = text(Some(frame));
+            let (producer, frame) = text.split_once(' ').unwrap();
+            let producer: usize = producer.parse().unwrap();
+            assert_eq!(
+                frame.parse::<usize>().unwrap(),
+                next[producer],
+                "{producer}'s order"
+            );
+            next[producer] += 1;
+        }
+        assert_eq!(next, [FRAMES; PRODUCERS]);
+        assert!(outbox.try_recv().is_none());
+        // Emptied after a burst, the queue holds no more than a few slots.
+        assert!(outbox.0.frames.lock().unwrap().capacity() <= super::QUEUE_KEPT_CAPACITY);
+        assert!(!connection.is_closed());
+        // A lone frame, queued while the writer waits on an empty queue, wakes it.
+        let waiting = tokio::spawn(async move { outbox.recv().await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(connection.send(Message::Text("lone".into())));
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting writer is woken")
+            .unwrap();
+        assert_eq!(text(Some(frame)), "lone");
+    }
+
     #[test]
     fn close_reasons_fit_a_close_frame() {
         assert_eq!(close_reason("kicked"), "kicked");
