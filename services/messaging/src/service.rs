@@ -64,11 +64,14 @@ pub struct SendFailure(String);
 
 /// 32 lower-case hex characters, as OpenIM's IDs look.
 pub fn new_message_id() -> String {
-    sha2::Sha256::digest(nuid::next().to_string().as_bytes())
-        .iter()
-        .take(16)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(nuid::next().to_string().as_bytes());
+    let mut id = String::with_capacity(32);
+    for byte in &digest[..16] {
+        // Writing to a String cannot fail.
+        let _ = write!(id, "{byte:02x}");
+    }
+    id
 }
 
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
@@ -252,4 +255,23 @@ async fn account_field(
     Ok(users::look_up(db, log, user_id)
         .await?
         .map(|user| field(&user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_message_id;
+
+    #[test]
+    fn message_ids_are_32_lower_case_hex_characters_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_message_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+        }
+    }
 }
