@@ -114,7 +114,7 @@ impl Hub {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Adds a connection: subscribes to its user's subjects (once per user), records the
+    /// Adds a connection: subscribes to its user's deliveries (once per user), records the
     /// presence, and announces it so the login policy applies to older connections.
     pub async fn register(self: &Arc<Self>, connection: &Arc<Connection>) {
         let user_id = connection.user_id.clone();
@@ -307,15 +307,17 @@ impl Hub {
     }
 
     /// Applies session control to the connections of its user held here, until the
-    /// subscription ends.
+    /// subscription ends. Nothing here waits on anything but the subscription, so one task
+    /// keeps up with every login of the cluster.
     pub async fn follow_sessions(self: Arc<Self>, mut sessions: async_nats::Subscriber) {
         while let Some(message) = sessions.next().await {
             let Some(user_id) = live_user(LiveKind::Session, &message.subject) else {
                 tracing::warn!(subject = %message.subject, "session control on a subject of no user");
                 continue;
             };
-            self.control(&user_id, &message).await;
+            self.control(&user_id, &message);
         }
+        tracing::error!("the session control subscription ended; kicks and logouts stop here");
     }
 
     fn deliver(&self, user_id: &str, message: &async_nats::Message) {
@@ -340,7 +342,7 @@ impl Hub {
         metrics::counter!("jetim_gateway_pushes_total").increment(1);
     }
 
-    async fn control(&self, user_id: &str, message: &async_nats::Message) {
+    fn control(&self, user_id: &str, message: &async_nats::Message) {
         let connections = self.connections_of(user_id);
         if connections.is_empty() {
             return;
@@ -362,9 +364,12 @@ impl Hub {
                 let Some(new_platform) = Platform::from_id(*platform_id) else {
                     return;
                 };
+                // On this gateway, connection numbers say which came later: the announced
+                // connection and those after it stay (each newer one has its own
+                // announcement to come).
                 connections
                     .iter()
-                    .filter(|held| !(*gateway == self.instance && held.id == *connection))
+                    .filter(|held| !(*gateway == self.instance && held.id >= *connection))
                     .filter(|held| held.token != *token)
                     .filter(|held| self.policy.replaces(new_platform, held.platform))
                     .collect()
@@ -391,10 +396,15 @@ impl Hub {
             );
             tokens.push((connection.platform.id(), connection.token.clone()));
         }
-        if matches!(control, SessionControl::Connected { .. })
-            && let Err(error) = self.tokens.kick_tokens(user_id, &tokens).await
-        {
-            tracing::warn!(%error, user = %user_id, "kicked tokens not marked");
+        if matches!(control, SessionControl::Connected { .. }) {
+            // Marked in the token store on the side: a slow store must not hold up the
+            // session control of every other user.
+            let (store, user_id) = (self.tokens.clone(), user_id.to_owned());
+            tokio::spawn(async move {
+                if let Err(error) = store.kick_tokens(&user_id, &tokens).await {
+                    tracing::warn!(%error, user = %user_id, "kicked tokens not marked");
+                }
+            });
         }
     }
 

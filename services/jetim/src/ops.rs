@@ -40,7 +40,8 @@ pub(crate) enum OpsCommand {
     Rebuild {
         /// The projection or read model.
         projection: String,
-        /// Events applied per transaction.
+        /// Events per batch (one transaction; the messages projection splits each batch by
+        /// conversation over two connections).
         #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::default().batch_size)]
         batch: usize,
         /// Keep the replaced tables in schema `jetim_retired_<read model>`.
@@ -231,7 +232,8 @@ impl ProgressMeter {
     }
 }
 
-/// One progress line; `seconds` is how long the rebuild has run.
+/// One progress line; `seconds` is how long the rebuild has been reading the projection's
+/// stream.
 fn render_progress(progress: &jetim_readmodel::rebuild::Progress, seconds: f64) -> String {
     use jetim_readmodel::rebuild::Phase;
     if progress.phase == Phase::Switching {

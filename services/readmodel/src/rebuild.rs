@@ -104,7 +104,8 @@ pub fn read_model_of(name: &str) -> Option<&'static ReadModel> {
 /// How a rebuild runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Events applied per transaction.
+    /// Events per batch. A batch is one transaction, except the messages projection's, which
+    /// splits it by conversation into one transaction per connection it applies on.
     pub batch_size: usize,
     /// Keep the replaced tables in `jetim_retired_<model>` instead of dropping them.
     pub keep_old: bool,
@@ -151,7 +152,7 @@ pub struct Progress {
     pub target: u64,
     /// Events applied to this projection's copy so far.
     pub events: u64,
-    /// Time since the rebuild began.
+    /// Time since the rebuild began reading this projection's stream.
     pub elapsed: Duration,
 }
 
@@ -382,7 +383,12 @@ async fn create_copies(
 /// Connections that see the copies first and every other table as it is.
 fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool, RebuildError> {
     let mut config = connection.clone();
-    config.options(format!("-c search_path={shadow},public"));
+    // Asynchronous commits: a copy's batches need not wait for the disk. A crash loses the
+    // rebuild anyway (it starts over), and the switch, on another connection, commits
+    // synchronously, which also makes everything written before it durable.
+    config.options(format!(
+        "-c search_path={shadow},public -c synchronous_commit=off"
+    ));
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -441,6 +447,9 @@ async fn replay(
             Some(until) => until,
             None => last_sequence(jetstream, &stream).await?,
         };
+        for &index in &readers {
+            replays[index].began.get_or_insert_with(Instant::now);
+        }
         let (chunks, mut received) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let reader = tokio::spawn(read_ahead(
             jetstream.clone(),
@@ -573,6 +582,8 @@ struct Replaying {
     pending: Vec<RecordedEvent>,
     /// Every event up to this stream sequence that the projection reads is applied.
     position: u64,
+    /// When the rebuild began reading its stream.
+    began: Option<Instant>,
     events: u64,
     poison: u64,
 }
@@ -597,6 +608,7 @@ impl Replaying {
             batch_size: batch_size.max(1),
             pending: Vec::new(),
             position: 0,
+            began: None,
             events: 0,
             poison: 0,
         }
@@ -652,7 +664,7 @@ impl Replaying {
             stream_sequence: self.position,
             target,
             events: self.events,
-            elapsed: started.elapsed(),
+            elapsed: self.began.unwrap_or(started).elapsed(),
         }
     }
 }
