@@ -383,12 +383,7 @@ async fn create_copies(
 /// Connections that see the copies first and every other table as it is.
 fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool, RebuildError> {
     let mut config = connection.clone();
-    // Asynchronous commits: a copy's batches need not wait for the disk. A crash loses the
-    // rebuild anyway (it starts over), and the switch, on another connection, commits
-    // synchronously, which also makes everything written before it durable.
-    config.options(format!(
-        "-c search_path={shadow},public -c synchronous_commit=off"
-    ));
+    config.options(format!("-c search_path={shadow},public"));
     let manager = Manager::from_config(
         config,
         NoTls,
