@@ -71,6 +71,22 @@ pub struct Hub {
     drained: tokio::sync::Notify,
 }
 
+/// Sends each connection 2002 and closes it.
+fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
+    let kick = Reply {
+        req_identifier: KICK_ONLINE,
+        ..Reply::default()
+    };
+    for connection in kicked {
+        tracing::info!(user = %user_id, platform = connection.platform.id(), "kicked");
+        connection.close(
+            close_code::NORMAL,
+            "kicked: logged in elsewhere or logged out",
+            Some(connection.encode(&kick)),
+        );
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -382,30 +398,27 @@ impl Hub {
         if kicked.is_empty() {
             return;
         }
-        let kick = Reply {
-            req_identifier: KICK_ONLINE,
-            ..Reply::default()
-        };
-        let mut tokens = Vec::new();
-        for connection in kicked {
-            tracing::info!(user = %user_id, platform = connection.platform.id(), "kicked");
-            connection.close(
-                close_code::NORMAL,
-                "kicked: logged in elsewhere or logged out",
-                Some(connection.encode(&kick)),
-            );
-            tokens.push((connection.platform.id(), connection.token.clone()));
+        let kicked: Vec<Arc<Connection>> = kicked.into_iter().cloned().collect();
+        let user_id = user_id.to_owned();
+        if matches!(control, SessionControl::ForceLogout { .. }) {
+            // The logout marked the tokens before it announced itself.
+            close_kicked(&user_id, &kicked);
+            return;
         }
-        if matches!(control, SessionControl::Connected { .. }) {
-            // Marked in the token store on the side: a slow store must not hold up the
-            // session control of every other user.
-            let (store, user_id) = (self.tokens.clone(), user_id.to_owned());
-            tokio::spawn(async move {
-                if let Err(error) = store.kick_tokens(&user_id, &tokens).await {
-                    tracing::warn!(%error, user = %user_id, "kicked tokens not marked");
-                }
-            });
-        }
+        // The tokens are marked first, so a kicked client that reconnects at once is
+        // refused; on the side, so a slow token store holds up no other user's session
+        // control.
+        let store = self.tokens.clone();
+        tokio::spawn(async move {
+            let tokens: Vec<(i32, String)> = kicked
+                .iter()
+                .map(|connection| (connection.platform.id(), connection.token.clone()))
+                .collect();
+            if let Err(error) = store.kick_tokens(&user_id, &tokens).await {
+                tracing::warn!(%error, user = %user_id, "kicked tokens not marked");
+            }
+            close_kicked(&user_id, &kicked);
+        });
     }
 
     /// Subscribes `connection` to the online status of `user_ids` (2005) and returns their
