@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 use crate::envelope::{self, Reply};
 use crate::handshake::{ConnectArgs, Envelope};
+use crate::lock;
 
 /// How long the last frame and the close frame may take to write when closing.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,12 +97,6 @@ impl Queue {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The reading end of a connection's queue, for its writer.
 pub struct Outbox(Arc<Queue>);
 
@@ -117,7 +112,8 @@ impl Outbox {
     }
 
     /// The next frame, if one is queued.
-    pub fn try_recv(&mut self) -> Option<Message> {
+    #[cfg(test)]
+    fn try_recv(&mut self) -> Option<Message> {
         self.0.pop()
     }
 }

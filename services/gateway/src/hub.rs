@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::close_code;
@@ -31,6 +31,7 @@ use tokio::task::AbortHandle;
 
 use crate::connection::Connection;
 use crate::envelope::Reply;
+use crate::lock;
 
 /// 2001: a pushed message.
 pub const PUSH_MSG: i32 = 2001;
@@ -85,12 +86,6 @@ fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
             Some(connection.encode(&kick)),
         );
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Hub {
@@ -370,41 +365,38 @@ impl Hub {
                 return;
             }
         };
-        let kicked: Vec<&Arc<Connection>> = match &control {
+        let (gateway, connection, platform_id, token) = match control {
+            SessionControl::ForceLogout { platform_id } => {
+                // The logout marked the tokens before it announced itself.
+                let kicked: Vec<Arc<Connection>> = connections
+                    .into_iter()
+                    .filter(|held| held.platform.id() == platform_id)
+                    .collect();
+                close_kicked(user_id, &kicked);
+                return;
+            }
             SessionControl::Connected {
                 gateway,
                 connection,
                 platform_id,
                 token,
-            } => {
-                let Some(new_platform) = Platform::from_id(*platform_id) else {
-                    return;
-                };
-                // On this gateway, connection numbers say which came later: the announced
-                // connection and those after it stay (each newer one has its own
-                // announcement to come).
-                connections
-                    .iter()
-                    .filter(|held| !(*gateway == self.instance && held.id >= *connection))
-                    .filter(|held| held.token != *token)
-                    .filter(|held| self.policy.replaces(new_platform, held.platform))
-                    .collect()
-            }
-            SessionControl::ForceLogout { platform_id } => connections
-                .iter()
-                .filter(|held| held.platform.id() == *platform_id)
-                .collect(),
+            } => (gateway, connection, platform_id, token),
         };
+        let Some(new_platform) = Platform::from_id(platform_id) else {
+            return;
+        };
+        // On this gateway, connection numbers say which came later: the announced connection
+        // and those after it stay (each newer one has its own announcement to come).
+        let kicked: Vec<Arc<Connection>> = connections
+            .into_iter()
+            .filter(|held| !(gateway == self.instance && held.id >= connection))
+            .filter(|held| held.token != token)
+            .filter(|held| self.policy.replaces(new_platform, held.platform))
+            .collect();
         if kicked.is_empty() {
             return;
         }
-        let kicked: Vec<Arc<Connection>> = kicked.into_iter().cloned().collect();
         let user_id = user_id.to_owned();
-        if matches!(control, SessionControl::ForceLogout { .. }) {
-            // The logout marked the tokens before it announced itself.
-            close_kicked(&user_id, &kicked);
-            return;
-        }
         // The tokens are marked first, so a kicked client that reconnects at once is
         // refused; on the side, so a slow token store holds up no other user's session
         // control.

@@ -157,6 +157,14 @@ impl App {
     }
 }
 
+/// Locks `mutex`, poisoned or not: what the gateway keeps under its locks stays whole if a
+/// holder panics (each change is one insert, removal or push).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How long a stopping gateway waits for its connections to close.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 

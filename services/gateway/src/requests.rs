@@ -151,11 +151,7 @@ async fn answer(
             check_status_users(&asked.subscribe_user_id, "subscribeUserID")?;
             check_status_users(&asked.unsubscribe_user_id, "unsubscribeUserID")?;
             shared.hub.unwatch(connection, &asked.unsubscribe_user_id);
-            let following = connection
-                .watching
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .len();
+            let following = crate::lock(&connection.watching).len();
             if following + asked.subscribe_user_id.len() > MAX_WATCHED_PER_CONNECTION {
                 return Err(Failure::new(
                     Code::Args,
