@@ -64,14 +64,11 @@ pub struct SendFailure(String);
 
 /// 32 lower-case hex characters, as OpenIM's IDs look.
 pub fn new_message_id() -> String {
-    use std::fmt::Write as _;
-    let digest = sha2::Sha256::digest(nuid::next().to_string().as_bytes());
-    let mut id = String::with_capacity(32);
-    for byte in &digest[..16] {
-        // Writing to a String cannot fail.
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
+    sha2::Sha256::digest(nuid::next().to_string().as_bytes())
+        .iter()
+        .take(16)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
