@@ -254,6 +254,28 @@ pub fn projection_applied(consumer: &str) -> String {
     format!("im.applied.{consumer}")
 }
 
+/// A stored subject's tokens after `im`: family, escaped ID and kind.
+fn stored_tokens(subject: &str) -> Option<(&str, &str, &str)> {
+    let mut tokens = subject.split('.');
+    let (Some("im"), Some(family), Some(id), Some(kind), None) = (
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+    ) else {
+        return None;
+    };
+    Some((family, id, kind))
+}
+
+/// A stored subject's ID token as it stands, escaped: one per conversation or user, and
+/// cheaper than [`ParsedSubject::parse`] where the token itself serves (to tell events of
+/// different conversations apart). `None` for anything but a stored subject.
+pub fn id_token(subject: &str) -> Option<&str> {
+    stored_tokens(subject).map(|(_, id, _)| id)
+}
+
 /// What a stored subject says, with its ID unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedSubject {
@@ -276,16 +298,7 @@ pub enum ParsedSubject {
 impl ParsedSubject {
     /// Reads a subject from one of jetim's streams; `None` for anything else.
     pub fn parse(subject: &str) -> Option<Self> {
-        let mut tokens = subject.split('.');
-        let (Some("im"), Some(family), Some(id), Some(kind), None) = (
-            tokens.next(),
-            tokens.next(),
-            tokens.next(),
-            tokens.next(),
-            tokens.next(),
-        ) else {
-            return None;
-        };
+        let (family, id, kind) = stored_tokens(subject)?;
         let id = if id == APP_WIDE_TOKEN {
             String::new()
         } else {
@@ -416,5 +429,7 @@ mod tests {
         assert_eq!(parsed.conversation_kind(), Some(ConversationKind::Timeline));
         assert_eq!(ParsedSubject::parse("im.conv.a.b.c"), None);
         assert_eq!(ParsedSubject::parse("other.conv.a.msg"), None);
+        assert_eq!(id_token(subject.as_str()), Some("sg_group=201"));
+        assert_eq!(id_token("im.conv.a.b.c"), None);
     }
 }

@@ -41,7 +41,7 @@ pub fn consumer_spec() -> DurableSpec {
 /// The conversation an event of this projection is about, as its subject's token: batches
 /// split by it can be applied side by side (see [`crate::AnyProjection::partition_key`]).
 pub fn partition_key(event: &RecordedEvent) -> &str {
-    event.subject.split('.').nth(2).unwrap_or_default()
+    jetim_streams::subject::id_token(&event.subject).unwrap_or_default()
 }
 
 /// The message a clientMsgID first became.
