@@ -42,7 +42,7 @@ pub(crate) enum OpsCommand {
         projection: String,
         /// Events per batch (one transaction; the messages projection splits each batch by
         /// conversation over two connections).
-        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::default().batch_size)]
+        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::DEFAULT.batch_size)]
         batch: usize,
         /// Keep the replaced tables in schema `jetim_retired_<read model>`.
         #[arg(long)]

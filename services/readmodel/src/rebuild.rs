@@ -116,17 +116,15 @@ impl Options {
     /// positions) are written once per batch, so bigger batches write them less often.
     /// `jetim bench rebuild` made 23,500 events/s with 1,000, about 35,000 with 5,000, and no
     /// more with 10,000.
-    pub const fn default() -> Self {
-        Self {
-            batch_size: 5000,
-            keep_old: false,
-        }
-    }
+    pub const DEFAULT: Self = Self {
+        batch_size: 5000,
+        keep_old: false,
+    };
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self::default()
+        Self::DEFAULT
     }
 }
 

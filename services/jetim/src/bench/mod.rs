@@ -42,8 +42,8 @@ pub(crate) enum BenchCommand {
         /// Bytes of text per message.
         #[arg(long, default_value_t = 100)]
         payload: usize,
-        /// Events applied per transaction by the rebuild.
-        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::default().batch_size)]
+        /// Events per batch in the rebuild (as `jetim ops rebuild --batch`).
+        #[arg(long, default_value_t = jetim_readmodel::rebuild::Options::DEFAULT.batch_size)]
         batch: usize,
         /// Appends in flight while filling.
         #[arg(long, default_value_t = 64)]
