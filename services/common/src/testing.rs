@@ -176,7 +176,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates an empty database.
     pub async fn empty() -> Self {
-        let name = format!("jetim_test_{}", nuid::next().to_string().to_lowercase());
+        // The NUID's bytes in hex: an unquoted name is folded to lower case, and a NUID
+        // lowered is no longer unique (two tests once drew the same name).
+        let name: String = std::iter::once("jetim_test_".to_owned())
+            .chain(
+                nuid::next()
+                    .to_string()
+                    .bytes()
+                    .map(|byte| format!("{byte:02x}")),
+            )
+            .collect();
         let admin = admin_url();
         let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
             .await
