@@ -46,7 +46,7 @@
 //!
 //! | subject | carries | published by | subscribed by |
 //! |---|---|---|---|
-//! | `im.deliver.<userID>` | one message to push (2001): the `PushMessages` protobuf, headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages); the request that sent an online-only message | each gateway holding a connection of the user |
+//! | `im.deliver.<userID>` | one message to push (2001): the `PushMessages` protobuf, headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages); the request that sent an online-only message | every gateway, with one subscription to `im.deliver.*` (`gateway.deliveries: shared`); or each gateway holding a connection of the user (`per_user`) |
 //! | `im.session.<userID>` | session control as JSON: `connected` (a new connection, for the multi-login policy), `force_logout` | gateways; `/auth/force_logout` | each gateway holding a connection of the user |
 //! | `im.presence.<userID>` | the user's online platforms as a JSON array, when they change | gateways | gateways with connections that subscribed to the user's status (2005) |
 //!

@@ -150,6 +150,37 @@ pub struct GatewayConfig {
     pub web_ping_secs: u64,
     /// The most connections one gateway holds; handshakes beyond it are refused with 1601.
     pub max_connections: usize,
+    /// How the gateway hears the pushes for its users: `shared` or `per_user`.
+    pub deliveries: DeliverySubscription,
+}
+
+/// How a gateway subscribes to the pushes (`im.deliver.<userID>`) for the users it holds.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum DeliverySubscription {
+    /// One subscription to every user's pushes (`im.deliver.*`); the gateway drops those for
+    /// users it holds no connection of. An idle connection then costs no subscription (about
+    /// 6 KB of the gateway's memory each, and nats-server's own record of it), and every
+    /// gateway hears every push: right for one gateway or a few.
+    #[default]
+    Shared,
+    /// A subscription per user with a connection here: each gateway hears only its own
+    /// users' pushes, for clusters of many gateways, at the memory cost above.
+    PerUser,
+}
+
+impl TryFrom<String> for DeliverySubscription {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "shared" => Ok(Self::Shared),
+            "per_user" => Ok(Self::PerUser),
+            _ => Err(format!(
+                "{text:?} is not a way to subscribe to deliveries: use shared or per_user"
+            )),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -161,6 +192,7 @@ impl Default for GatewayConfig {
             read_timeout_secs: 60,
             web_ping_secs: 27,
             max_connections: 100_000,
+            deliveries: DeliverySubscription::Shared,
         }
     }
 }
@@ -658,6 +690,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("telemetry.log_format"), "{error}");
+
+        let error = load(&[("JETIM_GATEWAY__DELIVERIES", "per-user")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("gateway.deliveries") && error.contains("use shared or per_user"),
+            "{error}"
+        );
+        let config = load(&[("JETIM_GATEWAY__DELIVERIES", "per_user")]).unwrap();
+        assert_eq!(config.gateway.deliveries, DeliverySubscription::PerUser);
 
         let error = load(&[("JETIM_TELEMETRY__OTLP_ENDPOINT", "collector:4318")])
             .unwrap_err()

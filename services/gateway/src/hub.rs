@@ -1,14 +1,23 @@
 //! The connections this gateway holds, and what reaches them through NATS.
 //!
-//! While it holds a connection of a user, the gateway subscribes to the user's
-//! `im.deliver.<userID>` (pushes, 2001). One subscription to `im.session.*` serves session
-//! control for every user: other gateways' new connections, for the multi-login policy, and
-//! force logouts, both ending in 2002 and a close. Session control comes once per login, so
-//! hearing every user's costs little, where a subscription per user cost each idle connection
-//! about 6 KB (its channel) and a larger task (`jetim bench connect` with heaptrack). It writes its part of the user's presence to the `IM_PRESENCE`
-//! bucket whenever the user's platforms on this gateway change, confirms it periodically,
-//! and announces changes on `im.presence.<userID>`, which connections that subscribed to
-//! the user's status (2005) hear through this gateway's subscription to that subject.
+//! Pushes (2001) come on `im.deliver.<userID>`. By default
+//! ([`DeliverySubscription::Shared`]) one subscription to `im.deliver.*` serves every user,
+//! and pushes for users with no connection here are dropped; with
+//! [`DeliverySubscription::PerUser`] the gateway subscribes to a user's subject while it
+//! holds a connection of that user. async-nats gives every subscription a tokio channel,
+//! which allocates 32 slots of 184 bytes when it is made: per user, that and the task
+//! reading it were about 6.5 KB of every idle connection (`jetim bench connect` with
+//! heaptrack).
+//!
+//! One subscription to `im.session.*` serves session control for every user: other
+//! gateways' new connections, for the multi-login policy, and force logouts, both ending in
+//! 2002 and a close. Session control comes once per login, so hearing every user's costs
+//! little.
+//!
+//! The hub writes its part of the user's presence to the `IM_PRESENCE` bucket whenever the
+//! user's platforms on this gateway change, confirms it periodically, and announces changes
+//! on `im.presence.<userID>`, which connections that subscribed to the user's status (2005)
+//! hear through this gateway's subscription to that subject.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher as _, RandomState};
@@ -19,6 +28,7 @@ use std::time::Duration;
 use axum::extract::ws::close_code;
 use futures::StreamExt as _;
 use jetim_common::auth::{LoginPolicy, Platform, TokenService};
+use jetim_common::config::DeliverySubscription;
 use jetim_common::presence::PresenceStore;
 use jetim_common::session::{self, SessionControl};
 use jetim_common::shutdown::CancellationToken;
@@ -47,6 +57,13 @@ const PRESENCE_LOCKS: usize = 64;
 
 struct UserSlot {
     connections: Vec<Arc<Connection>>,
+    /// The user's own delivery subscription, under [`DeliverySubscription::PerUser`].
+    follower: Option<Follower>,
+}
+
+/// The task that reads one user's deliveries.
+struct Follower {
+    /// True once the subscription is in place.
     ready: watch::Receiver<bool>,
     task: AbortHandle,
 }
@@ -63,6 +80,7 @@ pub struct Hub {
     presence: PresenceStore,
     tokens: TokenService,
     policy: LoginPolicy,
+    deliveries: DeliverySubscription,
     next_id: AtomicU64,
     live: AtomicUsize,
     users: Mutex<HashMap<String, UserSlot>>,
@@ -70,6 +88,14 @@ pub struct Hub {
     presence_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
     drained: tokio::sync::Notify,
+}
+
+/// The subscriptions one gateway holds for all its users.
+pub struct SharedSubscriptions {
+    /// `im.session.*`.
+    pub sessions: async_nats::Subscriber,
+    /// `im.deliver.*`, unless the gateway subscribes per user.
+    pub deliveries: Option<async_nats::Subscriber>,
 }
 
 /// Sends each connection 2002 and closes it.
@@ -89,8 +115,13 @@ fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
 }
 
 impl Hub {
-    /// A hub for one gateway instance.
-    pub fn new(nats: async_nats::Client, presence: PresenceStore, tokens: TokenService) -> Self {
+    /// A hub for one gateway instance, hearing pushes as `deliveries` says.
+    pub fn new(
+        nats: async_nats::Client,
+        presence: PresenceStore,
+        tokens: TokenService,
+        deliveries: DeliverySubscription,
+    ) -> Self {
         let policy = tokens.config().login_policy();
         Self {
             instance: nuid::next().to_string(),
@@ -98,6 +129,7 @@ impl Hub {
             presence,
             tokens,
             policy,
+            deliveries,
             next_id: AtomicU64::new(1),
             live: AtomicUsize::new(0),
             users: Mutex::new(HashMap::new()),
@@ -125,25 +157,32 @@ impl Hub {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Adds a connection: subscribes to its user's deliveries (once per user), records the
-    /// presence, and announces it so the login policy applies to older connections.
+    /// Adds a connection: subscribes to its user's deliveries (once per user, unless one
+    /// subscription serves every user), records the presence, and announces it so the login
+    /// policy applies to older connections.
     pub async fn register(self: &Arc<Self>, connection: &Arc<Connection>) {
         let user_id = connection.user_id.clone();
-        let mut ready = {
+        let ready = {
             let mut users = lock(&self.users);
             if let Some(slot) = users.get_mut(&user_id) {
                 slot.connections.push(Arc::clone(connection));
-                slot.ready.clone()
+                slot.follower
+                    .as_ref()
+                    .map(|follower| follower.ready.clone())
             } else {
-                let (ready_tx, ready) = watch::channel(false);
-                let task = tokio::spawn(Arc::clone(self).follow_user(user_id.clone(), ready_tx))
-                    .abort_handle();
+                let follower = (self.deliveries == DeliverySubscription::PerUser).then(|| {
+                    let (ready_tx, ready) = watch::channel(false);
+                    let task =
+                        tokio::spawn(Arc::clone(self).follow_user(user_id.clone(), ready_tx))
+                            .abort_handle();
+                    Follower { ready, task }
+                });
+                let ready = follower.as_ref().map(|follower| follower.ready.clone());
                 users.insert(
                     user_id.clone(),
                     UserSlot {
                         connections: vec![Arc::clone(connection)],
-                        ready: ready.clone(),
-                        task,
+                        follower,
                     },
                 );
                 ready
@@ -151,11 +190,13 @@ impl Hub {
         };
         self.live.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("jetim_gateway_connections").increment(1.0);
-        if tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|ready| *ready))
-            .await
-            .is_err()
-        {
-            tracing::warn!(user = %user_id, "subscriptions not confirmed; pushes may be missed");
+        if let Some(mut ready) = ready {
+            if tokio::time::timeout(SUBSCRIBE_TIMEOUT, ready.wait_for(|ready| *ready))
+                .await
+                .is_err()
+            {
+                tracing::warn!(user = %user_id, "subscriptions not confirmed; pushes may be missed");
+            }
         }
         self.write_presence(&user_id).await;
         let announced = session::announce(
@@ -187,7 +228,9 @@ impl Hub {
                     .retain(|held| !Arc::ptr_eq(held, connection));
                 let removed = slot.connections.len() < before;
                 if slot.connections.is_empty() {
-                    slot.task.abort();
+                    if let Some(follower) = &slot.follower {
+                        follower.task.abort();
+                    }
                     users.remove(&connection.user_id);
                 }
                 removed
@@ -310,11 +353,36 @@ impl Hub {
         }
     }
 
-    /// Subscribes to every user's session control; [`Hub::follow_sessions`] serves it.
-    pub async fn subscribe_sessions(&self) -> anyhow::Result<async_nats::Subscriber> {
+    /// Subscribes to every user's session control, and to every user's deliveries unless
+    /// the gateway subscribes per user; [`Hub::follow_sessions`] and
+    /// [`Hub::follow_deliveries`] serve them. Call before the first connection, so nothing
+    /// for it is missed.
+    pub async fn subscribe_shared(&self) -> anyhow::Result<SharedSubscriptions> {
         let sessions = self.nats.subscribe(every_live(LiveKind::Session)).await?;
+        let deliveries = match self.deliveries {
+            DeliverySubscription::Shared => {
+                Some(self.nats.subscribe(every_live(LiveKind::Deliver)).await?)
+            }
+            DeliverySubscription::PerUser => None,
+        };
         self.nats.flush().await?;
-        Ok(sessions)
+        Ok(SharedSubscriptions {
+            sessions,
+            deliveries,
+        })
+    }
+
+    /// Delivers every user's pushes to the connections held here, until the subscription
+    /// ends. One task, so each user's pushes keep their order.
+    pub async fn follow_deliveries(self: Arc<Self>, mut deliveries: async_nats::Subscriber) {
+        while let Some(message) = deliveries.next().await {
+            let Some(user_id) = live_user(LiveKind::Deliver, &message.subject) else {
+                tracing::warn!(subject = %message.subject, "a push on a subject of no user");
+                continue;
+            };
+            self.deliver(&user_id, &message);
+        }
+        tracing::error!("the delivery subscription ended; pushes stop here");
     }
 
     /// Applies session control to the connections of its user held here, until the
@@ -332,6 +400,10 @@ impl Hub {
     }
 
     fn deliver(&self, user_id: &str, message: &async_nats::Message) {
+        let connections = self.connections_of(user_id);
+        if connections.is_empty() {
+            return;
+        }
         let tags = message.headers.as_ref();
         let tag = |name: &str| {
             tags.and_then(|tags| headers::text(tags, name))
@@ -347,7 +419,7 @@ impl Hub {
             data: Some(message.payload.to_vec()),
         };
         let (sender, client_msg_id) = (tag(headers::SENDER), tag(headers::CLIENT_MSG_ID));
-        for connection in self.connections_of(user_id) {
+        for connection in connections {
             connection.push(connection.encode(&reply), &sender, &client_msg_id);
         }
         metrics::counter!("jetim_gateway_pushes_total").increment(1);

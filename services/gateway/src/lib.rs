@@ -50,7 +50,7 @@ use prost::Message as _;
 
 use crate::connection::Connection;
 use crate::handshake::{ConnectArgs, Refusal};
-use crate::hub::Hub;
+use crate::hub::{Hub, SharedSubscriptions};
 use crate::requests::After;
 
 /// The handles every connection shares; cheap to clone.
@@ -83,7 +83,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
     hub: Arc<Hub>,
-    sessions: async_nats::Subscriber,
+    subscriptions: SharedSubscriptions,
 }
 
 /// Binds `state.config.listen`.
@@ -98,12 +98,12 @@ pub async fn build(state: GatewayState) -> anyhow::Result<App> {
         state.log.nats(),
         state.presence.clone(),
         state.tokens.clone(),
+        state.config.deliveries,
     ));
-    // In place before the first connection, so no login or logout is missed.
-    let sessions = hub
-        .subscribe_sessions()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot subscribe to session control: {error}"))?;
+    // In place before the first connection, so no login, logout or push is missed.
+    let subscriptions = hub.subscribe_shared().await.map_err(|error| {
+        anyhow::anyhow!("cannot subscribe to session control and deliveries: {error}")
+    })?;
     let shared = Arc::new(Shared {
         state,
         hub: Arc::clone(&hub),
@@ -113,7 +113,7 @@ pub async fn build(state: GatewayState) -> anyhow::Result<App> {
         listener,
         router,
         hub,
-        sessions,
+        subscriptions,
     })
 }
 
@@ -139,7 +139,13 @@ impl App {
     /// away) and waits up to [`SHUTDOWN_WAIT`] for them to go.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
-        let sessions = tokio::spawn(Arc::clone(&self.hub).follow_sessions(self.sessions));
+        let SharedSubscriptions {
+            sessions,
+            deliveries,
+        } = self.subscriptions;
+        let sessions = tokio::spawn(Arc::clone(&self.hub).follow_sessions(sessions));
+        let deliveries = deliveries
+            .map(|deliveries| tokio::spawn(Arc::clone(&self.hub).follow_deliveries(deliveries)));
         let stopping = shutdown.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { stopping.cancelled().await })
@@ -153,6 +159,9 @@ impl App {
             .await;
         confirming.abort();
         sessions.abort();
+        if let Some(deliveries) = deliveries {
+            deliveries.abort();
+        }
         served
     }
 }

@@ -4,7 +4,8 @@
 //! was first created: a new deployment does not push its history. For each `msg.sent` it
 //! resolves the recipients ([`jetim_messaging::delivery::recipients`]) and publishes the
 //! 2001 payload on each one's `im.deliver.<userID>`, where the gateways holding that user's
-//! connections pick it up. Delivery is best effort: a client that missed a push catches up
+//! connections pick it up (each through its own subscription to every user's pushes, or to
+//! that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed a push catches up
 //! by seq sync. Recipients with no online connection go to the offline push ([`offline`])
 //! when the message and their receive settings allow it.
 //!

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::Platform;
+use jetim_common::config::DeliverySubscription;
 use jetim_common::session::{SessionControl, announce};
 use jetim_gateway::envelope::{Reply, Request};
 use jetim_gateway::gob;
@@ -131,7 +132,11 @@ async fn pushes_reach_every_connection_and_the_sender_hears_the_reply_first() {
 #[tokio::test]
 async fn two_gateways_deliver_both_ways_and_logins_kick_across_them() {
     let gateway = TestGateway::spawn(&["gina", "hugo"]).await;
-    let other = gateway.another().await;
+    // One gateway hears every user's pushes, the other subscribes per user: each delivers
+    // to its own connections only, once.
+    let other = gateway
+        .another_with(|config| config.deliveries = DeliverySubscription::PerUser)
+        .await;
     let gina_token = gateway.token("gina", Platform::WEB).await;
     let mut gina = connect_js(&gateway.address, "gina", &gina_token, 5).await;
     let mut hugo = gateway

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
-use jetim_common::config::{AuthConfig, GatewayConfig};
+use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
@@ -121,6 +121,7 @@ impl TestGateway {
             read_timeout_secs: 2,
             web_ping_secs: 27,
             max_connections: 1000,
+            deliveries: DeliverySubscription::Shared,
         };
         let presence = PresenceStore::open(&jetstream, 1, ttl).await.unwrap();
         let state = GatewayState {
