@@ -10,6 +10,11 @@
 #   tests/bench.sh chat --rate 5000 --step 5000 --seconds 10
 #   tests/bench.sh group --groups 10 --members 200 --rate 1000
 #   tests/bench.sh connect --connections 19000
+#   tests/bench.sh connect --connections 50000 --gateways 3 --workers 3
+#
+# --gateways N (connect only) starts N-1 more gateway processes (`jetim gateway`) beside
+# `jetim all`: one process can hold only as many sockets as its open-file limit. The bench
+# spreads the connections over them and measures the memory of all of them.
 #
 # JETIM_BIN=/path/to/jetim runs that build instead of building this checkout: to compare two
 # builds on the same day, keep a copy of the older one.
@@ -27,9 +32,13 @@ export JETIM_NATS_PORT=$(first_free_port 26222)
 OWN_NATS_PID=""
 PG_ADMIN_URL=""
 server_pid=""
+extra_pids=()
 
 finish() {
   local status=$?
+  for pid in "${extra_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
   if [ -n "$server_pid" ]; then
     kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     if [ "$status" -ne 0 ]; then
@@ -61,6 +70,20 @@ export JETIM_NATS__URL="$NATS_URL"
 export JETIM_POSTGRES__URL="${PG_ADMIN_URL%/*}/$database"
 RUST_LOG=warn "$JETIM_BIN" migrate >/dev/null
 
+# --gateways is this script's; the rest goes to the bench.
+gateways=1
+args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = --gateways ]; then
+    [ "$scenario" = connect ] || die "--gateways is for the connect scenario"
+    gateways="${2:?--gateways takes a number}"
+    shift 2
+  else
+    args+=("$1")
+    shift
+  fi
+done
+
 extra=()
 if [ "$scenario" != rebuild ]; then
   api_port=$(first_free_port 20402)
@@ -74,6 +97,22 @@ if [ "$scenario" != rebuild ]; then
     sleep 0.2
   done
   log "jetim (pid $server_pid) serves the API on $JETIM_API__LISTEN, the gateway on $JETIM_GATEWAY__LISTEN"
-  [ "$scenario" = connect ] && extra=(--server-pid "$server_pid")
+  pids="$server_pid"
+  addresses="$JETIM_GATEWAY__LISTEN"
+  for _ in $(seq 2 "$gateways"); do
+    listen="127.0.0.1:$(first_free_port $((${addresses##*:} + 1)))"
+    JETIM_GATEWAY__LISTEN="$listen" RUST_LOG="${RUST_LOG:-warn}" "$JETIM_BIN" gateway \
+      >>"$STATE_DIR/jetim.log" 2>&1 &
+    extra_pids+=($!)
+    for _ in $(seq 1 600); do
+      kill -0 "$!" 2>/dev/null || die "jetim gateway exited: $(tail -n 20 "$STATE_DIR/jetim.log")"
+      curl -s -o /dev/null "http://$listen/" && break
+      sleep 0.2
+    done
+    log "another gateway (pid $!) on $listen"
+    pids="$pids,$!"
+    addresses="$addresses,$listen"
+  done
+  [ "$scenario" = connect ] && extra=(--server-pid "$pids" --gateway "$addresses")
 fi
-"$JETIM_BIN" bench "$scenario" "${extra[@]}" "$@"
+"$JETIM_BIN" bench "$scenario" "${extra[@]}" "${args[@]}"

@@ -1,24 +1,35 @@
 //! `jetim bench connect`: many idle connections; how fast the gateway takes them and what
 //! each costs it in memory (the server's resident set before and after, over the count).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use jetim_common::config::Config;
 use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 use super::load::{self, Stack};
-use super::{Memory, Output, Report};
+use super::{Figure, Memory, Output, ProcessMemory, Report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
     /// Idle connections to open, one user each.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
-    /// The jetim process whose memory is measured (`/proc/<pid>/status`).
-    #[arg(long)]
-    server_pid: u32,
+    /// The jetim processes whose memory is measured (`/proc/<pid>/status`), comma-separated:
+    /// every process holding connections.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server_pid: Vec<u32>,
+    /// The gateways to connect to, comma-separated; each gets an equal share. Default: the
+    /// configured one.
+    #[arg(long, value_delimiter = ',')]
+    gateway: Vec<SocketAddr>,
+    /// Load processes holding the connections, each for one gateway in turn (a process can
+    /// hold only as many sockets as its open-file limit); 0 holds them in this process.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
     /// Seconds the connections stay open, idle, before the memory is read again.
     #[arg(long, default_value_t = 10)]
     hold_seconds: u64,
@@ -26,6 +37,29 @@ pub(crate) struct ConnectArgs {
     connecting: load::Connecting,
     #[command(flatten)]
     pub(crate) output: Output,
+}
+
+/// One load process of a `connect` run with `--workers`: started by the run, not by hand.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// The run's user tag.
+    #[arg(long)]
+    tag: String,
+    /// The first user's number.
+    #[arg(long)]
+    first: usize,
+    /// How many users, from `first` on.
+    #[arg(long)]
+    count: usize,
+    /// The gateway to connect to.
+    #[arg(long)]
+    gateway: SocketAddr,
+    /// The local address the connections come from.
+    #[arg(long)]
+    source: IpAddr,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
 }
 
 /// A process's resident set, in bytes.
@@ -41,6 +75,36 @@ fn parse_rss(status: &str) -> Option<u64> {
     Some(kilobytes * 1024)
 }
 
+/// The resident set of each server.
+fn servers_rss(pids: &[u32]) -> anyhow::Result<Vec<u64>> {
+    pids.iter().map(|pid| rss_bytes(&pid.to_string())).collect()
+}
+
+fn user(tag: &str, number: usize) -> String {
+    format!("b{tag}k{number}")
+}
+
+/// Spawns a task per socket that reads it until the server closes it (the server's pings
+/// get their pongs); a finished task is a connection the server dropped.
+fn hold(sockets: Vec<load::Socket>) -> Vec<tokio::task::JoinHandle<()>> {
+    sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })
+        })
+        .collect()
+}
+
+/// What the load side measured: the connect rate, the connections still open after the
+/// hold, and its own memory growth.
+struct Held {
+    connected: Figure,
+    open: usize,
+    client_bytes: u64,
+    /// Each server's resident set while the connections were held.
+    servers_after: Vec<u64>,
+}
+
 pub(crate) async fn run(
     config: &Config,
     jetstream: &async_nats::jetstream::Context,
@@ -50,59 +114,61 @@ pub(crate) async fn run(
         "connect",
         json!({
             "connections": args.connections,
+            "gateways": args.gateway.len().max(1),
+            "workers": args.workers,
             "hold_seconds": args.hold_seconds,
             "connect_concurrency": args.connecting.connect_concurrency,
             "per_address": args.connecting.per_address,
         }),
     );
-    let server = args.server_pid.to_string();
     let stack = Stack::open(config, jetstream).await?;
     let tag = load::run_tag();
-    let users: Vec<String> = (0..args.connections.max(1))
-        .map(|i| format!("b{tag}k{i}"))
-        .collect();
+    let count = args.connections.max(1);
+    let users: Vec<String> = (0..count).map(|i| user(&tag, i)).collect();
     eprintln!("registering {} users", users.len());
     stack.register(&users).await?;
     // Let the server settle after registering before the first reading.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (server_before, client_before) = (rss_bytes(&server)?, rss_bytes("self")?);
-    let (sockets, connected) = stack.connect_all(&users, &args.connecting).await?;
-    // Idle, but read: the server's pings get their pongs.
-    let holders: Vec<_> = sockets
-        .into_iter()
-        .map(|mut socket| {
-            tokio::spawn(async move {
-                while let Some(Ok(_)) = socket.next().await {}
-                "closed by the server"
+    let before_each = servers_rss(&args.server_pid)?;
+    let held = if args.workers == 0 {
+        hold_here(stack, &users, &args).await?
+    } else {
+        hold_in_workers(&tag, count, &args, stack.gateway).await?
+    };
+    let after_each = held.servers_after.clone();
+    let (server_before, server_after) = (
+        before_each.iter().sum::<u64>(),
+        after_each.iter().sum::<u64>(),
+    );
+    let processes = if args.server_pid.len() > 1 {
+        args.server_pid
+            .iter()
+            .zip(before_each.iter().zip(&after_each))
+            .map(|(pid, (before, after))| ProcessMemory {
+                pid: *pid,
+                rss_before_bytes: *before,
+                rss_after_bytes: *after,
             })
-        })
-        .collect();
-    eprintln!(
-        "holding {} idle connections for {} s",
-        holders.len(),
-        args.hold_seconds
-    );
-    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
-    let (server_after, client_after) = (rss_bytes(&server)?, rss_bytes("self")?);
-    let dropped = holders.iter().filter(|holder| holder.is_finished()).count();
+            .collect()
+    } else {
+        Vec::new()
+    };
     anyhow::ensure!(
-        dropped == 0,
-        "{dropped} connections were closed by the server while idle"
+        held.open == count,
+        "{} connections were closed by the server while idle",
+        count - held.open
     );
-    for holder in &holders {
-        holder.abort();
-    }
-    let count = users.len() as u64;
+    let count = count as u64;
     let per_connection = server_after.saturating_sub(server_before) as f64 / count as f64;
-    let rate = connected.per_second;
-    report.figures = vec![connected];
+    let rate = held.connected.per_second;
+    report.figures = vec![held.connected];
     report.memory = Some(Memory {
         connections: count,
         server_rss_before_bytes: server_before,
         server_rss_after_bytes: server_after,
         server_bytes_per_connection: per_connection,
-        client_bytes_per_connection: client_after.saturating_sub(client_before) as f64
-            / count as f64,
+        client_bytes_per_connection: held.client_bytes as f64 / count as f64,
+        processes,
     });
     report.target(
         "connect: ≤ 10 KB of server memory per idle connection",
@@ -111,10 +177,202 @@ pub(crate) async fn run(
     );
     report.target(
         "connect: 50,000 idle sockets",
-        format!("{count} held ({rate:.0}/s)"),
+        format!(
+            "{count} held by {} ({rate:.0}/s)",
+            match args.server_pid.len() {
+                1 => "one process".to_owned(),
+                processes => format!("{processes} processes"),
+            }
+        ),
         count >= 50_000,
     );
     Ok(report)
+}
+
+/// Opens and holds every connection in this process, to the first gateway.
+async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> anyhow::Result<Held> {
+    if let Some(gateway) = args.gateway.first() {
+        stack.gateway = *gateway;
+    }
+    let client_before = rss_bytes("self")?;
+    let (sockets, connected) = stack.connect_all(users, &args.connecting).await?;
+    let holders = hold(sockets);
+    eprintln!(
+        "holding {} idle connections for {} s",
+        holders.len(),
+        args.hold_seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    let client_after = rss_bytes("self")?;
+    let open = holders
+        .iter()
+        .filter(|holder| !holder.is_finished())
+        .count();
+    // Read before the connections close: closing them costs the server memory of its own.
+    let servers_after = servers_rss(&args.server_pid)?;
+    for holder in &holders {
+        holder.abort();
+    }
+    Ok(Held {
+        connected,
+        open,
+        client_bytes: client_after.saturating_sub(client_before),
+        servers_after,
+    })
+}
+
+/// A worker process and the lines it writes.
+struct Worker {
+    child: tokio::process::Child,
+    input: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    number: usize,
+}
+
+impl Worker {
+    async fn line(&mut self) -> anyhow::Result<serde_json::Value> {
+        let line = self.lines.next_line().await?.with_context(|| {
+            format!(
+                "load process {} ended early (its errors are above)",
+                self.number
+            )
+        })?;
+        serde_json::from_str(&line)
+            .with_context(|| format!("load process {} wrote {line:?}", self.number))
+    }
+
+    async fn tell(&mut self, word: &str) -> anyhow::Result<()> {
+        self.input.write_all(format!("{word}\n").as_bytes()).await?;
+        Ok(self.input.flush().await?)
+    }
+}
+
+/// Splits the connections among `args.workers` processes, each for one gateway in turn;
+/// they issue their tokens, then connect at the same moment, so the rate is the gateways'.
+async fn hold_in_workers(
+    tag: &str,
+    count: usize,
+    args: &ConnectArgs,
+    configured: SocketAddr,
+) -> anyhow::Result<Held> {
+    let gateways = if args.gateway.is_empty() {
+        vec![configured]
+    } else {
+        args.gateway.clone()
+    };
+    let program = std::env::current_exe().context("finding this program to start workers")?;
+    let mut workers = Vec::with_capacity(args.workers);
+    for number in 0..args.workers {
+        let first = count * number / args.workers;
+        let share = count * (number + 1) / args.workers - first;
+        let mut child = tokio::process::Command::new(&program)
+            .args(["bench", "connect-worker", "--tag", tag])
+            .args(["--first", &first.to_string(), "--count", &share.to_string()])
+            .args(["--gateway", &gateways[number % gateways.len()].to_string()])
+            .args(["--source", &load::source_address(number, 1).to_string()])
+            .args([
+                "--connect-concurrency",
+                &args.connecting.connect_concurrency.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a load process")?;
+        let input = child.stdin.take().context("the worker's stdin")?;
+        let output = child.stdout.take().context("the worker's stdout")?;
+        workers.push(Worker {
+            child,
+            input,
+            lines: tokio::io::BufReader::new(output).lines(),
+            number,
+        });
+    }
+    eprintln!("{} load processes are issuing tokens", workers.len());
+    for worker in &mut workers {
+        worker.line().await?;
+    }
+    eprintln!("opening {count} connections");
+    let started = std::time::Instant::now();
+    for worker in &mut workers {
+        worker.tell("go").await?;
+    }
+    let mut client_bytes = 0;
+    for worker in &mut workers {
+        client_bytes += worker.line().await?["grew"].as_u64().unwrap_or(0);
+    }
+    let connected = Figure::new("connect (handshakes)", count as u64, started.elapsed());
+    eprintln!(
+        "holding {count} idle connections for {} s",
+        args.hold_seconds
+    );
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
+    let mut open = 0;
+    for worker in &mut workers {
+        worker.tell("check").await?;
+        let answer = worker.line().await?;
+        open += usize::try_from(answer["open"].as_u64().unwrap_or(0)).unwrap_or(0);
+        client_bytes += answer["grew"].as_u64().unwrap_or(0);
+    }
+    // Read before the workers end and the connections close.
+    let servers_after = servers_rss(&args.server_pid)?;
+    for mut worker in workers {
+        drop(worker.input);
+        let _ = worker.child.wait().await;
+    }
+    Ok(Held {
+        connected,
+        open,
+        client_bytes,
+        servers_after,
+    })
+}
+
+/// `jetim bench connect-worker`: issues its users' tokens and says `{"ready":…}`; on `go`,
+/// opens their connections and says how much its memory grew; on `check`, how many are
+/// still open and how much more it grew; ends when its input does.
+pub(crate) async fn work(
+    config: &Config,
+    jetstream: &async_nats::jetstream::Context,
+    args: WorkerArgs,
+) -> anyhow::Result<()> {
+    let mut stack = Stack::open(config, jetstream).await?;
+    stack.gateway = args.gateway;
+    let users: Vec<String> = (args.first..args.first + args.count)
+        .map(|number| user(&args.tag, number))
+        .collect();
+    let tokens = load::in_parallel(users.iter(), 32, |user| stack.token(user)).await?;
+    let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let say = |value: serde_json::Value| println!("{value}");
+    say(json!({"ready": users.len()}));
+    anyhow::ensure!(
+        commands.next_line().await?.as_deref() == Some("go"),
+        "expected go"
+    );
+    let before = rss_bytes("self")?;
+    let sockets = load::in_parallel(
+        users.iter().zip(&tokens),
+        args.connect_concurrency,
+        |(user, token)| stack.connect(user, token, Some(args.source)),
+    )
+    .await?;
+    let holders = hold(sockets);
+    let connected = rss_bytes("self")?;
+    say(json!({"grew": connected.saturating_sub(before)}));
+    while let Some(command) = commands.next_line().await? {
+        if command == "check" {
+            let open = holders
+                .iter()
+                .filter(|holder| !holder.is_finished())
+                .count();
+            let now = rss_bytes("self")?;
+            say(json!({"open": open, "grew": now.saturating_sub(connected)}));
+        }
+    }
+    for holder in &holders {
+        holder.abort();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

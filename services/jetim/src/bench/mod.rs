@@ -61,6 +61,9 @@ pub(crate) enum BenchCommand {
     /// Idle connections: how fast they are accepted and what each costs the server in
     /// memory. Needs a running jetim, and its process ID for the memory.
     Connect(connect::ConnectArgs),
+    /// One load process of `connect --workers`; `connect` starts these itself.
+    #[command(hide = true)]
+    ConnectWorker(connect::WorkerArgs),
 }
 
 /// Where a report goes besides the terminal.
@@ -135,6 +138,16 @@ struct Memory {
     server_rss_after_bytes: u64,
     server_bytes_per_connection: f64,
     client_bytes_per_connection: f64,
+    /// Each server process's resident set before and after, when there are several.
+    processes: Vec<ProcessMemory>,
+}
+
+/// One server process's resident set before and after the connections.
+#[derive(Debug, Serialize)]
+struct ProcessMemory {
+    pid: u32,
+    rss_before_bytes: u64,
+    rss_after_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +277,7 @@ pub(crate) async fn run(config: &Config, command: BenchCommand) -> anyhow::Resul
             let output = args.output.clone();
             (connect::run(config, &jetstream, args).await?, output)
         }
+        BenchCommand::ConnectWorker(args) => return connect::work(config, &jetstream, args).await,
     };
     print!("{}", render(&report));
     if let Some(path) = &output.report {
@@ -370,6 +384,13 @@ fn render(report: &Report) -> String {
             memory.server_bytes_per_connection,
             memory.client_bytes_per_connection
         );
+        for process in &memory.processes {
+            let _ = writeln!(
+                out,
+                "  process {}: RSS {} → {} bytes",
+                process.pid, process.rss_before_bytes, process.rss_after_bytes
+            );
+        }
     }
     if !report.targets.is_empty() {
         let _ = writeln!(out, "\ntargets:");

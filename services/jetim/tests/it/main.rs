@@ -611,6 +611,8 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                 "50",
                 "--hold-seconds",
                 "1",
+                "--workers",
+                "2",
                 "--server-pid",
                 &pid,
             ],
