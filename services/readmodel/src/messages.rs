@@ -35,6 +35,13 @@ pub fn consumer_spec() -> DurableSpec {
     .into_iter()
     .map(every_conversation)
     .collect();
+    // A conversation's own rows (its max seq, its members' rows and read positions) are
+    // written once per batch, so under load larger batches cost less per message: with 500
+    // pairs chatting at 4,000 messages a second, batches of 500 left deliveries at p50 67 ms,
+    // of 2,000 at 15 ms (`jetim bench chat`). A batch only fills when events wait, so a quiet
+    // system still applies each event alone. A consumer made by an earlier build keeps its
+    // limit of 500 unacknowledged events, and with it batches of 500.
+    spec.batch_size = 2000;
     spec
 }
 
