@@ -136,20 +136,45 @@ impl App {
     }
 
     /// Serves until `shutdown` is cancelled, then closes every connection with 1001 (going
-    /// away) and waits up to [`SHUTDOWN_WAIT`] for them to go.
+    /// away) and waits up to [`SHUTDOWN_WAIT`] for them to go. If one of the gateway's
+    /// subscriptions for every user ends (the NATS client closed under it), it stops the
+    /// same way and fails: a gateway that hears no pushes or kicks must not go on taking
+    /// connections.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
         let SharedSubscriptions {
             sessions,
             deliveries,
         } = self.subscriptions;
-        let sessions = tokio::spawn(Arc::clone(&self.hub).follow_sessions(sessions));
-        let deliveries = deliveries
-            .map(|deliveries| tokio::spawn(Arc::clone(&self.hub).follow_deliveries(deliveries)));
-        let stopping = shutdown.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { stopping.cancelled().await })
-            .await;
+        let mut followers = tokio::task::JoinSet::new();
+        let hub = Arc::clone(&self.hub);
+        followers.spawn(async move {
+            hub.follow_sessions(sessions).await;
+            "session control"
+        });
+        if let Some(deliveries) = deliveries {
+            let hub = Arc::clone(&self.hub);
+            followers.spawn(async move {
+                hub.follow_deliveries(deliveries).await;
+                "push"
+            });
+        }
+        let serving = shutdown.child_token();
+        let mut server = tokio::spawn(
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(serving.clone().cancelled_owned())
+                .into_future(),
+        );
+        let (served, ended) = tokio::select! {
+            served = &mut server => (Some(served), None),
+            Some(ended) = followers.join_next() => (None, Some(ended)),
+        };
+        serving.cancel();
+        let served = match served {
+            Some(served) => served,
+            None => server.await,
+        }
+        .unwrap_or_else(|error| Err(std::io::Error::other(error)));
         self.hub
             .close_all(
                 close_code::AWAY,
@@ -158,11 +183,17 @@ impl App {
             )
             .await;
         confirming.abort();
-        sessions.abort();
-        if let Some(deliveries) = deliveries {
-            deliveries.abort();
+        followers.abort_all();
+        match ended {
+            Some(Ok(what)) => Err(std::io::Error::other(format!(
+                "the gateway's {what} subscription ended; it stopped taking connections"
+            ))),
+            Some(Err(error)) => Err(std::io::Error::other(format!(
+                "the task following the gateway's shared subscriptions failed ({error}); it \
+                 stopped taking connections"
+            ))),
+            None => served,
         }
-        served
     }
 }
 

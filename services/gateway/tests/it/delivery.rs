@@ -740,6 +740,38 @@ async fn shutdown_sends_every_client_a_going_away_close() {
     panic!("the connection or its presence outlived the shutdown");
 }
 
+/// A gateway that no longer hears pushes and kicks stops, says why, and sends its clients
+/// away to reconnect elsewhere, rather than taking connections it cannot serve.
+#[tokio::test]
+async fn a_gateway_whose_shared_subscriptions_end_stops_with_the_reason() {
+    let gateway = TestGateway::spawn(&["jay"]).await;
+    let client = gateway.nats.client().await;
+    let mut state = gateway.state.clone();
+    state.log = std::sync::Arc::new(
+        jetim_streams::EventLog::open(async_nats::jetstream::new(client.clone()))
+            .await
+            .unwrap(),
+    );
+    let app = jetim_gateway::build(state).await.unwrap();
+    let address = format!("ws://{}", app.local_addr());
+    let running =
+        tokio::spawn(app.run_until_stopped(jetim_common::shutdown::CancellationToken::new()));
+    let mut jay = gateway.connect_at(&address, "jay", Platform::WEB).await;
+    client.drain().await.unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the gateway stops")
+        .unwrap();
+    let error = stopped.unwrap_err().to_string();
+    assert!(error.contains("subscription ended"), "{error}");
+    let frame = loop {
+        if let Message::Close(frame) = next_frame(&mut jay).await {
+            break frame.expect("a close frame with a reason");
+        }
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+}
+
 #[tokio::test]
 async fn a_full_gateway_refuses_with_1601() {
     let gateway = TestGateway::spawn(&["kim", "lou"]).await;
