@@ -30,6 +30,10 @@ pub(crate) struct ChatArgs {
     /// When stepping: a step whose p99 send→deliver is above this does not keep up.
     #[arg(long, default_value_t = 100.0)]
     p99_bound_ms: f64,
+    /// Seconds of load at the first rate before the first step, measured in no step: the
+    /// first seconds after idle pay for cold caches and growing batches.
+    #[arg(long, default_value_t = 2)]
+    ramp_seconds: u64,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 100)]
     payload: usize,
@@ -56,12 +60,14 @@ impl ChatArgs {
                 LoadShape {
                     rates,
                     step,
+                    ramp: Duration::from_secs(self.ramp_seconds),
                     p99_bound_ms: Some(self.p99_bound_ms),
                 }
             }
             _ => LoadShape {
                 rates: vec![self.rate],
                 step,
+                ramp: Duration::from_secs(self.ramp_seconds),
                 p99_bound_ms: None,
             },
         }
@@ -83,6 +89,7 @@ pub(crate) async fn run(
             "step": args.step,
             "max_rate": args.max_rate,
             "p99_bound_ms": args.p99_bound_ms,
+            "ramp_seconds": args.ramp_seconds,
             "payload_bytes": args.payload,
         }),
     );

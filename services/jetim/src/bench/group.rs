@@ -28,6 +28,9 @@ pub(crate) struct GroupArgs {
     /// Seconds at the rate.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Seconds of load at the rate before the measured ones.
+    #[arg(long, default_value_t = 2)]
+    ramp_seconds: u64,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 100)]
     payload: usize,
@@ -54,6 +57,7 @@ pub(crate) async fn run(
             "senders_per_group": args.senders,
             "rate": args.rate,
             "seconds": args.seconds,
+            "ramp_seconds": args.ramp_seconds,
             "payload_bytes": args.payload,
         }),
     );
@@ -142,6 +146,7 @@ pub(crate) async fn run(
     let shape = LoadShape {
         rates: vec![args.rate],
         step: Duration::from_secs(args.seconds.max(1)),
+        ramp: Duration::from_secs(args.ramp_seconds),
         p99_bound_ms: None,
     };
     let run = session::run(plans, sockets, &conversations, shape, args.payload).await?;

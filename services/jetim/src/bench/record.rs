@@ -26,6 +26,10 @@ pub(crate) struct Schedule {
     pub(crate) start_micros: u64,
     pub(crate) step_micros: u64,
     pub(crate) rates: Vec<f64>,
+    /// Load at the first rate for this long before `start_micros`, counted in no step: a
+    /// system that jumps from idle to full rate spends its first seconds on cold caches and
+    /// growing batches, which would otherwise count against the first step.
+    pub(crate) ramp_micros: u64,
 }
 
 impl Schedule {
@@ -40,14 +44,25 @@ impl Schedule {
     /// second, the senders evenly staggered, so the total is `rate` spread smoothly.
     pub(crate) fn sends(&self, index: usize, senders: usize) -> impl Iterator<Item = u64> + '_ {
         let share = (index as f64 + 0.5) / senders.max(1) as f64;
-        self.rates.iter().enumerate().flat_map(move |(step, rate)| {
+        let ramp = self.rates.first().map(|rate| {
+            (
+                self.start_micros.saturating_sub(self.ramp_micros),
+                self.start_micros,
+                *rate,
+            )
+        });
+        let steps = self.rates.iter().enumerate().map(move |(step, rate)| {
             let start = self.start_micros + self.step_micros * step as u64;
-            let end = start + self.step_micros;
-            let interval = 1e6 * senders as f64 / rate.max(1e-3);
-            (0..)
-                .map(move |n| start + ((share + n as f64) * interval) as u64)
-                .take_while(move |due| *due < end)
-        })
+            (start, start + self.step_micros, *rate)
+        });
+        ramp.into_iter()
+            .chain(steps)
+            .flat_map(move |(start, end, rate)| {
+                let interval = 1e6 * senders as f64 / rate.max(1e-3);
+                (0..)
+                    .map(move |n| start + ((share + n as f64) * interval) as u64)
+                    .take_while(move |due| *due < end)
+            })
     }
 }
 
@@ -354,7 +369,26 @@ mod tests {
             start_micros: 1_000_000,
             step_micros: 2_000_000,
             rates: rates.to_vec(),
+            ramp_micros: 0,
         }
+    }
+
+    #[test]
+    fn the_ramp_sends_at_the_first_rate_before_the_steps_and_counts_in_none() {
+        let mut schedule = schedule(&[100.0, 300.0]);
+        schedule.ramp_micros = 500_000;
+        let all: Vec<u64> = (0..2)
+            .flat_map(|sender| schedule.sends(sender, 2))
+            .collect();
+        let ramp: Vec<u64> = all.iter().copied().filter(|due| *due < 1_000_000).collect();
+        assert_eq!(ramp.len(), 50, "100/s for half a second");
+        assert!(ramp.iter().all(|due| *due >= 500_000));
+        assert!(ramp.iter().all(|due| schedule.step_of(*due).is_none()));
+        assert_eq!(
+            all.len() - ramp.len(),
+            800,
+            "the steps themselves are unchanged"
+        );
     }
 
     #[test]

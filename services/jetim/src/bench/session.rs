@@ -131,6 +131,8 @@ impl Accounting {
 pub(crate) struct LoadShape {
     pub(crate) rates: Vec<f64>,
     pub(crate) step: Duration,
+    /// Load at the first rate before the first step, measured in none.
+    pub(crate) ramp: Duration,
     /// In stepping mode: stop after the first step whose p99 send→deliver is above this.
     pub(crate) p99_bound_ms: Option<f64>,
 }
@@ -214,10 +216,12 @@ pub(crate) async fn run(
     eprintln!("warm-up: {warm_deliveries} deliveries; load starts");
 
     let step_micros = u64::try_from(shape.step.as_micros()).unwrap_or(u64::MAX);
+    let ramp_micros = u64::try_from(shape.ramp.as_micros()).unwrap_or(u64::MAX);
     let schedule = Schedule {
-        start_micros: shared.recorder.now_micros() + 200_000,
+        start_micros: shared.recorder.now_micros() + 200_000 + ramp_micros,
         step_micros,
         rates: shape.rates.clone(),
+        ramp_micros,
     };
     shared.recorder.start(schedule.clone());
     shared.phase.send_replace(Phase::Load);
@@ -242,12 +246,17 @@ pub(crate) async fn run(
                 .recorder
                 .last_full_second()
                 .map_or(0.0, |second| second.deliver_p99_ms);
-            eprintln!(
-                "step {step} at {rate:.0}/s: last second sent {}, acked {}, delivered {}; p99 send→deliver {p99:.1} ms",
-                totals.0 - last.0,
-                totals.1 - last.1,
-                totals.2 - last.2
-            );
+            let (sent, acked, delivered) =
+                (totals.0 - last.0, totals.1 - last.1, totals.2 - last.2);
+            if shared.recorder.now_micros() < schedule.start_micros {
+                eprintln!(
+                    "ramp at {rate:.0}/s: last second sent {sent}, acked {acked}, delivered {delivered}"
+                );
+            } else {
+                eprintln!(
+                    "step {step} at {rate:.0}/s: last second sent {sent}, acked {acked}, delivered {delivered}; p99 send→deliver {p99:.1} ms"
+                );
+            }
             last = totals;
         }
         let result = shared.recorder.step(step);

@@ -512,6 +512,8 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                     "50",
                     "--seconds",
                     "2",
+                    "--ramp-seconds",
+                    "1",
                     "--baseline-messages",
                     "300",
                     "--report",
@@ -532,11 +534,11 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let accounting = &report["accounting"];
-    // 10 users: a warm-up message each, then 50/s for 2 s.
-    assert_eq!(accounting["sent"], 110, "{accounting}");
-    assert_eq!(accounting["acked"], 110, "{accounting}");
-    assert_eq!(accounting["expected_deliveries"], 110, "{accounting}");
-    assert_eq!(accounting["delivered_once"], 110, "{accounting}");
+    // 10 users: a warm-up message each, then 50/s for a second of ramp and 2 s measured.
+    assert_eq!(accounting["sent"], 160, "{accounting}");
+    assert_eq!(accounting["acked"], 160, "{accounting}");
+    assert_eq!(accounting["expected_deliveries"], 160, "{accounting}");
+    assert_eq!(accounting["delivered_once"], 160, "{accounting}");
     for zero in [
         "lost",
         "duplicated",
@@ -549,6 +551,7 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     }
     assert_eq!(accounting["pulled_conversations"], 5, "{accounting}");
     assert_eq!(report["latencies"][1]["name"], "send→deliver");
+    // Only the measured seconds count in the latencies.
     assert_eq!(report["latencies"][1]["count"], 100, "{report}");
     let raw = report["figures"]
         .as_array()
@@ -598,6 +601,8 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                 "20",
                 "--seconds",
                 "2",
+                "--ramp-seconds",
+                "1",
                 "--baseline-messages",
                 "300",
             ],
@@ -625,10 +630,11 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let (group, connect) = output;
     let stdout = String::from_utf8_lossy(&group.stdout);
     assert!(group.status.success(), "{group:?}");
-    // 2 groups × 2 senders: a warm-up message each and 20/s for 2 s, each to 5 others.
+    // 2 groups × 2 senders: a warm-up message each and 20/s for 1 s of ramp and 2 s
+    // measured, each to 5 others.
     assert!(
         stdout.contains(
-            "deliveries expected 220, once 220, lost 0, duplicated 0, unacked but delivered 0; pulled 2 conversations: 0 acked messages missing, 0 seq gaps"
+            "deliveries expected 320, once 320, lost 0, duplicated 0, unacked but delivered 0; pulled 2 conversations: 0 acked messages missing, 0 seq gaps"
         ),
         "{stdout}"
     );
