@@ -27,7 +27,7 @@ pub mod offline;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use jetim_common::config::PushConfig;
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
@@ -53,6 +53,9 @@ const READABLE_WAIT: Duration = Duration::from_secs(2);
 /// How long a push waits for the projection's announcement before asking the registry (an
 /// announcement is best effort, and a projector of an earlier build makes none).
 const ANNOUNCEMENT_WAIT: Duration = Duration::from_millis(20);
+/// Under the "all" ack policy, the push acknowledges after this many handled messages, or
+/// as soon as no further one is waiting, whichever comes first.
+const ACK_EVERY: usize = 100;
 
 /// What the push service needs.
 #[derive(Clone)]
@@ -77,7 +80,7 @@ fn consumer_config() -> consumer::pull::Config {
         name: Some(CONSUMER.to_owned()),
         description: Some("jetim push: new messages to their recipients' connections".to_owned()),
         filter_subject: every_conversation(ConversationKind::Timeline),
-        ack_policy: consumer::AckPolicy::Explicit,
+        ack_policy: consumer::AckPolicy::All,
         ack_wait: Duration::from_secs(30),
         max_ack_pending: 1000,
         deliver_policy: consumer::DeliverPolicy::New,
@@ -95,6 +98,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(CONSUMER, consumer_config())
         .await?;
+    let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
     let offline = OfflinePush::new(&state.config)?;
     let mut applied = follow_messages_projection(&state.nats, shutdown.clone()).await?;
     tokio::spawn(
@@ -119,25 +123,82 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             }
         };
         let mut readable = 0;
+        let mut acks = Acks::new(ack_all);
         loop {
-            let next = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => next,
+            // Acknowledge what is handled before waiting for more.
+            let next = match messages.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    acks.flush().await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        next = messages.next() => next,
+                    }
+                }
             };
             match next {
                 Some(Ok(message)) => {
                     handle(&state, &offline, &message, &mut readable, &mut applied).await;
-                    if let Err(error) = message.ack().await {
-                        tracing::warn!(%error, "push ack not sent");
-                    }
+                    acks.handled(message).await;
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "push consumer interrupted; reopening");
+                    acks.flush().await;
                     break;
                 }
-                None => break,
+                None => {
+                    acks.flush().await;
+                    break;
+                }
             }
         }
+    }
+}
+
+/// Acknowledgements of handled messages. A consumer made with the "all" ack policy (every
+/// one since this build) gets one ack for many messages: the last handled, every
+/// [`ACK_EVERY`] messages and whenever no further message is waiting. One made by an
+/// earlier build, with explicit acks, gets one per message. After a crash the messages
+/// handled since the last ack are pushed again: delivery is best effort, and clients drop
+/// a message they already have.
+struct Acks {
+    all: bool,
+    last: Option<jetstream::Message>,
+    since: usize,
+}
+
+impl Acks {
+    fn new(all: bool) -> Self {
+        Self {
+            all,
+            last: None,
+            since: 0,
+        }
+    }
+
+    async fn handled(&mut self, message: jetstream::Message) {
+        if !self.all {
+            ack(&message).await;
+            return;
+        }
+        self.last = Some(message);
+        self.since += 1;
+        if self.since >= ACK_EVERY {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        if let Some(message) = self.last.take() {
+            ack(&message).await;
+        }
+        self.since = 0;
+    }
+}
+
+async fn ack(message: &jetstream::Message) {
+    if let Err(error) = message.ack().await {
+        tracing::warn!(%error, "push ack not sent");
     }
 }
 

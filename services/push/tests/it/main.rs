@@ -207,6 +207,26 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
         setup.webhook.try_recv().is_err(),
         "nothing else was pushed offline"
     );
+    // Handled messages are acknowledged once nothing else waits (one ack for several under
+    // the "all" policy): the consumer holds none unacknowledged, and redelivers none.
+    let jetstream = async_nats::jetstream::new(setup.nats.clone());
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = jetstream
+        .get_stream("IM_CONV")
+        .await
+        .unwrap()
+        .get_consumer(jetim_push::CONSUMER)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        info.config.ack_policy,
+        async_nats::jetstream::consumer::AckPolicy::All
+    );
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    assert_eq!(
+        info.ack_floor.stream_sequence,
+        info.delivered.stream_sequence
+    );
 }
 
 /// Waits until the first delivery on `subscription` and returns its conversation and seq.
