@@ -112,6 +112,8 @@ pg_answers() { psql "$1" -qtAc 'SELECT 1' >/dev/null 2>&1; }
 
 # Sets PG_ADMIN_URL to a Postgres that jetim can use: the one on 127.0.0.1:5432 if it lets
 # the postgres role in, otherwise a cluster of our own in $STATE_DIR on a free port.
+# JETIM_OWN_POSTGRES=1 always starts our own; JETIM_OWN_POSTGRES_OPTIONS adds server settings
+# to it, e.g. "-c shared_preload_libraries=pg_stat_statements" to profile statements.
 ensure_postgres() {
   ensure_postgres_binaries
   if [ -z "${JETIM_OWN_POSTGRES:-}" ] && pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
@@ -148,7 +150,7 @@ start_own_postgres() {
     port=$(first_free_port 15432)
     echo "$port" >"$port_file"
     "${run_as[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp" >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp ${JETIM_OWN_POSTGRES_OPTIONS:-}" >/dev/null \
       || die "our Postgres did not start; see $data/server.log"
     OWN_POSTGRES_DATA="$data"
     OWN_POSTGRES_RUN_AS=("${run_as[@]}")
