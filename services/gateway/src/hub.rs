@@ -374,29 +374,43 @@ impl Hub {
 
     /// Delivers every user's pushes to the connections held here, until the subscription
     /// ends. One task, so each user's pushes keep their order.
-    pub async fn follow_deliveries(self: Arc<Self>, mut deliveries: async_nats::Subscriber) {
-        while let Some(message) = deliveries.next().await {
-            let Some(user_id) = live_user(LiveKind::Deliver, &message.subject) else {
-                tracing::warn!(subject = %message.subject, "a push on a subject of no user");
-                continue;
-            };
-            self.deliver(&user_id, &message);
-        }
+    pub async fn follow_deliveries(self: Arc<Self>, deliveries: async_nats::Subscriber) {
+        self.follow_every(LiveKind::Deliver, deliveries, "a push", Self::deliver)
+            .await;
         tracing::error!("the delivery subscription ended; pushes stop here");
     }
 
     /// Applies session control to the connections of its user held here, until the
     /// subscription ends. Nothing here waits on anything but the subscription, so one task
     /// keeps up with every login of the cluster.
-    pub async fn follow_sessions(self: Arc<Self>, mut sessions: async_nats::Subscriber) {
-        while let Some(message) = sessions.next().await {
-            let Some(user_id) = live_user(LiveKind::Session, &message.subject) else {
-                tracing::warn!(subject = %message.subject, "session control on a subject of no user");
+    pub async fn follow_sessions(self: Arc<Self>, sessions: async_nats::Subscriber) {
+        self.follow_every(
+            LiveKind::Session,
+            sessions,
+            "session control",
+            Self::control,
+        )
+        .await;
+        tracing::error!("the session control subscription ended; kicks and logouts stop here");
+    }
+
+    /// Hands each message of a subscription to every user's subjects of `kind` to `serve`,
+    /// with the user it is for, until the subscription ends. `what` names the messages in
+    /// the log.
+    async fn follow_every(
+        &self,
+        kind: LiveKind,
+        mut subscription: async_nats::Subscriber,
+        what: &str,
+        serve: impl Fn(&Self, &str, &async_nats::Message),
+    ) {
+        while let Some(message) = subscription.next().await {
+            let Some(user_id) = live_user(kind, &message.subject) else {
+                tracing::warn!(subject = %message.subject, "{what} on a subject of no user");
                 continue;
             };
-            self.control(&user_id, &message);
+            serve(self, &user_id, &message);
         }
-        tracing::error!("the session control subscription ended; kicks and logouts stop here");
     }
 
     fn deliver(&self, user_id: &str, message: &async_nats::Message) {
