@@ -5,9 +5,10 @@
 //! resolves the recipients ([`jetim_messaging::delivery::recipients`]) and publishes the
 //! 2001 payload on each one's `im.deliver.<userID>`, where the gateways holding that user's
 //! connections pick it up (each through its own subscription to every user's pushes, or to
-//! that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed a push catches up
-//! by seq sync. Recipients with no online connection go to the offline push ([`offline`])
-//! when the message and their receive settings allow it.
+//! that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed
+//! a push catches up by seq sync. Recipients with no online connection go to the offline
+//! push ([`offline`]) when the message and their receive settings allow it. Acks go under
+//! the "all" policy: one for many pushed messages.
 //!
 //! A message is pushed once the messages projection shows it (or after a short wait), so a
 //! client that gets the push can pull it and read its conversation. The projection announces

@@ -95,6 +95,14 @@ fn hold(sockets: Vec<load::Socket>) -> Vec<tokio::task::JoinHandle<()>> {
         .collect()
 }
 
+/// How many of the held connections the server has not closed.
+fn still_open(holders: &[tokio::task::JoinHandle<()>]) -> usize {
+    holders
+        .iter()
+        .filter(|holder| !holder.is_finished())
+        .count()
+}
+
 /// What the load side measured: the connect rate, the connections still open after the
 /// hold, and its own memory growth.
 struct Held {
@@ -135,7 +143,7 @@ pub(crate) async fn run(
     } else {
         hold_in_workers(&tag, count, &args, stack.gateway).await?
     };
-    let after_each = held.servers_after.clone();
+    let after_each = held.servers_after;
     let (server_before, server_after) = (
         before_each.iter().sum::<u64>(),
         after_each.iter().sum::<u64>(),
@@ -204,10 +212,7 @@ async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> an
     );
     tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
     let client_after = rss_bytes("self")?;
-    let open = holders
-        .iter()
-        .filter(|holder| !holder.is_finished())
-        .count();
+    let open = still_open(&holders);
     // Read before the connections close: closing them costs the server memory of its own.
     let servers_after = servers_rss(&args.server_pid)?;
     for holder in &holders {
@@ -341,7 +346,7 @@ pub(crate) async fn work(
     let users: Vec<String> = (args.first..args.first + args.count)
         .map(|number| user(&args.tag, number))
         .collect();
-    let tokens = load::in_parallel(users.iter(), 32, |user| stack.token(user)).await?;
+    let tokens = stack.tokens(&users).await?;
     let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let say = |value: serde_json::Value| println!("{value}");
     say(json!({"ready": users.len()}));
@@ -361,10 +366,7 @@ pub(crate) async fn work(
     say(json!({"grew": connected.saturating_sub(before)}));
     while let Some(command) = commands.next_line().await? {
         if command == "check" {
-            let open = holders
-                .iter()
-                .filter(|holder| !holder.is_finished())
-                .count();
+            let open = still_open(&holders);
             let now = rss_bytes("self")?;
             say(json!({"open": open, "grew": now.saturating_sub(connected)}));
         }

@@ -140,6 +140,11 @@ impl Stack {
         Ok(self.tokens.issue(user, Platform::WEB).await?.token)
     }
 
+    /// A web-platform token for each of `users`, in order.
+    pub(crate) async fn tokens(&self, users: &[String]) -> anyhow::Result<Vec<String>> {
+        in_parallel(users.iter(), 32, |user| self.token(user)).await
+    }
+
     /// Opens `user`'s connection as the JS SDK does, from `source` when given (one source
     /// address runs out of ports), and reads the handshake result.
     pub(crate) async fn connect(
@@ -190,7 +195,7 @@ impl Stack {
         how: &Connecting,
     ) -> anyhow::Result<(Vec<Socket>, Figure)> {
         eprintln!("issuing {} tokens", users.len());
-        let tokens = in_parallel(users.iter(), 32, |user| self.token(user)).await?;
+        let tokens = self.tokens(users).await?;
         eprintln!("opening {} connections", users.len());
         let started = std::time::Instant::now();
         let sockets = in_parallel(
