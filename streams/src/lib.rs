@@ -42,11 +42,13 @@
 //!
 //! # Core NATS subjects (not stored)
 //!
-//! Built by [`subject::live`]; delivery is best effort and seq sync covers what it misses.
+//! Built by [`subject::live`] and [`subject::fanout`]; delivery is best effort and seq sync
+//! covers what it misses.
 //!
 //! | subject | carries | published by | subscribed by |
 //! |---|---|---|---|
-//! | `im.deliver.<userID>` | one message to push (2001): the `PushMessages` protobuf, headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages); the request that sent an online-only message | every gateway, with one subscription to `im.deliver.*` (`gateway.deliveries: shared`); or each gateway holding a connection of the user (`per_user`) |
+//! | `im.fanout.<conversationID>` | one message of the conversation to push (2001) to many users: a `Fanout` protobuf (the recipients, at most 1,000 a message, and the `PushMessages` payload), headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages, `push.fanout: conversation`, the default) | every gateway, with one subscription to `im.fanout.*` |
+//! | `im.deliver.<userID>` | one message to push (2001): the `PushMessages` protobuf, headers `Im-Operation`, `Im-Client-Msg-Id`, `Im-Sender` | the push service (stored messages, under `push.fanout: per_user`); the request that sent an online-only message | every gateway, with one subscription to `im.deliver.*` (`gateway.deliveries: shared`); or each gateway holding a connection of the user (`per_user`) |
 //! | `im.session.<userID>` | session control as JSON: `connected` (a new connection, for the multi-login policy), `force_logout` | gateways; `/auth/force_logout` | each gateway holding a connection of the user |
 //! | `im.presence.<userID>` | the user's online platforms as a JSON array, when they change | gateways | gateways with connections that subscribed to the user's status (2005) |
 //!

@@ -246,6 +246,30 @@ pub fn live_user(kind: LiveKind, subject: &str) -> Option<String> {
     unescape(token).ok()
 }
 
+/// `im.fanout.<conversationID>`: one message of that conversation pushed to many users at
+/// once (2001), with the recipients in the payload. Every gateway hears it through one
+/// subscription to [`every_fanout`] and writes it to the recipients it holds, so a
+/// 200-member group's message is one NATS message per gateway, not one per member.
+pub fn fanout(conversation_id: &str) -> Result<String, TokenError> {
+    Ok(format!("{FANOUT_PREFIX}.{}", escape(conversation_id)?))
+}
+
+/// `im.fanout.*`: every conversation's fan-out pushes.
+pub fn every_fanout() -> String {
+    format!("{FANOUT_PREFIX}.*")
+}
+
+/// The conversation a fan-out subject is for, unescaped; `None` for any other subject.
+pub fn fanout_conversation(subject: &str) -> Option<String> {
+    let token = subject.strip_prefix(FANOUT_PREFIX)?.strip_prefix('.')?;
+    if token.contains('.') {
+        return None;
+    }
+    unescape(token).ok()
+}
+
+const FANOUT_PREFIX: &str = "im.fanout";
+
 /// `im.applied.<consumer>`: how far a projection's durable consumer has applied its stream
 /// (the stream sequence, as decimal text), published after each committed batch so that a
 /// service waiting on the read model (the push) learns it without polling. Core NATS, in no
@@ -406,6 +430,31 @@ mod tests {
             "im.session.=Z1",
         ] {
             assert_eq!(live_user(LiveKind::Session, stranger), None, "{stranger}");
+        }
+    }
+
+    #[test]
+    fn fanout_subjects_escape_the_conversation_and_match_the_shared_subscription() {
+        assert_eq!(fanout("sg_g1").unwrap(), "im.fanout.sg_g1");
+        assert_eq!(fanout("sg_a.b").unwrap(), "im.fanout.sg_a=2Eb");
+        assert!(fanout("").is_err());
+        assert_eq!(every_fanout(), "im.fanout.*");
+        for conversation_id in ["sg_g1", "si_a_b", "sg_*>. x"] {
+            let subject = fanout(conversation_id).unwrap();
+            assert!(matches(&every_fanout(), &subject), "{subject}");
+            assert_eq!(
+                fanout_conversation(&subject).as_deref(),
+                Some(conversation_id)
+            );
+            assert_eq!(live_user(LiveKind::Deliver, &subject), None);
+        }
+        for stranger in [
+            "im.fanout",
+            "im.fanout.a.b",
+            "im.deliver.u1",
+            "im.fanoutx.a",
+        ] {
+            assert_eq!(fanout_conversation(stranger), None, "{stranger}");
         }
     }
 

@@ -211,6 +211,38 @@ pub struct PushConfig {
     pub offline_webhook_timeout_ms: u64,
     /// How many groups' member lists the push service keeps in memory for fan-out.
     pub member_cache_groups: usize,
+    /// How a message reaches its recipients' gateways: `conversation` or `per_user`.
+    pub fanout: PushFanout,
+}
+
+/// How the push service publishes a message for its recipients' gateways.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum PushFanout {
+    /// One NATS message per message (per 1,000 recipients) on
+    /// `im.fanout.<conversationID>`, naming its recipients; every gateway hears it and writes
+    /// it to those it holds. A 200-member group's message costs one NATS message and one
+    /// encoding per gateway instead of 200 of each.
+    #[default]
+    Conversation,
+    /// One NATS message per recipient on `im.deliver.<userID>`, heard only by the gateways
+    /// that subscribe to that user (or to every user): for clusters of so many gateways that
+    /// each holding a few of a group's members is the rule.
+    PerUser,
+}
+
+impl TryFrom<String> for PushFanout {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "conversation" => Ok(Self::Conversation),
+            "per_user" => Ok(Self::PerUser),
+            _ => Err(format!(
+                "{text:?} is not a way to fan out pushes: use conversation or per_user"
+            )),
+        }
+    }
 }
 
 impl Default for PushConfig {
@@ -220,6 +252,7 @@ impl Default for PushConfig {
             offline_webhook_url: String::new(),
             offline_webhook_timeout_ms: 5000,
             member_cache_groups: 10_000,
+            fanout: PushFanout::Conversation,
         }
     }
 }
@@ -700,6 +733,17 @@ mod tests {
         );
         let config = load(&[("JETIM_GATEWAY__DELIVERIES", "per_user")]).unwrap();
         assert_eq!(config.gateway.deliveries, DeliverySubscription::PerUser);
+
+        let error = load(&[("JETIM_PUSH__FANOUT", "group")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("push.fanout") && error.contains("use conversation or per_user"),
+            "{error}"
+        );
+        let config = load(&[("JETIM_PUSH__FANOUT", "per_user")]).unwrap();
+        assert_eq!(config.push.fanout, PushFanout::PerUser);
+        assert_eq!(load(&[]).unwrap().push.fanout, PushFanout::Conversation);
 
         let error = load(&[("JETIM_TELEMETRY__OTLP_ENDPOINT", "collector:4318")])
             .unwrap_err()

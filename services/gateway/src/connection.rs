@@ -160,6 +160,12 @@ impl Connection {
         Message::Binary(envelope::encode(reply, self.envelope, self.gzip).into())
     }
 
+    /// How this connection's frames are written: connections with the same encoding take
+    /// the same bytes for the same reply.
+    pub fn encoding(&self) -> (Envelope, bool) {
+        (self.envelope, self.gzip)
+    }
+
     /// Reads a binary frame in this connection's envelope.
     pub fn decode(
         &self,
@@ -293,7 +299,7 @@ impl Connection {
                     return;
                 }
                 frame = outbox.recv() => {
-                    if sink.send(frame).await.is_err() {
+                    if write_burst(&mut sink, &outbox, frame).await.is_err() {
                         self.close(close_code::ERROR, "write failed", None);
                     }
                 }
@@ -305,6 +311,28 @@ impl Connection {
             }
         }
     }
+}
+
+/// A writer takes at most this many queued frames into one socket write.
+const BURST_FRAMES: usize = 16;
+
+/// Writes `first` and up to [`BURST_FRAMES`] in all of what is already queued behind it,
+/// then flushes once: frames that piled up (a reply and the push it released, pushes that
+/// came while the socket was busy) cost one socket write, not one each. The cap keeps the
+/// WebSocket's write buffer, which keeps its size, small.
+async fn write_burst<S: Sink<Message> + Unpin>(
+    sink: &mut S,
+    outbox: &Outbox,
+    first: Message,
+) -> Result<(), S::Error> {
+    sink.feed(first).await?;
+    for _ in 1..BURST_FRAMES {
+        let Some(next) = outbox.0.pop() else {
+            break;
+        };
+        sink.feed(next).await?;
+    }
+    sink.flush().await
 }
 
 /// The next tick of `ping`; never, without one.
@@ -336,7 +364,7 @@ mod tests {
     use axum::extract::ws::Message;
     use jetim_common::auth::Platform;
 
-    use super::{Connection, Outbox, close_reason};
+    use super::{BURST_FRAMES, Connection, Outbox, close_reason, write_burst};
     use crate::handshake::{ConnectArgs, Envelope};
 
     fn connection(platform: Platform, queue: usize) -> (Connection, Outbox) {
@@ -401,6 +429,69 @@ mod tests {
         ios.set_background(false);
         ios.push(Message::Text("delivered".into()), "bob", "c");
         assert_eq!(text(outbox.try_recv()), "delivered");
+    }
+
+    /// A sink that keeps what it was given, and how many frames it held at each flush.
+    #[derive(Default)]
+    struct Recording {
+        frames: Vec<String>,
+        flushed_at: Vec<usize>,
+    }
+
+    impl futures::Sink<Message> for Recording {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: std::pin::Pin<&mut Self>, frame: Message) -> Result<(), Self::Error> {
+            self.get_mut().frames.push(text(Some(frame)));
+            Ok(())
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            let recording = self.get_mut();
+            recording.flushed_at.push(recording.frames.len());
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_frames_go_out_in_bursts_of_at_most_sixteen_with_one_flush_each() {
+        let (connection, mut outbox) = connection(Platform::WEB, 64);
+        let mut sink = Recording::default();
+        assert!(connection.send(Message::Text("alone".into())));
+        let first = outbox.recv().await;
+        write_burst(&mut sink, &outbox, first).await.unwrap();
+        assert_eq!(sink.flushed_at, [1], "a lone frame is flushed at once");
+
+        for frame in 0..20 {
+            assert!(connection.send(Message::Text(frame.to_string().into())));
+        }
+        for _ in 0..2 {
+            let first = outbox.recv().await;
+            write_burst(&mut sink, &outbox, first).await.unwrap();
+        }
+        assert_eq!(sink.flushed_at, [1, 1 + BURST_FRAMES, 21]);
+        let expected: Vec<String> = std::iter::once("alone".to_owned())
+            .chain((0..20).map(|frame| frame.to_string()))
+            .collect();
+        assert_eq!(sink.frames, expected, "every frame once, in order");
+        assert!(outbox.try_recv().is_none());
     }
 
     fn connection_on_ios() -> (Connection, Outbox) {

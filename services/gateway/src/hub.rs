@@ -1,6 +1,11 @@
 //! The connections this gateway holds, and what reaches them through NATS.
 //!
-//! Pushes (2001) come on `im.deliver.<userID>`. By default
+//! Pushes (2001) of stored messages come once for all their recipients on
+//! `im.fanout.<conversationID>` (the push service's `push.fanout: conversation`, the
+//! default), which one subscription to `im.fanout.*` hears for every conversation: the hub
+//! writes each to the connections it holds of the users named, encoding the frame once per
+//! envelope and compression. Pushes for one user come on `im.deliver.<userID>`: online-only
+//! messages, and every push under `push.fanout: per_user`. By default
 //! ([`DeliverySubscription::Shared`]) one subscription to `im.deliver.*` serves every user,
 //! and pushes for users with no connection here are dropped; with
 //! [`DeliverySubscription::PerUser`] the gateway subscribes to a user's subject while it
@@ -25,22 +30,24 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::close_code;
+use axum::extract::ws::{Message, close_code};
 use futures::StreamExt as _;
 use jetim_common::auth::{LoginPolicy, Platform, TokenService};
 use jetim_common::config::DeliverySubscription;
 use jetim_common::presence::PresenceStore;
 use jetim_common::session::{self, SessionControl};
 use jetim_common::shutdown::CancellationToken;
+use jetim_messaging::delivery::Fanout;
 use jetim_schemas::openim::sdkws::{SubUserOnlineStatusElem, SubUserOnlineStatusTips};
 use jetim_streams::headers;
-use jetim_streams::subject::{LiveKind, every_live, live, live_user};
+use jetim_streams::subject::{LiveKind, every_fanout, every_live, live, live_user};
 use prost::Message as _;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::connection::Connection;
 use crate::envelope::Reply;
+use crate::handshake::Envelope;
 use crate::lock;
 
 /// 2001: a pushed message.
@@ -94,11 +101,47 @@ pub struct Hub {
 pub struct SharedSubscriptions {
     /// `im.session.*`.
     pub sessions: async_nats::Subscriber,
+    /// `im.fanout.*`.
+    pub fanouts: async_nats::Subscriber,
     /// `im.deliver.*`, unless the gateway subscribes per user.
     pub deliveries: Option<async_nats::Subscriber>,
 }
 
 /// Sends each connection 2002 and closes it.
+/// Queues the 2001 push of `payload` to each of `connections`, tagged as `tags` says (the
+/// sender's operationID, the clientMsgID and the sender), encoding its frame once for each
+/// envelope and compression among them.
+fn push_to(connections: &[Arc<Connection>], tags: Option<&async_nats::HeaderMap>, payload: &[u8]) {
+    let tag = |name: &str| {
+        tags.and_then(|tags| headers::text(tags, name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let reply = Reply {
+        req_identifier: PUSH_MSG,
+        msg_incr: String::new(),
+        operation_id: tag(headers::OPERATION),
+        err_code: 0,
+        err_msg: String::new(),
+        data: Some(payload.to_vec()),
+    };
+    let (sender, client_msg_id) = (tag(headers::SENDER), tag(headers::CLIENT_MSG_ID));
+    // At most four encodings (two envelopes, gzip or not): a list beats a map.
+    let mut frames: Vec<((Envelope, bool), Message)> = Vec::with_capacity(1);
+    for connection in connections {
+        let encoding = connection.encoding();
+        let frame = match frames.iter().find(|(done, _)| *done == encoding) {
+            Some((_, frame)) => frame.clone(),
+            None => {
+                let frame = connection.encode(&reply);
+                frames.push((encoding, frame.clone()));
+                frame
+            }
+        };
+        connection.push(frame, &sender, &client_msg_id);
+    }
+}
+
 fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
     let kick = Reply {
         req_identifier: KICK_ONLINE,
@@ -359,6 +402,7 @@ impl Hub {
     /// for it is missed.
     pub async fn subscribe_shared(&self) -> anyhow::Result<SharedSubscriptions> {
         let sessions = self.nats.subscribe(every_live(LiveKind::Session)).await?;
+        let fanouts = self.nats.subscribe(every_fanout()).await?;
         let deliveries = match self.deliveries {
             DeliverySubscription::Shared => {
                 Some(self.nats.subscribe(every_live(LiveKind::Deliver)).await?)
@@ -368,8 +412,19 @@ impl Hub {
         self.nats.flush().await?;
         Ok(SharedSubscriptions {
             sessions,
+            fanouts,
             deliveries,
         })
+    }
+
+    /// Delivers every conversation's fan-out pushes to the connections held here of the
+    /// users each names, until the subscription ends. One task, so each conversation's
+    /// pushes keep their order.
+    pub async fn follow_fanouts(self: Arc<Self>, mut fanouts: async_nats::Subscriber) {
+        while let Some(message) = fanouts.next().await {
+            self.deliver_fanout(&message);
+        }
+        tracing::error!("the fan-out subscription ended; pushes stop here");
     }
 
     /// Delivers every user's pushes to the connections held here, until the subscription
@@ -418,25 +473,35 @@ impl Hub {
         if connections.is_empty() {
             return;
         }
-        let tags = message.headers.as_ref();
-        let tag = |name: &str| {
-            tags.and_then(|tags| headers::text(tags, name))
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let reply = Reply {
-            req_identifier: PUSH_MSG,
-            msg_incr: String::new(),
-            operation_id: tag(headers::OPERATION),
-            err_code: 0,
-            err_msg: String::new(),
-            data: Some(message.payload.to_vec()),
-        };
-        let (sender, client_msg_id) = (tag(headers::SENDER), tag(headers::CLIENT_MSG_ID));
-        for connection in connections {
-            connection.push(connection.encode(&reply), &sender, &client_msg_id);
-        }
+        push_to(&connections, message.headers.as_ref(), &message.payload);
         metrics::counter!("jetim_gateway_pushes_total").increment(1);
+    }
+
+    /// A push for the users a [`Fanout`] names, to the connections held here of each.
+    fn deliver_fanout(&self, message: &async_nats::Message) {
+        let fanout = match Fanout::decode(message.payload.clone()) {
+            Ok(fanout) => fanout,
+            Err(error) => {
+                tracing::warn!(subject = %message.subject, %error, "an unreadable fan-out push");
+                return;
+            }
+        };
+        let mut reached = 0;
+        let connections: Vec<Arc<Connection>> = {
+            let users = lock(&self.users);
+            fanout
+                .users
+                .iter()
+                .filter_map(|user_id| users.get(user_id.as_str()))
+                .inspect(|_| reached += 1)
+                .flat_map(|slot| slot.connections.iter().cloned())
+                .collect()
+        };
+        if connections.is_empty() {
+            return;
+        }
+        push_to(&connections, message.headers.as_ref(), &fanout.push);
+        metrics::counter!("jetim_gateway_pushes_total").increment(reached);
     }
 
     fn control(&self, user_id: &str, message: &async_nats::Message) {

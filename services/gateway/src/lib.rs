@@ -144,6 +144,7 @@ impl App {
         let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
         let SharedSubscriptions {
             sessions,
+            fanouts,
             deliveries,
         } = self.subscriptions;
         let mut followers = tokio::task::JoinSet::new();
@@ -151,6 +152,11 @@ impl App {
         followers.spawn(async move {
             hub.follow_sessions(sessions).await;
             "session control"
+        });
+        let hub = Arc::clone(&self.hub);
+        followers.spawn(async move {
+            hub.follow_fanouts(fanouts).await;
+            "fan-out push"
         });
         if let Some(deliveries) = deliveries {
             let hub = Arc::clone(&self.hub);

@@ -2,14 +2,17 @@
 //!
 //! The push service calls this for every stored message; the API and the gateway call it
 //! for online-only messages (typing), which are never stored and so never reach the push
-//! service. Delivery is core NATS on `im.deliver.<userID>`: best effort and fast, with
-//! seq sync behind it for anything missed.
+//! service. Delivery is core NATS: best effort and fast, with seq sync behind it for
+//! anything missed. A push goes either to each recipient's `im.deliver.<userID>`
+//! ([`publish`]), or once for all its recipients to `im.fanout.<conversationID>` as a
+//! [`Fanout`] ([`publish_fanout`]), which every gateway hears and writes to the recipients
+//! it holds.
 
 use async_nats::HeaderMap;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::{PullMsgs, PushMessages};
 use jetim_streams::headers;
-use jetim_streams::subject::{LiveKind, live};
+use jetim_streams::subject::{LiveKind, fanout, live};
 use prost::Message as _;
 
 use crate::options::{Options, SENDER_SYNC};
@@ -58,10 +61,69 @@ pub fn push_payload(message: &MsgSent) -> Vec<u8> {
 
 /// A failure to publish a delivery.
 #[derive(Debug, thiserror::Error)]
-#[error("delivering to {user_id}: {error}")]
+#[error("delivering to {target}: {error}")]
 pub struct DeliveryError {
-    user_id: String,
+    /// The user, or for a fan-out the conversation.
+    target: String,
     error: String,
+}
+
+/// A push for many users at once, as published on `im.fanout.<conversationID>`: who gets
+/// it, and the 2001 payload they all get. Protobuf, like the payload it carries, so a
+/// gateway reads the recipients without copying the payload.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Fanout {
+    /// The recipients.
+    #[prost(string, repeated, tag = "1")]
+    pub users: Vec<String>,
+    /// The 2001 payload ([`push_payload`]).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub push: bytes::Bytes,
+}
+
+/// At most this many recipients go in one [`Fanout`]; a larger group's push is split, so a
+/// message stays far below NATS' payload limit (1 MiB by default) whatever the group's size.
+pub const FANOUT_USERS_PER_MESSAGE: usize = 1000;
+
+/// The headers a push carries, for the gateway: the operationID of the request that sent
+/// the message (the sender's SDK matches on it), the clientMsgID and the sender (to hold the
+/// sender's own push until its reply).
+fn push_headers(message: &MsgSent, operation_id: &str) -> HeaderMap {
+    let mut tags = HeaderMap::new();
+    tags.insert(headers::OPERATION, operation_id);
+    tags.insert(headers::CLIENT_MSG_ID, message.client_msg_id.as_str());
+    tags.insert(headers::SENDER, message.send_id.as_str());
+    tags
+}
+
+/// Publishes `message` once for all of `users` on its conversation's fan-out subject (in
+/// parts of [`FANOUT_USERS_PER_MESSAGE`]), tagged with the operationID of the request that
+/// produced it. Does not flush; the client's writer sends it at once.
+pub async fn publish_fanout(
+    client: &async_nats::Client,
+    users: &[String],
+    message: &MsgSent,
+    operation_id: &str,
+) -> Result<(), DeliveryError> {
+    let failed = |error: &dyn std::fmt::Display| DeliveryError {
+        target: message.conversation_id.clone(),
+        error: error.to_string(),
+    };
+    let subject = fanout(&message.conversation_id).map_err(|error| failed(&error))?;
+    let push: bytes::Bytes = push_payload(message).into();
+    let tags = push_headers(message, operation_id);
+    for part in users.chunks(FANOUT_USERS_PER_MESSAGE) {
+        let payload = Fanout {
+            users: part.to_vec(),
+            push: push.clone(),
+        }
+        .encode_to_vec();
+        client
+            .publish_with_headers(subject.clone(), tags.clone(), payload.into())
+            .await
+            .map_err(|error| failed(&error))?;
+    }
+    Ok(())
 }
 
 /// Publishes `message` to each of `users`' delivery subjects, tagged with the operationID
@@ -73,13 +135,10 @@ pub async fn publish(
     operation_id: &str,
 ) -> Result<(), DeliveryError> {
     let payload: bytes::Bytes = push_payload(message).into();
-    let mut tags = HeaderMap::new();
-    tags.insert(headers::OPERATION, operation_id);
-    tags.insert(headers::CLIENT_MSG_ID, message.client_msg_id.as_str());
-    tags.insert(headers::SENDER, message.send_id.as_str());
+    let tags = push_headers(message, operation_id);
     for user_id in users {
         let failed = |error: &dyn std::fmt::Display| DeliveryError {
-            user_id: user_id.clone(),
+            target: user_id.clone(),
             error: error.to_string(),
         };
         let subject = live(LiveKind::Deliver, user_id).map_err(|error| failed(&error))?;

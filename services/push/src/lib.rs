@@ -3,9 +3,11 @@
 //! One durable consumer, `push`, reads the timelines (`im.conv.*.msg`) from the moment it
 //! was first created: a new deployment does not push its history. For each `msg.sent` it
 //! resolves the recipients ([`jetim_messaging::delivery::recipients`]) and publishes the
-//! 2001 payload on each one's `im.deliver.<userID>`, where the gateways holding that user's
-//! connections pick it up (each through its own subscription to every user's pushes, or to
-//! that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed
+//! 2001 payload for them, as `push.fanout` says: by default once on the conversation's
+//! `im.fanout.<conversationID>` with the recipients named, which every gateway hears and
+//! writes to those it holds; or on each one's `im.deliver.<userID>`, where the gateways
+//! holding that user's connections pick it up (each through its own subscription to every
+//! user's pushes, or to that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed
 //! a push catches up by seq sync. Recipients with no online connection go to the offline
 //! push ([`offline`]) when the message and their receive settings allow it. Acks go under
 //! the "all" policy: one for many pushed messages.
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::{FutureExt as _, StreamExt as _};
-use jetim_common::config::PushConfig;
+use jetim_common::config::{PushConfig, PushFanout};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_messaging::delivery::{self, Recipients};
@@ -326,7 +328,13 @@ async fn handle(
     };
     wait_until_readable(state, readable, applied, record.stream_sequence).await;
     let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
-    match delivery::publish(&state.nats, users, &sent, operation_id).await {
+    let published = match state.config.fanout {
+        PushFanout::Conversation => {
+            delivery::publish_fanout(&state.nats, users, &sent, operation_id).await
+        }
+        PushFanout::PerUser => delivery::publish(&state.nats, users, &sent, operation_id).await,
+    };
+    match published {
         Ok(()) => {
             metrics::counter!("jetim_push_deliveries_total").increment(users.len() as u64);
             #[allow(clippy::cast_precision_loss)]

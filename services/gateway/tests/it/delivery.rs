@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::Platform;
-use jetim_common::config::DeliverySubscription;
+use jetim_common::config::{DeliverySubscription, PushFanout};
 use jetim_common::session::{SessionControl, announce};
 use jetim_gateway::envelope::{Reply, Request};
 use jetim_gateway::gob;
@@ -130,10 +130,53 @@ async fn pushes_reach_every_connection_and_the_sender_hears_the_reply_first() {
 }
 
 #[tokio::test]
+async fn a_fanout_push_reaches_each_connection_once_whichever_gateway_holds_it() {
+    // The push service's default: one message per push on im.fanout.<conversationID>,
+    // heard by both gateways, each writing to the connections it holds.
+    let gateway = TestGateway::spawn(&["ivy", "jon"]).await;
+    let other = gateway
+        .another_with(|config| config.deliveries = DeliverySubscription::PerUser)
+        .await;
+    let mut ivy_web = gateway.connect("ivy").await;
+    let mut ivy_pc = gateway
+        .connect_at(&other.address, "ivy", Platform::from_id(3).unwrap())
+        .await;
+    let mut jon = gateway
+        .connect_at(&other.address, "jon", Platform::WEB)
+        .await;
+    for round in 1..=3 {
+        let client_msg_id = format!("j-{round}");
+        let reply = request(
+            &mut jon,
+            "jon",
+            1003,
+            &format!("j{round}"),
+            &text_message("jon", "ivy", &client_msg_id, "both of you").encode_to_vec(),
+        )
+        .await;
+        assert_eq!(reply["errCode"], 0, "{reply}");
+        for socket in [&mut jon, &mut ivy_web, &mut ivy_pc] {
+            let (envelope, pushed) = next_push(socket).await;
+            assert_eq!(envelope["operationID"], format!("op-j{round}"));
+            let (conversation, message) = only_message(&pushed);
+            assert_eq!(conversation, "si_ivy_jon");
+            assert_eq!(
+                (message.client_msg_id.as_str(), message.seq),
+                (client_msg_id.as_str(), round)
+            );
+        }
+    }
+    for socket in [&mut jon, &mut ivy_web, &mut ivy_pc] {
+        assert_quiet(socket, Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
 async fn two_gateways_deliver_both_ways_and_logins_kick_across_them() {
-    let gateway = TestGateway::spawn(&["gina", "hugo"]).await;
-    // One gateway hears every user's pushes, the other subscribes per user: each delivers
-    // to its own connections only, once.
+    // Pushes one per recipient (push.fanout: per_user). One gateway hears every user's
+    // pushes, the other subscribes per user: each delivers to its own connections only,
+    // once.
+    let gateway = TestGateway::spawn_with_push_fanout(&["gina", "hugo"], PushFanout::PerUser).await;
     let other = gateway
         .another_with(|config| config.deliveries = DeliverySubscription::PerUser)
         .await;

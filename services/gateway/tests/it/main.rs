@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
-use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig};
+use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig, PushFanout};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
@@ -71,6 +71,15 @@ impl TestGateway {
 
     /// A gateway whose presence entries count for `ttl`.
     async fn spawn_with_presence_ttl(users: &[&str], ttl: Duration) -> Self {
+        Self::spawn_with(users, ttl, PushFanout::default()).await
+    }
+
+    /// A gateway beside a push service that publishes as `fanout` says.
+    async fn spawn_with_push_fanout(users: &[&str], fanout: PushFanout) -> Self {
+        Self::spawn_with(users, Duration::from_secs(90), fanout).await
+    }
+
+    async fn spawn_with(users: &[&str], ttl: Duration, fanout: PushFanout) -> Self {
         let nats = TestNats::start().await;
         let database = TestDatabase::migrated().await;
         let jetstream = nats.jetstream().await;
@@ -139,7 +148,10 @@ impl TestGateway {
                 db: database.pool(),
                 presence,
                 members: jetim_push::members::MemberCache::new(database.pool(), 100),
-                config: jetim_common::config::PushConfig::default(),
+                config: jetim_common::config::PushConfig {
+                    fanout,
+                    ..Default::default()
+                },
             },
             stop.clone(),
         ));

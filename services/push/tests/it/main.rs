@@ -1,5 +1,6 @@
-//! The push service against real servers: deliveries on `im.deliver.<userID>` with the
-//! sender's operationID, and the offline-push webhook for recipients who are not online.
+//! The push service against real servers: deliveries on `im.deliver.<userID>` (and, the
+//! default, once per message on `im.fanout.<conversationID>`) with the sender's operationID,
+//! and the offline-push webhook for recipients who are not online.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +8,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use futures::StreamExt as _;
-use jetim_common::config::PushConfig;
+use jetim_common::config::{PushConfig, PushFanout};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
+use jetim_messaging::delivery::{FANOUT_USERS_PER_MESSAGE, Fanout};
 use jetim_messaging::service;
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::{MsgData, PushMessages};
@@ -37,8 +39,8 @@ impl Drop for Setup {
     }
 }
 
-/// Users and their global receive option.
-async fn setup(users: &[(&str, i32)]) -> Setup {
+/// Users and their global receive option, and a push service publishing as `fanout` says.
+async fn setup(users: &[(&str, i32)], fanout: PushFanout) -> Setup {
     let nats = TestNats::start().await;
     let database = TestDatabase::migrated().await;
     let jetstream = nats.jetstream().await;
@@ -107,6 +109,7 @@ async fn setup(users: &[(&str, i32)]) -> Setup {
             members: members.clone(),
             config: PushConfig {
                 offline_webhook_url: url,
+                fanout,
                 ..PushConfig::default()
             },
         },
@@ -164,7 +167,11 @@ impl Setup {
 
 #[tokio::test]
 async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
-    let mut setup = setup(&[("alice", 0), ("bob", 0), ("carol", 0), ("dave", 2)]).await;
+    let mut setup = setup(
+        &[("alice", 0), ("bob", 0), ("carol", 0), ("dave", 2)],
+        PushFanout::PerUser,
+    )
+    .await;
     let mut to_bob = setup.nats.subscribe("im.deliver.bob").await.unwrap();
     let mut to_alice = setup.nats.subscribe("im.deliver.alice").await.unwrap();
     setup.nats.flush().await.unwrap();
@@ -229,15 +236,28 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
     );
 }
 
-/// Waits until the first delivery on `subscription` and returns its conversation and seq.
-async fn delivered(subscription: &mut async_nats::Subscriber) -> (String, i64) {
+/// The next fan-out push on `subscription`: its subject, its recipients (sorted), and the
+/// conversation and seq it pushes.
+async fn next_fanout(
+    subscription: &mut async_nats::Subscriber,
+) -> (String, Vec<String>, (String, i64)) {
     let delivered = tokio::time::timeout(Duration::from_secs(10), subscription.next())
         .await
-        .expect("a delivery within 10 s")
+        .expect("a fan-out push within 10 s")
         .unwrap();
-    let pushed = PushMessages::decode(delivered.payload.as_ref()).unwrap();
+    let tags = delivered.headers.as_ref().unwrap();
+    assert_eq!(headers::text(tags, headers::OPERATION), Some("op"));
+    assert_eq!(headers::text(tags, headers::SENDER), Some("ann"));
+    let fanout = Fanout::decode(delivered.payload.as_ref()).unwrap();
+    let mut users = fanout.users;
+    users.sort();
+    let pushed = PushMessages::decode(fanout.push.as_ref()).unwrap();
     let (conversation, pulled) = pushed.msgs.into_iter().next().expect("a chat message");
-    (conversation, pulled.msgs[0].seq)
+    (
+        delivered.subject.to_string(),
+        users,
+        (conversation, pulled.msgs[0].seq),
+    )
 }
 
 #[tokio::test]
@@ -246,7 +266,11 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
         GroupCreated, GroupProfile, MembersJoined, MembersLeft, NewMember,
     };
     use jetim_streams::subject::ConversationKind;
-    let setup = setup(&[("ann", 0), ("bo", 0), ("cy", 0), ("di", 0)]).await;
+    let setup = setup(
+        &[("ann", 0), ("bo", 0), ("cy", 0), ("di", 0)],
+        PushFanout::Conversation,
+    )
+    .await;
     let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
     let member = |user: &str| NewMember {
         user_id: user.into(),
@@ -276,16 +300,9 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
     )
     .await
     .unwrap();
-    let mut subscriptions = Vec::new();
-    for user in ["ann", "bo", "cy", "di"] {
-        subscriptions.push(
-            setup
-                .nats
-                .subscribe(format!("im.deliver.{user}"))
-                .await
-                .unwrap(),
-        );
-    }
+    // One message for the whole group, naming its members; nothing per user.
+    let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
+    let mut per_user = setup.nats.subscribe("im.deliver.*").await.unwrap();
     setup.nats.flush().await.unwrap();
     let group_message = |client_msg_id: &str| MsgData {
         group_id: "g".into(),
@@ -293,9 +310,14 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
         ..message("ann", "", client_msg_id)
     };
     setup.send(&group_message("g1"), "op").await;
-    for subscription in &mut subscriptions[..3] {
-        assert_eq!(delivered(subscription).await, ("sg_g".to_owned(), 1));
-    }
+    assert_eq!(
+        next_fanout(&mut fanouts).await,
+        (
+            "im.fanout.sg_g".to_owned(),
+            vec!["ann".to_owned(), "bo".to_owned(), "cy".to_owned()],
+            ("sg_g".to_owned(), 1)
+        )
+    );
 
     // cy leaves and di joins: the cached list follows the group's events.
     setup
@@ -353,12 +375,74 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
     }
     assert_eq!(members, ["ann", "bo", "di"]);
     setup.send(&group_message("g2"), "op").await;
-    for index in [0, 1, 3] {
-        assert_eq!(
-            delivered(&mut subscriptions[index]).await,
+    assert_eq!(
+        next_fanout(&mut fanouts).await,
+        (
+            "im.fanout.sg_g".to_owned(),
+            vec!["ann".to_owned(), "bo".to_owned(), "di".to_owned()],
             ("sg_g".to_owned(), 2)
-        );
+        ),
+        "cy left and is not named; di joined and is"
+    );
+    let nothing = tokio::time::timeout(Duration::from_millis(300), per_user.next()).await;
+    assert!(nothing.is_err(), "no push per user");
+}
+
+#[tokio::test]
+async fn a_big_group_s_push_is_split_into_parts_that_name_each_member_once() {
+    let nats = TestNats::start().await;
+    let client = nats.client().await;
+    let mut fanouts = client.subscribe("im.fanout.*").await.unwrap();
+    client.flush().await.unwrap();
+    let members: Vec<String> = (0..2 * FANOUT_USERS_PER_MESSAGE + 7)
+        .map(|member| format!("member.{member}"))
+        .collect();
+    let sent = jetim_schemas::events::msg::MsgSent {
+        conversation_id: "sg_big.one".into(),
+        seq: 9,
+        server_msg_id: "s9".into(),
+        client_msg_id: "c9".into(),
+        send_id: "member.0".into(),
+        recv_id: String::new(),
+        group_id: "big.one".into(),
+        sender_platform_id: 5,
+        sender_nickname: String::new(),
+        sender_face_url: String::new(),
+        session_type: 3,
+        msg_from: 100,
+        content_type: 101,
+        content: r#"{"content":"hi all"}"#.into(),
+        send_time: 1,
+        create_time: 1,
+        options: std::collections::BTreeMap::new(),
+        offline_push: None,
+        at_user_ids: Vec::new(),
+        attached_info: String::new(),
+        ex: String::new(),
+    };
+    jetim_messaging::delivery::publish_fanout(&client, &members, &sent, "op")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut named = Vec::new();
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let part = tokio::time::timeout(Duration::from_secs(10), fanouts.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(part.subject.as_str(), "im.fanout.sg_big=2Eone");
+        let fanout = Fanout::decode(part.payload.as_ref()).unwrap();
+        let pushed = PushMessages::decode(fanout.push.as_ref()).unwrap();
+        assert_eq!(pushed.msgs["sg_big.one"].msgs[0].seq, 9);
+        sizes.push(fanout.users.len());
+        named.extend(fanout.users);
     }
-    let nothing = tokio::time::timeout(Duration::from_millis(300), subscriptions[2].next()).await;
-    assert!(nothing.is_err(), "cy left and hears nothing more");
+    assert_eq!(
+        sizes,
+        [FANOUT_USERS_PER_MESSAGE, FANOUT_USERS_PER_MESSAGE, 7]
+    );
+    assert_eq!(named, members, "every member once, in order");
+    let nothing = tokio::time::timeout(Duration::from_millis(200), fanouts.next()).await;
+    assert!(nothing.is_err(), "three parts, no more");
 }
