@@ -239,7 +239,12 @@ pub fn every_live(kind: LiveKind) -> String {
 
 /// The user a live subject of `kind` is for, unescaped; `None` for any other subject.
 pub fn live_user(kind: LiveKind, subject: &str) -> Option<String> {
-    let token = subject.strip_prefix(kind.prefix())?.strip_prefix('.')?;
+    id_after(kind.prefix(), subject)
+}
+
+/// The ID in `subject` when it is `prefix` and one escaped token, unescaped.
+fn id_after(prefix: &str, subject: &str) -> Option<String> {
+    let token = subject.strip_prefix(prefix)?.strip_prefix('.')?;
     if token.contains('.') {
         return None;
     }
@@ -261,11 +266,7 @@ pub fn every_fanout() -> String {
 
 /// The conversation a fan-out subject is for, unescaped; `None` for any other subject.
 pub fn fanout_conversation(subject: &str) -> Option<String> {
-    let token = subject.strip_prefix(FANOUT_PREFIX)?.strip_prefix('.')?;
-    if token.contains('.') {
-        return None;
-    }
-    unescape(token).ok()
+    id_after(FANOUT_PREFIX, subject)
 }
 
 const FANOUT_PREFIX: &str = "im.fanout";

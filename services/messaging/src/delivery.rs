@@ -68,6 +68,15 @@ pub struct DeliveryError {
     error: String,
 }
 
+impl DeliveryError {
+    fn new(target: &str, error: &dyn std::fmt::Display) -> Self {
+        Self {
+            target: target.to_owned(),
+            error: error.to_string(),
+        }
+    }
+}
+
 /// A push for many users at once, as published on `im.fanout.<conversationID>`: who gets
 /// it, and the 2001 payload they all get. Protobuf, like the payload it carries, so a
 /// gateway reads the recipients without copying the payload.
@@ -105,10 +114,8 @@ pub async fn publish_fanout(
     message: &MsgSent,
     operation_id: &str,
 ) -> Result<(), DeliveryError> {
-    let failed = |error: &dyn std::fmt::Display| DeliveryError {
-        target: message.conversation_id.clone(),
-        error: error.to_string(),
-    };
+    let failed =
+        |error: &dyn std::fmt::Display| DeliveryError::new(&message.conversation_id, error);
     let subject = fanout(&message.conversation_id).map_err(|error| failed(&error))?;
     let push: bytes::Bytes = push_payload(message).into();
     let tags = push_headers(message, operation_id);
@@ -137,10 +144,7 @@ pub async fn publish(
     let payload: bytes::Bytes = push_payload(message).into();
     let tags = push_headers(message, operation_id);
     for user_id in users {
-        let failed = |error: &dyn std::fmt::Display| DeliveryError {
-            target: user_id.clone(),
-            error: error.to_string(),
-        };
+        let failed = |error: &dyn std::fmt::Display| DeliveryError::new(user_id, error);
         let subject = live(LiveKind::Deliver, user_id).map_err(|error| failed(&error))?;
         client
             .publish_with_headers(subject, tags.clone(), payload.clone())
