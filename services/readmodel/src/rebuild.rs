@@ -643,12 +643,7 @@ impl Replaying {
 
     /// Whether the projection's consumer would be given an event on `subject`.
     fn reads(&self, subject: &str) -> bool {
-        self.spec.filter_subjects.is_empty()
-            || self
-                .spec
-                .filter_subjects
-                .iter()
-                .any(|filter| jetim_streams::subject::matches(filter, subject))
+        self.spec.reads(subject)
     }
 
     fn progress(&self, phase: Phase, target: u64, started: Instant) -> Progress {

@@ -7,7 +7,7 @@ use futures::StreamExt as _;
 use jetim_common::shutdown::CancellationToken;
 use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Replay, run_durable};
 use jetim_streams::subject::{CONVERSATION_STREAM, projection_applied};
-use jetim_streams::{EventLog, RecordedEvent};
+use jetim_streams::{EventLog, Expect, RecordedEvent};
 
 use crate::support::{Note, server_with_streams};
 
@@ -309,4 +309,55 @@ async fn a_projection_keeps_going_across_a_nats_restart() {
     stop.cancel();
     consumer.await.unwrap().unwrap();
     assert_eq!(*applied.lock().unwrap(), (1..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_consumer_that_filters_on_the_client_drops_other_subjects_and_takes_over_a_filtered_one()
+{
+    use jetim_streams::subject::{ConversationKind, Subject, every_conversation};
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
+    let mut filtered = spec("client_filter_v1");
+    filtered.filter_subjects = vec![every_conversation(ConversationKind::Timeline)];
+    // An earlier build's consumer, filtered by the server: it applies 1..=3.
+    fill(&log, "si_a_b", 3).await;
+    let mut first = Recorder::default();
+    run_until(&jetstream, &filtered, &mut first, |applied| {
+        applied.len() >= 3
+    })
+    .await;
+    assert_eq!(*first.applied.lock().unwrap(), [1, 2, 3]);
+
+    // Timeline events (4, 6, 7, 9) and another kind (5, 8) follow.
+    fill(&log, "si_a_b", 1).await;
+    log.append(&group, "a", Expect::Anything, None, &Note::new("g"))
+        .await
+        .unwrap();
+    fill(&log, "si_a_b", 2).await;
+    log.append(&group, "a", Expect::Anything, None, &Note::new("g"))
+        .await
+        .unwrap();
+    fill(&log, "si_a_b", 1).await;
+    filtered.filter_on_server = false;
+    let mut second = Recorder::default();
+    run_until(&jetstream, &filtered, &mut second, |applied| {
+        applied.len() >= 4
+    })
+    .await;
+    assert_eq!(
+        *second.applied.lock().unwrap(),
+        [4, 6, 7, 9],
+        "from where the consumer was, only its subjects"
+    );
+    let stream = jetstream.get_stream(CONVERSATION_STREAM).await.unwrap();
+    let info = stream.consumer_info("client_filter_v1").await.unwrap();
+    assert!(info.config.filter_subjects.is_empty(), "{:?}", info.config);
+    assert!(info.config.filter_subject.is_empty());
+    assert_eq!(
+        info.num_pending, 0,
+        "the dropped events are acknowledged too"
+    );
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.ack_floor.stream_sequence, 9);
 }
