@@ -166,12 +166,13 @@ pub async fn run_durable<H: BatchHandler>(
         .get_or_create_consumer(&spec.name, spec.consumer_config())
         .await
         .map_err(|error| nats_error(&error))?;
-    if !same_filters(&consumer.cached_info().config, &spec.server_filters()) {
+    let filters = spec.server_filters();
+    if !same_filters(&consumer.cached_info().config, &filters) {
         // Made by a build that filtered elsewhere: the server keeps its position.
-        tracing::info!(consumer = %spec.name, filters = ?spec.server_filters(), "updating the consumer's filters");
+        tracing::info!(consumer = %spec.name, ?filters, "updating the consumer's filters");
         let mut config = consumer.cached_info().config.clone();
         config.filter_subject = String::new();
-        config.filter_subjects = spec.server_filters();
+        config.filter_subjects = filters;
         let _: consumer::Consumer<consumer::Config> = stream
             .update_consumer(config)
             .await

@@ -107,7 +107,6 @@ pub struct SharedSubscriptions {
     pub deliveries: Option<async_nats::Subscriber>,
 }
 
-/// Sends each connection 2002 and closes it.
 /// Queues the 2001 push of `payload` to each of `connections`, tagged as `tags` says (the
 /// sender's operationID, the clientMsgID and the sender), encoding its frame once for each
 /// envelope and compression among them.
@@ -142,6 +141,7 @@ fn push_to(connections: &[Arc<Connection>], tags: Option<&async_nats::HeaderMap>
     }
 }
 
+/// Sends each connection 2002 and closes it.
 fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
     let kick = Reply {
         req_identifier: KICK_ONLINE,

@@ -7,8 +7,8 @@
 //! `im.fanout.<conversationID>` with the recipients named, which every gateway hears and
 //! writes to those it holds; or on each one's `im.deliver.<userID>`, where the gateways
 //! holding that user's connections pick it up (each through its own subscription to every
-//! user's pushes, or to that user's, as `gateway.deliveries` says). Delivery is best effort: a client that missed
-//! a push catches up by seq sync. Recipients with no online connection go to the offline
+//! user's pushes, or to that user's, as `gateway.deliveries` says). Delivery is best
+//! effort: a client that missed a push catches up by seq sync. Recipients with no online connection go to the offline
 //! push ([`offline`]) when the message and their receive settings allow it. Acks go under
 //! the "all" policy: one for many pushed messages.
 //!

@@ -462,7 +462,7 @@ async fn replay(
                         let replay = &replays[index];
                         event.stream_sequence > replay.position
                             && limits[index].is_none_or(|limit| event.stream_sequence <= limit)
-                            && replay.reads(&event.subject)
+                            && replay.spec.reads(&event.subject)
                     })
                     .collect();
                 let mut event = Some(event);
@@ -639,11 +639,6 @@ impl Replaying {
         }
         self.position = last;
         Ok(taken)
-    }
-
-    /// Whether the projection's consumer would be given an event on `subject`.
-    fn reads(&self, subject: &str) -> bool {
-        self.spec.reads(subject)
     }
 
     fn progress(&self, phase: Phase, target: u64, started: Instant) -> Progress {
