@@ -107,24 +107,44 @@ pub struct SharedSubscriptions {
     pub deliveries: Option<async_nats::Subscriber>,
 }
 
-/// Queues the 2001 push of `payload` to each of `connections`, tagged as `tags` says (the
-/// sender's operationID, the clientMsgID and the sender), encoding its frame once for each
-/// envelope and compression among them.
-fn push_to(connections: &[Arc<Connection>], tags: Option<&async_nats::HeaderMap>, payload: &[u8]) {
-    let tag = |name: &str| {
-        tags.and_then(|tags| headers::text(tags, name))
-            .unwrap_or_default()
-            .to_owned()
-    };
+/// What a push is tagged with for its recipients' connections: the operationID of the
+/// request that sent its message, and that message's clientMsgID and sender (whose own push
+/// waits for the reply to its request).
+#[derive(Debug, Default)]
+struct Tags {
+    operation_id: String,
+    client_msg_id: String,
+    sender: String,
+}
+
+impl Tags {
+    /// As a push's NATS headers give them.
+    fn of(headers: Option<&async_nats::HeaderMap>) -> Self {
+        let tag = |name: &str| {
+            headers
+                .and_then(|headers| headers::text(headers, name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Self {
+            operation_id: tag(headers::OPERATION),
+            client_msg_id: tag(headers::CLIENT_MSG_ID),
+            sender: tag(headers::SENDER),
+        }
+    }
+}
+
+/// Queues the 2001 push of `payload` to each of `connections`, tagged as `tags` says,
+/// encoding its frame once for each envelope and compression among them.
+fn push_to(connections: &[Arc<Connection>], tags: &Tags, payload: &[u8]) {
     let reply = Reply {
         req_identifier: PUSH_MSG,
         msg_incr: String::new(),
-        operation_id: tag(headers::OPERATION),
+        operation_id: tags.operation_id.clone(),
         err_code: 0,
         err_msg: String::new(),
         data: Some(payload.to_vec()),
     };
-    let (sender, client_msg_id) = (tag(headers::SENDER), tag(headers::CLIENT_MSG_ID));
     // At most four encodings (two envelopes, gzip or not): a list beats a map.
     let mut frames: Vec<((Envelope, bool), Message)> = Vec::with_capacity(1);
     for connection in connections {
@@ -137,7 +157,7 @@ fn push_to(connections: &[Arc<Connection>], tags: Option<&async_nats::HeaderMap>
                 frame
             }
         };
-        connection.push(frame, &sender, &client_msg_id);
+        connection.push(frame, &tags.sender, &tags.client_msg_id);
     }
 }
 
@@ -473,11 +493,17 @@ impl Hub {
         if connections.is_empty() {
             return;
         }
-        push_to(&connections, message.headers.as_ref(), &message.payload);
+        push_to(
+            &connections,
+            &Tags::of(message.headers.as_ref()),
+            &message.payload,
+        );
         metrics::counter!("jetim_gateway_pushes_total").increment(1);
     }
 
-    /// A push for the users a [`Fanout`] names, to the connections held here of each.
+    /// A push for the users a [`Fanout`] names, to the connections held here of each. A
+    /// push of several messages goes whole to everyone but their senders, who get each
+    /// message alone, tagged for its own sender.
     fn deliver_fanout(&self, message: &async_nats::Message) {
         let fanout = match Fanout::decode(message.payload.clone()) {
             Ok(fanout) => fanout,
@@ -487,7 +513,8 @@ impl Hub {
             }
         };
         let mut reached = 0;
-        let connections: Vec<Arc<Connection>> = {
+        // With no singles, every connection takes the push whole.
+        let (whole, one_by_one): (Vec<Arc<Connection>>, Vec<Arc<Connection>>) = {
             let users = lock(&self.users);
             fanout
                 .users
@@ -495,13 +522,36 @@ impl Hub {
                 .filter_map(|user_id| users.get(user_id.as_str()))
                 .inspect(|_| reached += 1)
                 .flat_map(|slot| slot.connections.iter().cloned())
-                .collect()
+                .partition(|connection| {
+                    !fanout
+                        .singles
+                        .iter()
+                        .any(|single| single.sender == connection.user_id)
+                })
         };
-        if connections.is_empty() {
+        if whole.is_empty() && one_by_one.is_empty() {
             return;
         }
-        push_to(&connections, message.headers.as_ref(), &fanout.push);
-        metrics::counter!("jetim_gateway_pushes_total").increment(reached);
+        if fanout.singles.is_empty() {
+            push_to(&whole, &Tags::of(message.headers.as_ref()), &fanout.push);
+        } else {
+            if !whole.is_empty() {
+                push_to(&whole, &Tags::default(), &fanout.push);
+            }
+            for single in &fanout.singles {
+                if one_by_one.is_empty() {
+                    break;
+                }
+                let tags = Tags {
+                    operation_id: single.operation_id.clone(),
+                    client_msg_id: single.client_msg_id.clone(),
+                    sender: single.sender.clone(),
+                };
+                push_to(&one_by_one, &tags, &single.push);
+            }
+        }
+        metrics::counter!("jetim_gateway_pushes_total")
+            .increment(reached * fanout.singles.len().max(1) as u64);
     }
 
     fn control(&self, user_id: &str, message: &async_nats::Message) {

@@ -45,17 +45,35 @@ pub fn recipients(message: &MsgSent) -> Recipients {
 /// The 2001 payload for one message: `PushMessages` with the message under its
 /// conversation ID, in `notificationMsgs` for an `n_` conversation.
 pub fn push_payload(message: &MsgSent) -> Vec<u8> {
+    push_payload_of(std::slice::from_ref(message))
+}
+
+/// The 2001 payload for several messages of one conversation, in the order given (their
+/// seq order): one `PullMsgs` under the conversation ID. One conversation a payload: the Go
+/// SDK checks a pushed conversation's seqs against a count it does not reset between the
+/// conversations of one push, so a push of two conversations can be taken for a gap.
+///
+/// # Panics
+/// If `messages` is empty.
+pub fn push_payload_of(messages: &[MsgSent]) -> Vec<u8> {
+    let conversation_id = &messages[0].conversation_id;
+    debug_assert!(
+        messages
+            .iter()
+            .all(|message| &message.conversation_id == conversation_id),
+        "one conversation a push"
+    );
     let pulled = PullMsgs {
-        msgs: vec![message.to_msg_data()],
+        msgs: messages.iter().map(MsgSent::to_msg_data).collect(),
         ..PullMsgs::default()
     };
     let mut push = PushMessages::default();
-    let target = if message.conversation_id.starts_with("n_") {
+    let target = if conversation_id.starts_with("n_") {
         &mut push.notification_msgs
     } else {
         &mut push.msgs
     };
-    target.insert(message.conversation_id.clone(), pulled);
+    target.insert(conversation_id.clone(), pulled);
     push.encode_to_vec()
 }
 
@@ -80,19 +98,49 @@ impl DeliveryError {
 /// A push for many users at once, as published on `im.fanout.<conversationID>`: who gets
 /// it, and the 2001 payload they all get. Protobuf, like the payload it carries, so a
 /// gateway reads the recipients without copying the payload.
+///
+/// A push of several messages of the conversation (those that were waiting together) also
+/// carries each one alone in `singles`, with its sender's tags: a recipient who sent one of
+/// them gets them one by one, as a push of one message would have come, so that its own
+/// message can be held until its reply and matched to its request. Everyone else gets the
+/// one payload with every message.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Fanout {
     /// The recipients.
     #[prost(string, repeated, tag = "1")]
     pub users: Vec<String>,
-    /// The 2001 payload ([`push_payload`]).
+    /// The 2001 payload ([`push_payload_of`]).
     #[prost(bytes = "bytes", tag = "2")]
+    pub push: bytes::Bytes,
+    /// When `push` holds several messages: each of them alone, in seq order.
+    #[prost(message, repeated, tag = "3")]
+    pub singles: Vec<SinglePush>,
+}
+
+/// One message of a [`Fanout`] of several, for the recipients who sent one of them.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SinglePush {
+    /// The message's sender.
+    #[prost(string, tag = "1")]
+    pub sender: String,
+    /// Its clientMsgID.
+    #[prost(string, tag = "2")]
+    pub client_msg_id: String,
+    /// The operationID of the request that sent it.
+    #[prost(string, tag = "3")]
+    pub operation_id: String,
+    /// Its 2001 payload ([`push_payload`]).
+    #[prost(bytes = "bytes", tag = "4")]
     pub push: bytes::Bytes,
 }
 
 /// At most this many recipients go in one [`Fanout`]; a larger group's push is split, so a
 /// message stays far below NATS' payload limit (1 MiB by default) whatever the group's size.
 pub const FANOUT_USERS_PER_MESSAGE: usize = 1000;
+
+/// At most this many messages go in one [`Fanout`] (the Go SDK pulls up to 100 at a time
+/// too); with their singles, a push of 100 texts is some tens of kilobytes.
+pub const FANOUT_MESSAGES_PER_PUSH: usize = 100;
 
 /// The headers a push carries, for the gateway: the operationID of the request that sent
 /// the message (the sender's SDK matches on it), the clientMsgID and the sender (to hold the
@@ -114,21 +162,72 @@ pub async fn publish_fanout(
     message: &MsgSent,
     operation_id: &str,
 ) -> Result<(), DeliveryError> {
-    let failed =
-        |error: &dyn std::fmt::Display| DeliveryError::new(&message.conversation_id, error);
-    let subject = fanout(&message.conversation_id).map_err(|error| failed(&error))?;
-    let push: bytes::Bytes = push_payload(message).into();
-    let tags = push_headers(message, operation_id);
-    for part in users.chunks(FANOUT_USERS_PER_MESSAGE) {
-        let payload = Fanout {
-            users: part.to_vec(),
-            push: push.clone(),
+    publish_fanout_of(
+        client,
+        users,
+        std::slice::from_ref(message),
+        &[operation_id],
+    )
+    .await
+}
+
+/// Publishes several messages of one conversation, in seq order and each with the
+/// operationID of the request that sent it, once for all of `users`: one [`Fanout`] (a part
+/// per [`FANOUT_USERS_PER_MESSAGE`] recipients) for every [`FANOUT_MESSAGES_PER_PUSH`]
+/// messages. A push of one message is tagged in its headers, as it always was; one of
+/// several carries its messages' tags in its singles. Does not flush.
+///
+/// # Panics
+/// If `operation_ids` does not name one for each message.
+pub async fn publish_fanout_of(
+    client: &async_nats::Client,
+    users: &[String],
+    messages: &[MsgSent],
+    operation_ids: &[&str],
+) -> Result<(), DeliveryError> {
+    assert_eq!(
+        messages.len(),
+        operation_ids.len(),
+        "an operationID a message"
+    );
+    let Some(first) = messages.first() else {
+        return Ok(());
+    };
+    let failed = |error: &dyn std::fmt::Display| DeliveryError::new(&first.conversation_id, error);
+    let subject = fanout(&first.conversation_id).map_err(|error| failed(&error))?;
+    for (messages, operation_ids) in messages
+        .chunks(FANOUT_MESSAGES_PER_PUSH)
+        .zip(operation_ids.chunks(FANOUT_MESSAGES_PER_PUSH))
+    {
+        let (tags, singles) = match (messages, operation_ids) {
+            ([message], [operation_id]) => (push_headers(message, operation_id), Vec::new()),
+            _ => (
+                HeaderMap::new(),
+                messages
+                    .iter()
+                    .zip(operation_ids)
+                    .map(|(message, operation_id)| SinglePush {
+                        sender: message.send_id.clone(),
+                        client_msg_id: message.client_msg_id.clone(),
+                        operation_id: (*operation_id).to_owned(),
+                        push: push_payload(message).into(),
+                    })
+                    .collect(),
+            ),
+        };
+        let push: bytes::Bytes = push_payload_of(messages).into();
+        for part in users.chunks(FANOUT_USERS_PER_MESSAGE) {
+            let payload = Fanout {
+                users: part.to_vec(),
+                push: push.clone(),
+                singles: singles.clone(),
+            }
+            .encode_to_vec();
+            client
+                .publish_with_headers(subject.clone(), tags.clone(), payload.into())
+                .await
+                .map_err(|error| failed(&error))?;
         }
-        .encode_to_vec();
-        client
-            .publish_with_headers(subject.clone(), tags.clone(), payload.into())
-            .await
-            .map_err(|error| failed(&error))?;
     }
     Ok(())
 }
@@ -177,7 +276,7 @@ mod tests {
     use jetim_schemas::openim::sdkws::PushMessages;
     use prost::Message as _;
 
-    use super::{Recipients, push_payload, recipients};
+    use super::{Recipients, push_payload, push_payload_of, recipients};
 
     fn message(conversation_id: &str, session_type: i32) -> MsgSent {
         MsgSent {
@@ -236,5 +335,29 @@ mod tests {
             PushMessages::decode(push_payload(&message("n_alice_bob", 4)).as_slice()).unwrap();
         assert!(tip.msgs.is_empty());
         assert_eq!(tip.notification_msgs["n_alice_bob"].msgs.len(), 1);
+    }
+
+    #[test]
+    fn several_messages_of_a_conversation_make_one_payload_in_their_order() {
+        let messages: Vec<MsgSent> = (1..=3)
+            .map(|seq| MsgSent {
+                seq,
+                client_msg_id: format!("c{seq}"),
+                ..message("sg_g", 3)
+            })
+            .collect();
+        let push = PushMessages::decode(push_payload_of(&messages).as_slice()).unwrap();
+        assert_eq!(push.msgs.len(), 1);
+        let pulled: Vec<(i64, &str)> = push.msgs["sg_g"]
+            .msgs
+            .iter()
+            .map(|message| (message.seq, message.client_msg_id.as_str()))
+            .collect();
+        assert_eq!(pulled, [(1, "c1"), (2, "c2"), (3, "c3")]);
+        assert_eq!(
+            push_payload_of(&messages[..1]),
+            push_payload(&messages[0]),
+            "one message is the push it always was"
+        );
     }
 }

@@ -21,12 +21,21 @@
 //! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
 //! is older than `push.max_age_secs` when read (the service was down) is skipped.
 //!
+//! Messages read while the push waits for the projection go out with the one it waits for,
+//! as far as the projection shows them: under `push.fanout: conversation`, consecutive
+//! messages of one conversation for the same recipients make one push (one `Fanout`, up to
+//! [`delivery::FANOUT_MESSAGES_PER_PUSH`] messages), so a busy group costs each member's
+//! connection one frame per projection batch instead of one per message. Nothing is held
+//! back to make a batch: only what has already been read goes together.
+//!
 //! A group message goes to the group's current members, from an in-process member cache
 //! ([`members`]) kept fresh by the group events, so fan-out makes no query per message.
 
 pub mod members;
 pub mod offline;
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -127,34 +136,134 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         };
         let mut readable = 0;
         let mut acks = Acks::new(ack_all);
+        let mut burst = Burst::default();
+        // Set when the consumer's messages ended or failed: what was read is pushed, then
+        // the consumer is opened again.
+        let mut interrupted = false;
         loop {
-            // Acknowledge what is handled before waiting for more.
-            let next = match messages.next().now_or_never() {
-                Some(next) => next,
-                None => {
+            if burst.waiting.is_empty() {
+                if interrupted {
                     acks.flush().await;
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        next = messages.next() => next,
+                    break;
+                }
+                // Acknowledge what is handled before waiting for more.
+                let next = match messages.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        acks.flush().await;
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            next = messages.next() => next,
+                        }
+                    }
+                };
+                match next {
+                    Some(Ok(message)) => burst.take(&state, message).await,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "push consumer interrupted; reopening");
+                        interrupted = true;
+                        continue;
+                    }
+                    None => {
+                        interrupted = true;
+                        continue;
                     }
                 }
-            };
-            match next {
-                Some(Ok(message)) => {
-                    handle(&state, &offline, &message, &mut readable, &mut applied).await;
-                    acks.handled(message).await;
+            }
+            let first = &burst.waiting[0];
+            let first_sequence = first.stream_sequence;
+            if first.push.is_some() {
+                wait_until_readable(&state, &mut readable, &mut applied, first_sequence).await;
+            }
+            // What came meanwhile goes with it, as far as the projection shows it.
+            while !interrupted && burst.waiting.len() < BURST {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => burst.take(&state, message).await,
+                    Some(Some(Err(error))) => {
+                        tracing::warn!(%error, "push consumer interrupted; reopening");
+                        interrupted = true;
+                    }
+                    Some(None) => interrupted = true,
+                    None => break,
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "push consumer interrupted; reopening");
-                    acks.flush().await;
-                    break;
-                }
-                None => {
-                    acks.flush().await;
-                    break;
+            }
+            for message in burst.push(&state, &offline, readable).await {
+                acks.handled(message).await;
+            }
+        }
+    }
+}
+
+/// At most this many messages are read ahead of the push while it waits for the messages
+/// projection; those the projection shows are pushed together.
+const BURST: usize = 1000;
+
+/// Messages read from the timelines and not yet pushed, in stream order.
+#[derive(Default)]
+struct Burst {
+    waiting: VecDeque<Waiting>,
+}
+
+/// A message read and not yet pushed; `push` is none for one that is not pushed (not a new
+/// message, too old, undecodable), which is acknowledged in its turn.
+struct Waiting {
+    message: jetstream::Message,
+    stream_sequence: u64,
+    push: Option<Push>,
+}
+
+/// A message to push, and to whom.
+struct Push {
+    sent: MsgSent,
+    users: Arc<Vec<String>>,
+    operation_id: String,
+    age_ms: i64,
+}
+
+impl Burst {
+    /// Reads `message` and resolves its recipients.
+    async fn take(&mut self, state: &PushState, message: jetstream::Message) {
+        let (stream_sequence, push) = prepare(state, &message).await;
+        self.waiting.push_back(Waiting {
+            message,
+            stream_sequence,
+            push,
+        });
+    }
+
+    /// Pushes the first waiting message and every one after it up to `readable`; returns
+    /// them, in order, to be acknowledged. Consecutive messages of one conversation with the
+    /// same recipients go out as one push.
+    async fn push(
+        &mut self,
+        state: &PushState,
+        offline: &OfflinePush,
+        readable: u64,
+    ) -> Vec<jetstream::Message> {
+        let mut taken = 0;
+        while taken < self.waiting.len()
+            && (taken == 0 || self.waiting[taken].stream_sequence <= readable)
+        {
+            taken += 1;
+        }
+        let done: Vec<Waiting> = self.waiting.drain(..taken).collect();
+        // Runs of one conversation and recipients, each conversation's in stream order.
+        let mut runs: Vec<Vec<&Push>> = Vec::new();
+        let mut last_run_of: HashMap<&str, usize> = HashMap::new();
+        for push in done.iter().filter_map(|waiting| waiting.push.as_ref()) {
+            let conversation = push.sent.conversation_id.as_str();
+            match last_run_of.get(conversation) {
+                Some(&run) if runs[run][0].users == push.users => runs[run].push(push),
+                _ => {
+                    last_run_of.insert(conversation, runs.len());
+                    runs.push(vec![push]);
                 }
             }
         }
+        for run in runs {
+            publish(state, offline, &run).await;
+        }
+        done.into_iter().map(|waiting| waiting.message).collect()
     }
 }
 
@@ -283,22 +392,18 @@ async fn wait_until_readable(
     }
 }
 
-async fn handle(
-    state: &PushState,
-    offline: &OfflinePush,
-    message: &jetstream::Message,
-    readable: &mut u64,
-    applied: &mut watch::Receiver<u64>,
-) {
+/// The stream sequence of `message`, and what to push for it, if anything.
+async fn prepare(state: &PushState, message: &jetstream::Message) -> (u64, Option<Push>) {
     let record = record_of(message);
+    let stream_sequence = record.stream_sequence;
     if record.kind != MsgSent::KIND {
-        return;
+        return (stream_sequence, None);
     }
     let sent: MsgSent = match record.decode() {
         Ok(sent) => sent,
         Err(error) => {
-            tracing::error!(stream_sequence = record.stream_sequence, %error, "not pushed: undecodable");
-            return;
+            tracing::error!(stream_sequence, %error, "not pushed: undecodable");
+            return (stream_sequence, None);
         }
     };
     let age_ms = jetim_common::clock::now_millis().saturating_sub(sent.send_time);
@@ -306,43 +411,69 @@ async fn handle(
         i64::try_from(state.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     if age_ms > max_age_ms {
         metrics::counter!("jetim_push_skipped_total", "reason" => "too_old").increment(1);
-        return;
+        return (stream_sequence, None);
     }
-    let (single, group_members);
-    let users: &[String] = match delivery::recipients(&sent) {
-        Recipients::Users(users) => {
-            single = users;
-            &single
-        }
+    let users = match delivery::recipients(&sent) {
+        Recipients::Users(users) => Arc::new(users),
         Recipients::GroupMembers(group_id) => match state.members.members(&group_id).await {
-            Ok(members) => {
-                group_members = members;
-                &group_members
-            }
+            Ok(members) => members,
             Err(error) => {
                 tracing::warn!(%group_id, %error, "group members unavailable; left to seq sync");
                 metrics::counter!("jetim_push_skipped_total", "reason" => "members").increment(1);
-                return;
+                return (stream_sequence, None);
             }
         },
     };
-    wait_until_readable(state, readable, applied, record.stream_sequence).await;
-    let operation_id = headers::text(&record.headers, headers::OPERATION).unwrap_or_default();
+    let operation_id = headers::text(&record.headers, headers::OPERATION)
+        .unwrap_or_default()
+        .to_owned();
+    let push = Push {
+        sent,
+        users,
+        operation_id,
+        age_ms,
+    };
+    (stream_sequence, Some(push))
+}
+
+/// Publishes a run of messages of one conversation, all for the same recipients, in order.
+async fn publish(state: &PushState, offline: &OfflinePush, run: &[&Push]) {
+    let users: &[String] = &run[0].users;
     let published = match state.config.fanout {
         PushFanout::Conversation => {
-            delivery::publish_fanout(&state.nats, users, &sent, operation_id).await
+            let messages: Vec<MsgSent> = run.iter().map(|push| push.sent.clone()).collect();
+            let operation_ids: Vec<&str> =
+                run.iter().map(|push| push.operation_id.as_str()).collect();
+            delivery::publish_fanout_of(&state.nats, users, &messages, &operation_ids).await
         }
-        PushFanout::PerUser => delivery::publish(&state.nats, users, &sent, operation_id).await,
+        PushFanout::PerUser => {
+            let mut published = Ok(());
+            for push in run {
+                published =
+                    delivery::publish(&state.nats, users, &push.sent, &push.operation_id).await;
+                if published.is_err() {
+                    break;
+                }
+            }
+            published
+        }
     };
     match published {
         Ok(()) => {
-            metrics::counter!("jetim_push_deliveries_total").increment(users.len() as u64);
-            #[allow(clippy::cast_precision_loss)]
-            metrics::histogram!("jetim_push_delay_seconds").record(age_ms.max(0) as f64 / 1000.0);
+            metrics::counter!("jetim_push_deliveries_total")
+                .increment((users.len() * run.len()) as u64);
+            metrics::histogram!("jetim_push_messages_per_push").record(run.len() as f64);
+            for push in run {
+                #[allow(clippy::cast_precision_loss)]
+                metrics::histogram!("jetim_push_delay_seconds")
+                    .record(push.age_ms.max(0) as f64 / 1000.0);
+            }
         }
         Err(error) => tracing::warn!(%error, "push not published"),
     }
     if offline.is_enabled() {
-        offline.consider(state, &sent, users);
+        for push in run {
+            offline.consider(state, &push.sent, users);
+        }
     }
 }

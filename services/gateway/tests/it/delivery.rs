@@ -172,6 +172,78 @@ async fn a_fanout_push_reaches_each_connection_once_whichever_gateway_holds_it()
 }
 
 #[tokio::test]
+async fn a_push_of_several_messages_goes_whole_to_readers_and_one_by_one_to_its_senders() {
+    use jetim_messaging::delivery::{Fanout, SinglePush};
+    let gateway = TestGateway::spawn(&["kim", "lee", "max"]).await;
+    let mut kim = gateway.connect("kim").await;
+    let mut lee = gateway.connect("lee").await;
+    let mut max = gateway.connect("max").await;
+    // Three messages of one group conversation, from kim, lee and kim.
+    let senders = ["kim", "lee", "kim"];
+    let data: Vec<MsgData> = senders
+        .iter()
+        .enumerate()
+        .map(|(index, sender)| MsgData {
+            send_id: (*sender).into(),
+            group_id: "g".into(),
+            session_type: 3,
+            client_msg_id: format!("c{index}"),
+            seq: index as i64 + 1,
+            ..MsgData::default()
+        })
+        .collect();
+    let push_of = |messages: &[MsgData]| {
+        let mut push = PushMessages::default();
+        push.msgs.insert(
+            "sg_g".into(),
+            jetim_schemas::openim::sdkws::PullMsgs {
+                msgs: messages.to_vec(),
+                ..Default::default()
+            },
+        );
+        bytes::Bytes::from(push.encode_to_vec())
+    };
+    let fanout = Fanout {
+        users: vec!["kim".into(), "lee".into(), "max".into(), "nobody".into()],
+        push: push_of(&data),
+        singles: data
+            .iter()
+            .map(|message| SinglePush {
+                sender: message.send_id.clone(),
+                client_msg_id: message.client_msg_id.clone(),
+                operation_id: format!("op-{}", message.client_msg_id),
+                push: push_of(std::slice::from_ref(message)),
+            })
+            .collect(),
+    };
+    let client = gateway.nats.client().await;
+    client
+        .publish("im.fanout.sg_g", fanout.encode_to_vec().into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+
+    // max sent none of them: one frame with all three, in seq order.
+    let (envelope, pushed) = next_push(&mut max).await;
+    assert_eq!(envelope["operationID"], "");
+    let seqs: Vec<i64> = pushed.msgs["sg_g"].msgs.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    // kim and lee each sent one: every message alone, with its sender's operationID.
+    for socket in [&mut kim, &mut lee] {
+        for (index, message) in data.iter().enumerate() {
+            let (envelope, pushed) = next_push(socket).await;
+            assert_eq!(envelope["operationID"], format!("op-c{index}"));
+            let (conversation, alone) = only_message(&pushed);
+            assert_eq!(conversation, "sg_g");
+            assert_eq!(alone.client_msg_id, message.client_msg_id);
+        }
+    }
+    for socket in [&mut kim, &mut lee, &mut max] {
+        assert_quiet(socket, Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
 async fn two_gateways_deliver_both_ways_and_logins_kick_across_them() {
     // Pushes one per recipient (push.fanout: per_user). One gateway hears every user's
     // pushes, the other subscribes per user: each delivers to its own connections only,

@@ -389,6 +389,119 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
 }
 
 #[tokio::test]
+async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
+    use jetim_schemas::events::group::{GroupCreated, GroupProfile, NewMember};
+    use jetim_streams::subject::ConversationKind;
+    let setup = setup(
+        &[("ann", 0), ("bo", 0), ("cy", 0)],
+        PushFanout::Conversation,
+    )
+    .await;
+    let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
+    let created = GroupCreated {
+        group_id: "g".into(),
+        creator_user_id: "ann".into(),
+        group_type: 2,
+        profile: GroupProfile::default(),
+        members: ["ann", "bo", "cy"]
+            .iter()
+            .map(|user| NewMember {
+                user_id: (*user).into(),
+                role_level: if *user == "ann" { 100 } else { 20 },
+                join_source: 1,
+                inviter_user_id: String::new(),
+            })
+            .collect(),
+        create_time: 1,
+    };
+    let appended = setup
+        .log
+        .append(&group, "ann", Expect::Empty, None, &created)
+        .await
+        .unwrap();
+    jetim_readmodel::projection::wait_for(
+        &setup.pool,
+        jetim_readmodel::groups::NAME,
+        jetim_readmodel::groups::VERSION,
+        appended.stream_sequence,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
+    setup.nats.flush().await.unwrap();
+
+    // The messages projection is held up (its writes wait for this lock; the send path's
+    // reads do not), so the messages wait for it together in the push service.
+    let mut holder = setup.pool.get().await.unwrap();
+    let hold = holder.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE messages_v1 IN SHARE MODE")
+        .await
+        .unwrap();
+    let senders = ["ann", "bo", "ann", "cy", "bo", "ann"];
+    for (index, sender) in senders.iter().enumerate() {
+        let message = MsgData {
+            group_id: "g".into(),
+            session_type: 3,
+            ..message(sender, "", &format!("w{index}"))
+        };
+        setup.send(&message, &format!("op-w{index}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hold.rollback().await.unwrap();
+
+    let mut seqs = Vec::new();
+    let mut largest = 0;
+    while seqs.len() < senders.len() {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), fanouts.next())
+            .await
+            .expect("the pushes within 10 s")
+            .unwrap();
+        assert_eq!(delivered.subject.as_str(), "im.fanout.sg_g");
+        let fanout = Fanout::decode(delivered.payload.as_ref()).unwrap();
+        let mut users = fanout.users.clone();
+        users.sort();
+        assert_eq!(users, ["ann", "bo", "cy"]);
+        let pushed = PushMessages::decode(fanout.push.as_ref()).unwrap();
+        assert_eq!(pushed.msgs.len(), 1, "one conversation a push");
+        let messages = &pushed.msgs["sg_g"].msgs;
+        largest = largest.max(messages.len());
+        let operation = delivered
+            .headers
+            .as_ref()
+            .and_then(|tags| headers::text(tags, headers::OPERATION));
+        if let [alone] = messages.as_slice() {
+            // One message: tagged in the headers, as always.
+            assert!(fanout.singles.is_empty());
+            assert_eq!(
+                operation,
+                Some(format!("op-{}", alone.client_msg_id).as_str())
+            );
+        } else {
+            // Several: each alone beside them, with its sender's tags.
+            assert_eq!(operation, None);
+            assert_eq!(fanout.singles.len(), messages.len());
+            for (single, message) in fanout.singles.iter().zip(messages) {
+                assert_eq!(single.sender, message.send_id);
+                assert_eq!(single.client_msg_id, message.client_msg_id);
+                assert_eq!(single.operation_id, format!("op-{}", message.client_msg_id));
+                let alone = PushMessages::decode(single.push.as_ref()).unwrap();
+                assert_eq!(alone.msgs["sg_g"].msgs, std::slice::from_ref(message));
+            }
+        }
+        for message in messages {
+            let index: usize = message.client_msg_id[1..].parse().unwrap();
+            assert_eq!(message.send_id, senders[index]);
+            seqs.push(message.seq);
+        }
+    }
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "each once, in seq order");
+    assert!(largest > 1, "the messages that waited went out together");
+    let nothing = tokio::time::timeout(Duration::from_millis(300), fanouts.next()).await;
+    assert!(nothing.is_err(), "nothing twice");
+}
+
+#[tokio::test]
 async fn a_big_group_s_push_is_split_into_parts_that_name_each_member_once() {
     let nats = TestNats::start().await;
     let client = nats.client().await;
