@@ -42,6 +42,8 @@ pub struct ApiState {
     pub jetstream: async_nats::jetstream::Context,
     /// The Postgres pool.
     pub db: deadpool_postgres::Pool,
+    /// Reads what a send decides on, on `db`.
+    pub send_facts: jetim_readmodel::send_facts::FactsReader,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Issues and checks tokens.

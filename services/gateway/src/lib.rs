@@ -60,6 +60,8 @@ pub struct GatewayState {
     pub tokens: TokenService,
     /// The read models.
     pub db: deadpool_postgres::Pool,
+    /// Reads what a send decides on, on `db`.
+    pub send_facts: jetim_readmodel::send_facts::FactsReader,
     /// The event log's writer (and, under it, the NATS connection).
     pub log: Arc<EventLog>,
     /// Who is online.

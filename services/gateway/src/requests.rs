@@ -218,6 +218,7 @@ async fn answer_sync(
             let sent = service::send(
                 &state.log,
                 db,
+                &state.send_facts,
                 &message,
                 service::Caller {
                     user_id,

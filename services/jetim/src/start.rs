@@ -142,10 +142,14 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             Ok("push")
         });
     }
+    // One reader for the gateway's and the API's sends, so that sends waiting together
+    // from either are read together.
+    let send_facts = jetim_readmodel::send_facts::FactsReader::new(pool.clone());
     if services.gateway {
         let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
             tokens: tokens.clone(),
             db: pool.clone(),
+            send_facts: send_facts.clone(),
             log: Arc::clone(&log),
             presence: presence.clone(),
             config: config.gateway.clone(),
@@ -167,6 +171,7 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
             nats: client.clone(),
             jetstream: jetstream.clone(),
             db: pool.clone(),
+            send_facts,
             metrics: telemetry::metrics_handle(),
             tokens,
             log,

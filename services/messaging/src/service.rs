@@ -6,7 +6,7 @@
 //! table, so one clientMsgID never makes two messages.
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::send_facts::{self, SendKeys};
+use jetim_readmodel::send_facts::{FactsReader, SendKeys};
 use jetim_readmodel::{messages, users};
 use jetim_schemas::events::msg::MsgSent;
 use jetim_schemas::openim::sdkws::MsgData;
@@ -73,10 +73,12 @@ pub fn new_message_id() -> String {
 
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
 /// of the message carry back to the sender). An online-only message is delivered here, since
-/// it never reaches the log the push service reads.
+/// it never reaches the log the push service reads. `facts` reads what the decision needs
+/// (together with other sends waiting at the same time); `db` the rest.
 pub async fn send(
     log: &EventLog,
     db: &Pool,
+    facts: &FactsReader,
     message: &MsgData,
     caller: Caller<'_>,
     operation_id: &str,
@@ -94,18 +96,16 @@ pub async fn send(
             )
         })
         .unwrap_or_default();
-    let facts = send_facts::read(
-        db,
-        SendKeys {
+    let facts = facts
+        .read(SendKeys {
             send_id: &message.send_id,
             recv_id: &message.recv_id,
             group_id: &message.group_id,
             conversation_id: &conversation_id,
             client_msg_id: &message.client_msg_id,
-        },
-    )
-    .await
-    .map_err(|error| failure(&error))?;
+        })
+        .await
+        .map_err(|error| failure(&error))?;
     let sender_level = account_field(db, log, &message.send_id, facts.sender_level, |user| {
         user.app_manger_level
     })

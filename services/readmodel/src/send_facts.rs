@@ -4,10 +4,17 @@
 //! is already stored. One prepared statement instead of six separate queries: the send path
 //! is the hottest path there is, and each query costs Postgres a parse, a plan and a round
 //! trip.
+//!
+//! [`FactsReader`] goes one step further: the sends that wait for their facts at the same
+//! time (because the reads before them are still running) are read together, in one
+//! statement over arrays of keys, so under load a round trip, a socket write on each side
+//! and the executor's set-up serve many sends. A send that finds nothing running is read
+//! at once, alone.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use deadpool_postgres::Pool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::ReadModelError;
 use crate::messages::Original;
@@ -120,20 +127,221 @@ pub async fn read(pool: &Pool, keys: SendKeys<'_>) -> Result<SendFacts, ReadMode
             ],
         )
         .await?;
-    let original = row.get::<_, Option<i64>>(8).map(|seq| Original {
+    Ok(facts_of(&row, 0))
+}
+
+/// The facts in `row`, from column `first` on, in the order the statements select them.
+fn facts_of(row: &tokio_postgres::Row, first: usize) -> SendFacts {
+    let original = row.get::<_, Option<i64>>(first + 8).map(|seq| Original {
         seq: u64::try_from(seq).unwrap_or(0),
-        server_msg_id: row.get(9),
-        send_time: row.get(10),
+        server_msg_id: row.get(first + 9),
+        send_time: row.get(first + 10),
     });
-    Ok(SendFacts {
-        sender_level: row.get(0),
-        receiver_global_recv_opt: row.get(1),
-        receiver_conversation_recv_opt: row.get::<_, Option<i32>>(2).unwrap_or(0),
-        receiver_blocks_sender: row.get(3),
-        receiver_befriends_sender: row.get(4),
-        group_status: row.get(5),
-        sender_role: row.get(6),
-        sender_mute_end_time: row.get::<_, Option<i64>>(7).unwrap_or(0),
+    SendFacts {
+        sender_level: row.get(first),
+        receiver_global_recv_opt: row.get(first + 1),
+        receiver_conversation_recv_opt: row.get::<_, Option<i32>>(first + 2).unwrap_or(0),
+        receiver_blocks_sender: row.get(first + 3),
+        receiver_befriends_sender: row.get(first + 4),
+        group_status: row.get(first + 5),
+        sender_role: row.get(first + 6),
+        sender_mute_end_time: row.get::<_, Option<i64>>(first + 7).unwrap_or(0),
         original,
-    })
+    }
+}
+
+/// The facts of many sends at once: the keys as arrays, one row per send with its
+/// position first. An empty receiver or group is looked up as none, as the statements for
+/// one send leave it out.
+static MANY_FACTS: LazyLock<String> = LazyLock::new(|| {
+    "SELECT k.i, sender.app_manger_level, receiver.global_recv_msg_opt,
+            (SELECT u.recv_msg_opt FROM user_conversations_v1 u
+               LEFT JOIN conversation_seqs_v1 s ON s.conversation_id = u.conversation_id
+              WHERE k.recv_id <> '' AND u.owner_user_id = k.recv_id
+                AND u.conversation_id = k.conversation_id AND VISIBLE),
+            k.recv_id <> '' AND EXISTS (SELECT 1 FROM blacks_v1
+                WHERE owner_user_id = k.recv_id AND black_user_id = k.send_id AND NOT deleted),
+            k.recv_id <> '' AND EXISTS (SELECT 1 FROM friends_v1
+                WHERE owner_user_id = k.recv_id AND friend_user_id = k.send_id AND NOT deleted),
+            g.status, member.role_level, member.mute_end_time,
+            o.seq, o.server_msg_id, o.send_time
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+          WITH ORDINALITY AS k (send_id, recv_id, group_id, conversation_id, client_msg_id, i)
+     LEFT JOIN users_v1 sender ON sender.user_id = k.send_id
+     LEFT JOIN users_v1 receiver ON k.recv_id <> '' AND receiver.user_id = k.recv_id
+     LEFT JOIN groups_v1 g ON k.group_id <> '' AND g.group_id = k.group_id
+     LEFT JOIN group_members_v1 member
+            ON k.group_id <> '' AND member.group_id = k.group_id AND member.user_id = k.send_id
+     LEFT JOIN LATERAL (
+         SELECT m.seq, m.server_msg_id, m.send_time
+           FROM client_msg_ids_v1 c
+           JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
+          WHERE c.conversation_id = k.conversation_id AND c.client_msg_id = k.client_msg_id) o ON true"
+        .replace("VISIBLE", crate::conversations::VISIBLE)
+});
+
+/// Reads the facts of several sends in one statement, in the order of `keys`.
+pub async fn read_many(pool: &Pool, keys: &[OwnedKeys]) -> Result<Vec<SendFacts>, ReadModelError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(&MANY_FACTS).await?;
+    let column = |key: fn(&OwnedKeys) -> &str| keys.iter().map(key).collect::<Vec<&str>>();
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &column(|keys| &keys.send_id),
+                &column(|keys| &keys.recv_id),
+                &column(|keys| &keys.group_id),
+                &column(|keys| &keys.conversation_id),
+                &column(|keys| &keys.client_msg_id),
+            ],
+        )
+        .await?;
+    let mut facts = vec![SendFacts::default(); keys.len()];
+    for row in &rows {
+        let position = usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+        if let Some(slot) = facts.get_mut(position) {
+            *slot = facts_of(row, 1);
+        }
+    }
+    debug_assert_eq!(rows.len(), keys.len(), "a row for every send");
+    Ok(facts)
+}
+
+/// [`SendKeys`] that own their strings, to wait in a [`FactsReader`]'s queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedKeys {
+    /// The sender.
+    pub send_id: String,
+    /// The receiver; empty for groups.
+    pub recv_id: String,
+    /// The group; empty otherwise.
+    pub group_id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The clientMsgID.
+    pub client_msg_id: String,
+}
+
+impl From<SendKeys<'_>> for OwnedKeys {
+    fn from(keys: SendKeys<'_>) -> Self {
+        Self {
+            send_id: keys.send_id.to_owned(),
+            recv_id: keys.recv_id.to_owned(),
+            group_id: keys.group_id.to_owned(),
+            conversation_id: keys.conversation_id.to_owned(),
+            client_msg_id: keys.client_msg_id.to_owned(),
+        }
+    }
+}
+
+impl OwnedKeys {
+    /// The keys, borrowed.
+    pub fn borrowed(&self) -> SendKeys<'_> {
+        SendKeys {
+            send_id: &self.send_id,
+            recv_id: &self.recv_id,
+            group_id: &self.group_id,
+            conversation_id: &self.conversation_id,
+            client_msg_id: &self.client_msg_id,
+        }
+    }
+}
+
+/// At most this many reads of facts run at once; sends that come while they run wait, and
+/// go together in the next one. The statement's own work is a few index probes a send; what
+/// a read costs beyond that (a round trip, a wake-up on each side, the executor's set-up) is
+/// paid once for all that waited.
+const READS_AT_ONCE: usize = 2;
+
+/// At most this many sends are read in one statement.
+const MOST_IN_ONE_READ: usize = 256;
+
+/// A send waiting for its facts.
+struct Waiting {
+    keys: OwnedKeys,
+    reply: oneshot::Sender<Result<SendFacts, ReadModelError>>,
+}
+
+/// Reads the facts of sends, together when they wait together (see the module's doc). Cheap
+/// to clone; the clones share the queue. Its task ends when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct FactsReader {
+    queue: mpsc::UnboundedSender<Waiting>,
+}
+
+impl FactsReader {
+    /// A reader on `pool`. Must be made inside a tokio runtime (it starts its task).
+    pub fn new(pool: Pool) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(read_as_they_come(pool, waiting));
+        Self { queue }
+    }
+
+    /// The facts of one send, as [`read`] gives them.
+    pub async fn read(&self, keys: SendKeys<'_>) -> Result<SendFacts, ReadModelError> {
+        let (reply, answer) = oneshot::channel();
+        let waiting = Waiting {
+            keys: keys.into(),
+            reply,
+        };
+        if self.queue.send(waiting).is_err() {
+            return Err(ReadModelError::Pool(deadpool_postgres::PoolError::Closed));
+        }
+        answer.await.unwrap_or(Err(ReadModelError::Pool(
+            deadpool_postgres::PoolError::Closed,
+        )))
+    }
+}
+
+/// Takes the waiting sends as a read can start: alone when nothing runs, the more of them
+/// together the longer the reads before them take.
+async fn read_as_they_come(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Waiting>) {
+    let reads = Arc::new(Semaphore::new(READS_AT_ONCE));
+    while let Some(first) = waiting.recv().await {
+        let Ok(permit) = Arc::clone(&reads).acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MOST_IN_ONE_READ {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            answer(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads and answers a batch of sends. If the statement for all of them fails, each is read
+/// alone, so each gets its own answer.
+async fn answer(pool: &Pool, mut batch: Vec<Waiting>) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::histogram!("jetim_send_facts_batch_sends").record(batch.len() as f64);
+    if batch.len() == 1
+        && let Some(alone) = batch.pop()
+    {
+        let facts = read(pool, alone.keys.borrowed()).await;
+        let _ = alone.reply.send(facts);
+        return;
+    }
+    let keys: Vec<OwnedKeys> = batch.iter().map(|waiting| waiting.keys.clone()).collect();
+    match read_many(pool, &keys).await {
+        Ok(facts) => {
+            for (waiting, facts) in batch.into_iter().zip(facts) {
+                let _ = waiting.reply.send(Ok(facts));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, sends = batch.len(), "reading the facts of sends together failed; reading each alone");
+            for waiting in batch {
+                let facts = read(pool, waiting.keys.borrowed()).await;
+                let _ = waiting.reply.send(facts);
+            }
+        }
+    }
 }

@@ -97,6 +97,7 @@ async fn send_and_reply(
     let sent = service::send(
         &state.log,
         &state.db,
+        &state.send_facts,
         message,
         service::Caller {
             user_id: &caller.user_id,
@@ -330,6 +331,7 @@ pub async fn batch_send_msg(
         match service::send(
             &state.log,
             &state.db,
+            &state.send_facts,
             &message,
             service::Caller {
                 user_id: &request.caller.user_id,
@@ -683,6 +685,7 @@ pub async fn send_business_notification(
             service::send(
                 &state.log,
                 &state.db,
+                &state.send_facts,
                 &data,
                 service::Caller {
                     user_id: &caller.user_id,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use jetim_common::auth::Platform;
 use jetim_messaging::service::{Caller, send};
+use jetim_readmodel::send_facts::FactsReader;
 use jetim_schemas::openim::sdkws::MsgData;
 use serde_json::{Value, json};
 
@@ -684,6 +685,7 @@ async fn a_block_refuses_the_blocked_users_messages_and_is_told_to_the_owner_onl
     let refused = send(
         &log,
         &pool,
+        &FactsReader::new(pool.clone()),
         &text("hal", "gus", "c1"),
         Caller::user("hal"),
         "op",
@@ -696,6 +698,7 @@ async fn a_block_refuses_the_blocked_users_messages_and_is_told_to_the_owner_onl
     let sent = send(
         &log,
         &pool,
+        &FactsReader::new(pool.clone()),
         &text("gus", "hal", "c2"),
         Caller::user("gus"),
         "op",
@@ -800,6 +803,7 @@ async fn a_block_refuses_the_blocked_users_messages_and_is_told_to_the_owner_onl
     let sent = send(
         &log,
         &pool,
+        &FactsReader::new(pool.clone()),
         &text("hal", "gus", "c3"),
         Caller::user("hal"),
         "op",
@@ -827,18 +831,19 @@ async fn with_friend_verify_only_friends_may_write() {
         content: br#"{"content":"hello"}"#.to_vec(),
         ..MsgData::default()
     };
+    let facts = FactsReader::new(pool.clone());
     let strict = Caller {
         user_id: "ida",
         is_admin: false,
         friend_verify: true,
     };
-    let refused = send(&log, &pool, &message, strict, "op")
+    let refused = send(&log, &pool, &facts, &message, strict, "op")
         .await
         .unwrap()
         .unwrap_err();
     assert_eq!(refused.code().number(), 1303);
     assert!(
-        send(&log, &pool, &message, Caller::user("ida"), "op")
+        send(&log, &pool, &facts, &message, Caller::user("ida"), "op")
             .await
             .unwrap()
             .is_ok(),
@@ -853,7 +858,7 @@ async fn with_friend_verify_only_friends_may_write() {
     let mut second = message.clone();
     second.client_msg_id = "c2".into();
     assert!(
-        send(&log, &pool, &second, strict, "op")
+        send(&log, &pool, &facts, &second, strict, "op")
             .await
             .unwrap()
             .is_ok()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use jetim_common::auth::Platform;
 use jetim_common::config::MessagingConfig;
 use jetim_messaging::service::{Caller, send};
+use jetim_readmodel::send_facts::FactsReader;
 use jetim_schemas::openim::sdkws::MsgData;
 use serde_json::{Value, json};
 
@@ -81,6 +82,7 @@ impl TestApp {
         match send(
             &log,
             &self.database.pool(),
+            &FactsReader::new(self.database.pool()),
             &message,
             Caller::user(from),
             "op",

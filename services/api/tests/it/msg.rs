@@ -259,10 +259,12 @@ async fn a_resend_with_the_same_client_msg_id_returns_the_original_even_after_th
         ..Default::default()
     };
     let pool = app.database.pool();
+    let facts = jetim_readmodel::send_facts::FactsReader::new(pool.clone());
     let send = || {
         jetim_messaging::service::send(
             &log,
             &pool,
+            &facts,
             &message,
             jetim_messaging::service::Caller::user("rex"),
             "op",

@@ -69,6 +69,7 @@ impl TestApp {
         let state = ApiState {
             jetstream: jetstream.clone(),
             nats: client,
+            send_facts: jetim_readmodel::send_facts::FactsReader::new(pool.clone()),
             db: pool,
             metrics: jetim_common::telemetry::metrics_handle(),
             tokens,

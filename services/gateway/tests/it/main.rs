@@ -136,6 +136,7 @@ impl TestGateway {
         let state = GatewayState {
             tokens: tokens.clone(),
             db: database.pool(),
+            send_facts: jetim_readmodel::send_facts::FactsReader::new(database.pool()),
             log,
             presence: presence.clone(),
             config,

@@ -147,6 +147,7 @@ impl Setup {
         let sent = service::send(
             &self.log,
             &self.pool,
+            &jetim_readmodel::send_facts::FactsReader::new(self.pool.clone()),
             message,
             service::Caller::user(&message.send_id),
             operation_id,

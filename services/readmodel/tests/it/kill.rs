@@ -107,6 +107,7 @@ async fn a_projector_killed_between_commit_and_ack_redoes_the_batch_with_no_doub
         jetim_messaging::service::send(
             &log,
             &pool,
+            &jetim_readmodel::send_facts::FactsReader::new(pool.clone()),
             &message,
             jetim_messaging::service::Caller::user(from),
             "op",

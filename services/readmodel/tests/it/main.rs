@@ -137,6 +137,7 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         jetim_messaging::service::send(
             &log,
             &live_pool,
+            &jetim_readmodel::send_facts::FactsReader::new(live_pool.clone()),
             &message,
             jetim_messaging::service::Caller::user(from),
             "op",
@@ -366,6 +367,7 @@ async fn deleted_conversations_read_the_same_whichever_projection_applies_first(
             jetim_messaging::service::send(
                 &log,
                 &scratch_pool,
+                &jetim_readmodel::send_facts::FactsReader::new(scratch_pool.clone()),
                 &message,
                 jetim_messaging::service::Caller::user(from),
                 "op",
@@ -1091,3 +1093,4 @@ async fn a_profile_change_is_an_update_in_the_member_logs_where_it_shows_once() 
 }
 mod kill;
 mod rebuild;
+mod send_facts;

@@ -55,6 +55,7 @@ async fn write(log: &EventLog, pool: &Pool, step: usize) {
     jetim_messaging::service::send(
         log,
         pool,
+        &jetim_readmodel::send_facts::FactsReader::new(pool.clone()),
         &message,
         jetim_messaging::service::Caller::user(from),
         "op",
