@@ -213,6 +213,10 @@ pub struct PushConfig {
     pub member_cache_groups: usize,
     /// How a message reaches its recipients' gateways: `conversation` or `per_user`.
     pub fanout: PushFanout,
+    /// Under `fanout: conversation`, at most this many messages of one conversation that
+    /// waited together go out in one push (1 to 100); 1 pushes every message alone, one
+    /// frame each, as OpenIM's own server does.
+    pub messages_per_push: usize,
 }
 
 /// How the push service publishes a message for its recipients' gateways.
@@ -253,6 +257,7 @@ impl Default for PushConfig {
             offline_webhook_timeout_ms: 5000,
             member_cache_groups: 10_000,
             fanout: PushFanout::Conversation,
+            messages_per_push: 100,
         }
     }
 }
@@ -547,6 +552,13 @@ impl Config {
                 "must be an http:// URL or empty (for https, put a TLS proxy in front)",
             ));
         }
+        if !(1..=100).contains(&self.push.messages_per_push) {
+            return Err(invalid(
+                "push.messages_per_push",
+                self.push.messages_per_push,
+                "must be from 1 to 100",
+            ));
+        }
         if self.push.offline_webhook_timeout_ms == 0 {
             return Err(invalid(
                 "push.offline_webhook_timeout_ms",
@@ -744,6 +756,17 @@ mod tests {
         let config = load(&[("JETIM_PUSH__FANOUT", "per_user")]).unwrap();
         assert_eq!(config.push.fanout, PushFanout::PerUser);
         assert_eq!(load(&[]).unwrap().push.fanout, PushFanout::Conversation);
+        for bad in ["0", "101"] {
+            let error = load(&[("JETIM_PUSH__MESSAGES_PER_PUSH", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("push.messages_per_push") && error.contains("from 1 to 100"),
+                "{error}"
+            );
+        }
+        let config = load(&[("JETIM_PUSH__MESSAGES_PER_PUSH", "1")]).unwrap();
+        assert_eq!(config.push.messages_per_push, 1);
 
         let error = load(&[("JETIM_TELEMETRY__OTLP_ENDPOINT", "collector:4318")])
             .unwrap_err()

@@ -139,7 +139,8 @@ pub struct SinglePush {
 pub const FANOUT_USERS_PER_MESSAGE: usize = 1000;
 
 /// At most this many messages go in one [`Fanout`] (the Go SDK pulls up to 100 at a time
-/// too); with their singles, a push of 100 texts is some tens of kilobytes.
+/// too; `push.messages_per_push` may set fewer); with their singles, a push of 100 texts is
+/// some tens of kilobytes.
 pub const FANOUT_MESSAGES_PER_PUSH: usize = 100;
 
 /// The headers a push carries, for the gateway: the operationID of the request that sent

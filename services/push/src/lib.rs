@@ -24,7 +24,7 @@
 //! Messages read while the push waits for the projection go out with the one it waits for,
 //! as far as the projection shows them: under `push.fanout: conversation`, consecutive
 //! messages of one conversation for the same recipients make one push (one `Fanout`, up to
-//! [`delivery::FANOUT_MESSAGES_PER_PUSH`] messages), so a busy group costs each member's
+//! `push.messages_per_push`, 100 by default), so a busy group costs each member's
 //! connection one frame per projection batch instead of one per message. Nothing is held
 //! back to make a batch: only what has already been read goes together.
 //!
@@ -253,7 +253,12 @@ impl Burst {
         for push in done.iter().filter_map(|waiting| waiting.push.as_ref()) {
             let conversation = push.sent.conversation_id.as_str();
             match last_run_of.get(conversation) {
-                Some(&run) if runs[run][0].users == push.users => runs[run].push(push),
+                Some(&run)
+                    if runs[run][0].users == push.users
+                        && runs[run].len() < state.config.messages_per_push =>
+                {
+                    runs[run].push(push);
+                }
                 _ => {
                     last_run_of.insert(conversation, runs.len());
                     runs.push(vec![push]);

@@ -41,6 +41,18 @@ impl Drop for Setup {
 
 /// Users and their global receive option, and a push service publishing as `fanout` says.
 async fn setup(users: &[(&str, i32)], fanout: PushFanout) -> Setup {
+    setup_with(
+        users,
+        PushConfig {
+            fanout,
+            ..PushConfig::default()
+        },
+    )
+    .await
+}
+
+/// As [`setup`], with the push service configured as `config` says (its webhook set here).
+async fn setup_with(users: &[(&str, i32)], config: PushConfig) -> Setup {
     let nats = TestNats::start().await;
     let database = TestDatabase::migrated().await;
     let jetstream = nats.jetstream().await;
@@ -109,8 +121,7 @@ async fn setup(users: &[(&str, i32)], fanout: PushFanout) -> Setup {
             members: members.clone(),
             config: PushConfig {
                 offline_webhook_url: url,
-                fanout,
-                ..PushConfig::default()
+                ..config
             },
         },
         stop.clone(),
@@ -391,13 +402,30 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
 
 #[tokio::test]
 async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
+    let sizes = push_messages_that_wait_together(PushConfig::default()).await;
+    assert!(
+        sizes.iter().any(|&size| size > 1),
+        "the messages that waited went out together: {sizes:?}"
+    );
+}
+
+#[tokio::test]
+async fn one_message_a_push_when_so_configured() {
+    let sizes = push_messages_that_wait_together(PushConfig {
+        messages_per_push: 1,
+        ..PushConfig::default()
+    })
+    .await;
+    assert_eq!(sizes, [1; 6]);
+}
+
+/// Six group messages sent while the messages projection is held up, so that they wait
+/// for it together in the push service; checks each push and returns how many messages each
+/// carried, in order.
+async fn push_messages_that_wait_together(config: PushConfig) -> Vec<usize> {
     use jetim_schemas::events::group::{GroupCreated, GroupProfile, NewMember};
     use jetim_streams::subject::ConversationKind;
-    let setup = setup(
-        &[("ann", 0), ("bo", 0), ("cy", 0)],
-        PushFanout::Conversation,
-    )
-    .await;
+    let setup = setup_with(&[("ann", 0), ("bo", 0), ("cy", 0)], config).await;
     let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
     let created = GroupCreated {
         group_id: "g".into(),
@@ -452,7 +480,7 @@ async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
     hold.rollback().await.unwrap();
 
     let mut seqs = Vec::new();
-    let mut largest = 0;
+    let mut sizes = Vec::new();
     while seqs.len() < senders.len() {
         let delivered = tokio::time::timeout(Duration::from_secs(10), fanouts.next())
             .await
@@ -466,7 +494,7 @@ async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
         let pushed = PushMessages::decode(fanout.push.as_ref()).unwrap();
         assert_eq!(pushed.msgs.len(), 1, "one conversation a push");
         let messages = &pushed.msgs["sg_g"].msgs;
-        largest = largest.max(messages.len());
+        sizes.push(messages.len());
         let operation = delivered
             .headers
             .as_ref()
@@ -497,9 +525,9 @@ async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
         }
     }
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "each once, in seq order");
-    assert!(largest > 1, "the messages that waited went out together");
     let nothing = tokio::time::timeout(Duration::from_millis(300), fanouts.next()).await;
     assert!(nothing.is_err(), "nothing twice");
+    sizes
 }
 
 #[tokio::test]
