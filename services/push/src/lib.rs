@@ -247,16 +247,18 @@ impl Burst {
             taken += 1;
         }
         let done: Vec<Waiting> = self.waiting.drain(..taken).collect();
+        // Pushes to each user are published one message at a time.
+        let most = match state.config.fanout {
+            PushFanout::Conversation => state.config.messages_per_push,
+            PushFanout::PerUser => 1,
+        };
         // Runs of one conversation and recipients, each conversation's in stream order.
         let mut runs: Vec<Vec<&Push>> = Vec::new();
         let mut last_run_of: HashMap<&str, usize> = HashMap::new();
         for push in done.iter().filter_map(|waiting| waiting.push.as_ref()) {
             let conversation = push.sent.conversation_id.as_str();
             match last_run_of.get(conversation) {
-                Some(&run)
-                    if runs[run][0].users == push.users
-                        && runs[run].len() < state.config.messages_per_push =>
-                {
+                Some(&run) if runs[run][0].users == push.users && runs[run].len() < most => {
                     runs[run].push(push);
                 }
                 _ => {
