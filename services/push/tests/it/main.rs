@@ -140,6 +140,16 @@ async fn setup_with(users: &[(&str, i32)], config: PushConfig) -> Setup {
     }
 }
 
+/// A member joining group `g`; ann owns it.
+fn new_member(user: &str) -> jetim_schemas::events::group::NewMember {
+    jetim_schemas::events::group::NewMember {
+        user_id: user.into(),
+        role_level: if user == "ann" { 100 } else { 20 },
+        join_source: 1,
+        inviter_user_id: String::new(),
+    }
+}
+
 fn message(from: &str, to: &str, client_msg_id: &str) -> MsgData {
     MsgData {
         send_id: from.into(),
@@ -167,6 +177,36 @@ impl Setup {
         .unwrap()
         .unwrap();
         assert!(sent.seq > 0);
+    }
+
+    /// Group `g`, created by ann with `members` (ann among them), once the groups read model
+    /// shows it.
+    async fn create_group(&self, members: &[&str]) {
+        use jetim_schemas::events::group::{GroupCreated, GroupProfile};
+        use jetim_streams::subject::ConversationKind;
+        let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
+        let created = GroupCreated {
+            group_id: "g".into(),
+            creator_user_id: "ann".into(),
+            group_type: 2,
+            profile: GroupProfile::default(),
+            members: members.iter().map(|user| new_member(user)).collect(),
+            create_time: 1,
+        };
+        let appended = self
+            .log
+            .append(&group, "ann", Expect::Empty, None, &created)
+            .await
+            .unwrap();
+        jetim_readmodel::projection::wait_for(
+            &self.pool,
+            jetim_readmodel::groups::NAME,
+            jetim_readmodel::groups::VERSION,
+            appended.stream_sequence,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     }
 
     async fn next_webhook(&mut self) -> Value {
@@ -274,44 +314,15 @@ async fn next_fanout(
 
 #[tokio::test]
 async fn a_group_message_reaches_the_members_of_the_moment() {
-    use jetim_schemas::events::group::{
-        GroupCreated, GroupProfile, MembersJoined, MembersLeft, NewMember,
-    };
+    use jetim_schemas::events::group::{MembersJoined, MembersLeft};
     use jetim_streams::subject::ConversationKind;
     let setup = setup(
         &[("ann", 0), ("bo", 0), ("cy", 0), ("di", 0)],
         PushFanout::Conversation,
     )
     .await;
+    setup.create_group(&["ann", "bo", "cy"]).await;
     let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
-    let member = |user: &str| NewMember {
-        user_id: user.into(),
-        role_level: if user == "ann" { 100 } else { 20 },
-        join_source: 1,
-        inviter_user_id: String::new(),
-    };
-    let created = GroupCreated {
-        group_id: "g".into(),
-        creator_user_id: "ann".into(),
-        group_type: 2,
-        profile: GroupProfile::default(),
-        members: vec![member("ann"), member("bo"), member("cy")],
-        create_time: 1,
-    };
-    let appended = setup
-        .log
-        .append(&group, "ann", Expect::Empty, None, &created)
-        .await
-        .unwrap();
-    jetim_readmodel::projection::wait_for(
-        &setup.pool,
-        jetim_readmodel::groups::NAME,
-        jetim_readmodel::groups::VERSION,
-        appended.stream_sequence,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
     // One message for the whole group, naming its members; nothing per user.
     let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
     let mut per_user = setup.nats.subscribe("im.deliver.*").await.unwrap();
@@ -360,7 +371,7 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
             &MembersJoined {
                 group_id: "g".into(),
                 operator_user_id: "ann".into(),
-                members: vec![member("di")],
+                members: vec![new_member("di")],
                 join_time: 3,
                 history_from_seq: None,
             },
@@ -423,40 +434,8 @@ async fn one_message_a_push_when_so_configured() {
 /// for it together in the push service; checks each push and returns how many messages each
 /// carried, in order.
 async fn push_messages_that_wait_together(config: PushConfig) -> Vec<usize> {
-    use jetim_schemas::events::group::{GroupCreated, GroupProfile, NewMember};
-    use jetim_streams::subject::ConversationKind;
     let setup = setup_with(&[("ann", 0), ("bo", 0), ("cy", 0)], config).await;
-    let group = Subject::conversation("sg_g", ConversationKind::Group).unwrap();
-    let created = GroupCreated {
-        group_id: "g".into(),
-        creator_user_id: "ann".into(),
-        group_type: 2,
-        profile: GroupProfile::default(),
-        members: ["ann", "bo", "cy"]
-            .iter()
-            .map(|user| NewMember {
-                user_id: (*user).into(),
-                role_level: if *user == "ann" { 100 } else { 20 },
-                join_source: 1,
-                inviter_user_id: String::new(),
-            })
-            .collect(),
-        create_time: 1,
-    };
-    let appended = setup
-        .log
-        .append(&group, "ann", Expect::Empty, None, &created)
-        .await
-        .unwrap();
-    jetim_readmodel::projection::wait_for(
-        &setup.pool,
-        jetim_readmodel::groups::NAME,
-        jetim_readmodel::groups::VERSION,
-        appended.stream_sequence,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    setup.create_group(&["ann", "bo", "cy"]).await;
     let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
     setup.nats.flush().await.unwrap();
 

@@ -83,15 +83,21 @@ fn every_kind_of_send() -> Vec<OwnedKeys> {
     ]
 }
 
+/// The facts of each send, read one after the other.
+async fn each_alone(pool: &deadpool_postgres::Pool, sends: &[OwnedKeys]) -> Vec<SendFacts> {
+    let mut alone = Vec::new();
+    for send in sends {
+        alone.push(read(pool, send.borrowed()).await.unwrap());
+    }
+    alone
+}
+
 #[tokio::test]
 async fn sends_read_together_get_the_facts_each_reads_alone() {
     let database = facts_database().await;
     let pool = database.pool();
     let sends = every_kind_of_send();
-    let mut alone = Vec::new();
-    for send in &sends {
-        alone.push(read(&pool, send.borrowed()).await.unwrap());
-    }
+    let alone = each_alone(&pool, &sends).await;
     // The facts themselves, so that agreeing is not agreeing on nothing.
     assert_eq!(alone[0].sender_level, Some(1));
     assert_eq!(alone[0].receiver_global_recv_opt, Some(2));
@@ -133,10 +139,7 @@ async fn a_reader_answers_many_sends_at_once_each_with_its_own_facts() {
     let database = facts_database().await;
     let pool = database.pool();
     let sends = every_kind_of_send();
-    let mut alone = Vec::new();
-    for send in &sends {
-        alone.push(read(&pool, send.borrowed()).await.unwrap());
-    }
+    let alone = each_alone(&pool, &sends).await;
     let reader = FactsReader::new(pool.clone());
     // 500 sends at once, the kinds interleaved: many wait together.
     let answers = futures::future::join_all((0..500).map(|n| {
