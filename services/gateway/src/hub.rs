@@ -538,16 +538,15 @@ impl Hub {
             if !whole.is_empty() {
                 push_to(&whole, &Tags::default(), &fanout.push);
             }
-            for single in &fanout.singles {
-                if one_by_one.is_empty() {
-                    break;
+            if !one_by_one.is_empty() {
+                for single in &fanout.singles {
+                    let tags = Tags {
+                        operation_id: single.operation_id.clone(),
+                        client_msg_id: single.client_msg_id.clone(),
+                        sender: single.sender.clone(),
+                    };
+                    push_to(&one_by_one, &tags, &single.push);
                 }
-                let tags = Tags {
-                    operation_id: single.operation_id.clone(),
-                    client_msg_id: single.client_msg_id.clone(),
-                    sender: single.sender.clone(),
-                };
-                push_to(&one_by_one, &tags, &single.push);
             }
         }
         metrics::counter!("jetim_gateway_pushes_total")

@@ -45,7 +45,7 @@ pub fn recipients(message: &MsgSent) -> Recipients {
 /// The 2001 payload for one message: `PushMessages` with the message under its
 /// conversation ID, in `notificationMsgs` for an `n_` conversation.
 pub fn push_payload(message: &MsgSent) -> Vec<u8> {
-    push_payload_of(std::slice::from_ref(message))
+    push_payload_of(&[message])
 }
 
 /// The 2001 payload for several messages of one conversation, in the order given (their
@@ -55,7 +55,7 @@ pub fn push_payload(message: &MsgSent) -> Vec<u8> {
 ///
 /// # Panics
 /// If `messages` is empty.
-pub fn push_payload_of(messages: &[MsgSent]) -> Vec<u8> {
+pub fn push_payload_of(messages: &[&MsgSent]) -> Vec<u8> {
     let conversation_id = &messages[0].conversation_id;
     debug_assert!(
         messages
@@ -64,7 +64,10 @@ pub fn push_payload_of(messages: &[MsgSent]) -> Vec<u8> {
         "one conversation a push"
     );
     let pulled = PullMsgs {
-        msgs: messages.iter().map(MsgSent::to_msg_data).collect(),
+        msgs: messages
+            .iter()
+            .map(|message| message.to_msg_data())
+            .collect(),
         ..PullMsgs::default()
     };
     let mut push = PushMessages::default();
@@ -163,13 +166,7 @@ pub async fn publish_fanout(
     message: &MsgSent,
     operation_id: &str,
 ) -> Result<(), DeliveryError> {
-    publish_fanout_of(
-        client,
-        users,
-        std::slice::from_ref(message),
-        &[operation_id],
-    )
-    .await
+    publish_fanout_of(client, users, &[(message, operation_id)]).await
 }
 
 /// Publishes several messages of one conversation, in seq order and each with the
@@ -177,36 +174,23 @@ pub async fn publish_fanout(
 /// per [`FANOUT_USERS_PER_MESSAGE`] recipients) for every [`FANOUT_MESSAGES_PER_PUSH`]
 /// messages. A push of one message is tagged in its headers, as it always was; one of
 /// several carries its messages' tags in its singles. Does not flush.
-///
-/// # Panics
-/// If `operation_ids` does not name one for each message.
 pub async fn publish_fanout_of(
     client: &async_nats::Client,
     users: &[String],
-    messages: &[MsgSent],
-    operation_ids: &[&str],
+    messages: &[(&MsgSent, &str)],
 ) -> Result<(), DeliveryError> {
-    assert_eq!(
-        messages.len(),
-        operation_ids.len(),
-        "an operationID a message"
-    );
-    let Some(first) = messages.first() else {
+    let Some((first, _)) = messages.first() else {
         return Ok(());
     };
     let failed = |error: &dyn std::fmt::Display| DeliveryError::new(&first.conversation_id, error);
     let subject = fanout(&first.conversation_id).map_err(|error| failed(&error))?;
-    for (messages, operation_ids) in messages
-        .chunks(FANOUT_MESSAGES_PER_PUSH)
-        .zip(operation_ids.chunks(FANOUT_MESSAGES_PER_PUSH))
-    {
-        let (tags, singles) = match (messages, operation_ids) {
-            ([message], [operation_id]) => (push_headers(message, operation_id), Vec::new()),
+    for messages in messages.chunks(FANOUT_MESSAGES_PER_PUSH) {
+        let (tags, singles) = match messages {
+            [(message, operation_id)] => (push_headers(message, operation_id), Vec::new()),
             _ => (
                 HeaderMap::new(),
                 messages
                     .iter()
-                    .zip(operation_ids)
                     .map(|(message, operation_id)| SinglePush {
                         sender: message.send_id.clone(),
                         client_msg_id: message.client_msg_id.clone(),
@@ -216,7 +200,8 @@ pub async fn publish_fanout_of(
                     .collect(),
             ),
         };
-        let push: bytes::Bytes = push_payload_of(messages).into();
+        let sent: Vec<&MsgSent> = messages.iter().map(|(message, _)| *message).collect();
+        let push: bytes::Bytes = push_payload_of(&sent).into();
         for part in users.chunks(FANOUT_USERS_PER_MESSAGE) {
             let payload = Fanout {
                 users: part.to_vec(),
@@ -347,6 +332,7 @@ mod tests {
                 ..message("sg_g", 3)
             })
             .collect();
+        let messages: Vec<&MsgSent> = messages.iter().collect();
         let push = PushMessages::decode(push_payload_of(&messages).as_slice()).unwrap();
         assert_eq!(push.msgs.len(), 1);
         let pulled: Vec<(i64, &str)> = push.msgs["sg_g"]
@@ -357,7 +343,7 @@ mod tests {
         assert_eq!(pulled, [(1, "c1"), (2, "c2"), (3, "c3")]);
         assert_eq!(
             push_payload_of(&messages[..1]),
-            push_payload(&messages[0]),
+            push_payload(messages[0]),
             "one message is the push it always was"
         );
     }

@@ -161,12 +161,12 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                     Some(Ok(message)) => burst.take(&state, message).await,
                     Some(Err(error)) => {
                         tracing::warn!(%error, "push consumer interrupted; reopening");
-                        interrupted = true;
-                        continue;
+                        acks.flush().await;
+                        break;
                     }
                     None => {
-                        interrupted = true;
-                        continue;
+                        acks.flush().await;
+                        break;
                     }
                 }
             }
@@ -448,10 +448,11 @@ async fn publish(state: &PushState, offline: &OfflinePush, run: &[&Push]) {
     let users: &[String] = &run[0].users;
     let published = match state.config.fanout {
         PushFanout::Conversation => {
-            let messages: Vec<MsgSent> = run.iter().map(|push| push.sent.clone()).collect();
-            let operation_ids: Vec<&str> =
-                run.iter().map(|push| push.operation_id.as_str()).collect();
-            delivery::publish_fanout_of(&state.nats, users, &messages, &operation_ids).await
+            let messages: Vec<(&MsgSent, &str)> = run
+                .iter()
+                .map(|push| (&push.sent, push.operation_id.as_str()))
+                .collect();
+            delivery::publish_fanout_of(&state.nats, users, &messages).await
         }
         PushFanout::PerUser => {
             let mut published = Ok(());

@@ -329,18 +329,20 @@ async fn answer(pool: &Pool, mut batch: Vec<Waiting>) {
         let _ = alone.reply.send(facts);
         return;
     }
-    let keys: Vec<OwnedKeys> = batch.iter().map(|waiting| waiting.keys.clone()).collect();
+    let (keys, replies): (Vec<OwnedKeys>, Vec<_>) = batch
+        .into_iter()
+        .map(|waiting| (waiting.keys, waiting.reply))
+        .unzip();
     match read_many(pool, &keys).await {
         Ok(facts) => {
-            for (waiting, facts) in batch.into_iter().zip(facts) {
-                let _ = waiting.reply.send(Ok(facts));
+            for (reply, facts) in replies.into_iter().zip(facts) {
+                let _ = reply.send(Ok(facts));
             }
         }
         Err(error) => {
-            tracing::warn!(%error, sends = batch.len(), "reading the facts of sends together failed; reading each alone");
-            for waiting in batch {
-                let facts = read(pool, waiting.keys.borrowed()).await;
-                let _ = waiting.reply.send(facts);
+            tracing::warn!(%error, sends = keys.len(), "reading the facts of sends together failed; reading each alone");
+            for (keys, reply) in keys.iter().zip(replies) {
+                let _ = reply.send(read(pool, keys.borrowed()).await);
             }
         }
     }
