@@ -76,10 +76,9 @@ pub async fn original(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT m.seq, m.server_msg_id, m.send_time
-             FROM client_msg_ids_v1 c
-             JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
-             WHERE c.conversation_id = $1 AND c.client_msg_id = $2",
+            "SELECT seq, server_msg_id, send_time FROM messages_v1
+             WHERE conversation_id = $1 AND client_msg_id = $2
+             ORDER BY seq LIMIT 1",
             &[&conversation_id, &client_msg_id],
         )
         .await?;
@@ -257,7 +256,7 @@ pub async fn range(
     let end = i64::try_from(end).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT m.seq, m.body::text, m.is_read, m.revoked::text, h.seq IS NOT NULL
+            "SELECT m.seq, m.body, m.is_read, m.revoked, h.seq IS NOT NULL
              FROM messages_v1 m
              LEFT JOIN hidden_messages_v1 h ON h.owner_user_id = $4
                   AND h.conversation_id = m.conversation_id AND h.seq = m.seq
@@ -283,7 +282,7 @@ pub async fn at_seqs(
         .collect();
     let rows = client
         .query(
-            "SELECT m.seq, m.body::text, m.is_read, m.revoked::text, h.seq IS NOT NULL
+            "SELECT m.seq, m.body, m.is_read, m.revoked, h.seq IS NOT NULL
              FROM messages_v1 m
              LEFT JOIN hidden_messages_v1 h ON h.owner_user_id = $3
                   AND h.conversation_id = m.conversation_id AND h.seq = m.seq
@@ -312,7 +311,7 @@ pub async fn last_messages(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT m.conversation_id, m.body::text, m.is_read, m.revoked::text
+            "SELECT m.conversation_id, m.body, m.is_read, m.revoked
              FROM conversation_seqs_v1 s
              JOIN messages_v1 m ON m.conversation_id = s.conversation_id AND m.seq = s.max_seq
              WHERE s.conversation_id = ANY($1) AND NOT m.deleted",
@@ -354,13 +353,22 @@ pub async fn search(
     let (from, to) = filter
         .sent_between
         .map_or((None, None), |(from, to)| (Some(from), Some(to)));
-    let condition = "NOT deleted
+    // The body is the event's JSON as text, parsed here only for the rows the filters reach.
+    // jsonb refuses `\u0000` (a NUL character, which a nickname or `ex` may hold), so it is
+    // read as `\u0001`: wherever those six characters stand in valid JSON, the result is
+    // valid JSON too (after an escaped backslash they are plain text either way).
+    let field = |name: &str| format!("replace(body, '\\u0000', '\\u0001')::jsonb->>'{name}'");
+    let condition = format!(
+        "NOT deleted
         AND ($1::text IS NULL OR send_id = $1)
-        AND ($2::text IS NULL OR body->>'recv_id' = $2)
+        AND ($2::text IS NULL OR {recv_id} = $2)
         AND ($3::int IS NULL OR content_type = $3)
-        AND ($4::int IS NULL OR (body->>'session_type')::int = $4)
+        AND ($4::int IS NULL OR ({session_type})::int = $4)
         AND ($5::bigint IS NULL OR send_time >= $5)
-        AND ($6::bigint IS NULL OR send_time < $6)";
+        AND ($6::bigint IS NULL OR send_time < $6)",
+        recv_id = field("recv_id"),
+        session_type = field("session_type"),
+    );
     let filters: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
         &filter.send_id,
         &filter.recv_id,
@@ -384,7 +392,7 @@ pub async fn search(
     let rows = client
         .query(
             &format!(
-                "SELECT body::text, is_read, revoked::text FROM messages_v1 WHERE {condition}
+                "SELECT body, is_read, revoked FROM messages_v1 WHERE {condition}
                  ORDER BY send_time DESC, conversation_id, seq DESC OFFSET $7 LIMIT $8"
             ),
             &parameters,
@@ -680,19 +688,23 @@ impl BatchHandler for MessagesProjection {
             let content_types: Vec<i32> = messages.iter().map(|(m, _, _)| m.content_type).collect();
             let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_str()).collect();
             let sequences: Vec<i64> = messages.iter().map(|(_, sequence, _)| *sequence).collect();
+            // The body goes in as the log holds it. A clientMsgID is looked up through this
+            // table's index on it, its lowest seq being the message it first became: a later
+            // one (impossible through the send path, but the log is the authority) keeps
+            // its own row and seq.
             pipeline.push(
                 "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
                                           send_id, send_time, content_type, body,
                                           stream_sequence)
-                 SELECT c, s, cm, sm, si, st, ct, b::jsonb, ss
+                 SELECT c, s, cm, sm, si, st, ct, b, ss
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                              $6::bigint[], $7::int[], $8::text[], $9::bigint[])
                       AS v(c, s, cm, sm, si, st, ct, b, ss)
                  ON CONFLICT (conversation_id, seq) DO NOTHING",
                 crate::parameters![
-                    conversations.clone(),
-                    seqs.clone(),
-                    client_msg_ids.clone(),
+                    conversations,
+                    seqs,
+                    client_msg_ids,
                     server_msg_ids,
                     senders,
                     send_times,
@@ -701,17 +713,6 @@ impl BatchHandler for MessagesProjection {
                     sequences,
                 ],
             );
-            // The first seq a clientMsgID got wins; a later one (impossible through the send
-            // path, but the log is the authority) keeps its message row and seq.
-            pipeline.push(
-                "INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
-                 SELECT DISTINCT ON (c, cm) c, cm, s
-                 FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS v(c, cm, s)
-                 ORDER BY c, cm, s
-                 ON CONFLICT DO NOTHING",
-                crate::parameters![conversations, client_msg_ids, seqs],
-            );
-
             let ids: Vec<&str> = maxima.keys().copied().collect();
             let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
             let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
@@ -827,7 +828,7 @@ impl BatchHandler for MessagesProjection {
             let bodies: Vec<&str> = revoked.iter().map(|revoke| revoke.2.as_str()).collect();
             // The first revocation of a message is the one that counts.
             pipeline.push(
-                "UPDATE messages_v1 AS m SET revoked = v.body::jsonb
+                "UPDATE messages_v1 AS m SET revoked = v.body
                  FROM (SELECT DISTINCT ON (c, s) c, s, b
                        FROM UNNEST($1::text[], $2::bigint[], $3::text[])
                             WITH ORDINALITY AS u(c, s, b, n)

@@ -75,7 +75,6 @@ pub const READ_MODELS: &[ReadModel] = &[
         ],
         tables: &[
             "messages_v1",
-            "client_msg_ids_v1",
             "conversation_seqs_v1",
             "user_conversations_v1",
             "read_seqs_v1",

@@ -100,10 +100,9 @@ fn facts_statement(receiver: bool, group: bool) -> String {
          {receiver_join}
          {group_joins}
          LEFT JOIN LATERAL (
-             SELECT m.seq, m.server_msg_id, m.send_time
-               FROM client_msg_ids_v1 c
-               JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
-              WHERE c.conversation_id = $4 AND c.client_msg_id = $5) o ON true"
+             SELECT m.seq, m.server_msg_id, m.send_time FROM messages_v1 m
+              WHERE m.conversation_id = $4 AND m.client_msg_id = $5
+              ORDER BY m.seq LIMIT 1) o ON true"
     )
 }
 
@@ -173,10 +172,9 @@ static MANY_FACTS: LazyLock<String> = LazyLock::new(|| {
      LEFT JOIN group_members_v1 member
             ON k.group_id <> '' AND member.group_id = k.group_id AND member.user_id = k.send_id
      LEFT JOIN LATERAL (
-         SELECT m.seq, m.server_msg_id, m.send_time
-           FROM client_msg_ids_v1 c
-           JOIN messages_v1 m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
-          WHERE c.conversation_id = k.conversation_id AND c.client_msg_id = k.client_msg_id) o ON true"
+         SELECT m.seq, m.server_msg_id, m.send_time FROM messages_v1 m
+          WHERE m.conversation_id = k.conversation_id AND m.client_msg_id = k.client_msg_id
+          ORDER BY m.seq LIMIT 1) o ON true"
         .replace("VISIBLE", crate::conversations::VISIBLE)
 });
 

@@ -1126,6 +1126,52 @@ async fn admins_search_messages_by_sender_type_day_and_session() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_a_message_is_stored_pulled_and_searched() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["una", "vic"]).await;
+    // JSON lets a string hold U+0000, and jsonb does not: the stored body is text.
+    app.ok(
+        "/msg/send_msg",
+        &admin,
+        &json!({"sendID": "una", "recvID": "vic", "sessionType": 1, "contentType": 101,
+                "content": {"content": "nul \u{0} inside"}, "ex": "x\u{0}y",
+                "senderNickname": "u\u{0}na"}),
+    )
+    .await;
+    let vic = app.user_token(&admin, "vic", Platform::WEB).await;
+    let seqs = app.newest_seqs(&vic, "vic", 1).await;
+    assert_eq!(seqs, json!({"maxSeqs": {"si_una_vic": 1}}));
+    let pulled = app
+        .ok(
+            "/msg/pull_msg_by_seq",
+            &vic,
+            &json!({"userID": "vic", "seqRanges": [{"conversationID": "si_una_vic", "begin": 1, "end": 1, "num": 10}]}),
+        )
+        .await;
+    let message = &pulled["msgs"]["si_una_vic"]["Msgs"][0];
+    assert_eq!(message["ex"], "x\u{0}y");
+    assert_eq!(message["senderNickname"], "u\u{0}na");
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(message["content"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&content).unwrap(),
+        json!({"content": "nul \u{0} inside"})
+    );
+    let page = json!({"pageNumber": 1, "showNumber": 10});
+    let found = app
+        .ok(
+            "/msg/search_msg",
+            &admin,
+            &json!({"recvID": "vic", "sessionType": 1, "pagination": page}),
+        )
+        .await;
+    assert_eq!(found["chatLogsNum"], 1, "{found}");
+    assert_eq!(found["chatLogs"][0]["chatLog"]["ex"], "x\u{0}y");
+}
+
+#[tokio::test]
 async fn a_rest_send_leaves_its_result_under_the_callers_operation_id() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;

@@ -140,3 +140,66 @@ async fn a_failing_migration_leaves_nothing_behind_and_releases_the_lock() {
     .unwrap();
     assert_eq!(report.applied, ["0001_first.sql"]);
 }
+
+#[tokio::test]
+async fn messages_stored_before_0018_read_the_same_after_it() {
+    let database = TestDatabase::empty().await;
+    let mut client = connect(&database).await;
+    let before: Vec<Migration> = EMBEDDED
+        .iter()
+        .filter(|migration| migration.name < "0018")
+        .copied()
+        .collect();
+    run(&mut client, &before).await.unwrap();
+    client
+        .batch_execute(
+            r#"INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
+                                       send_id, send_time, content_type, body, stream_sequence,
+                                       revoked)
+               VALUES ('si_a_b', 1, 'c1', 's1', 'a', 5, 101, '{"seq": 1, "content": "hi"}', 3,
+                       '{"revoker_id": "a"}'),
+                      ('si_a_b', 2, 'c2', 's2', 'b', 6, 101, '{"seq": 2}', 4, NULL);
+               INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
+               VALUES ('si_a_b', 'c1', 1), ('si_a_b', 'c2', 2);"#,
+        )
+        .await
+        .unwrap();
+    let report = run(&mut client, EMBEDDED).await.unwrap();
+    assert!(report.applied.iter().any(|name| name.starts_with("0018")));
+    let rows: Vec<(i64, String, Option<String>)> = client
+        .query(
+            "SELECT seq, body, revoked FROM messages_v1 ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                1,
+                r#"{"seq": 1, "content": "hi"}"#.to_owned(),
+                Some(r#"{"revoker_id": "a"}"#.to_owned())
+            ),
+            (2, r#"{"seq": 2}"#.to_owned(), None),
+        ]
+    );
+    let found: i64 = client
+        .query_one(
+            "SELECT seq FROM messages_v1 WHERE conversation_id = 'si_a_b' AND client_msg_id = 'c2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 2);
+    let gone = client
+        .query_one("SELECT to_regclass('client_msg_ids_v1') IS NULL", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(gone, "the clientMsgID table is folded into messages_v1");
+}

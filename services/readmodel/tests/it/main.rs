@@ -7,11 +7,12 @@ use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::conversations::ConversationSettingsProjection;
 use jetim_readmodel::messages::MessagesProjection;
 use jetim_readmodel::relations::RelationsProjection;
+use jetim_schemas::event::Event as _;
 use jetim_schemas::events::conversation::{
     ConversationSet, ConversationsDeleted, DeletedConversation,
 };
 use jetim_schemas::events::msg::{
-    ConversationCleared, ConversationRead, MsgRevoked, MsgsDeleted, ReadMode,
+    ConversationCleared, ConversationRead, MsgRevoked, MsgSent, MsgsDeleted, ReadMode,
 };
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::sdkws::MsgData;
@@ -23,7 +24,6 @@ use jetim_streams::{EventLog, Expect, RecordedEvent};
 
 const TABLES: &[&str] = &[
     "messages_v1",
-    "client_msg_ids_v1",
     "conversation_seqs_v1",
     "user_conversations_v1",
     "read_seqs_v1",
@@ -147,6 +147,21 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .unwrap();
     }
 
+    // The same clientMsgID again, beyond the duplicate window (another dedup key): the log
+    // is the authority, so it keeps its own row and seq, and the clientMsgID still answers
+    // with the message it first became.
+    let first = stream_events(&jetstream, CONVERSATION_STREAM)
+        .await
+        .into_iter()
+        .find(|event| event.kind == MsgSent::KIND && event.subject.contains("si_u1_u2"))
+        .unwrap();
+    let mut again: MsgSent = first.decode().unwrap();
+    assert_eq!((again.seq, again.client_msg_id.as_str()), (1, "c0"));
+    again.server_msg_id = "again".into();
+    log.append_to_timeline("si_u1_u2", "beyond the window", "u1", &again)
+        .await
+        .unwrap();
+
     // Read marks, raised and set, interleaved with the timeline.
     for (reader, has_read_seq, mode) in [
         ("u2", 5, ReadMode::Raise),
@@ -210,7 +225,7 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .unwrap();
 
     let events = stream_events(&jetstream, CONVERSATION_STREAM).await;
-    assert_eq!(events.len(), 32);
+    assert_eq!(events.len(), 33);
     project(MessagesProjection::new(live_pool.clone()), &events, 7, true).await;
     let once = TestDatabase::migrated().await;
     project(MessagesProjection::new(once.pool()), &events, 7, false).await;
@@ -255,7 +270,31 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
     let max_seq = jetim_readmodel::messages::max_seq(&live_pool, "si_u1_u2")
         .await
         .unwrap();
-    assert_eq!(max_seq, 12, "two of every four sends went to si_u1_u2");
+    assert_eq!(
+        max_seq, 13,
+        "two of every four sends went to si_u1_u2, and the resend"
+    );
+    let original = jetim_readmodel::messages::original(&live_pool, "si_u1_u2", "c0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        original.seq, 1,
+        "a clientMsgID answers with its first message"
+    );
+    assert_ne!(original.server_msg_id, "again");
+    let resent: Vec<i64> = client
+        .query(
+            "SELECT seq FROM messages_v1 WHERE conversation_id = 'si_u1_u2'
+               AND client_msg_id = 'c0' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(resent, [1, 13], "the resend kept its row and seq");
     let read: Vec<(String, i64)> = client
         .query(
             "SELECT owner_user_id, has_read_seq FROM read_seqs_v1
@@ -267,11 +306,11 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    // u1 sent up to seq 11 but then set 2; u2 sent up to 12, raised to 5, set 3, raised 4.
+    // u1 sent up to seq 13 but then set 2; u2 sent up to 12, raised to 5, set 3, raised 4.
     assert_eq!(read, [("u1".to_owned(), 2), ("u2".to_owned(), 4)]);
     let revoker: String = client
         .query_one(
-            "SELECT revoked->>'revoker_id' FROM messages_v1 WHERE conversation_id = 'si_u1_u2' AND seq = 3",
+            "SELECT revoked::jsonb->>'revoker_id' FROM messages_v1 WHERE conversation_id = 'si_u1_u2' AND seq = 3",
             &[],
         )
         .await

@@ -40,9 +40,7 @@ async fn facts_database() -> TestDatabase {
                     ('g', 'bo', '', '', 20, 1, 1, '', '', 9999999999999, '');
              INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
                                       send_id, send_time, content_type, body, stream_sequence)
-             VALUES ('si_ann_bo', 1, 'c1', 's1', 'ann', 1234, 101, '{}', 8);
-             INSERT INTO client_msg_ids_v1 (conversation_id, client_msg_id, seq)
-             VALUES ('si_ann_bo', 'c1', 1);",
+             VALUES ('si_ann_bo', 1, 'c1', 's1', 'ann', 1234, 101, '{}', 8);",
         )
         .await
         .unwrap();
