@@ -5,7 +5,8 @@
 //!
 //! 1. creates a shadow schema `jetim_rebuild_<model>` holding an empty copy of each table as
 //!    the migrations left it (columns, defaults, checks, keys and indexes, with their names),
-//!    and its own `projections` registry rows;
+//!    and an empty `projections` registry of its own, which the projections' position updates
+//!    reach instead of the live one;
 //! 2. replays each projection's subjects from stream sequence 1 with an ordered consumer (no
 //!    server state) through the projection's own apply code, on connections whose
 //!    `search_path` puts the shadow schema first, so the same statements fill the copies;
@@ -245,7 +246,7 @@ pub async fn rebuild(
         }
         let shadow = format!("jetim_rebuild_{}", model.name);
         let projections = projections_of(model);
-        create_copies(&control, model, &projections, &shadow).await?;
+        create_copies(&control, model, &shadow).await?;
         let shadow_pool = shadow_pool(connection, &shadow)?;
 
         let mut replays: Vec<Replaying> = projections
@@ -311,11 +312,16 @@ fn projections_of(model: &ReadModel) -> Vec<(&'static str, i32, DurableSpec)> {
 }
 
 /// Creates the shadow schema afresh with an empty copy of each table, named, keyed and
-/// indexed as the live one, and registry rows for the model's projections.
+/// indexed as the live one, and an empty registry.
+///
+/// The projections' batches end by advancing their registry row; on the copies' connections
+/// that statement finds the shadow registry, which has no rows, so it touches neither the
+/// live registry nor any row the lanes would queue on: with a row, each lane's batch waited
+/// at its end for the other lane to commit. The rebuild keeps each copy's position itself
+/// and writes it to the live registry at the switch.
 async fn create_copies(
     client: &tokio_postgres::Client,
     model: &ReadModel,
-    projections: &[(&'static str, i32, DurableSpec)],
     shadow: &str,
 ) -> Result<(), RebuildError> {
     client
@@ -324,16 +330,6 @@ async fn create_copies(
              CREATE TABLE {shadow}.projections (LIKE public.projections INCLUDING ALL);"
         ))
         .await?;
-    for (name, version, _) in projections {
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {shadow}.projections (name, version, active) VALUES ($1, $2, true)"
-                ),
-                &[name, version],
-            )
-            .await?;
-    }
     for table in model.tables {
         let mut statements = vec![format!(
             "CREATE TABLE {shadow}.{table} (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)"
@@ -487,8 +483,9 @@ async fn replay(
             let replay = &mut replays[index];
             if !replay.pending.is_empty() {
                 applied += replay.flush().await?;
-                progress(&replay.progress(phase, target, started));
             }
+            replay.drain().await?;
+            progress(&replay.progress(phase, target, started));
             // Everything up to here that it reads is applied; what it does not read need
             // not be read again.
             let reached = limits[index].map_or(last_read, |limit| limit.min(last_read));
@@ -562,17 +559,37 @@ async fn read_ahead(
 /// cores (`jetim bench rebuild`, in turns: 26,300–26,600 events/s against 27,500–28,000).
 const LANES: usize = 2;
 
+/// How many batches a projection may have handed to its lanes and not yet seen applied.
+/// Each lane applies its parts in order, so a lane that finishes its part of one batch goes
+/// on to its part of the next instead of waiting for the slower lane.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A part of a batch for a lane, and where to say how it went.
+type LaneWork = (
+    Vec<RecordedEvent>,
+    tokio::sync::oneshot::Sender<Result<(u64, u64), RebuildError>>,
+);
+
+/// A batch handed to the lanes: its last stream sequence, and a reply per part.
+struct InFlight {
+    last: u64,
+    replies: Vec<tokio::sync::oneshot::Receiver<Result<(u64, u64), RebuildError>>>,
+}
+
 /// One projection's replay into its copy, resumable from where it stopped.
 struct Replaying {
     name: &'static str,
     spec: DurableSpec,
-    /// The projection, once per lane: one, or [`LANES`] when its batches split by key.
-    lanes: Vec<AnyProjection>,
+    /// A task per lane, each with its own instance of the projection: one, or [`LANES`]
+    /// when its batches split by key. A conversation's events always go to the same lane.
+    lanes: Vec<tokio::sync::mpsc::Sender<LaneWork>>,
     /// What a batch splits by.
     key: Option<fn(&RecordedEvent) -> &str>,
     batch_size: usize,
     /// Events taken for the next batch.
     pending: Vec<RecordedEvent>,
+    /// Batches handed to the lanes, oldest first.
+    in_flight: std::collections::VecDeque<InFlight>,
     /// Every event up to this stream sequence that the projection reads is applied.
     position: u64,
     /// When the rebuild began reading its stream.
@@ -589,10 +606,18 @@ impl Replaying {
         };
         let first = projection();
         let key = first.partition_key();
-        let mut lanes = vec![first];
+        let mut projections = vec![first];
         if key.is_some() {
-            lanes.extend((1..LANES).map(|_| projection()));
+            projections.extend((1..LANES).map(|_| projection()));
         }
+        let lanes = projections
+            .into_iter()
+            .map(|projection| {
+                let (work, queue) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT + 1);
+                tokio::spawn(lane(name, projection, queue));
+                work
+            })
+            .collect();
         Self {
             name,
             spec: spec.clone(),
@@ -600,6 +625,7 @@ impl Replaying {
             key,
             batch_size: batch_size.max(1),
             pending: Vec::new(),
+            in_flight: std::collections::VecDeque::new(),
             position: 0,
             began: None,
             events: 0,
@@ -607,8 +633,8 @@ impl Replaying {
         }
     }
 
-    /// Applies the pending batch, split over the lanes by key; returns how many events it
-    /// held.
+    /// Hands the pending batch to the lanes, split by key, and waits for the oldest batch
+    /// while more than [`BATCHES_IN_FLIGHT`] are out; returns how many events it held.
     async fn flush(&mut self) -> Result<u64, RebuildError> {
         let batch = std::mem::take(&mut self.pending);
         let Some(last) = batch.last().map(|event| event.stream_sequence) else {
@@ -624,20 +650,51 @@ impl Replaying {
             });
             parts[lane].push(event);
         }
-        let name = self.name;
-        let outcomes = futures::future::try_join_all(
-            self.lanes
-                .iter_mut()
-                .zip(parts)
-                .map(|(projection, part)| apply(name, projection, part)),
-        )
-        .await?;
-        for (applied, poison) in outcomes {
+        let mut replies = Vec::with_capacity(parts.len());
+        for (lane, part) in self.lanes.iter().zip(parts) {
+            if part.is_empty() {
+                continue;
+            }
+            let (reply, replied) = tokio::sync::oneshot::channel();
+            lane.send((part, reply))
+                .await
+                .map_err(|_| self.lane_stopped())?;
+            replies.push(replied);
+        }
+        self.in_flight.push_back(InFlight { last, replies });
+        while self.in_flight.len() > BATCHES_IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
+        Ok(taken)
+    }
+
+    /// Waits until every batch handed to the lanes is applied.
+    async fn drain(&mut self) -> Result<(), RebuildError> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest batch in flight and counts it.
+    async fn settle_oldest(&mut self) -> Result<(), RebuildError> {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        for replied in batch.replies {
+            let (applied, poison) = replied.await.map_err(|_| self.lane_stopped())??;
             self.events += applied;
             self.poison += poison;
         }
-        self.position = last;
-        Ok(taken)
+        self.position = batch.last;
+        Ok(())
+    }
+
+    fn lane_stopped(&self) -> RebuildError {
+        RebuildError::Apply {
+            projection: self.name,
+            error: "a lane stopped".to_owned(),
+        }
     }
 
     fn progress(&self, phase: Phase, target: u64, started: Instant) -> Progress {
@@ -648,6 +705,23 @@ impl Replaying {
             target,
             events: self.events,
             elapsed: self.began.unwrap_or(started).elapsed(),
+        }
+    }
+}
+
+/// A lane: applies the parts it is handed, in order, until the replay lets go of it or a
+/// part fails.
+async fn lane(
+    name: &'static str,
+    mut projection: AnyProjection,
+    mut queue: tokio::sync::mpsc::Receiver<LaneWork>,
+) {
+    while let Some((part, reply)) = queue.recv().await {
+        let outcome = apply(name, &mut projection, part).await;
+        let failed = outcome.is_err();
+        let _ = reply.send(outcome);
+        if failed {
+            return;
         }
     }
 }
