@@ -273,14 +273,14 @@ async fn collect(
 async fn handle_batch<H: BatchHandler>(
     spec: &DurableSpec,
     handler: &mut H,
-    batch: Vec<jetstream::Message>,
+    mut batch: Vec<jetstream::Message>,
     ack_all: bool,
     nats: &async_nats::Client,
 ) {
     let mut records: Vec<RecordedEvent> = batch
-        .iter()
+        .iter_mut()
         .filter(|message| spec.filter_on_server || spec.reads(&message.subject))
-        .map(record_of)
+        .map(take_record)
         .collect();
     let span = tracing::info_span!("apply_batch", consumer = %spec.name, events = records.len());
     if let Some(first) = records.first() {
@@ -391,6 +391,24 @@ async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: Ack
     }
 }
 
+/// The record of a message a consumer delivered, its headers taken out of the message
+/// instead of copied (a copy of the header map was a tenth of a rebuild's own CPU). What is
+/// left of the message still acknowledges it.
+fn take_record(message: &mut jetstream::Message) -> RecordedEvent {
+    let (stream_sequence, stored_at) = message
+        .info()
+        .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {
+            (info.stream_sequence, info.published)
+        });
+    RecordedEvent::from_parts(
+        stream_sequence,
+        message.subject.to_string(),
+        message.message.headers.take().unwrap_or_default(),
+        message.payload.clone(),
+        stored_at,
+    )
+}
+
 /// The record of a message a consumer delivered.
 pub fn record_of(message: &jetstream::Message) -> RecordedEvent {
     let (stream_sequence, stored_at) = message
@@ -465,7 +483,7 @@ impl Replay {
     /// The next event, or `None` once the replay has caught up.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, ConsumeError>> {
         let messages = self.messages.as_mut()?;
-        let message = match messages.next().await? {
+        let mut message = match messages.next().await? {
             Ok(message) => message,
             Err(error) => {
                 self.messages = None;
@@ -477,7 +495,7 @@ impl Replay {
             }
         };
         let caught_up = message.info().map_or(true, |info| info.pending == 0);
-        let record = record_of(&message);
+        let record = take_record(&mut message);
         if caught_up {
             self.messages = None;
         }

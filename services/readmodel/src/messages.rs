@@ -1,7 +1,7 @@
 //! The messages projection, version 1: messages by seq, clientMsgID lookups, conversation
 //! max seqs and users' conversation rows, from `im.conv.*.msg`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use deadpool_postgres::Pool;
 use jetim_schemas::event::Event as _;
@@ -651,8 +651,21 @@ impl BatchHandler for MessagesProjection {
                 *entry = (seq, message.send_time);
             }
         }
+        // A message's conversation rows follow from its conversation, session type, sender
+        // and receiver, which most messages of a batch share with an earlier one: only the
+        // first of each makes rows (made and sorted for every message, they were a fifth of
+        // the rebuild's own CPU).
+        let mut row_sources: HashSet<(&str, i32, &str, &str)> = HashSet::new();
         let rows: BTreeSet<ConversationRow> = messages
             .iter()
+            .filter(|(message, _, _)| {
+                row_sources.insert((
+                    message.conversation_id.as_str(),
+                    message.session_type,
+                    message.send_id.as_str(),
+                    message.recv_id.as_str(),
+                ))
+            })
             .flat_map(|(message, _, _)| conversation_rows(message))
             .collect();
 
