@@ -11,6 +11,8 @@
 //!    server state) through the projection's own apply code, on connections whose
 //!    `search_path` puts the shadow schema first, so the same statements fill the copies;
 //! 3. repeats the replay from where it stopped until one pass finds less than a batch to do;
+//!    builds the indexes that applying never reads and that cost more row by row
+//!    ([`BUILT_AFTER_FILL`]), and catches up again the same way;
 //! 4. switches, in one transaction: locks the live tables (the live projector and readers
 //!    wait), reads how far the live projections have got, applies to the copies whatever they
 //!    lack up to there, drops the live tables (or keeps them in `jetim_retired_<model>`) and
@@ -246,7 +248,7 @@ pub async fn rebuild(
         }
         let shadow = format!("jetim_rebuild_{}", model.name);
         let projections = projections_of(model);
-        create_copies(&control, model, &shadow).await?;
+        let deferred_indexes = create_copies(&control, model, &shadow).await?;
         let shadow_pool = shadow_pool(connection, &shadow)?;
 
         let mut replays: Vec<Replaying> = projections
@@ -255,19 +257,35 @@ pub async fn rebuild(
             .collect();
         // Fill, then go round again until one pass finds less than a batch to do.
         let to_the_end = vec![None; replays.len()];
-        loop {
-            let applied = replay(
-                jetstream,
-                &mut replays,
-                &to_the_end,
-                Phase::Filling,
-                started,
-                &mut progress,
-            )
-            .await?;
-            if applied < options.batch_size as u64 {
-                break;
+        let mut fill = async |replays: &mut [Replaying]| -> Result<(), RebuildError> {
+            loop {
+                let applied = replay(
+                    jetstream,
+                    replays,
+                    &to_the_end,
+                    Phase::Filling,
+                    started,
+                    &mut progress,
+                )
+                .await?;
+                if applied < options.batch_size as u64 {
+                    return Ok(());
+                }
             }
+        };
+        fill(&mut replays).await?;
+        if !deferred_indexes.is_empty() {
+            // Built from the filled copies in one sort each; then the copies catch up on
+            // what the log got meanwhile, so the switch has little to apply under its lock.
+            let indexing = Instant::now();
+            control.batch_execute(&deferred_indexes.join(";\n")).await?;
+            tracing::info!(
+                read_model = model.name,
+                indexes = deferred_indexes.len(),
+                seconds = indexing.elapsed().as_secs_f64(),
+                "rebuild built the copies' deferred indexes"
+            );
+            fill(&mut replays).await?;
         }
 
         let switch_started = Instant::now();
@@ -311,8 +329,15 @@ fn projections_of(model: &ReadModel) -> Vec<(&'static str, i32, DurableSpec)> {
         .collect()
 }
 
+/// Indexes that no projection reads while it applies, which cost a rebuild more row by row
+/// than built once the copies are full: the copies get them after the fill. Inserting into
+/// the messages copy with both in place took 2.2–2.3 s for 200,000 rows in `psql`, without
+/// them 1.35 s, and building them after 0.26 s.
+const BUILT_AFTER_FILL: &[&str] = &["messages_v1_by_send_time", "messages_v1_by_client_msg_id"];
+
 /// Creates the shadow schema afresh with an empty copy of each table, named, keyed and
-/// indexed as the live one, and an empty registry.
+/// indexed as the live one, and an empty registry. Returns the statements that make the
+/// copies' [`BUILT_AFTER_FILL`] indexes.
 ///
 /// The projections' batches end by advancing their registry row; on the copies' connections
 /// that statement finds the shadow registry, which has no rows, so it touches neither the
@@ -323,7 +348,8 @@ async fn create_copies(
     client: &tokio_postgres::Client,
     model: &ReadModel,
     shadow: &str,
-) -> Result<(), RebuildError> {
+) -> Result<Vec<String>, RebuildError> {
+    let mut deferred = Vec::new();
     client
         .batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {shadow} CASCADE; CREATE SCHEMA {shadow};
@@ -353,24 +379,31 @@ async fn create_copies(
         }
         let indexes = client
             .query(
-                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                "SELECT c.relname::text, pg_get_indexdef(i.indexrelid)
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  WHERE i.indrelid = ('public.' || $1)::regclass
                    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-                 ORDER BY 1",
+                 ORDER BY 2",
                 &[table],
             )
             .await?;
         for row in indexes {
-            let definition: String = row.get(0);
-            statements.push(definition.replacen(
+            let name: String = row.get(0);
+            let definition: String = row.get(1);
+            let definition = definition.replacen(
                 &format!(" ON public.{table} "),
                 &format!(" ON {shadow}.{table} "),
                 1,
-            ));
+            );
+            if BUILT_AFTER_FILL.contains(&name.as_str()) {
+                deferred.push(definition);
+            } else {
+                statements.push(definition);
+            }
         }
         client.batch_execute(&statements.join(";\n")).await?;
     }
-    Ok(())
+    Ok(deferred)
 }
 
 /// Connections that see the copies first and every other table as it is.
