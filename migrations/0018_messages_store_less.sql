@@ -13,7 +13,12 @@
 -- still has its row whatever the log holds (the index is not unique), and a message costs
 -- one heap row fewer.
 --
+-- Rows stored before this migration keep jsonb's rendering of their event (keys in jsonb's
+-- order, spaces after colons); rows written after it, and every row after a rebuild, hold
+-- the event byte for byte. Both decode the same.
+--
 -- Upgrading rewrites messages_v1 once (ALTER ... TYPE), holding it locked while it does.
+-- Stop every jetim of an older build first: it would look for client_msg_ids_v1.
 ALTER TABLE messages_v1
     ALTER COLUMN body TYPE text USING body::text,
     ALTER COLUMN revoked TYPE text USING revoked::text;

@@ -119,12 +119,11 @@ impl AnyProjection {
     /// What a batch of this projection can be split by and applied on several connections at
     /// once: a key such that events with different keys write different rows, so only the
     /// order of events with the same key matters. The messages projection's key is the
-    /// conversation token of the subject. The rows two conversations share (a member's
-    /// version log, and the `n_` twin rows a single chat and its notifications both make
-    /// sure of) are written in sorted order in every statement, always in the same order of
-    /// statements (the `n_` rows, then the projection's registry row, then the version
-    /// logs), so two such transactions wait for each other at worst, and a deadlock, should
-    /// one happen, fails a batch that is then tried again. `None` for the others: their
+    /// conversation token of the subject less its prefix, so a single chat and its `n_` twin
+    /// share a key. The rows two keys share (a member's version log) are written in sorted
+    /// order in every statement, always in the same order of statements, so two such
+    /// transactions wait for each other at worst, and a deadlock, should one happen, fails
+    /// a batch that is then tried again. `None` for the others: their
     /// events reach across keys (a group's events change its members' rows).
     pub fn partition_key(&self) -> Option<fn(&jetim_streams::RecordedEvent) -> &str> {
         match self {

@@ -50,10 +50,14 @@ pub fn consumer_spec() -> DurableSpec {
     spec
 }
 
-/// The conversation an event of this projection is about, as its subject's token: batches
-/// split by it can be applied side by side (see [`crate::AnyProjection::partition_key`]).
+/// What batches of this projection split by to be applied side by side (see
+/// [`crate::AnyProjection::partition_key`]): the conversation an event is about, as its
+/// subject's token, without the prefix before the first `_`. A chat's message also writes
+/// its members' rows of the `n_` twin (`si_a_b` writes `n_a_b`), so the two must share a
+/// lane: a clear of the twin applied ahead of the message that makes its row would find none.
 pub fn partition_key(event: &RecordedEvent) -> &str {
-    jetim_streams::subject::id_token(&event.subject).unwrap_or_default()
+    let token = jetim_streams::subject::id_token(&event.subject).unwrap_or_default();
+    token.split_once('_').map_or(token, |(_, rest)| rest)
 }
 
 /// The message a clientMsgID first became.
@@ -1052,4 +1056,34 @@ async fn activity(
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_on(subject: &str) -> RecordedEvent {
+        RecordedEvent {
+            stream_sequence: 1,
+            subject: subject.to_owned(),
+            kind: String::new(),
+            version: 1,
+            actor: String::new(),
+            seq: None,
+            stored_at_ms: 0,
+            headers: async_nats::HeaderMap::new(),
+            payload: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_chat_and_its_twin_share_a_partition_and_other_chats_do_not() {
+        let key = |subject: &str| partition_key(&event_on(subject)).to_owned();
+        assert_eq!(key("im.conv.si_ann_bo.msg"), "ann_bo");
+        assert_eq!(key("im.conv.n_ann_bo.delete"), key("im.conv.si_ann_bo.msg"));
+        assert_ne!(key("im.conv.si_ann_cy.msg"), key("im.conv.si_ann_bo.msg"));
+        assert_eq!(key("im.conv.sg_team.read"), "team");
+        assert_eq!(key("im.conv.plain.msg"), "plain", "no prefix: the whole token");
+        assert_eq!(key("not a stored subject"), "");
+    }
 }

@@ -118,7 +118,7 @@ impl Options {
     /// positions) are written once per batch, so bigger batches write them less often.
     /// `jetim bench rebuild` (200,000 events in 1,000 conversations) made 23,500 events/s
     /// with 1,000, about 35,000 with 5,000 and no more with 10,000 while the lanes waited for
-    /// each other; since they do not, 68,209–69,453 with 5,000, 76,294–78,269 with 10,000
+    /// each other; since they do not, 68,209–69,453 with 5,000, 76,294–76,754 with 10,000
     /// and 76,786–81,458 with 20,000. A batch of 10,000 messages holds about 10 MB.
     pub const DEFAULT: Self = Self {
         batch_size: 10_000,
@@ -141,7 +141,8 @@ pub enum Phase {
     Switching,
 }
 
-/// A progress report, after each applied batch.
+/// A progress report, after each batch handed to the projection's lanes; its position and
+/// count are of the batches applied by then (up to [`BATCHES_IN_FLIGHT`] fewer).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     /// The projection being replayed.
@@ -213,6 +214,8 @@ impl From<ConsumeError> for RebuildError {
 
 /// How often a batch that failed for a transient reason is tried before the rebuild stops.
 const APPLY_ATTEMPTS: u32 = 5;
+/// How many deadlocks a batch may be chosen to break before they count as failures.
+const DEADLOCK_RETRIES: u32 = 100;
 /// How often the switch is tried when the live tables cannot be locked in time.
 const SWITCH_ATTEMPTS: u32 = 100;
 /// How long the switch waits for a lock before it lets go of all and tries again. Readers
@@ -257,52 +260,61 @@ pub async fn rebuild(
             .iter()
             .map(|(name, _, spec)| Replaying::new(name, spec, &shadow_pool, options.batch_size))
             .collect();
-        // Fill, then go round again until one pass finds less than a batch to do.
-        let to_the_end = vec![None; replays.len()];
-        let mut fill = async |replays: &mut [Replaying]| -> Result<(), RebuildError> {
-            loop {
-                let applied = replay(
-                    jetstream,
-                    replays,
-                    &to_the_end,
-                    Phase::Filling,
-                    started,
-                    &mut progress,
-                )
-                .await?;
-                if applied < options.batch_size as u64 {
-                    return Ok(());
+        let built = async {
+            // Fill, then go round again until one pass finds less than a batch to do.
+            let to_the_end = vec![None; replays.len()];
+            let mut fill = async |replays: &mut [Replaying]| -> Result<(), RebuildError> {
+                loop {
+                    let applied = replay(
+                        jetstream,
+                        replays,
+                        &to_the_end,
+                        Phase::Filling,
+                        started,
+                        &mut progress,
+                    )
+                    .await?;
+                    if applied < options.batch_size as u64 {
+                        return Ok(());
+                    }
                 }
-            }
-        };
-        fill(&mut replays).await?;
-        if !deferred_indexes.is_empty() {
-            // Built from the filled copies in one sort each; then the copies catch up on
-            // what the log got meanwhile, so the switch has little to apply under its lock.
-            let indexing = Instant::now();
-            control.batch_execute(&deferred_indexes.join(";\n")).await?;
-            tracing::info!(
-                read_model = model.name,
-                indexes = deferred_indexes.len(),
-                seconds = indexing.elapsed().as_secs_f64(),
-                "rebuild built the copies' deferred indexes"
-            );
+            };
             fill(&mut replays).await?;
+            if !deferred_indexes.is_empty() {
+                // Built from the filled copies in one sort each; then the copies catch up on
+                // what the log got meanwhile, so the switch has little to apply under its
+                // lock.
+                let indexing = Instant::now();
+                control.batch_execute(&deferred_indexes.join(";\n")).await?;
+                tracing::info!(
+                    read_model = model.name,
+                    indexes = deferred_indexes.len(),
+                    seconds = indexing.elapsed().as_secs_f64(),
+                    "rebuild built the copies' deferred indexes"
+                );
+                fill(&mut replays).await?;
+            }
+            let switch_started = Instant::now();
+            switch(
+                &mut control,
+                jetstream,
+                model,
+                &shadow,
+                &mut replays,
+                options,
+                started,
+                &mut progress,
+            )
+            .await?;
+            Ok::<_, RebuildError>(switch_started.elapsed())
         }
-
-        let switch_started = Instant::now();
-        switch(
-            &mut control,
-            jetstream,
-            model,
-            &shadow,
-            &mut replays,
-            options,
-            started,
-            &mut progress,
-        )
-        .await?;
-        let switch_time = switch_started.elapsed();
+        .await;
+        // The lanes stop before the lock is let go, however the rebuild ended: one left
+        // applying could write through the search path of a rebuild that comes after.
+        for replaying in &mut replays {
+            replaying.stop().await;
+        }
+        let switch_time = built?;
         control
             .batch_execute(&format!("DROP SCHEMA {shadow} CASCADE"))
             .await?;
@@ -391,8 +403,8 @@ async fn create_copies(
             .await?;
         for row in indexes {
             let name: String = row.get(0);
-            let definition: String = row.get(1);
-            let definition = definition.replacen(
+            let live_definition: String = row.get(1);
+            let definition = live_definition.replacen(
                 &format!(" ON public.{table} "),
                 &format!(" ON {shadow}.{table} "),
                 1,
@@ -443,6 +455,12 @@ async fn replay(
     started: Instant,
     progress: &mut (impl FnMut(&Progress) + Send),
 ) -> Result<u64, RebuildError> {
+    debug_assert!(
+        replays
+            .iter()
+            .all(|replaying| replaying.in_flight.is_empty()),
+        "a pass begins with every batch of the pass before applied"
+    );
     let mut streams: Vec<String> = replays
         .iter()
         .map(|replay| replay.spec.stream.clone())
@@ -618,6 +636,8 @@ struct Replaying {
     /// A task per lane, each with its own instance of the projection: one, or [`LANES`]
     /// when its batches split by key. A conversation's events always go to the same lane.
     lanes: Vec<tokio::sync::mpsc::Sender<LaneWork>>,
+    /// The lanes' tasks, stopped by [`Replaying::stop`] or when this is dropped.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     /// What a batch splits by.
     key: Option<fn(&RecordedEvent) -> &str>,
     batch_size: usize,
@@ -645,18 +665,18 @@ impl Replaying {
         if key.is_some() {
             projections.extend((1..LANES).map(|_| projection()));
         }
-        let lanes = projections
+        let (lanes, tasks) = projections
             .into_iter()
             .map(|projection| {
                 let (work, queue) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT + 1);
-                tokio::spawn(lane(name, projection, queue));
-                work
+                (work, tokio::spawn(lane(name, projection, queue)))
             })
-            .collect();
+            .unzip();
         Self {
             name,
             spec: spec.clone(),
             lanes,
+            tasks,
             key,
             batch_size: batch_size.max(1),
             pending: Vec::new(),
@@ -686,12 +706,13 @@ impl Replaying {
             parts[lane].push(event);
         }
         let mut replies = Vec::with_capacity(parts.len());
-        for (lane, part) in self.lanes.iter().zip(parts) {
+        for (queue, part) in self.lanes.iter().zip(parts) {
             if part.is_empty() {
                 continue;
             }
             let (reply, replied) = tokio::sync::oneshot::channel();
-            lane.send((part, reply))
+            queue
+                .send((part, reply))
                 .await
                 .map_err(|_| self.lane_stopped())?;
             replies.push(replied);
@@ -725,6 +746,17 @@ impl Replaying {
         Ok(())
     }
 
+    /// Stops the lanes, whatever they are doing, and waits until they have: a part being
+    /// applied is left uncommitted.
+    async fn stop(&mut self) {
+        self.lanes.clear();
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+        self.in_flight.clear();
+    }
+
     fn lane_stopped(&self) -> RebuildError {
         RebuildError::Apply {
             projection: self.name,
@@ -740,6 +772,14 @@ impl Replaying {
             target,
             events: self.events,
             elapsed: self.began.unwrap_or(started).elapsed(),
+        }
+    }
+}
+
+impl Drop for Replaying {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }
@@ -770,6 +810,7 @@ async fn apply(
     mut batch: Vec<RecordedEvent>,
 ) -> Result<(u64, u64), RebuildError> {
     let mut attempt = 0;
+    let mut deadlocks = 0;
     let mut poison = 0;
     while !batch.is_empty() {
         match projection.apply(&batch).await {
@@ -788,6 +829,12 @@ async fn apply(
                 batch.retain(|event| event.stream_sequence != stream_sequence);
             }
             Err(HandleError::Transient(error)) => {
+                // Projections apply side by side and some share rows, so two can deadlock;
+                // Postgres fails one, which is simply applied again and does not count.
+                if is_deadlock(error.as_ref()) && deadlocks < DEADLOCK_RETRIES {
+                    deadlocks += 1;
+                    continue;
+                }
                 attempt += 1;
                 if attempt >= APPLY_ATTEMPTS {
                     return Err(RebuildError::Apply {
@@ -901,6 +948,10 @@ async fn try_switch(
     }
     transaction.batch_execute(&statements.join(";\n")).await?;
     for replay in replays.iter() {
+        debug_assert!(
+            replay.in_flight.is_empty(),
+            "positions of applied batches only"
+        );
         let position = i64::try_from(replay.position).unwrap_or(i64::MAX);
         transaction
             .execute(
@@ -914,6 +965,14 @@ async fn try_switch(
     }
     transaction.commit().await?;
     Ok(())
+}
+
+/// Whether applying failed because Postgres broke a deadlock by failing this transaction.
+fn is_deadlock(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| *code == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
 }
 
 fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
