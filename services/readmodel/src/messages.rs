@@ -1083,7 +1083,11 @@ mod tests {
         assert_eq!(key("im.conv.n_ann_bo.delete"), key("im.conv.si_ann_bo.msg"));
         assert_ne!(key("im.conv.si_ann_cy.msg"), key("im.conv.si_ann_bo.msg"));
         assert_eq!(key("im.conv.sg_team.read"), "team");
-        assert_eq!(key("im.conv.plain.msg"), "plain", "no prefix: the whole token");
+        assert_eq!(
+            key("im.conv.plain.msg"),
+            "plain",
+            "no prefix: the whole token"
+        );
         assert_eq!(key("not a stored subject"), "");
     }
 }
