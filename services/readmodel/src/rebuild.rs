@@ -985,6 +985,100 @@ fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jetim_schemas::events::msg::MsgSent;
+
+    /// The `seq`th message of `si_a_b`, as the log holds it.
+    fn message_event(seq: u64) -> RecordedEvent {
+        let message = MsgSent {
+            conversation_id: "si_a_b".into(),
+            seq,
+            server_msg_id: format!("s{seq}"),
+            client_msg_id: format!("c{seq}"),
+            send_id: "a".into(),
+            recv_id: "b".into(),
+            group_id: String::new(),
+            sender_platform_id: 5,
+            sender_nickname: "a".into(),
+            sender_face_url: String::new(),
+            session_type: 1,
+            msg_from: 100,
+            content_type: 101,
+            content: r#"{"content":"hi"}"#.into(),
+            send_time: 1,
+            create_time: 1,
+            options: Default::default(),
+            offline_push: None,
+            at_user_ids: Vec::new(),
+            attached_info: String::new(),
+            ex: String::new(),
+        };
+        RecordedEvent {
+            stream_sequence: seq,
+            subject: "im.conv.si_a_b.msg".into(),
+            kind: "msg.sent".into(),
+            version: 1,
+            actor: "a".into(),
+            seq: Some(seq),
+            stored_at_ms: 0,
+            headers: async_nats::HeaderMap::new(),
+            payload: serde_json::to_vec(&message).unwrap().into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopped_lanes_stop_at_once_and_leave_their_batch_uncommitted() {
+        let database = jetim_common::testing::TestDatabase::migrated().await;
+        let pool = database.pool();
+        let (other, connection) = tokio_postgres::connect(&database.config.url, NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // Another session holds the table, so the lane's batch waits on it.
+        other
+            .batch_execute("BEGIN; LOCK TABLE messages_v1 IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let mut replaying = Replaying::new(messages::NAME, &messages::consumer_spec(), &pool, 10);
+        replaying.pending = (1..=3).map(message_event).collect();
+        replaying.flush().await.unwrap();
+        // Asked from outside the locking transaction, which would see one snapshot of it.
+        let (watcher, connection) = tokio_postgres::connect(&database.config.url, NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let mut waiting = false;
+        for _ in 0..250 {
+            waiting = watcher
+                .query_one(
+                    "SELECT count(*) > 0 FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(waiting, "the lane's batch waits for the lock");
+
+        tokio::time::timeout(Duration::from_secs(5), replaying.stop())
+            .await
+            .expect("stopping does not wait for the batch");
+        assert_eq!(replaying.position, 0, "the batch was never applied");
+        other.batch_execute("ROLLBACK").await.unwrap();
+        drop(replaying);
+        drop(pool);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rows: i64 = watcher
+            .query_one("SELECT count(*) FROM messages_v1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "nothing of the stopped batch was committed");
+    }
 
     #[test]
     fn every_projection_belongs_to_exactly_one_read_model() {
