@@ -392,25 +392,20 @@ async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: Ack
 }
 
 /// The record of a message a consumer delivered, its headers taken out of the message
-/// instead of copied (a copy of the header map was a tenth of a rebuild's own CPU). What is
-/// left of the message still acknowledges it.
+/// instead of copied (a copy of the header map was about 8% of a rebuild's own CPU). What
+/// is left of the message still acknowledges it.
 fn take_record(message: &mut jetstream::Message) -> RecordedEvent {
-    let (stream_sequence, stored_at) = message
-        .info()
-        .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {
-            (info.stream_sequence, info.published)
-        });
-    RecordedEvent::from_parts(
-        stream_sequence,
-        message.subject.to_string(),
-        message.message.headers.take().unwrap_or_default(),
-        message.payload.clone(),
-        stored_at,
-    )
+    let headers = message.message.headers.take().unwrap_or_default();
+    record_with(message, headers)
 }
 
 /// The record of a message a consumer delivered.
 pub fn record_of(message: &jetstream::Message) -> RecordedEvent {
+    record_with(message, message.headers.clone().unwrap_or_default())
+}
+
+/// The record of `message` with `headers`.
+fn record_with(message: &jetstream::Message, headers: async_nats::HeaderMap) -> RecordedEvent {
     let (stream_sequence, stored_at) = message
         .info()
         .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {
@@ -419,7 +414,7 @@ pub fn record_of(message: &jetstream::Message) -> RecordedEvent {
     RecordedEvent::from_parts(
         stream_sequence,
         message.subject.to_string(),
-        message.headers.clone().unwrap_or_default(),
+        headers,
         message.payload.clone(),
         stored_at,
     )
