@@ -1062,10 +1062,10 @@ async fn activity(
 mod tests {
     use super::*;
 
-    fn event_on(subject: &str) -> RecordedEvent {
+    fn event_on(subject: String) -> RecordedEvent {
         RecordedEvent {
             stream_sequence: 1,
-            subject: subject.to_owned(),
+            subject,
             kind: String::new(),
             version: 1,
             actor: String::new(),
@@ -1078,16 +1078,23 @@ mod tests {
 
     #[test]
     fn a_chat_and_its_twin_share_a_partition_and_other_chats_do_not() {
-        let key = |subject: &str| partition_key(&event_on(subject)).to_owned();
-        assert_eq!(key("im.conv.si_ann_bo.msg"), "ann_bo");
-        assert_eq!(key("im.conv.n_ann_bo.delete"), key("im.conv.si_ann_bo.msg"));
-        assert_ne!(key("im.conv.si_ann_cy.msg"), key("im.conv.si_ann_bo.msg"));
-        assert_eq!(key("im.conv.sg_team.read"), "team");
+        let key = |conversation_id: &str, kind: ConversationKind| {
+            let subject = jetim_streams::subject::Subject::conversation(conversation_id, kind);
+            partition_key(&event_on(subject.unwrap().as_str().to_owned())).to_owned()
+        };
+        let chat = key("si_ann_bo", ConversationKind::Timeline);
+        assert_eq!(chat, "ann_bo");
+        assert_eq!(key("n_ann_bo", ConversationKind::Delete), chat);
+        assert_ne!(key("si_ann_cy", ConversationKind::Timeline), chat);
+        assert_eq!(key("sg_team", ConversationKind::Read), "team");
         assert_eq!(
-            key("im.conv.plain.msg"),
+            key("plain", ConversationKind::Timeline),
             "plain",
             "no prefix: the whole token"
         );
-        assert_eq!(key("not a stored subject"), "");
+        assert_eq!(
+            partition_key(&event_on("not a stored subject".to_owned())),
+            ""
+        );
     }
 }

@@ -985,6 +985,7 @@ fn is_lock_failure(error: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jetim_schemas::event::Event as _;
     use jetim_schemas::events::msg::MsgSent;
 
     /// The `seq`th message of `si_a_b`, as the log holds it.
@@ -1014,9 +1015,12 @@ mod tests {
         };
         RecordedEvent {
             stream_sequence: seq,
-            subject: "im.conv.si_a_b.msg".into(),
-            kind: "msg.sent".into(),
-            version: 1,
+            subject: jetim_streams::subject::Subject::timeline("si_a_b")
+                .unwrap()
+                .as_str()
+                .to_owned(),
+            kind: MsgSent::KIND.to_owned(),
+            version: MsgSent::VERSION,
             actor: "a".into(),
             seq: Some(seq),
             stored_at_ms: 0,

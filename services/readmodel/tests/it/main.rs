@@ -7,7 +7,6 @@ use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_readmodel::conversations::ConversationSettingsProjection;
 use jetim_readmodel::messages::MessagesProjection;
 use jetim_readmodel::relations::RelationsProjection;
-use jetim_schemas::event::Event as _;
 use jetim_schemas::events::conversation::{
     ConversationSet, ConversationsDeleted, DeletedConversation,
 };
@@ -150,10 +149,11 @@ async fn the_messages_projection_is_idempotent_and_a_rebuild_equals_the_live_row
     // The same clientMsgID again, beyond the duplicate window (another dedup key): the log
     // is the authority, so it keeps its own row and seq, and the clientMsgID still answers
     // with the message it first became.
+    let timeline = Subject::timeline("si_u1_u2").unwrap();
     let first = stream_events(&jetstream, CONVERSATION_STREAM)
         .await
         .into_iter()
-        .find(|event| event.kind == MsgSent::KIND && event.subject.contains("si_u1_u2"))
+        .find(|event| event.subject == timeline.as_str())
         .unwrap();
     let mut again: MsgSent = first.decode().unwrap();
     assert_eq!((again.seq, again.client_msg_id.as_str()), (1, "c0"));
