@@ -1033,10 +1033,14 @@ mod tests {
     async fn stopped_lanes_stop_at_once_and_leave_their_batch_uncommitted() {
         let database = jetim_common::testing::TestDatabase::migrated().await;
         let pool = database.pool();
-        let (other, connection) = tokio_postgres::connect(&database.config.url, NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let connect = async || {
+            let (client, connection) = tokio_postgres::connect(&database.config.url, NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        };
+        let other = connect().await;
         // Another session holds the table, so the lane's batch waits on it.
         other
             .batch_execute("BEGIN; LOCK TABLE messages_v1 IN ACCESS EXCLUSIVE MODE")
@@ -1046,10 +1050,7 @@ mod tests {
         replaying.pending = (1..=3).map(message_event).collect();
         replaying.flush().await.unwrap();
         // Asked from outside the locking transaction, which would see one snapshot of it.
-        let (watcher, connection) = tokio_postgres::connect(&database.config.url, NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let watcher = connect().await;
         let mut waiting = false;
         for _ in 0..250 {
             waiting = watcher
