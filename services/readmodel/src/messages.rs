@@ -489,12 +489,104 @@ impl ReadFold {
 /// Applies `msg.sent` and `conversation.read` events.
 pub struct MessagesProjection {
     pool: Pool,
+    /// Batches of at least this many messages write them with `COPY`.
+    copy_from: usize,
 }
+
+/// A batch of at least this many messages writes them with `COPY` (a rebuild's always do,
+/// a live batch while the projection catches up). `COPY` has no `ON CONFLICT`, so it is
+/// the fast path for rows that are new, as nearly all are; when one is not (a batch
+/// delivered again after its commit), the batch writes them again as below. Measured in
+/// `psql`, 200,000 rows shaped like `jetim bench rebuild`'s into `messages_v1`:
+/// `INSERT … FROM UNNEST … ON CONFLICT DO NOTHING` in batches of 5,000, 2.39–2.55 s;
+/// the same without `ON CONFLICT`, 1.84–2.03 s; `COPY`, 1.45–1.64 s. Below this size the
+/// statement goes in the batch's one pipeline instead, as `COPY` takes round trips of its
+/// own.
+pub const COPY_FROM: usize = 256;
 
 impl MessagesProjection {
     /// A projection writing through `pool`.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            copy_from: COPY_FROM,
+        }
+    }
+
+    /// The same, writing batches of at least `messages` messages with `COPY` (tests use
+    /// small batches).
+    pub fn copying_from(mut self, messages: usize) -> Self {
+        self.copy_from = messages.max(1);
+        self
+    }
+}
+
+/// The columns of `messages_v1` a new message fills, in the order of [`MESSAGE_TYPES`].
+const MESSAGE_COLUMNS: &str = "conversation_id, seq, client_msg_id, server_msg_id, send_id, \
+                               send_time, content_type, body, stream_sequence";
+
+/// The types of [`MESSAGE_COLUMNS`], for a binary `COPY`.
+const MESSAGE_TYPES: [tokio_postgres::types::Type; 9] = {
+    use tokio_postgres::types::Type;
+    [
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT4,
+        Type::TEXT,
+        Type::INT8,
+    ]
+};
+
+/// Writes `messages` with `COPY`, under a savepoint. Returns false, having written nothing,
+/// when one of them is already there (the batch came again after its commit); the caller
+/// then writes them with `ON CONFLICT DO NOTHING`.
+async fn copy_new_messages(
+    transaction: &mut deadpool_postgres::Transaction<'_>,
+    messages: &[(MsgSent, i64, String)],
+) -> Result<bool, tokio_postgres::Error> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    let savepoint = transaction.savepoint("copy_messages").await?;
+    let copied = async {
+        let statement = format!("COPY messages_v1 ({MESSAGE_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let sink = savepoint.copy_in(&statement).await?;
+        let writer = BinaryCopyInWriter::new(sink, &MESSAGE_TYPES);
+        futures::pin_mut!(writer);
+        for (message, sequence, body) in messages {
+            let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
+            writer
+                .as_mut()
+                .write(&[
+                    &message.conversation_id,
+                    &seq,
+                    &message.client_msg_id,
+                    &message.server_msg_id,
+                    &message.send_id,
+                    &message.send_time,
+                    &message.content_type,
+                    body,
+                    sequence,
+                ])
+                .await?;
+        }
+        writer.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            savepoint.rollback().await?;
+            metrics::counter!("jetim_projection_copy_conflicts_total", "projection" => NAME)
+                .increment(1);
+            Ok(false)
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -673,14 +765,26 @@ impl BatchHandler for MessagesProjection {
             .flat_map(|(message, _, _)| conversation_rows(message))
             .collect();
 
-        // Every write goes out in one pipeline, in the order below (later statements see the
-        // rows of earlier ones); the version-log entries they call for follow it.
+        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| HandleError::Transient(Box::new(error)))?;
+        let mut transaction = client.transaction().await.map_err(transient)?;
+        let copied = messages.len() >= self.copy_from
+            && copy_new_messages(&mut transaction, &messages)
+                .await
+                .map_err(transient)?;
+
+        // Every other write goes out in one pipeline, in the order below (later statements
+        // see the rows of earlier ones); the version-log entries they call for follow it.
         let mut pipeline = crate::Pipeline::default();
         // Indexes into the pipeline's results: rows brought back (new or no longer hidden)
         // and rows whose owner cleared them.
         let mut restored = Vec::new();
         let mut cleared = None;
-        if !messages.is_empty() {
+        if !messages.is_empty() && !copied {
             let conversations: Vec<&str> = messages
                 .iter()
                 .map(|(m, _, _)| m.conversation_id.as_str())
@@ -730,6 +834,8 @@ impl BatchHandler for MessagesProjection {
                     sequences,
                 ],
             );
+        }
+        if !messages.is_empty() {
             let ids: Vec<&str> = maxima.keys().copied().collect();
             let max_seqs: Vec<i64> = maxima.values().map(|(seq, _)| *seq).collect();
             let times: Vec<i64> = maxima.values().map(|(_, time)| *time).collect();
@@ -926,13 +1032,6 @@ impl BatchHandler for MessagesProjection {
             ],
         );
 
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
         let results = pipeline.run(&transaction).await.map_err(transient)?;
         // The conversations log: rows that appeared or came back, then rows cleared (the last
         // change of a row in the batch is the one recorded).
