@@ -64,6 +64,17 @@ impl std::error::Error for DecodeError {}
 
 /// Decodes a stored body, checking its kind and version against `E`.
 pub fn decode<E: Event>(kind: &str, version: u32, body: &[u8]) -> Result<E, DecodeError> {
+    decode_part::<E, E>(kind, version, body)
+}
+
+/// Decodes the part of a stored `E` that `P` names (a struct with some of `E`'s fields),
+/// checking kind and version as [`decode`] does. `P` may borrow its strings from `body`,
+/// so a consumer that needs a few fields of many events allocates none of the others.
+pub fn decode_part<'a, E: Event, P: serde::Deserialize<'a>>(
+    kind: &str,
+    version: u32,
+    body: &'a [u8],
+) -> Result<P, DecodeError> {
     if kind != E::KIND {
         return Err(DecodeError::WrongKind {
             expected: E::KIND,

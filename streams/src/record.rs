@@ -2,7 +2,7 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use jetim_schemas::event::{DecodeError, Event, decode};
+use jetim_schemas::event::{DecodeError, Event, decode, decode_part};
 
 use crate::headers;
 
@@ -63,6 +63,14 @@ impl RecordedEvent {
     /// Decodes the body as `E`, checking kind and version.
     pub fn decode<E: Event>(&self) -> Result<E, DecodeError> {
         decode(&self.kind, self.version, &self.payload)
+    }
+
+    /// Decodes the part of an `E` that `P` names, borrowing from the body where it can
+    /// ([`decode_part`]).
+    pub fn decode_part<'a, E: Event, P: serde::Deserialize<'a>>(
+        &'a self,
+    ) -> Result<P, DecodeError> {
+        decode_part::<E, P>(&self.kind, self.version, &self.payload)
     }
 
     /// The record as one JSON object, for audit output readable without jetim.

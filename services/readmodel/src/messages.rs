@@ -1,6 +1,7 @@
 //! The messages projection, version 1: messages by seq, clientMsgID lookups, conversation
 //! max seqs and users' conversation rows, from `im.conv.*.msg`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use deadpool_postgres::Pool;
@@ -562,7 +563,7 @@ const MESSAGE_TYPES: [tokio_postgres::types::Type; 9] = {
 /// then writes them with `ON CONFLICT DO NOTHING`.
 async fn copy_new_messages(
     transaction: &mut deadpool_postgres::Transaction<'_>,
-    messages: &[(MsgSent, i64, String)],
+    messages: &[(Sent<'_>, i64, Cow<'_, str>)],
 ) -> Result<bool, tokio_postgres::Error> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     let savepoint = transaction.savepoint("copy_messages").await?;
@@ -576,14 +577,14 @@ async fn copy_new_messages(
             writer
                 .as_mut()
                 .write(&[
-                    &message.conversation_id,
+                    &message.conversation_id.as_ref(),
                     &seq,
-                    &message.client_msg_id,
-                    &message.server_msg_id,
-                    &message.send_id,
+                    &message.client_msg_id.as_ref(),
+                    &message.server_msg_id.as_ref(),
+                    &message.send_id.as_ref(),
                     &message.send_time,
                     &message.content_type,
-                    body,
+                    &body.as_ref(),
                     sequence,
                 ])
                 .await?;
@@ -609,7 +610,30 @@ async fn copy_new_messages(
 /// A conversation row to make: (owner, conversation, type, peer user, group).
 type ConversationRow = (String, String, i32, String, String);
 
-fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
+/// What the projection reads of a `msg.sent`, its strings borrowed from the event's body
+/// where they hold no escape. Decoding the whole event made a string of each of its fields,
+/// the content among them, for every message. The other fields are not checked here: a
+/// body the append path could not have written, with these fields right and another one
+/// wrong, is stored, and its reads log it and leave it out (`stored_message`).
+#[derive(Debug, serde::Deserialize)]
+struct Sent<'a> {
+    #[serde(borrow)]
+    conversation_id: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    server_msg_id: Cow<'a, str>,
+    #[serde(borrow)]
+    client_msg_id: Cow<'a, str>,
+    #[serde(borrow)]
+    send_id: Cow<'a, str>,
+    #[serde(borrow)]
+    recv_id: Cow<'a, str>,
+    session_type: i32,
+    content_type: i32,
+    send_time: i64,
+}
+
+fn conversation_rows(message: &Sent<'_>) -> Vec<ConversationRow> {
     let conversation = &message.conversation_id;
     let twin = |id: &str| match id.split_once('_') {
         Some((_, rest)) => format!("n_{rest}"),
@@ -623,18 +647,18 @@ fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
                 (&message.recv_id, &message.send_id),
             ] {
                 rows.push((
-                    owner.clone(),
-                    conversation.clone(),
+                    owner.to_string(),
+                    conversation.to_string(),
                     1,
-                    peer.clone(),
+                    peer.to_string(),
                     String::new(),
                 ));
                 if !conversation.starts_with("n_") {
                     rows.push((
-                        owner.clone(),
+                        owner.to_string(),
                         twin(conversation),
                         1,
-                        peer.clone(),
+                        peer.to_string(),
                         String::new(),
                     ));
                 }
@@ -642,10 +666,10 @@ fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
         }
         4 => {
             rows.push((
-                message.recv_id.clone(),
-                conversation.clone(),
+                message.recv_id.to_string(),
+                conversation.to_string(),
                 4,
-                message.send_id.clone(),
+                message.send_id.to_string(),
                 String::new(),
             ));
         }
@@ -656,7 +680,7 @@ fn conversation_rows(message: &MsgSent) -> Vec<ConversationRow> {
 
 impl BatchHandler for MessagesProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
-        let mut messages: Vec<(MsgSent, i64, String)> = Vec::with_capacity(batch.len());
+        let mut messages: Vec<(Sent<'_>, i64, Cow<'_, str>)> = Vec::with_capacity(batch.len());
         let mut reads: BTreeMap<(String, String), ReadFold> = BTreeMap::new();
         // Peer messages marked read: (conversation, reader, first seq, last seq).
         let mut marked: Vec<(String, String, i64, i64)> = Vec::new();
@@ -677,13 +701,16 @@ impl BatchHandler for MessagesProjection {
                 reason: error.to_string(),
             };
             if event.kind == MsgSent::KIND {
-                let message: MsgSent = event.decode().map_err(poison)?;
+                let message: Sent<'_> = event.decode_part::<MsgSent, _>().map_err(poison)?;
                 // A sender has read what they sent.
                 reads
-                    .entry((message.send_id.clone(), message.conversation_id.clone()))
+                    .entry((
+                        message.send_id.to_string(),
+                        message.conversation_id.to_string(),
+                    ))
                     .or_default()
                     .raise(message.seq, sequence);
-                let body = String::from_utf8_lossy(&event.payload).into_owned();
+                let body = String::from_utf8_lossy(&event.payload);
                 messages.push((message, sequence, body));
             } else if event.kind == MsgsDeleted::KIND {
                 let deletion: MsgsDeleted = event.decode().map_err(poison)?;
@@ -757,7 +784,7 @@ impl BatchHandler for MessagesProjection {
         for (message, _, _) in &messages {
             let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
             let entry = maxima
-                .entry(message.conversation_id.as_str())
+                .entry(message.conversation_id.as_ref())
                 .or_insert((seq, message.send_time));
             if seq >= entry.0 {
                 *entry = (seq, message.send_time);
@@ -772,10 +799,10 @@ impl BatchHandler for MessagesProjection {
             .iter()
             .filter(|(message, _, _)| {
                 row_sources.insert((
-                    message.conversation_id.as_str(),
+                    message.conversation_id.as_ref(),
                     message.session_type,
-                    message.send_id.as_str(),
-                    message.recv_id.as_str(),
+                    message.send_id.as_ref(),
+                    message.recv_id.as_ref(),
                 ))
             })
             .flat_map(|(message, _, _)| conversation_rows(message))
@@ -803,7 +830,7 @@ impl BatchHandler for MessagesProjection {
         if !messages.is_empty() && !copied {
             let conversations: Vec<&str> = messages
                 .iter()
-                .map(|(m, _, _)| m.conversation_id.as_str())
+                .map(|(m, _, _)| m.conversation_id.as_ref())
                 .collect();
             let seqs: Vec<i64> = messages
                 .iter()
@@ -811,19 +838,19 @@ impl BatchHandler for MessagesProjection {
                 .collect();
             let client_msg_ids: Vec<&str> = messages
                 .iter()
-                .map(|(m, _, _)| m.client_msg_id.as_str())
+                .map(|(m, _, _)| m.client_msg_id.as_ref())
                 .collect();
             let server_msg_ids: Vec<&str> = messages
                 .iter()
-                .map(|(m, _, _)| m.server_msg_id.as_str())
+                .map(|(m, _, _)| m.server_msg_id.as_ref())
                 .collect();
             let senders: Vec<&str> = messages
                 .iter()
-                .map(|(m, _, _)| m.send_id.as_str())
+                .map(|(m, _, _)| m.send_id.as_ref())
                 .collect();
             let send_times: Vec<i64> = messages.iter().map(|(m, _, _)| m.send_time).collect();
             let content_types: Vec<i32> = messages.iter().map(|(m, _, _)| m.content_type).collect();
-            let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_str()).collect();
+            let bodies: Vec<&str> = messages.iter().map(|(_, _, body)| body.as_ref()).collect();
             let sequences: Vec<i64> = messages.iter().map(|(_, sequence, _)| *sequence).collect();
             // The body goes in as the log holds it. A clientMsgID is looked up through this
             // table's index on it, its lowest seq being the message it first became: a later
@@ -915,7 +942,7 @@ impl BatchHandler for MessagesProjection {
                 if message.session_type == 3 && message.conversation_id.starts_with("sg_") {
                     let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
                     let entry = groups_newest
-                        .entry(message.conversation_id.as_str())
+                        .entry(message.conversation_id.as_ref())
                         .or_default();
                     *entry = (*entry).max(seq);
                 }
@@ -1201,6 +1228,69 @@ mod tests {
             headers: async_nats::HeaderMap::new(),
             payload: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_part_of_a_message_read_is_what_the_whole_event_says() {
+        // Escapes in the IDs make owned strings, the rest are borrowed.
+        let whole = MsgSent {
+            conversation_id: "si_a\"b_c".into(),
+            seq: 7,
+            server_msg_id: "s1".into(),
+            client_msg_id: "c\\1\u{0}".into(),
+            send_id: "a\"b".into(),
+            recv_id: "c".into(),
+            group_id: String::new(),
+            sender_platform_id: 5,
+            sender_nickname: "Ann \u{1F600}".into(),
+            sender_face_url: String::new(),
+            session_type: 1,
+            msg_from: 100,
+            content_type: 101,
+            content: r#"{"content":"say \"hi\""}"#.into(),
+            send_time: 9,
+            create_time: 8,
+            options: [("history".to_owned(), false)].into(),
+            offline_push: None,
+            at_user_ids: vec!["c".into()],
+            attached_info: String::new(),
+            ex: "x".into(),
+        };
+        let mut event = event_on("im.conv.si_a_c.msg".into());
+        event.kind = MsgSent::KIND.into();
+        event.payload = jetim_schemas::event::encode(&whole).unwrap().into();
+        let part: Sent<'_> = event.decode_part::<MsgSent, _>().unwrap();
+        assert_eq!(
+            (
+                part.conversation_id.as_ref(),
+                part.seq,
+                part.server_msg_id.as_ref(),
+                part.client_msg_id.as_ref(),
+                part.send_id.as_ref(),
+                part.recv_id.as_ref(),
+                part.session_type,
+                part.content_type,
+                part.send_time,
+            ),
+            (
+                whole.conversation_id.as_str(),
+                whole.seq,
+                whole.server_msg_id.as_str(),
+                whole.client_msg_id.as_str(),
+                whole.send_id.as_str(),
+                whole.recv_id.as_str(),
+                whole.session_type,
+                whole.content_type,
+                whole.send_time,
+            )
+        );
+        assert!(matches!(part.recv_id, Cow::Borrowed(_)));
+        // Kind and version are checked as for the whole event.
+        event.version = MsgSent::VERSION + 1;
+        assert!(event.decode_part::<MsgSent, Sent<'_>>().is_err());
+        event.version = MsgSent::VERSION;
+        event.kind = "msg.revoked".into();
+        assert!(event.decode_part::<MsgSent, Sent<'_>>().is_err());
     }
 
     #[test]
