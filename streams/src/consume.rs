@@ -41,6 +41,13 @@ pub enum HandleError {
     },
 }
 
+impl HandleError {
+    /// A failure that may pass ([`HandleError::Transient`]), such as Postgres' or its pool's.
+    pub fn transient(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Transient(Box::new(error))
+    }
+}
+
 /// Applies batches of events to a read model. Implementations must be idempotent: a batch
 /// may be delivered again after a crash between commit and ack.
 pub trait BatchHandler: Send {

@@ -229,13 +229,8 @@ impl BatchHandler for ConversationSettingsProjection {
                 empty @ None => *empty = Some((change, sequence)),
             }
         }
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
         let mut log: BTreeMap<(String, String), ChangeState> = BTreeMap::new();
         let deletes: Vec<(&str, &(DeletedConversation, i64))> = rows
             .iter()
@@ -286,7 +281,7 @@ impl BatchHandler for ConversationSettingsProjection {
                     &[&owners, &ids, &types, &peers, &groups, &through, &sequences],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             for row in &hidden {
                 log.insert((row.get(0), row.get(1)), ChangeState::Delete);
             }
@@ -353,7 +348,7 @@ impl BatchHandler for ConversationSettingsProjection {
                     &[&owners, &ids],
                 )
                 .await
-                .map_err(transient)?
+                .map_err(HandleError::transient)?
                 .iter()
                 .map(|row| (row.get(0), row.get(1)))
                 .collect();
@@ -369,7 +364,7 @@ impl BatchHandler for ConversationSettingsProjection {
                     &[&owners, &ids, &types, &peers, &groups],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             // Then each change sets only what it names.
             let updated = transaction
                 .query(
@@ -408,7 +403,7 @@ impl BatchHandler for ConversationSettingsProjection {
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             // A row made (or brought back) here reports as inserted; others as updated.
             for row in &inserted {
                 log.insert((row.get(0), row.get(1)), ChangeState::Insert);
@@ -429,10 +424,10 @@ impl BatchHandler for ConversationSettingsProjection {
             .collect();
         record_changes(&transaction, Log::Conversations, &changes)
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
         projection::advance(&transaction, NAME, VERSION, last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }

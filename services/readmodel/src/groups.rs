@@ -130,7 +130,7 @@ async fn advanced<T: jetim_schemas::event::Event>(
         })?;
     let moved = advance_group(client, group_of(&decoded), sequence_of(event))
         .await
-        .map_err(|error| HandleError::Transient(Box::new(error)))?;
+        .map_err(HandleError::transient)?;
     Ok(moved.then_some(decoded))
 }
 
@@ -251,7 +251,6 @@ async fn apply_event(
         stream_sequence: event.stream_sequence,
         reason: error.to_string(),
     };
-    let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
     let kind = event.kind.as_str();
     if kind == GroupCreated::KIND {
         let created: GroupCreated = event.decode().map_err(poison)?;
@@ -291,7 +290,7 @@ async fn apply_event(
                 ],
             )
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
         if inserted == 0 {
             return Ok(());
         }
@@ -305,7 +304,7 @@ async fn apply_event(
             None,
         )
         .await
-        .map_err(transient)?;
+        .map_err(HandleError::transient)?;
         return Ok(());
     }
 
@@ -346,7 +345,7 @@ async fn apply_event(
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             set.group_id
         }
         k if k == MembersJoined::KIND => {
@@ -364,7 +363,7 @@ async fn apply_event(
                 joined.history_from_seq,
             )
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
             joined.group_id
         }
         k if k == MembersLeft::KIND => {
@@ -379,7 +378,7 @@ async fn apply_event(
                 left.max_seq,
             )
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
             left.group_id
         }
         k if k == GroupApplied::KIND => {
@@ -409,7 +408,7 @@ async fn apply_event(
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             return Ok(());
         }
         k if k == GroupApplicationHandled::KIND => {
@@ -433,7 +432,7 @@ async fn apply_event(
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             if let Some(member) = &handled.member {
                 add_members(
                     client,
@@ -445,7 +444,7 @@ async fn apply_event(
                     handled.history_from_seq,
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             }
             handled.group_id
         }
@@ -461,7 +460,7 @@ async fn apply_event(
                     &[&transferred.group_id, &transferred.new_owner_user_id],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             client
                 .execute(
                     "UPDATE group_members_v1 SET
@@ -477,7 +476,7 @@ async fn apply_event(
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             logs.members(
                 &transferred.group_id,
                 &[
@@ -501,10 +500,10 @@ async fn apply_event(
                     &[&dismissed.group_id, &status::DISMISSED],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             remove_members(client, logs, &dismissed.group_id, None, dismissed.max_seq)
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             client
                 .execute(
                     "UPDATE group_requests_v1 SET handle_result = -1, handle_time = $2
@@ -512,7 +511,7 @@ async fn apply_event(
                     &[&dismissed.group_id, &dismissed.time],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             dismissed.group_id
         }
         k if k == MemberMuted::KIND => {
@@ -526,7 +525,7 @@ async fn apply_event(
                     &[&muted.group_id, &muted.user_id, &muted.mute_end_time],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             logs.members(
                 &muted.group_id,
                 std::slice::from_ref(&muted.user_id),
@@ -549,7 +548,7 @@ async fn apply_event(
                     &[&muted.group_id, &new_status, &status::DISMISSED],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             muted.group_id
         }
         k if k == MembersInfoSet::KIND => {
@@ -578,7 +577,7 @@ async fn apply_event(
                     &[&set.group_id, &users, &nicknames, &faces, &roles, &exes],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             let changed: Vec<String> = changed.iter().map(|row| row.get(0)).collect();
             logs.members(&set.group_id, &changed, ChangeState::Update);
             if set.changes.iter().any(|change| change.role_level.is_some()) {
@@ -606,35 +605,30 @@ impl GroupsProjection {
 
 impl BatchHandler for GroupsProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
         let last_sequence = batch
             .iter()
             .map(|event| event.stream_sequence)
             .max()
             .unwrap_or(0);
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
         let mut logs = Logs::default();
         for event in batch {
             apply_event(&transaction, &mut logs, event).await?;
         }
         record_changes(&transaction, Log::JoinedGroups, &logs.joined)
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
         record_changes(&transaction, Log::GroupMembers, &logs.members)
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
         record_changes(&transaction, Log::Conversations, &logs.conversations)
             .await
-            .map_err(transient)?;
+            .map_err(HandleError::transient)?;
         projection::advance(&transaction, NAME, VERSION, last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }
 
@@ -671,7 +665,6 @@ impl ProfilesProjection {
 impl BatchHandler for ProfilesProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
         use jetim_schemas::events::user::UserUpdated;
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
         // The newest change per user in the batch: which of nickname and avatar changed.
         let mut changed: BTreeMap<String, (i64, bool, bool)> = BTreeMap::new();
         for event in batch {
@@ -695,12 +688,8 @@ impl BatchHandler for ProfilesProjection {
             .map(|event| event.stream_sequence)
             .max()
             .unwrap_or(0);
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
         if !changed.is_empty() {
             let users: Vec<&str> = changed.keys().map(String::as_str).collect();
             let sequences: Vec<i64> = changed.values().map(|value| value.0).collect();
@@ -724,19 +713,19 @@ impl BatchHandler for ProfilesProjection {
                     &[&users, &sequences, &nicknames, &faces],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             let changes: LogChanges = rows
                 .iter()
                 .map(|row| (row.get(0), row.get(1), ChangeState::Update))
                 .collect();
             record_changes(&transaction, Log::GroupMembers, &changes)
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
         }
         projection::advance(&transaction, PROFILES_NAME, PROFILES_VERSION, last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }
 

@@ -808,17 +808,12 @@ impl BatchHandler for MessagesProjection {
             .flat_map(|(message, _, _)| conversation_rows(message))
             .collect();
 
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let mut transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let mut transaction = client.transaction().await.map_err(HandleError::transient)?;
         let copied = messages.len() >= self.copy_from
             && copy_new_messages(&mut transaction, &messages)
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
 
         // Every other write goes out in one pipeline, in the order below (later statements
         // see the rows of earlier ones); the version-log entries they call for follow it.
@@ -1081,7 +1076,10 @@ impl BatchHandler for MessagesProjection {
             ],
         );
 
-        let results = pipeline.run(&transaction).await.map_err(transient)?;
+        let results = pipeline
+            .run(&transaction)
+            .await
+            .map_err(HandleError::transient)?;
         // The conversations log: rows that appeared or came back, then rows cleared (the last
         // change of a row in the batch is the one recorded).
         let changed = |index: usize, state: ChangeState| {
@@ -1100,8 +1098,8 @@ impl BatchHandler for MessagesProjection {
             .collect();
         record_changes(&transaction, Log::Conversations, &changes)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)?;
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)?;
         if self.made.len() + rows.len() > ROWS_KEPT {
             self.made.clear();
         }

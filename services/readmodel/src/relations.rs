@@ -657,13 +657,8 @@ impl BatchHandler for RelationsProjection {
             .map(|event| event.stream_sequence)
             .max()
             .unwrap_or(0);
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
         let keys = Keys::of(&changes);
         let mut folded = Folded {
             requests: load(
@@ -674,7 +669,7 @@ impl BatchHandler for RelationsProjection {
                 |row: &RequestRow| (row.from_user_id.clone(), row.to_user_id.clone()),
             )
             .await
-            .map_err(transient)?,
+            .map_err(HandleError::transient)?,
             friends: load(
                 &transaction,
                 "friends_v1",
@@ -683,7 +678,7 @@ impl BatchHandler for RelationsProjection {
                 |row: &FriendRow| (row.owner_user_id.clone(), row.friend_user_id.clone()),
             )
             .await
-            .map_err(transient)?,
+            .map_err(HandleError::transient)?,
             blacks: load(
                 &transaction,
                 "blacks_v1",
@@ -692,7 +687,7 @@ impl BatchHandler for RelationsProjection {
                 |row: &BlackRow| (row.owner_user_id.clone(), row.black_user_id.clone()),
             )
             .await
-            .map_err(transient)?,
+            .map_err(HandleError::transient)?,
             ..Folded::default()
         };
         if !keys.profiles.is_empty() {
@@ -703,7 +698,7 @@ impl BatchHandler for RelationsProjection {
                     &[&profiles],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
             for row in &listing {
                 let friend = FriendRow::from(row);
                 let key = (friend.owner_user_id.clone(), friend.friend_user_id.clone());
@@ -713,11 +708,14 @@ impl BatchHandler for RelationsProjection {
         for (sequence, change) in changes {
             folded.fold(sequence, change);
         }
-        folded.store(&transaction).await.map_err(transient)?;
+        folded
+            .store(&transaction)
+            .await
+            .map_err(HandleError::transient)?;
         projection::advance(&transaction, NAME, VERSION, last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }
 

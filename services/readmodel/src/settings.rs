@@ -259,13 +259,8 @@ fn sort_batch(batch: &[RecordedEvent]) -> Result<Changes, HandleError> {
 impl BatchHandler for SettingsProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
         let changes = sort_batch(batch)?;
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
 
         if !changes.commands.is_empty() {
             let mut users = Vec::new();
@@ -302,7 +297,7 @@ impl BatchHandler for SettingsProjection {
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
         }
 
         if !changes.configs.is_empty() {
@@ -331,12 +326,12 @@ impl BatchHandler for SettingsProjection {
                     &[&users, &keys, &values, &deleted, &sequences],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
         }
 
         projection::advance(&transaction, NAME, VERSION, changes.last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }

@@ -296,13 +296,8 @@ fn sort_batch(batch: &[RecordedEvent]) -> Result<Changes, HandleError> {
 impl BatchHandler for UsersProjection {
     async fn apply(&mut self, batch: &[RecordedEvent]) -> Result<(), HandleError> {
         let changes = sort_batch(batch)?;
-        let transient = |error: tokio_postgres::Error| HandleError::Transient(Box::new(error));
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| HandleError::Transient(Box::new(error)))?;
-        let transaction = client.transaction().await.map_err(transient)?;
+        let mut client = self.pool.get().await.map_err(HandleError::transient)?;
+        let transaction = client.transaction().await.map_err(HandleError::transient)?;
 
         if !changes.registered.is_empty() {
             let column = |pick: fn(&UserRegistered) -> String| -> Vec<String> {
@@ -352,7 +347,7 @@ impl BatchHandler for UsersProjection {
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
         }
 
         if !changes.updated.is_empty() {
@@ -400,12 +395,12 @@ impl BatchHandler for UsersProjection {
                     ],
                 )
                 .await
-                .map_err(transient)?;
+                .map_err(HandleError::transient)?;
         }
 
         projection::advance(&transaction, NAME, VERSION, changes.last_sequence)
             .await
-            .map_err(transient)?;
-        transaction.commit().await.map_err(transient)
+            .map_err(HandleError::transient)?;
+        transaction.commit().await.map_err(HandleError::transient)
     }
 }
