@@ -538,11 +538,13 @@ impl MessagesProjection {
     }
 }
 
-/// The columns of `messages_v1` a new message fills, in the order of [`MESSAGE_TYPES`].
-const MESSAGE_COLUMNS: &str = "conversation_id, seq, client_msg_id, server_msg_id, send_id, \
-                               send_time, content_type, body, stream_sequence";
+/// New messages into `messages_v1`, in the columns' order of [`MESSAGE_TYPES`].
+const COPY_MESSAGES: &str = "COPY messages_v1 (conversation_id, seq, client_msg_id, server_msg_id,
+                                               send_id, send_time, content_type, body,
+                                               stream_sequence)
+                             FROM STDIN (FORMAT binary)";
 
-/// The types of [`MESSAGE_COLUMNS`], for a binary `COPY`.
+/// The types of [`COPY_MESSAGES`]' columns.
 const MESSAGE_TYPES: [tokio_postgres::types::Type; 9] = {
     use tokio_postgres::types::Type;
     [
@@ -568,7 +570,7 @@ async fn copy_new_messages(
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     let savepoint = transaction.savepoint("copy_messages").await?;
     let copied = async {
-        let statement = format!("COPY messages_v1 ({MESSAGE_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let statement = savepoint.prepare_cached(COPY_MESSAGES).await?;
         let sink = savepoint.copy_in(&statement).await?;
         let writer = BinaryCopyInWriter::new(sink, &MESSAGE_TYPES);
         futures::pin_mut!(writer);
