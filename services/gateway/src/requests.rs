@@ -207,7 +207,7 @@ async fn answer_sync(
         PULL_BY_RANGE => {
             let asked: PullMessageBySeqsReq = decode(&request.data)?;
             check_user(&asked.user_id, user_id)?;
-            let pulled = sync::pull_by_ranges(db, user_id, &asked).await?;
+            let pulled = sync::pull_by_ranges(db, &state.log, user_id, &asked).await?;
             Ok(jetim_schemas::encode_pulled_maps(
                 &pulled.msgs,
                 &pulled.notification_msgs,
@@ -241,7 +241,7 @@ async fn answer_sync(
         PULL_BY_SEQS => {
             let asked: GetSeqMessageReq = decode(&request.data)?;
             check_user(&asked.user_id, user_id)?;
-            let pulled = sync::pull_by_seqs(db, user_id, &asked).await?;
+            let pulled = sync::pull_by_seqs(db, &state.log, user_id, &asked).await?;
             Ok(jetim_schemas::encode_pulled_maps(
                 &pulled.msgs,
                 &pulled.notification_msgs,

@@ -7,11 +7,18 @@
 //! A user reads only conversations they have a row for, within their readable window
 //! (nothing below their own or the conversation's cleared min seq). Upstream skips these
 //! checks on 1005, 1007 and `n_` pulls; jetim applies them everywhere.
+//!
+//! A message is pushed as soon as it is stored, so a client may pull it (or a message
+//! before it, to fill a gap) before the messages projection shows it. A pull that asks past
+//! what the read model has, or for a conversation the user has no row for yet, waits for
+//! the projections to apply what the log holds of that conversation ([`CatchUp`]) and reads
+//! again.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use jetim_readmodel::{ReadModelError, conversations, messages};
+use jetim_readmodel::{ReadModelError, conversations, groups, messages, projection};
 use jetim_schemas::openim::msg::{
     GetConversationsHasReadAndMaxSeqResp, GetLastMessageResp, GetSeqMessageReq, GetSeqMessageResp,
     Seqs,
@@ -19,6 +26,9 @@ use jetim_schemas::openim::msg::{
 use jetim_schemas::openim::sdkws::{
     GetMaxSeqResp, MsgData, PullMessageBySeqsReq, PullMessageBySeqsResp, PullMsgs,
 };
+use jetim_streams::append::EventLog;
+use jetim_streams::subject::{ConversationKind, Subject};
+use tokio::time::Instant;
 
 use crate::Rejection;
 use crate::conversation::is_notification_conversation;
@@ -40,6 +50,93 @@ pub enum SyncError {
     /// The read model failed.
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
+}
+
+/// The longest one request waits for the read model to show what the log holds.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+/// The most conversations one request waits for; past these it answers from what it has.
+const CATCH_UP_CONVERSATIONS: usize = 100;
+
+/// Brings the read model up to the log for one request: a read that finds less than the
+/// client knows of (a seq past the conversation's max, a conversation the user has no row
+/// for) calls [`CatchUp::wait`] for that conversation and, when it waited, reads again.
+///
+/// It waits for the projections that make what such a read needs to have applied the last
+/// event of the conversation's timeline (the messages projection), and for a group, of the
+/// group's own log (the groups projection makes its members' rows). Each is one direct get
+/// of the subject's last event, and a wait as long as that projection's lag: nothing at all
+/// for a conversation with no events. The waits of one request end together, at most
+/// [`CATCH_UP_WAIT`] after the first began.
+pub struct CatchUp<'a> {
+    log: &'a EventLog,
+    pool: &'a Pool,
+    deadline: Option<Instant>,
+    conversations: usize,
+}
+
+impl<'a> CatchUp<'a> {
+    /// For one request.
+    pub fn new(log: &'a EventLog, pool: &'a Pool) -> Self {
+        Self {
+            log,
+            pool,
+            deadline: None,
+            conversations: 0,
+        }
+    }
+
+    /// Waits until the read model shows every event of `conversation_id` stored so far;
+    /// `true` if the conversation has events the caller may not have seen and should read
+    /// again. A failure to tell only ends the wait: the caller answers with what it has.
+    pub async fn wait(&mut self, conversation_id: &str) -> bool {
+        if self.conversations >= CATCH_UP_CONVERSATIONS {
+            return false;
+        }
+        self.conversations += 1;
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + CATCH_UP_WAIT);
+        let mut waited = false;
+        for (kind, name, version) in [
+            (
+                ConversationKind::Timeline,
+                messages::NAME,
+                messages::VERSION,
+            ),
+            (ConversationKind::Group, groups::NAME, groups::VERSION),
+        ] {
+            if kind == ConversationKind::Group && !conversation_id.starts_with("sg_") {
+                continue;
+            }
+            let Ok(subject) = Subject::conversation(conversation_id, kind) else {
+                // Not an ID the log could hold.
+                return false;
+            };
+            let last = match self.log.last_event(&subject).await {
+                Ok(Some(event)) => event.stream_sequence,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, conversation_id, "cannot tell what the log holds; answering from the read model");
+                    continue;
+                }
+            };
+            waited = true;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match projection::wait_for(self.pool, name, version, last, left).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(
+                    projection = name,
+                    conversation_id,
+                    stream_sequence = last,
+                    "the projection did not catch up in time; answering with what it has"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, projection = name, "cannot tell whether the projection caught up");
+                }
+            }
+        }
+        waited
+    }
 }
 
 fn invalid(reason: String) -> SyncError {
@@ -94,6 +191,7 @@ fn check_order(order: i32) -> Result<bool, SyncError> {
 /// their window; the newest `num` seqs of it; a placeholder for a seq without a message.
 pub async fn pull_by_ranges(
     pool: &Pool,
+    log: &EventLog,
     user_id: &str,
     request: &PullMessageBySeqsReq,
 ) -> Result<PullMessageBySeqsResp, SyncError> {
@@ -122,17 +220,22 @@ pub async fn pull_by_ranges(
         }
     }
     let mut reply = PullMessageBySeqsResp::default();
+    let mut catch_up = CatchUp::new(log, pool);
     for range in &request.seq_ranges {
-        let Some((window_start, max)) =
-            messages::member_window(pool, user_id, &range.conversation_id).await?
-        else {
+        let asked_begin = u64::try_from(range.begin).unwrap_or(0);
+        let asked_end = u64::try_from(range.end).unwrap_or(0);
+        let mut window = messages::member_window(pool, user_id, &range.conversation_id).await?;
+        if window.is_none_or(|(_, max)| max < asked_end)
+            && catch_up.wait(&range.conversation_id).await
+        {
+            window = messages::member_window(pool, user_id, &range.conversation_id).await?;
+        }
+        let Some((window_start, max)) = window else {
             continue;
         };
         if max == 0 {
             continue;
         }
-        let asked_begin = u64::try_from(range.begin).unwrap_or(0);
-        let asked_end = u64::try_from(range.end).unwrap_or(0);
         let begin = asked_begin.max(window_start);
         let end = asked_end.min(max);
         if end < begin {
@@ -169,6 +272,7 @@ pub async fn pull_by_ranges(
 /// outside are dropped, and asking past an end of the window says so with `isEnd`/`endSeq`.
 pub async fn pull_by_seqs(
     pool: &Pool,
+    log: &EventLog,
     user_id: &str,
     request: &GetSeqMessageReq,
 ) -> Result<GetSeqMessageResp, SyncError> {
@@ -192,11 +296,19 @@ pub async fn pull_by_seqs(
         }
     }
     let mut reply = GetSeqMessageResp::default();
+    let mut catch_up = CatchUp::new(log, pool);
     for conversation in &request.conversations {
         let mut pulled = PullMsgs::default();
-        if let Some((start, max)) =
-            messages::member_window(pool, user_id, &conversation.conversation_id).await?
+        let highest = conversation.seqs.iter().copied().max().unwrap_or(0);
+        let highest = u64::try_from(highest).unwrap_or(0);
+        let mut window =
+            messages::member_window(pool, user_id, &conversation.conversation_id).await?;
+        if window.is_none_or(|(_, max)| max < highest)
+            && catch_up.wait(&conversation.conversation_id).await
         {
+            window = messages::member_window(pool, user_id, &conversation.conversation_id).await?;
+        }
+        if let Some((start, max)) = window {
             let mut inside: Vec<u64> = Vec::new();
             for &seq in &conversation.seqs {
                 let seq = u64::try_from(seq).unwrap_or(0);

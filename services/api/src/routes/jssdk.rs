@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use base64::Engine as _;
+use jetim_messaging::sync;
 use jetim_readmodel::conversations::{self, ConversationRow};
 use jetim_readmodel::groups::{self, GroupRow};
 use jetim_readmodel::messages;
@@ -389,8 +390,23 @@ pub async fn get_conversations(
     if conversation_ids.len() > 1000 {
         return Err(ApiError::args("at most 1000 conversationIDs per request"));
     }
-    let (unread_count, found) =
-        entries(&state, &request.caller.user_id, Some(&conversation_ids)).await?;
+    let owner = &request.caller.user_id;
+    let (mut unread_count, mut found) = entries(&state, owner, Some(&conversation_ids)).await?;
+    // A client asks for a conversation it was just pushed a message of, which the read
+    // model may not show yet: one it lacks is read again once the projections have it.
+    let mut catch_up = sync::CatchUp::new(&state.log, &state.db);
+    let mut waited = false;
+    for conversation_id in &conversation_ids {
+        if !found
+            .iter()
+            .any(|entry| &entry.row.conversation_id == conversation_id)
+        {
+            waited |= catch_up.wait(conversation_id).await;
+        }
+    }
+    if waited {
+        (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
+    }
     Ok(Reply(match format {
         Encoding::Protobuf => JssdkReply::Protobuf(
             base64::engine::general_purpose::STANDARD.encode(

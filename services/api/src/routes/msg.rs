@@ -544,7 +544,7 @@ pub async fn pull_msg_by_seq(
             .collect(),
         order: body.order,
     };
-    let pulled = sync::pull_by_ranges(&state.db, &body.user_id, &asked)
+    let pulled = sync::pull_by_ranges(&state.db, &state.log, &body.user_id, &asked)
         .await
         .map_err(sync_failed)?;
     let render = |all: BTreeMap<String, PullMsgs>| -> BTreeMap<String, PulledMsgs> {

@@ -156,3 +156,152 @@ async fn the_conversation_list_comes_pinned_first_then_newest_with_unread_counts
         .await;
     assert_eq!(reply["errCode"], 1001, "{reply}");
 }
+
+/// A message of `conversation_id` stored straight into the log, as the send path stores it.
+async fn append_message(app: &TestApp, send_id: &str, recv_id: &str, conversation_id: &str) {
+    use jetim_schemas::events::msg::MsgSent;
+    let log = jetim_streams::EventLog::open(app.jetstream.clone())
+        .await
+        .unwrap();
+    let now = crate::support::now_millis();
+    let message = MsgSent {
+        conversation_id: conversation_id.into(),
+        seq: 0,
+        server_msg_id: "s-race".into(),
+        client_msg_id: "c-race".into(),
+        send_id: send_id.into(),
+        recv_id: recv_id.into(),
+        group_id: String::new(),
+        sender_platform_id: 5,
+        sender_nickname: send_id.into(),
+        sender_face_url: String::new(),
+        session_type: 1,
+        msg_from: 100,
+        content_type: 101,
+        content: r#"{"content":"ahead of the read model"}"#.into(),
+        send_time: now,
+        create_time: now,
+        options: Default::default(),
+        offline_push: None,
+        at_user_ids: Vec::new(),
+        attached_info: String::new(),
+        ex: String::new(),
+    };
+    log.append_to_timeline(
+        conversation_id,
+        "c-race",
+        jetim_streams::Actor::with_operation(send_id, "op-race"),
+        &message,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ana", "ben"]).await;
+    let ben = app.user_token(&admin, "ben", Platform::WEB).await;
+    app.messages_caught_up().await;
+
+    // The messages projection's next batch waits on its registry row, uncommitted, as if
+    // it lagged: what it applies is not readable until the row is let go.
+    let (holder, connection) =
+        tokio_postgres::connect(&app.database.config.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM projections WHERE name = 'messages' FOR UPDATE")
+        .await
+        .unwrap();
+    // A message a push may already have brought ben, in a conversation new to both.
+    append_message(&app, "ana", "ben", "si_ana_ben").await;
+
+    let lookup = jssdk::GetConversationsReq {
+        owner_user_id: String::new(),
+        conversation_i_ds: vec!["si_ana_ben".into()],
+    };
+    let asked = {
+        let (app_address, http, token, body) = (
+            app.address.clone(),
+            app.http.clone(),
+            ben.clone(),
+            lookup.encode_to_vec(),
+        );
+        tokio::spawn(async move {
+            http.post(format!("{app_address}/jssdk/get_conversations"))
+                .header("operationID", "op")
+                .header("token", token)
+                .header("Content-Type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let pulled = {
+        let (app_address, http, token) = (app.address.clone(), app.http.clone(), ben.clone());
+        tokio::spawn(async move {
+            http.post(format!("{app_address}/msg/pull_msg_by_seq"))
+                .header("operationID", "op")
+                .header("token", token)
+                .json(&json!({"userID": "ben", "seqRanges": [
+                    {"conversationID": "si_ana_ben", "begin": 1, "end": 1, "num": 10}]}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+
+    // A conversation the log has nothing of is answered at once, lag or not.
+    let started = std::time::Instant::now();
+    let nothing = jssdk::GetConversationsReq {
+        owner_user_id: String::new(),
+        conversation_i_ds: vec!["si_ben_nobody".into(), "not even an ID".into()],
+    };
+    let reply = app
+        .jssdk(
+            "/jssdk/get_conversations",
+            &ben,
+            "application/x-protobuf",
+            nothing.encode_to_vec(),
+        )
+        .await;
+    let none: jssdk::GetConversationsResp = decoded(&reply);
+    assert!(none.conversations.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "no wait for what the log does not hold: {:?}",
+        started.elapsed()
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!asked.is_finished(), "the lookup waits for the projection");
+    assert!(!pulled.is_finished(), "the pull waits for the projection");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    let found: jssdk::GetConversationsResp = decoded(&asked.await.unwrap());
+    assert_eq!(found.conversations.len(), 1, "{found:?}");
+    let conversation = &found.conversations[0];
+    assert_eq!(conversation.max_seq, 1);
+    assert_eq!(
+        conversation.last_msg.as_ref().unwrap().content,
+        br#"{"content":"ahead of the read model"}"#
+    );
+    let pulled = pulled.await.unwrap();
+    assert_eq!(pulled["errCode"], 0, "{pulled}");
+    let messages = pulled["data"]["msgs"]["si_ana_ben"]["Msgs"]
+        .as_array()
+        .unwrap();
+    assert_eq!(messages.len(), 1, "{pulled}");
+    assert_eq!(messages[0]["seq"], 1);
+    assert_eq!(messages[0]["sendID"], "ana");
+}
