@@ -12,21 +12,21 @@
 //! push ([`offline`]) when the message and their receive settings allow it. Acks go under
 //! the "all" policy: one for many pushed messages.
 //!
-//! A message is pushed once the messages projection shows it (or after a short wait), so a
-//! client that gets the push can pull it and read its conversation. The projection announces
-//! how far it has applied after each batch (`im.applied.messages_v1`); the registry in
-//! Postgres is asked only when no announcement came for a while.
+//! A message is pushed as soon as it is read, without waiting for the read model to show
+//! it. A client that reacts to a push by reading (a pull to fill a gap, the JS SDK's lookup
+//! of a conversation it has not seen) may get there before the projections; those reads
+//! wait for them ([`jetim_messaging::sync::CatchUp`]).
 //!
 //! Messages are handled in stream order, so each conversation's pushes go out in seq order
 //! (the Go SDK pulls whenever a pushed seq is not the next one it expects). A message that
 //! is older than `push.max_age_secs` when read (the service was down) is skipped.
 //!
-//! Messages read while the push waits for the projection go out with the one it waits for,
-//! as far as the projection shows them: under `push.fanout: conversation`, consecutive
-//! messages of one conversation for the same recipients make one push (one `Fanout`, up to
-//! `push.messages_per_push`, 100 by default), so a busy group costs each member's
-//! connection one frame per projection batch instead of one per message. Nothing is held
-//! back to make a batch: only what has already been read goes together.
+//! Messages already read when one is pushed go out with it: under `push.fanout:
+//! conversation`, consecutive messages of one conversation for the same recipients make one
+//! push (one `Fanout`, up to `push.messages_per_push`, 100 by default), so a busy group
+//! costs each member's connection one frame per delivery from the consumer instead of one
+//! per message. Nothing is held back to make a batch: only what has already been read goes
+//! together.
 //!
 //! A group message goes to the group's current members, from an in-process member cache
 //! ([`members`]) kept fresh by the group events, so fan-out makes no query per message.
@@ -48,10 +48,7 @@ use jetim_schemas::event::Event as _;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_streams::consume::record_of;
 use jetim_streams::headers;
-use jetim_streams::subject::{
-    CONVERSATION_STREAM, ConversationKind, every_conversation, projection_applied,
-};
-use tokio::sync::watch;
+use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
 
 use crate::offline::OfflinePush;
 
@@ -60,11 +57,6 @@ pub const CONSUMER: &str = "push";
 
 /// How long to wait before re-opening the consumer after NATS failed.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How long a push waits for the messages projection to show its message.
-const READABLE_WAIT: Duration = Duration::from_secs(2);
-/// How long a push waits for the projection's announcement before asking the registry (an
-/// announcement is best effort, and a projector of an earlier build makes none).
-const ANNOUNCEMENT_WAIT: Duration = Duration::from_millis(20);
 /// Under the "all" ack policy, the push acknowledges after this many handled messages, or
 /// as soon as no further one is waiting, whichever comes first.
 const ACK_EVERY: usize = 100;
@@ -112,7 +104,6 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         .await?;
     let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
     let offline = OfflinePush::new(&state.config)?;
-    let mut applied = follow_messages_projection(&state.nats, shutdown.clone()).await?;
     tokio::spawn(
         state
             .members
@@ -134,7 +125,6 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                 }
             }
         };
-        let mut readable = 0;
         let mut acks = Acks::new(ack_all);
         let mut burst = Burst::default();
         // Set when the consumer's messages ended or failed: what was read is pushed, then
@@ -170,12 +160,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                     }
                 }
             }
-            let first = &burst.waiting[0];
-            let first_sequence = first.stream_sequence;
-            if first.push.is_some() {
-                wait_until_readable(&state, &mut readable, &mut applied, first_sequence).await;
-            }
-            // What came meanwhile goes with it, as far as the projection shows it.
+            // What has been read already goes with it.
             while !interrupted && burst.waiting.len() < BURST {
                 match messages.next().now_or_never() {
                     Some(Some(Ok(message))) => burst.take(&state, message).await,
@@ -187,15 +172,14 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                     None => break,
                 }
             }
-            for message in burst.push(&state, &offline, readable).await {
+            for message in burst.push(&state, &offline).await {
                 acks.handled(message).await;
             }
         }
     }
 }
 
-/// At most this many messages are read ahead of the push while it waits for the messages
-/// projection; those the projection shows are pushed together.
+/// At most this many messages already read are pushed together.
 const BURST: usize = 1000;
 
 /// Messages read from the timelines and not yet pushed, in stream order.
@@ -208,7 +192,6 @@ struct Burst {
 /// message, too old, undecodable), which is acknowledged in its turn.
 struct Waiting {
     message: jetstream::Message,
-    stream_sequence: u64,
     push: Option<Push>,
 }
 
@@ -223,30 +206,14 @@ struct Push {
 impl Burst {
     /// Reads `message` and resolves its recipients.
     async fn take(&mut self, state: &PushState, message: jetstream::Message) {
-        let (stream_sequence, push) = prepare(state, &message).await;
-        self.waiting.push_back(Waiting {
-            message,
-            stream_sequence,
-            push,
-        });
+        let push = prepare(state, &message).await;
+        self.waiting.push_back(Waiting { message, push });
     }
 
-    /// Pushes the first waiting message and every one after it up to `readable`; returns
-    /// them, in order, to be acknowledged. Consecutive messages of one conversation with the
-    /// same recipients go out as one push.
-    async fn push(
-        &mut self,
-        state: &PushState,
-        offline: &OfflinePush,
-        readable: u64,
-    ) -> Vec<jetstream::Message> {
-        let mut taken = 0;
-        while taken < self.waiting.len()
-            && (taken == 0 || self.waiting[taken].stream_sequence <= readable)
-        {
-            taken += 1;
-        }
-        let done: Vec<Waiting> = self.waiting.drain(..taken).collect();
+    /// Pushes every waiting message; returns them, in order, to be acknowledged.
+    /// Consecutive messages of one conversation with the same recipients go out as one push.
+    async fn push(&mut self, state: &PushState, offline: &OfflinePush) -> Vec<jetstream::Message> {
+        let done: Vec<Waiting> = self.waiting.drain(..).collect();
         // Pushes to each user are published one message at a time.
         let most = match state.config.fanout {
             PushFanout::Conversation => state.config.messages_per_push,
@@ -321,96 +288,18 @@ async fn ack(message: &jetstream::Message) {
     }
 }
 
-/// How far the messages projection has applied the log, as it announces after each batch.
-async fn follow_messages_projection(
-    nats: &async_nats::Client,
-    shutdown: CancellationToken,
-) -> anyhow::Result<watch::Receiver<u64>> {
-    let consumer = jetim_readmodel::messages::consumer_spec().name;
-    let mut announcements = nats.subscribe(projection_applied(&consumer)).await?;
-    let (position, applied) = watch::channel(0);
-    tokio::spawn(async move {
-        loop {
-            let announcement = tokio::select! {
-                () = shutdown.cancelled() => return,
-                announcement = announcements.next() => announcement,
-            };
-            let Some(announcement) = announcement else {
-                return;
-            };
-            let Some(sequence) = std::str::from_utf8(&announcement.payload)
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            position.send_if_modified(|position| {
-                let newer = sequence > *position;
-                *position = (*position).max(sequence);
-                newer
-            });
-        }
-    });
-    Ok(applied)
-}
-
-/// Waits until the messages projection has applied the event at `stream_sequence` (at most
-/// [`READABLE_WAIT`]), so that a client reacting to the push can pull the message and find
-/// its conversation (the JS SDK asks for a conversation it has not seen, and fails if the
-/// server does not have it yet). `readable` remembers how far the projection was seen, so a
-/// burst waits once per projection batch. The projection's announcements (`applied`) say
-/// when; the registry is asked only after [`ANNOUNCEMENT_WAIT`] without one.
-async fn wait_until_readable(
-    state: &PushState,
-    readable: &mut u64,
-    applied: &mut watch::Receiver<u64>,
-    stream_sequence: u64,
-) {
-    use jetim_readmodel::{messages, projection};
-    let deadline = tokio::time::Instant::now() + READABLE_WAIT;
-    loop {
-        *readable = (*readable).max(*applied.borrow_and_update());
-        if *readable >= stream_sequence {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            metrics::counter!("jetim_push_unreadable_total").increment(1);
-            tracing::warn!(
-                stream_sequence,
-                "pushing a message the read model does not show yet"
-            );
-            return;
-        }
-        let announced = tokio::time::timeout(ANNOUNCEMENT_WAIT, applied.changed()).await;
-        if matches!(announced, Ok(Ok(()))) {
-            continue;
-        }
-        match projection::position(&state.db, messages::NAME, messages::VERSION).await {
-            Ok(position) => *readable = (*readable).max(position),
-            Err(error) => {
-                tracing::warn!(%error, "cannot tell whether the message is readable; pushing");
-                return;
-            }
-        }
-        if announced.is_ok() {
-            // The announcements ended (shutdown): the registry alone decides from here.
-            tokio::time::sleep(ANNOUNCEMENT_WAIT).await;
-        }
-    }
-}
-
-/// The stream sequence of `message`, and what to push for it, if anything.
-async fn prepare(state: &PushState, message: &jetstream::Message) -> (u64, Option<Push>) {
+/// What to push for `message`, if anything.
+async fn prepare(state: &PushState, message: &jetstream::Message) -> Option<Push> {
     let record = record_of(message);
     let stream_sequence = record.stream_sequence;
     if record.kind != MsgSent::KIND {
-        return (stream_sequence, None);
+        return None;
     }
     let sent: MsgSent = match record.decode() {
         Ok(sent) => sent,
         Err(error) => {
             tracing::error!(stream_sequence, %error, "not pushed: undecodable");
-            return (stream_sequence, None);
+            return None;
         }
     };
     let age_ms = jetim_common::clock::now_millis().saturating_sub(sent.send_time);
@@ -418,7 +307,7 @@ async fn prepare(state: &PushState, message: &jetstream::Message) -> (u64, Optio
         i64::try_from(state.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     if age_ms > max_age_ms {
         metrics::counter!("jetim_push_skipped_total", "reason" => "too_old").increment(1);
-        return (stream_sequence, None);
+        return None;
     }
     let users = match delivery::recipients(&sent) {
         Recipients::Users(users) => Arc::new(users),
@@ -427,7 +316,7 @@ async fn prepare(state: &PushState, message: &jetstream::Message) -> (u64, Optio
             Err(error) => {
                 tracing::warn!(%group_id, %error, "group members unavailable; left to seq sync");
                 metrics::counter!("jetim_push_skipped_total", "reason" => "members").increment(1);
-                return (stream_sequence, None);
+                return None;
             }
         },
     };
@@ -440,7 +329,7 @@ async fn prepare(state: &PushState, message: &jetstream::Message) -> (u64, Optio
         operation_id,
         age_ms,
     };
-    (stream_sequence, Some(push))
+    Some(push)
 }
 
 /// Publishes a run of messages of one conversation, all for the same recipients, in order.
