@@ -909,3 +909,79 @@ async fn a_full_gateway_refuses_with_1601() {
     // The other gateway still takes lou.
     let _lou = connect_js(&gateway.address, "lou", &token, 5).await;
 }
+
+#[tokio::test]
+async fn a_push_goes_out_before_the_read_model_has_it_and_the_pulls_it_leads_to_wait() {
+    use jetim_schemas::openim::msg::{ConversationSeqs, GetSeqMessageReq, GetSeqMessageResp};
+    use jetim_schemas::openim::sdkws::{PullMessageBySeqsReq, PullMessageBySeqsResp, SeqRange};
+
+    let gateway = TestGateway::spawn(&["early", "late"]).await;
+    let mut early = gateway.connect("early").await;
+    let mut late = gateway.connect("late").await;
+    // The messages projection's next batch waits on its registry row, uncommitted, as if
+    // it lagged.
+    let holder = gateway.pool.get().await.unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM projections WHERE name = 'messages' FOR UPDATE")
+        .await
+        .unwrap();
+
+    let reply = request(
+        &mut early,
+        "early",
+        1003,
+        "s1",
+        &text_message("early", "late", "c-1", "first").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(reply["errCode"], 0, "{reply}");
+    let (_, pushed) = tokio::time::timeout(Duration::from_secs(1), next_push(&mut late))
+        .await
+        .expect("pushed while the read model does not have it");
+    let (conversation, message) = only_message(&pushed);
+    assert_eq!((conversation, message.seq), ("si_early_late", 1));
+
+    // The client asks for it, by range and by seq, before the read model has it.
+    let by_range = PullMessageBySeqsReq {
+        user_id: "late".into(),
+        seq_ranges: vec![SeqRange {
+            conversation_id: "si_early_late".into(),
+            begin: 1,
+            end: 1,
+            num: 10,
+        }],
+        order: 0,
+    };
+    send_request(&mut late, "late", 1002, "p1", &by_range.encode_to_vec()).await;
+    let by_seq = GetSeqMessageReq {
+        user_id: "late".into(),
+        conversations: vec![ConversationSeqs {
+            conversation_id: "si_early_late".into(),
+            seqs: vec![1],
+        }],
+        order: 0,
+    };
+    send_request(&mut late, "late", 1005, "q1", &by_seq.encode_to_vec()).await;
+    assert_quiet(&mut late, Duration::from_millis(300)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    for _ in 0..2 {
+        let reply = next_binary(&mut late).await;
+        match reply["msgIncr"].as_str() {
+            Some("p1") => {
+                let pulled: PullMessageBySeqsResp = payload(&reply);
+                let messages = &pulled.msgs["si_early_late"].msgs;
+                assert_eq!(messages.len(), 1, "{pulled:?}");
+                assert_eq!((messages[0].seq, messages[0].status), (1, 2));
+                assert_eq!(messages[0].client_msg_id, "c-1");
+            }
+            Some("q1") => {
+                let pulled: GetSeqMessageResp = payload(&reply);
+                let messages = &pulled.msgs["si_early_late"].msgs;
+                assert_eq!(messages.len(), 1, "{pulled:?}");
+                assert_eq!((messages[0].seq, messages[0].status), (1, 2));
+            }
+            _ => panic!("an unexpected frame: {reply}"),
+        }
+    }
+}
