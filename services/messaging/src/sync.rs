@@ -121,19 +121,26 @@ impl<'a> CatchUp<'a> {
                 }
             };
             waited = true;
-            let left = deadline.saturating_duration_since(Instant::now());
-            match projection::wait_for(self.pool, name, version, last, left).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(
-                    projection = name,
-                    conversation_id,
-                    stream_sequence = last,
-                    "the projection did not catch up in time; answering with what it has"
-                ),
+            let started = Instant::now();
+            let left = deadline.saturating_duration_since(started);
+            let outcome = match projection::wait_for(self.pool, name, version, last, left).await {
+                Ok(true) => "caught_up",
+                Ok(false) => {
+                    tracing::warn!(
+                        projection = name,
+                        conversation_id,
+                        stream_sequence = last,
+                        "the projection did not catch up in time; answering with what it has"
+                    );
+                    "timed_out"
+                }
                 Err(error) => {
                     tracing::warn!(%error, projection = name, "cannot tell whether the projection caught up");
+                    "failed"
                 }
-            }
+            };
+            metrics::histogram!("jetim_sync_catch_up_seconds", "projection" => name, "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
         }
         waited
     }
