@@ -73,6 +73,38 @@ pub fn notification_twin(conversation_id: &str) -> String {
     }
 }
 
+/// Whether `user_id` may be one of the members of `conversation_id`, judged from the ID
+/// alone: a single or notification chat names its two parties (`si_`/`sn_` and the sorted
+/// pair), a group's does not (`sg_`), and a notification twin (`n_`) names either. So it is
+/// true for every group and every twin that is not a pair without the user, and for a pair
+/// only when the user is in it. Reads that do more work for a conversation that exists
+/// (waiting for it to be projected) ask this first, so that how long they take tells
+/// nobody whether two other users have talked.
+pub fn may_be_member(user_id: &str, conversation_id: &str) -> bool {
+    let names_user = |pair: &str| {
+        let first = pair
+            .strip_prefix(user_id)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|other| sorted_pair(user_id, other) == pair);
+        let second = pair
+            .strip_suffix(user_id)
+            .and_then(|rest| rest.strip_suffix('_'))
+            .is_some_and(|other| sorted_pair(other, user_id) == pair);
+        first || second
+    };
+    if conversation_id.starts_with("sg_") {
+        return true;
+    }
+    if let Some(pair) = conversation_id
+        .strip_prefix("si_")
+        .or_else(|| conversation_id.strip_prefix("sn_"))
+    {
+        return names_user(pair);
+    }
+    // A twin of a group's conversation is `n_<groupID>`, which may look like any pair.
+    conversation_id.starts_with("n_")
+}
+
 /// Whether a conversation ID is a notification conversation (`n_…`).
 pub fn is_notification_conversation(conversation_id: &str) -> bool {
     conversation_id.starts_with("n_")
@@ -97,6 +129,37 @@ mod tests {
             chat_conversation_id(SessionType::Single, "b", "Z", ""),
             "si_Z_b"
         );
+    }
+
+    #[test]
+    fn only_a_pair_that_names_the_user_may_have_them_as_a_member() {
+        for (user, conversation, expected) in [
+            ("alice", "si_alice_bob", true),
+            ("bob", "si_alice_bob", true),
+            ("carol", "si_alice_bob", false),
+            ("ali", "si_alice_bob", false),
+            ("alice_bob", "si_alice_bob", false),
+            ("a_x", "si_a_x_b", true),
+            ("x_b", "si_a_x_b", true),
+            // Underscores make a pair ambiguous: a_x with b, or a with x_b.
+            ("b", "si_a_x_b", true),
+            ("a", "si_a_x_b", true),
+            ("x", "si_a_x_b", false),
+            ("news", "sn_news_u1", true),
+            ("u2", "sn_news_u1", false),
+            ("alice", "sg_g1", true),
+            ("carol", "n_alice_bob", true),
+            ("carol", "si_bob_alice", false),
+            ("alice", "si_bob_alice", false),
+            ("alice", "xx_alice_bob", false),
+            ("alice", "", false),
+        ] {
+            assert_eq!(
+                may_be_member(user, conversation),
+                expected,
+                "{user} in {conversation}"
+            );
+        }
     }
 
     #[test]

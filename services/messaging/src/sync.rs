@@ -31,7 +31,7 @@ use jetim_streams::subject::{ConversationKind, Subject};
 use tokio::time::Instant;
 
 use crate::Rejection;
-use crate::conversation::is_notification_conversation;
+use crate::conversation::{is_notification_conversation, may_be_member};
 use crate::revoke::as_pulled;
 
 /// The most ranges (or conversations) one pull may name.
@@ -66,20 +66,24 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 /// group's own log (the groups projection makes its members' rows). Each is one direct get
 /// of the subject's last event, and a wait as long as that projection's lag: nothing at all
 /// for a conversation with no events. The waits of one request end together, at most
-/// [`CATCH_UP_WAIT`] after the first began.
+/// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader cannot
+/// be in it ([`may_be_member`]) is not looked up, so a read of someone else's conversation
+/// takes as long whether it exists or not.
 pub struct CatchUp<'a> {
     log: &'a EventLog,
     pool: &'a Pool,
+    user_id: &'a str,
     deadline: Option<Instant>,
     conversations: usize,
 }
 
 impl<'a> CatchUp<'a> {
-    /// For one request.
-    pub fn new(log: &'a EventLog, pool: &'a Pool) -> Self {
+    /// For one request of `user_id`.
+    pub fn new(log: &'a EventLog, pool: &'a Pool, user_id: &'a str) -> Self {
         Self {
             log,
             pool,
+            user_id,
             deadline: None,
             conversations: 0,
         }
@@ -89,7 +93,9 @@ impl<'a> CatchUp<'a> {
     /// `true` if the conversation has events the caller may not have seen and should read
     /// again. A failure to tell only ends the wait: the caller answers with what it has.
     pub async fn wait(&mut self, conversation_id: &str) -> bool {
-        if self.conversations >= CATCH_UP_CONVERSATIONS {
+        if self.conversations >= CATCH_UP_CONVERSATIONS
+            || !may_be_member(self.user_id, conversation_id)
+        {
             return false;
         }
         self.conversations += 1;
@@ -227,7 +233,7 @@ pub async fn pull_by_ranges(
         }
     }
     let mut reply = PullMessageBySeqsResp::default();
-    let mut catch_up = CatchUp::new(log, pool);
+    let mut catch_up = CatchUp::new(log, pool, user_id);
     for range in &request.seq_ranges {
         let asked_begin = u64::try_from(range.begin).unwrap_or(0);
         let asked_end = u64::try_from(range.end).unwrap_or(0);
@@ -303,7 +309,7 @@ pub async fn pull_by_seqs(
         }
     }
     let mut reply = GetSeqMessageResp::default();
-    let mut catch_up = CatchUp::new(log, pool);
+    let mut catch_up = CatchUp::new(log, pool, user_id);
     for conversation in &request.conversations {
         let mut pulled = PullMsgs::default();
         let highest = conversation.seqs.iter().copied().max().unwrap_or(0);

@@ -394,7 +394,7 @@ pub async fn get_conversations(
     let (mut unread_count, mut found) = entries(&state, owner, Some(&conversation_ids)).await?;
     // A client asks for a conversation it was just pushed a message of, which the read
     // model may not show yet: one it lacks is read again once the projections have it.
-    let mut catch_up = sync::CatchUp::new(&state.log, &state.db);
+    let mut catch_up = sync::CatchUp::new(&state.log, &state.db, owner);
     let mut waited = false;
     for conversation_id in &conversation_ids {
         if !found

@@ -164,11 +164,12 @@ async fn append_message(app: &TestApp, send_id: &str, recv_id: &str, conversatio
         .await
         .unwrap();
     let now = crate::support::now_millis();
+    let client_msg_id = format!("c-{conversation_id}");
     let message = MsgSent {
         conversation_id: conversation_id.into(),
         seq: 0,
-        server_msg_id: "s-race".into(),
-        client_msg_id: "c-race".into(),
+        server_msg_id: format!("s-{conversation_id}"),
+        client_msg_id: client_msg_id.clone(),
         send_id: send_id.into(),
         recv_id: recv_id.into(),
         group_id: String::new(),
@@ -189,7 +190,7 @@ async fn append_message(app: &TestApp, send_id: &str, recv_id: &str, conversatio
     };
     log.append_to_timeline(
         conversation_id,
-        "c-race",
+        &client_msg_id,
         jetim_streams::Actor::with_operation(send_id, "op-race"),
         &message,
     )
@@ -216,8 +217,10 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
         .batch_execute("BEGIN; SELECT 1 FROM projections WHERE name = 'messages' FOR UPDATE")
         .await
         .unwrap();
-    // A message a push may already have brought ben, in a conversation new to both.
+    // A message a push may already have brought ben, in a conversation new to both; and
+    // one of a conversation ben is not in.
     append_message(&app, "ana", "ben", "si_ana_ben").await;
+    append_message(&app, "ana", "cat", "si_ana_cat").await;
 
     let lookup = jssdk::GetConversationsReq {
         owner_user_id: String::new(),
@@ -261,11 +264,16 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
         })
     };
 
-    // A conversation the log has nothing of is answered at once, lag or not.
+    // A conversation the log has nothing of is answered at once, lag or not; so is one
+    // whose ID shows ben is not in it, whatever the log holds of it.
     let started = std::time::Instant::now();
     let nothing = jssdk::GetConversationsReq {
         owner_user_id: String::new(),
-        conversation_i_ds: vec!["si_ben_nobody".into(), "not even an ID".into()],
+        conversation_i_ds: vec![
+            "si_ben_nobody".into(),
+            "not even an ID".into(),
+            "si_ana_cat".into(),
+        ],
     };
     let reply = app
         .jssdk(
@@ -279,7 +287,7 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
     assert!(none.conversations.is_empty());
     assert!(
         started.elapsed() < std::time::Duration::from_secs(1),
-        "no wait for what the log does not hold: {:?}",
+        "no wait for what the log does not hold, or for others' conversations: {:?}",
         started.elapsed()
     );
 
