@@ -25,6 +25,30 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// `/jssdk/get_conversations` in protobuf, as the JS SDK asks for conversations it has
+    /// not seen.
+    async fn designated_conversations(
+        &self,
+        token: &str,
+        ids: &[&str],
+    ) -> jssdk::GetConversationsResp {
+        let request = jssdk::GetConversationsReq {
+            owner_user_id: String::new(),
+            conversation_i_ds: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let reply = self
+            .jssdk(
+                "/jssdk/get_conversations",
+                token,
+                "application/x-protobuf",
+                request.encode_to_vec(),
+            )
+            .await;
+        decoded(&reply)
+    }
+}
+
 fn decoded<M: prost::Message + Default>(reply: &Value) -> M {
     assert_eq!(reply["errCode"], 0, "{reply}");
     let bytes = base64::engine::general_purpose::STANDARD
@@ -102,19 +126,9 @@ async fn the_conversation_list_comes_pinned_first_then_newest_with_unread_counts
     assert_eq!(ana.user.as_ref().unwrap().nickname, "nick ana");
     assert!(ana.friend.is_none());
 
-    let request = jssdk::GetConversationsReq {
-        owner_user_id: String::new(),
-        conversation_i_ds: vec!["si_ana_ben".into(), "si_ana_cat".into()],
-    };
-    let reply = app
-        .jssdk(
-            "/jssdk/get_conversations",
-            &ben,
-            "application/x-protobuf",
-            request.encode_to_vec(),
-        )
+    let some = app
+        .designated_conversations(&ben, &["si_ana_ben", "si_ana_cat"])
         .await;
-    let some: jssdk::GetConversationsResp = decoded(&reply);
     assert_eq!(
         some.conversations.len(),
         1,
@@ -222,68 +236,27 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
     append_message(&app, "ana", "ben", "si_ana_ben").await;
     append_message(&app, "ana", "cat", "si_ana_cat").await;
 
-    let lookup = jssdk::GetConversationsReq {
-        owner_user_id: String::new(),
-        conversation_i_ds: vec!["si_ana_ben".into()],
-    };
-    let asked = {
-        let (app_address, http, token, body) = (
-            app.address.clone(),
-            app.http.clone(),
-            ben.clone(),
-            lookup.encode_to_vec(),
-        );
-        tokio::spawn(async move {
-            http.post(format!("{app_address}/jssdk/get_conversations"))
-                .header("operationID", "op")
-                .header("token", token)
-                .header("Content-Type", "application/x-protobuf")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
-    let pulled = {
-        let (app_address, http, token) = (app.address.clone(), app.http.clone(), ben.clone());
-        tokio::spawn(async move {
-            http.post(format!("{app_address}/msg/pull_msg_by_seq"))
-                .header("operationID", "op")
-                .header("token", token)
-                .json(&json!({"userID": "ben", "seqRanges": [
-                    {"conversationID": "si_ana_ben", "begin": 1, "end": 1, "num": 10}]}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-    };
+    // Ben asks for it, by conversation and by pull, before the read model has it: both wait.
+    let mut asked = std::pin::pin!(app.designated_conversations(&ben, &["si_ana_ben"]));
+    let pull = json!({"userID": "ben", "seqRanges": [
+        {"conversationID": "si_ana_ben", "begin": 1, "end": 1, "num": 10}]});
+    let mut pulled = std::pin::pin!(app.post("/msg/pull_msg_by_seq", Some(&ben), &pull));
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        futures::future::join(&mut asked, &mut pulled),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the lookup and the pull wait for the projection"
+    );
 
     // A conversation the log has nothing of is answered at once, lag or not; so is one
     // whose ID shows ben is not in it, whatever the log holds of it.
     let started = std::time::Instant::now();
-    let nothing = jssdk::GetConversationsReq {
-        owner_user_id: String::new(),
-        conversation_i_ds: vec![
-            "si_ben_nobody".into(),
-            "not even an ID".into(),
-            "si_ana_cat".into(),
-        ],
-    };
-    let reply = app
-        .jssdk(
-            "/jssdk/get_conversations",
-            &ben,
-            "application/x-protobuf",
-            nothing.encode_to_vec(),
-        )
+    let none = app
+        .designated_conversations(&ben, &["si_ben_nobody", "not even an ID", "si_ana_cat"])
         .await;
-    let none: jssdk::GetConversationsResp = decoded(&reply);
     assert!(none.conversations.is_empty());
     assert!(
         started.elapsed() < std::time::Duration::from_secs(1),
@@ -291,12 +264,8 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
         started.elapsed()
     );
 
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!asked.is_finished(), "the lookup waits for the projection");
-    assert!(!pulled.is_finished(), "the pull waits for the projection");
     holder.batch_execute("ROLLBACK").await.unwrap();
-
-    let found: jssdk::GetConversationsResp = decoded(&asked.await.unwrap());
+    let (found, pulled) = futures::future::join(asked, pulled).await;
     assert_eq!(found.conversations.len(), 1, "{found:?}");
     let conversation = &found.conversations[0];
     assert_eq!(conversation.max_seq, 1);
@@ -304,7 +273,6 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
         conversation.last_msg.as_ref().unwrap().content,
         br#"{"content":"ahead of the read model"}"#
     );
-    let pulled = pulled.await.unwrap();
     assert_eq!(pulled["errCode"], 0, "{pulled}");
     let messages = pulled["data"]["msgs"]["si_ana_ben"]["Msgs"]
         .as_array()
