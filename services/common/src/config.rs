@@ -217,6 +217,11 @@ pub struct PushConfig {
     /// waited together go out in one push (1 to 100); 1 pushes every message alone, one
     /// frame each, as OpenIM's own server does.
     pub messages_per_push: usize,
+    /// A busy group's message (the group had a push within this time) waits this many
+    /// milliseconds (0 to 1,000) for the messages read after it, so that a busy group's
+    /// messages share pushes and frames; 0 pushes every message as soon as it is read. A
+    /// quiet group's message and every other never wait, but go with a group's that does.
+    pub group_linger_ms: u64,
 }
 
 /// How the push service publishes a message for its recipients' gateways.
@@ -258,6 +263,7 @@ impl Default for PushConfig {
             member_cache_groups: 10_000,
             fanout: PushFanout::Conversation,
             messages_per_push: 100,
+            group_linger_ms: 25,
         }
     }
 }
@@ -559,6 +565,13 @@ impl Config {
                 "must be from 1 to 100",
             ));
         }
+        if self.push.group_linger_ms > 1000 {
+            return Err(invalid(
+                "push.group_linger_ms",
+                self.push.group_linger_ms,
+                "must be from 0 to 1000",
+            ));
+        }
         if self.push.offline_webhook_timeout_ms == 0 {
             return Err(invalid(
                 "push.offline_webhook_timeout_ms",
@@ -767,6 +780,15 @@ mod tests {
         }
         let config = load(&[("JETIM_PUSH__MESSAGES_PER_PUSH", "1")]).unwrap();
         assert_eq!(config.push.messages_per_push, 1);
+        let error = load(&[("JETIM_PUSH__GROUP_LINGER_MS", "1001")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("push.group_linger_ms") && error.contains("from 0 to 1000"),
+            "{error}"
+        );
+        let config = load(&[("JETIM_PUSH__GROUP_LINGER_MS", "0")]).unwrap();
+        assert_eq!(config.push.group_linger_ms, 0);
 
         let error = load(&[("JETIM_TELEMETRY__OTLP_ENDPOINT", "collector:4318")])
             .unwrap_err()

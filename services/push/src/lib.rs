@@ -23,10 +23,11 @@
 //!
 //! Messages already read when one is pushed go out with it: under `push.fanout:
 //! conversation`, consecutive messages of one conversation for the same recipients make one
-//! push (one `Fanout`, up to `push.messages_per_push`, 100 by default), so a busy group
-//! costs each member's connection one frame per delivery from the consumer instead of one
-//! per message. Nothing is held back to make a batch: only what has already been read goes
-//! together.
+//! push (one `Fanout`, up to `push.messages_per_push`, 100 by default). A busy group's
+//! message (one pushed within the linger before it) also waits that moment
+//! (`push.group_linger_ms`, 25 ms by default) for the messages read after it, so a busy group
+//! costs each member's connection one frame per linger instead of one per message. A quiet
+//! group's message, and every other, is never held back, but goes with a group's that waits.
 //!
 //! A group message goes to the group's current members, from an in-process member cache
 //! ([`members`]) kept fresh by the group events, so fan-out makes no query per message.
@@ -104,6 +105,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         .await?;
     let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
     let offline = OfflinePush::new(&state.config)?;
+    let linger = Duration::from_millis(state.config.group_linger_ms);
     tokio::spawn(
         state
             .members
@@ -126,7 +128,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             }
         };
         let mut acks = Acks::new(ack_all);
-        let mut burst = Burst::default();
+        let mut burst = Burst::new(linger);
         // Set when the consumer's messages ended or failed: what was read is pushed, then
         // the consumer is opened again.
         let mut interrupted = false;
@@ -160,9 +162,19 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                     }
                 }
             }
-            // What has been read already goes with it.
+            // What has been read already goes with it; once the burst holds a busy group's
+            // message, so does what is read within the linger from its start.
+            let started = tokio::time::Instant::now();
+            let mut linger_until = None;
             while !interrupted && burst.waiting.len() < BURST {
-                match messages.next().now_or_never() {
+                if linger_until.is_none() && burst.lingers {
+                    linger_until = Some(started + linger);
+                }
+                let next = match linger_until {
+                    Some(until) => tokio::time::timeout_at(until, messages.next()).await.ok(),
+                    None => messages.next().now_or_never(),
+                };
+                match next {
                     Some(Some(Ok(message))) => burst.take(&state, message).await,
                     Some(Some(Err(error))) => {
                         tracing::warn!(%error, "push consumer interrupted; reopening");
@@ -182,10 +194,20 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
 /// At most this many messages already read are pushed together.
 const BURST: usize = 1000;
 
+/// At most this many groups' last pushes are remembered; past it, those older than the
+/// linger are forgotten.
+const BUSY_GROUPS_KEPT: usize = 10_000;
+
 /// Messages read from the timelines and not yet pushed, in stream order.
-#[derive(Default)]
 struct Burst {
     waiting: VecDeque<Waiting>,
+    /// `push.group_linger_ms`.
+    linger: Duration,
+    /// Whether a busy group's message is waiting, so the burst waits for more.
+    lingers: bool,
+    /// When each group conversation was last pushed: a group pushed within the linger is
+    /// busy, and its next message waits for more. A quiet group's message goes at once.
+    last_pushed: HashMap<String, tokio::time::Instant>,
 }
 
 /// A message read and not yet pushed; `push` is none for one that is not pushed (not a new
@@ -198,15 +220,33 @@ struct Waiting {
 /// A message to push, and to whom.
 struct Push {
     sent: MsgSent,
+    /// A group's message: its members, from the member cache.
+    group: bool,
     users: Arc<Vec<String>>,
     operation_id: String,
     age_ms: i64,
 }
 
 impl Burst {
+    fn new(linger: Duration) -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            linger,
+            lingers: false,
+            last_pushed: HashMap::new(),
+        }
+    }
+
     /// Reads `message` and resolves its recipients.
     async fn take(&mut self, state: &PushState, message: jetstream::Message) {
         let push = prepare(state, &message).await;
+        self.lingers |= push.as_ref().is_some_and(|push| {
+            push.group
+                && self
+                    .last_pushed
+                    .get(&push.sent.conversation_id)
+                    .is_some_and(|at| at.elapsed() < self.linger)
+        });
         self.waiting.push_back(Waiting { message, push });
     }
 
@@ -214,6 +254,7 @@ impl Burst {
     /// Consecutive messages of one conversation with the same recipients go out as one push.
     async fn push(&mut self, state: &PushState, offline: &OfflinePush) -> Vec<jetstream::Message> {
         let done: Vec<Waiting> = self.waiting.drain(..).collect();
+        self.lingers = false;
         // Pushes to each user are published one message at a time.
         let most = match state.config.fanout {
             PushFanout::Conversation => state.config.messages_per_push,
@@ -234,8 +275,23 @@ impl Burst {
                 }
             }
         }
-        for run in runs {
-            publish(state, offline, &run).await;
+        for run in &runs {
+            publish(state, offline, run).await;
+        }
+        let now = tokio::time::Instant::now();
+        if self.last_pushed.len() >= BUSY_GROUPS_KEPT {
+            let linger = self.linger;
+            self.last_pushed
+                .retain(|_, at| now.duration_since(*at) < linger);
+        }
+        for run in runs.iter().filter(|run| run[0].group) {
+            let conversation = &run[0].sent.conversation_id;
+            match self.last_pushed.get_mut(conversation) {
+                Some(at) => *at = now,
+                None => {
+                    self.last_pushed.insert(conversation.clone(), now);
+                }
+            }
         }
         done.into_iter().map(|waiting| waiting.message).collect()
     }
@@ -309,10 +365,10 @@ async fn prepare(state: &PushState, message: &jetstream::Message) -> Option<Push
         metrics::counter!("jetim_push_skipped_total", "reason" => "too_old").increment(1);
         return None;
     }
-    let users = match delivery::recipients(&sent) {
-        Recipients::Users(users) => Arc::new(users),
+    let (group, users) = match delivery::recipients(&sent) {
+        Recipients::Users(users) => (false, Arc::new(users)),
         Recipients::GroupMembers(group_id) => match state.members.members(&group_id).await {
-            Ok(members) => members,
+            Ok(members) => (true, members),
             Err(error) => {
                 tracing::warn!(%group_id, %error, "group members unavailable; left to seq sync");
                 metrics::counter!("jetim_push_skipped_total", "reason" => "members").increment(1);
@@ -325,6 +381,7 @@ async fn prepare(state: &PushState, message: &jetstream::Message) -> Option<Push
         .to_owned();
     let push = Push {
         sent,
+        group,
         users,
         operation_id,
         age_ms,

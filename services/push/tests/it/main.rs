@@ -411,41 +411,81 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
     assert!(nothing.is_err(), "no push per user");
 }
 
+/// A linger long enough for the six sends of [`push_group_messages_sent_together`] to fall
+/// in one.
+const TEST_LINGER_MS: u64 = 1000;
+
 #[tokio::test]
-async fn messages_that_wait_together_are_pushed_together_in_seq_order() {
-    let sizes = push_messages_that_wait_together(PushConfig::default()).await;
+async fn group_messages_read_within_the_linger_are_pushed_together_in_seq_order() {
+    let sizes = push_group_messages_sent_together(PushConfig {
+        group_linger_ms: TEST_LINGER_MS,
+        ..PushConfig::default()
+    })
+    .await;
+    // The group was quiet, so its first message went at once with what had been read by
+    // then; the group was busy from there, so the rest waited for each other.
     assert!(
-        sizes.iter().any(|&size| size > 1),
-        "the messages that waited went out together: {sizes:?}"
+        sizes.len() <= 2,
+        "the messages read within the linger went out together: {sizes:?}"
     );
 }
 
 #[tokio::test]
 async fn one_message_a_push_when_so_configured() {
-    let sizes = push_messages_that_wait_together(PushConfig {
+    let sizes = push_group_messages_sent_together(PushConfig {
         messages_per_push: 1,
+        group_linger_ms: TEST_LINGER_MS,
         ..PushConfig::default()
     })
     .await;
     assert_eq!(sizes, [1; 6]);
 }
 
-/// Six group messages sent while the messages projection is held up, so that they wait
-/// for it together in the push service; checks each push and returns how many messages each
-/// carried, in order.
-async fn push_messages_that_wait_together(config: PushConfig) -> Vec<usize> {
+#[tokio::test]
+async fn single_chats_and_quiet_groups_do_not_wait_for_the_linger() {
+    let setup = setup_with(
+        &[("ann", 0), ("bo", 0), ("cy", 0)],
+        PushConfig {
+            group_linger_ms: TEST_LINGER_MS,
+            ..PushConfig::default()
+        },
+    )
+    .await;
+    setup.create_group(&["ann", "bo", "cy"]).await;
+    let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
+    setup.nats.flush().await.unwrap();
+    let group_message = MsgData {
+        group_id: "g".into(),
+        session_type: 3,
+        ..message("ann", "", "c-group")
+    };
+    for (message, subject) in [
+        (message("ann", "bo", "c-single"), "im.fanout.si_ann_bo"),
+        (group_message, "im.fanout.sg_g"),
+    ] {
+        let sent = std::time::Instant::now();
+        setup.send(&message, "op").await;
+        let delivered = tokio::time::timeout(Duration::from_secs(10), fanouts.next())
+            .await
+            .expect("a fan-out push within 10 s")
+            .unwrap();
+        assert_eq!(delivered.subject.as_str(), subject);
+        assert!(
+            sent.elapsed() < Duration::from_millis(TEST_LINGER_MS / 2),
+            "{subject} pushed without the linger: {:?}",
+            sent.elapsed()
+        );
+    }
+}
+
+/// Six group messages sent one after the other, within one linger; checks each push and
+/// returns how many messages each carried, in order.
+async fn push_group_messages_sent_together(config: PushConfig) -> Vec<usize> {
     let setup = setup_with(&[("ann", 0), ("bo", 0), ("cy", 0)], config).await;
     setup.create_group(&["ann", "bo", "cy"]).await;
     let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
     setup.nats.flush().await.unwrap();
 
-    // The messages projection is held up (its writes wait for this lock; the send path's
-    // reads do not), so the messages wait for it together in the push service.
-    let mut holder = setup.pool.get().await.unwrap();
-    let hold = holder.transaction().await.unwrap();
-    hold.batch_execute("LOCK TABLE messages_v1 IN SHARE MODE")
-        .await
-        .unwrap();
     let senders = ["ann", "bo", "ann", "cy", "bo", "ann"];
     for (index, sender) in senders.iter().enumerate() {
         let message = MsgData {
@@ -455,8 +495,6 @@ async fn push_messages_that_wait_together(config: PushConfig) -> Vec<usize> {
         };
         setup.send(&message, &format!("op-w{index}")).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    hold.rollback().await.unwrap();
 
     let mut seqs = Vec::new();
     let mut sizes = Vec::new();
