@@ -35,7 +35,7 @@
 pub mod members;
 pub mod offline;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,7 +105,13 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
         .await?;
     let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
     let offline = OfflinePush::new(&state.config)?;
-    let linger = Duration::from_millis(state.config.group_linger_ms);
+    // Lingering serves only pushes that share frames.
+    let linger =
+        if state.config.fanout == PushFanout::Conversation && state.config.messages_per_push > 1 {
+            Duration::from_millis(state.config.group_linger_ms)
+        } else {
+            Duration::ZERO
+        };
     tokio::spawn(
         state
             .members
@@ -162,20 +168,29 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                     }
                 }
             }
-            // What has been read already goes with it; once the burst holds a busy group's
-            // message, so does what is read within the linger from its start.
+            // What has been read already goes with it. Once the burst holds a busy group's
+            // message, that message (and its group's later ones) waits for what is read
+            // within the linger from the burst's start; every other message still goes as
+            // soon as it is read.
             let started = tokio::time::Instant::now();
             let mut linger_until = None;
             while !interrupted && burst.waiting.len() < BURST {
                 if linger_until.is_none() && burst.lingers {
                     linger_until = Some(started + linger);
+                    burst.push_unheld(&state, &offline).await;
                 }
                 let next = match linger_until {
                     Some(until) => tokio::time::timeout_at(until, messages.next()).await.ok(),
                     None => messages.next().now_or_never(),
                 };
                 match next {
-                    Some(Some(Ok(message))) => burst.take(&state, message).await,
+                    Some(Some(Ok(message))) => {
+                        burst.take(&state, message).await;
+                        // What is not held goes at once, lingering or not.
+                        if linger_until.is_some() {
+                            burst.push_unheld(&state, &offline).await;
+                        }
+                    }
                     Some(Some(Err(error))) => {
                         tracing::warn!(%error, "push consumer interrupted; reopening");
                         interrupted = true;
@@ -198,23 +213,31 @@ const BURST: usize = 1000;
 /// linger are forgotten.
 const BUSY_GROUPS_KEPT: usize = 10_000;
 
-/// Messages read from the timelines and not yet pushed, in stream order.
+/// Messages read from the timelines and not yet acknowledged, in stream order.
 struct Burst {
     waiting: VecDeque<Waiting>,
-    /// `push.group_linger_ms`.
+    /// `push.group_linger_ms`, or nothing when pushes cannot share frames
+    /// (`push.fanout: per_user`, `push.messages_per_push: 1`).
     linger: Duration,
-    /// Whether a busy group's message is waiting, so the burst waits for more.
+    /// Whether a busy group's message is held, so the burst waits for more.
     lingers: bool,
+    /// The conversations with a held message: their later messages are held too, so each
+    /// conversation's pushes keep their order.
+    held: HashSet<String>,
     /// When each group conversation was last pushed: a group pushed within the linger is
     /// busy, and its next message waits for more. A quiet group's message goes at once.
     last_pushed: HashMap<String, tokio::time::Instant>,
 }
 
-/// A message read and not yet pushed; `push` is none for one that is not pushed (not a new
-/// message, too old, undecodable), which is acknowledged in its turn.
+/// A message read and not yet acknowledged; `push` is none for one that is not pushed (not
+/// a new message, too old, undecodable), which is acknowledged in its turn.
 struct Waiting {
     message: jetstream::Message,
     push: Option<Push>,
+    /// A busy group's message, held until the linger ends.
+    held: bool,
+    /// Published already (one not held, while the burst lingered).
+    pushed: bool,
 }
 
 /// A message to push, and to whom.
@@ -233,28 +256,54 @@ impl Burst {
             waiting: VecDeque::new(),
             linger,
             lingers: false,
+            held: HashSet::new(),
             last_pushed: HashMap::new(),
         }
     }
 
-    /// Reads `message` and resolves its recipients.
+    /// Reads `message` and resolves its recipients; holds it if it is a busy group's.
     async fn take(&mut self, state: &PushState, message: jetstream::Message) {
         let push = prepare(state, &message).await;
-        self.lingers |= push.as_ref().is_some_and(|push| {
-            push.group
-                && self
-                    .last_pushed
-                    .get(&push.sent.conversation_id)
-                    .is_some_and(|at| at.elapsed() < self.linger)
+        let held = push.as_ref().is_some_and(|push| {
+            let conversation = &push.sent.conversation_id;
+            self.held.contains(conversation)
+                || (push.group
+                    && self
+                        .last_pushed
+                        .get(conversation)
+                        .is_some_and(|at| at.elapsed() < self.linger))
         });
-        self.waiting.push_back(Waiting { message, push });
+        if held && let Some(push) = &push {
+            self.held.insert(push.sent.conversation_id.clone());
+        }
+        self.lingers |= held;
+        self.waiting.push_back(Waiting {
+            message,
+            push,
+            held,
+            pushed: false,
+        });
     }
 
-    /// Pushes every waiting message; returns them, in order, to be acknowledged.
-    /// Consecutive messages of one conversation with the same recipients go out as one push.
+    /// Pushes the waiting messages that are not held.
+    async fn push_unheld(&mut self, state: &PushState, offline: &OfflinePush) {
+        self.publish(state, offline, false).await;
+    }
+
+    /// Pushes every waiting message; returns them all, in order, to be acknowledged.
     async fn push(&mut self, state: &PushState, offline: &OfflinePush) -> Vec<jetstream::Message> {
-        let done: Vec<Waiting> = self.waiting.drain(..).collect();
+        self.publish(state, offline, true).await;
         self.lingers = false;
+        self.held.clear();
+        self.waiting
+            .drain(..)
+            .map(|waiting| waiting.message)
+            .collect()
+    }
+
+    /// Publishes the waiting messages not yet pushed, the held ones too if `with_held`.
+    /// Consecutive messages of one conversation with the same recipients go out as one push.
+    async fn publish(&mut self, state: &PushState, offline: &OfflinePush, with_held: bool) {
         // Pushes to each user are published one message at a time.
         let most = match state.config.fanout {
             PushFanout::Conversation => state.config.messages_per_push,
@@ -263,7 +312,12 @@ impl Burst {
         // Runs of one conversation and recipients, each conversation's in stream order.
         let mut runs: Vec<Vec<&Push>> = Vec::new();
         let mut last_run_of: HashMap<&str, usize> = HashMap::new();
-        for push in done.iter().filter_map(|waiting| waiting.push.as_ref()) {
+        for push in self
+            .waiting
+            .iter()
+            .filter(|waiting| !waiting.pushed && (with_held || !waiting.held))
+            .filter_map(|waiting| waiting.push.as_ref())
+        {
             let conversation = push.sent.conversation_id.as_str();
             match last_run_of.get(conversation) {
                 Some(&run) if runs[run][0].users == push.users && runs[run].len() < most => {
@@ -278,22 +332,23 @@ impl Burst {
         for run in &runs {
             publish(state, offline, run).await;
         }
+        let groups: Vec<String> = runs
+            .iter()
+            .filter(|run| run[0].group)
+            .map(|run| run[0].sent.conversation_id.clone())
+            .collect();
+        for waiting in &mut self.waiting {
+            waiting.pushed |= with_held || !waiting.held;
+        }
         let now = tokio::time::Instant::now();
         if self.last_pushed.len() >= BUSY_GROUPS_KEPT {
             let linger = self.linger;
             self.last_pushed
                 .retain(|_, at| now.duration_since(*at) < linger);
         }
-        for run in runs.iter().filter(|run| run[0].group) {
-            let conversation = &run[0].sent.conversation_id;
-            match self.last_pushed.get_mut(conversation) {
-                Some(at) => *at = now,
-                None => {
-                    self.last_pushed.insert(conversation.clone(), now);
-                }
-            }
+        for conversation in groups {
+            self.last_pushed.insert(conversation, now);
         }
-        done.into_iter().map(|waiting| waiting.message).collect()
     }
 }
 

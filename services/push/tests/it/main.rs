@@ -412,8 +412,8 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
 }
 
 /// A linger long enough for the six sends of [`push_group_messages_sent_together`] to fall
-/// in one.
-const TEST_LINGER_MS: u64 = 1000;
+/// in one, and for what must not wait to show it did not.
+const TEST_LINGER_MS: u64 = 3000;
 
 #[tokio::test]
 async fn group_messages_read_within_the_linger_are_pushed_together_in_seq_order() {
@@ -442,7 +442,7 @@ async fn one_message_a_push_when_so_configured() {
 }
 
 #[tokio::test]
-async fn single_chats_and_quiet_groups_do_not_wait_for_the_linger() {
+async fn single_chats_and_quiet_groups_do_not_wait_for_the_linger_and_busy_groups_do() {
     let setup = setup_with(
         &[("ann", 0), ("bo", 0), ("cy", 0)],
         PushConfig {
@@ -454,28 +454,52 @@ async fn single_chats_and_quiet_groups_do_not_wait_for_the_linger() {
     setup.create_group(&["ann", "bo", "cy"]).await;
     let mut fanouts = setup.nats.subscribe("im.fanout.*").await.unwrap();
     setup.nats.flush().await.unwrap();
-    let group_message = MsgData {
+    let group_message = |client_msg_id: &str| MsgData {
         group_id: "g".into(),
         session_type: 3,
-        ..message("ann", "", "c-group")
+        ..message("ann", "", client_msg_id)
     };
-    for (message, subject) in [
-        (message("ann", "bo", "c-single"), "im.fanout.si_ann_bo"),
-        (group_message, "im.fanout.sg_g"),
-    ] {
-        let sent = std::time::Instant::now();
-        setup.send(&message, "op").await;
+    let soon = Duration::from_millis(TEST_LINGER_MS / 2);
+    let mut next = async || {
         let delivered = tokio::time::timeout(Duration::from_secs(10), fanouts.next())
             .await
             .expect("a fan-out push within 10 s")
             .unwrap();
-        assert_eq!(delivered.subject.as_str(), subject);
+        delivered.subject.to_string()
+    };
+
+    // A single chat's message, and a quiet group's, go at once.
+    for (message, subject) in [
+        (message("ann", "bo", "c-single"), "im.fanout.si_ann_bo"),
+        (group_message("c-quiet"), "im.fanout.sg_g"),
+    ] {
+        let sent = std::time::Instant::now();
+        setup.send(&message, "op").await;
+        assert_eq!(next().await, subject);
         assert!(
-            sent.elapsed() < Duration::from_millis(TEST_LINGER_MS / 2),
-            "{subject} pushed without the linger: {:?}",
+            sent.elapsed() < soon,
+            "{subject} waited {:?}",
             sent.elapsed()
         );
     }
+
+    // The group is busy now: its next message waits for the linger, and a single chat's
+    // message sent meanwhile does not wait for it.
+    let held = std::time::Instant::now();
+    setup.send(&group_message("c-busy"), "op").await;
+    setup.send(&message("bo", "ann", "c-meanwhile"), "op").await;
+    assert_eq!(next().await, "im.fanout.si_ann_bo");
+    assert!(
+        held.elapsed() < soon,
+        "the single chat waited {:?}",
+        held.elapsed()
+    );
+    assert_eq!(next().await, "im.fanout.sg_g");
+    assert!(
+        held.elapsed() >= Duration::from_millis(TEST_LINGER_MS) - Duration::from_millis(100),
+        "the busy group's message waited for the linger: {:?}",
+        held.elapsed()
+    );
 }
 
 /// Six group messages sent one after the other, within one linger; checks each push and
