@@ -73,14 +73,27 @@ pub fn notification_twin(conversation_id: &str) -> String {
     }
 }
 
-/// Whether `user_id` may be one of the members of `conversation_id`, judged from the ID
-/// alone: a single or notification chat names its two parties (`si_`/`sn_` and the sorted
-/// pair), a group's does not (`sg_`), and a notification twin (`n_`) names either. So it is
-/// true for every group and every twin that is not a pair without the user, and for a pair
-/// only when the user is in it. Reads that do more work for a conversation that exists
-/// (waiting for it to be projected) ask this first, so that how long they take tells
-/// nobody whether two other users have talked.
-pub fn may_be_member(user_id: &str, conversation_id: &str) -> bool {
+/// Who may be in a conversation, as far as its ID tells ([`members_by_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMembers<'a> {
+    /// A pair the user is one of: a single or notification chat (`si_`, `sn_` and the sorted
+    /// pair), or a notification twin (`n_`) that names them.
+    Pair,
+    /// A group's conversation (`sg_<groupID>`), with the group's ID: only the group knows
+    /// its members.
+    Group(&'a str),
+    /// A notification twin (`n_…`) that does not name the user: the twin of the group with
+    /// this ID if there is one, else a pair without the user.
+    GroupTwin(&'a str),
+    /// A pair without the user, or no conversation ID at all.
+    Outside,
+}
+
+/// What `conversation_id` tells of whether `user_id` may be in it. Reads that do more work
+/// for a conversation that exists (waiting for it to be projected) ask this first and skip
+/// [`IdMembers::Outside`], so that how long they take tells nobody whether two other users
+/// have talked.
+pub fn members_by_id<'a>(user_id: &str, conversation_id: &'a str) -> IdMembers<'a> {
     let names_user = |pair: &str| {
         let first = pair
             .strip_prefix(user_id)
@@ -92,17 +105,24 @@ pub fn may_be_member(user_id: &str, conversation_id: &str) -> bool {
             .is_some_and(|other| sorted_pair(other, user_id) == pair);
         first || second
     };
-    if conversation_id.starts_with("sg_") {
-        return true;
+    if let Some(group) = conversation_id.strip_prefix("sg_") {
+        return IdMembers::Group(group);
     }
-    if let Some(pair) = conversation_id
+    let pair = conversation_id
         .strip_prefix("si_")
-        .or_else(|| conversation_id.strip_prefix("sn_"))
-    {
-        return names_user(pair);
+        .or_else(|| conversation_id.strip_prefix("sn_"));
+    if let Some(pair) = pair {
+        return if names_user(pair) {
+            IdMembers::Pair
+        } else {
+            IdMembers::Outside
+        };
     }
-    // A twin of a group's conversation is `n_<groupID>`, which may look like any pair.
-    conversation_id.starts_with("n_")
+    match conversation_id.strip_prefix("n_") {
+        Some(rest) if names_user(rest) => IdMembers::Pair,
+        Some(rest) if !rest.is_empty() => IdMembers::GroupTwin(rest),
+        _ => IdMembers::Outside,
+    }
 }
 
 /// Whether a conversation ID is a notification conversation (`n_…`).
@@ -132,30 +152,34 @@ mod tests {
     }
 
     #[test]
-    fn only_a_pair_that_names_the_user_may_have_them_as_a_member() {
+    fn an_id_says_whether_a_pair_names_the_user_and_which_group_it_is() {
+        use IdMembers::{Group, GroupTwin, Outside, Pair};
         for (user, conversation, expected) in [
-            ("alice", "si_alice_bob", true),
-            ("bob", "si_alice_bob", true),
-            ("carol", "si_alice_bob", false),
-            ("ali", "si_alice_bob", false),
-            ("alice_bob", "si_alice_bob", false),
-            ("a_x", "si_a_x_b", true),
-            ("x_b", "si_a_x_b", true),
+            ("alice", "si_alice_bob", Pair),
+            ("bob", "si_alice_bob", Pair),
+            ("carol", "si_alice_bob", Outside),
+            ("ali", "si_alice_bob", Outside),
+            ("alice_bob", "si_alice_bob", Outside),
             // Underscores make a pair ambiguous: a_x with b, or a with x_b.
-            ("b", "si_a_x_b", true),
-            ("a", "si_a_x_b", true),
-            ("x", "si_a_x_b", false),
-            ("news", "sn_news_u1", true),
-            ("u2", "sn_news_u1", false),
-            ("alice", "sg_g1", true),
-            ("carol", "n_alice_bob", true),
-            ("carol", "si_bob_alice", false),
-            ("alice", "si_bob_alice", false),
-            ("alice", "xx_alice_bob", false),
-            ("alice", "", false),
+            ("a_x", "si_a_x_b", Pair),
+            ("x_b", "si_a_x_b", Pair),
+            ("b", "si_a_x_b", Pair),
+            ("a", "si_a_x_b", Pair),
+            ("x", "si_a_x_b", Outside),
+            ("news", "sn_news_u1", Pair),
+            ("u2", "sn_news_u1", Outside),
+            ("alice", "sg_g1", Group("g1")),
+            ("alice", "n_alice_bob", Pair),
+            ("carol", "n_alice_bob", GroupTwin("alice_bob")),
+            ("carol", "n_g1", GroupTwin("g1")),
+            ("carol", "n_", Outside),
+            ("carol", "si_bob_alice", Outside),
+            ("alice", "si_bob_alice", Outside),
+            ("alice", "xx_alice_bob", Outside),
+            ("alice", "", Outside),
         ] {
             assert_eq!(
-                may_be_member(user, conversation),
+                members_by_id(user, conversation),
                 expected,
                 "{user} in {conversation}"
             );

@@ -31,7 +31,7 @@ use jetim_streams::subject::{ConversationKind, Subject};
 use tokio::time::Instant;
 
 use crate::Rejection;
-use crate::conversation::{is_notification_conversation, may_be_member};
+use crate::conversation::{IdMembers, is_notification_conversation, members_by_id};
 use crate::revoke::as_pulled;
 
 /// The most ranges (or conversations) one pull may name.
@@ -66,9 +66,10 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 /// group's own log (the groups projection makes its members' rows). Each is one direct get
 /// of the subject's last event, and a wait as long as that projection's lag: nothing at all
 /// for a conversation with no events. The waits of one request end together, at most
-/// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader cannot
-/// be in it ([`may_be_member`]) is not looked up, so a read of someone else's conversation
-/// takes as long whether it exists or not.
+/// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
+/// in it ([`members_by_id`]) is not looked up, so a read of someone else's chat takes as
+/// long whether it exists or not. (A group's conversation is looked up for anyone: only the
+/// read model knows its members, and a group's ID is no secret.)
 pub struct CatchUp<'a> {
     log: &'a EventLog,
     pool: &'a Pool,
@@ -94,39 +95,46 @@ impl<'a> CatchUp<'a> {
     /// again. A failure to tell only ends the wait: the caller answers with what it has.
     pub async fn wait(&mut self, conversation_id: &str) -> bool {
         if self.conversations >= CATCH_UP_CONVERSATIONS
-            || !may_be_member(self.user_id, conversation_id)
+            || self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
         {
             return false;
         }
+        let (group, twin) = match members_by_id(self.user_id, conversation_id) {
+            IdMembers::Outside => return false,
+            IdMembers::Pair => (None, false),
+            IdMembers::Group(group) => (Some(group), false),
+            IdMembers::GroupTwin(group) => (Some(group), true),
+        };
+        let Ok(timeline) = Subject::timeline(conversation_id) else {
+            // Not an ID the log could hold.
+            return false;
+        };
         self.conversations += 1;
         let deadline = *self
             .deadline
             .get_or_insert_with(|| Instant::now() + CATCH_UP_WAIT);
-        let mut waited = false;
-        for (kind, name, version) in [
-            (
-                ConversationKind::Timeline,
-                messages::NAME,
-                messages::VERSION,
-            ),
-            (ConversationKind::Group, groups::NAME, groups::VERSION),
-        ] {
-            if kind == ConversationKind::Group && !conversation_id.starts_with("sg_") {
-                continue;
+        // What to wait for: the group's log (its members' rows) in the groups projection,
+        // the timeline in the messages projection. The group's log is read first: a twin
+        // whose group has none is a pair the reader is not in.
+        let mut lasts = Vec::new();
+        if let Some(group) = group {
+            let last = match Subject::conversation(&format!("sg_{group}"), ConversationKind::Group)
+            {
+                Ok(subject) => self.last_sequence(&subject).await,
+                Err(_) => None,
+            };
+            match last {
+                Some(last) => lasts.push((groups::NAME, groups::VERSION, last)),
+                None if twin => return false,
+                None => {}
             }
-            let Ok(subject) = Subject::conversation(conversation_id, kind) else {
-                // Not an ID the log could hold.
-                return false;
-            };
-            let last = match self.log.last_event(&subject).await {
-                Ok(Some(event)) => event.stream_sequence,
-                Ok(None) => continue,
-                Err(error) => {
-                    tracing::warn!(%error, conversation_id, "cannot tell what the log holds; answering from the read model");
-                    continue;
-                }
-            };
-            waited = true;
+        }
+        if let Some(last) = self.last_sequence(&timeline).await {
+            lasts.push((messages::NAME, messages::VERSION, last));
+        }
+        for &(name, version, last) in &lasts {
             let started = Instant::now();
             let left = deadline.saturating_duration_since(started);
             let outcome = match projection::wait_for(self.pool, name, version, last, left).await {
@@ -148,7 +156,19 @@ impl<'a> CatchUp<'a> {
             metrics::histogram!("jetim_sync_catch_up_seconds", "projection" => name, "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());
         }
-        waited
+        !lasts.is_empty()
+    }
+
+    /// The stream sequence of the last event on `subject`, if there is one and it can be
+    /// read.
+    async fn last_sequence(&self, subject: &Subject) -> Option<u64> {
+        match self.log.last_event(subject).await {
+            Ok(event) => event.map(|event| event.stream_sequence),
+            Err(error) => {
+                tracing::warn!(%error, %subject, "cannot tell what the log holds; answering from the read model");
+                None
+            }
+        }
     }
 }
 

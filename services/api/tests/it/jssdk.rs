@@ -171,8 +171,15 @@ async fn the_conversation_list_comes_pinned_first_then_newest_with_unread_counts
     assert_eq!(reply["errCode"], 1001, "{reply}");
 }
 
-/// A message of `conversation_id` stored straight into the log, as the send path stores it.
-async fn append_message(app: &TestApp, send_id: &str, recv_id: &str, conversation_id: &str) {
+/// A message of `conversation_id` stored straight into the log, as the send path stores it:
+/// to `recv_id` in a single chat, or to the group `group_id` when that is not empty.
+async fn append_message(
+    app: &TestApp,
+    send_id: &str,
+    recv_id: &str,
+    group_id: &str,
+    conversation_id: &str,
+) {
     use jetim_schemas::events::msg::MsgSent;
     let log = jetim_streams::EventLog::open(app.jetstream.clone())
         .await
@@ -186,11 +193,11 @@ async fn append_message(app: &TestApp, send_id: &str, recv_id: &str, conversatio
         client_msg_id: client_msg_id.clone(),
         send_id: send_id.into(),
         recv_id: recv_id.into(),
-        group_id: String::new(),
+        group_id: group_id.into(),
         sender_platform_id: 5,
         sender_nickname: send_id.into(),
         sender_face_url: String::new(),
-        session_type: 1,
+        session_type: if group_id.is_empty() { 1 } else { 3 },
         msg_from: 100,
         content_type: 101,
         content: r#"{"content":"ahead of the read model"}"#.into(),
@@ -222,19 +229,12 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
 
     // The messages projection's next batch waits on its registry row, uncommitted, as if
     // it lagged: what it applies is not readable until the row is let go.
-    let (holder, connection) =
-        tokio_postgres::connect(&app.database.config.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    holder
-        .batch_execute("BEGIN; SELECT 1 FROM projections WHERE name = 'messages' FOR UPDATE")
-        .await
-        .unwrap();
+    let holder = hold_projection(&app, "messages").await;
     // A message a push may already have brought ben, in a conversation new to both; and
     // one of a conversation ben is not in.
-    append_message(&app, "ana", "ben", "si_ana_ben").await;
-    append_message(&app, "ana", "cat", "si_ana_cat").await;
+    append_message(&app, "ana", "ben", "", "si_ana_ben").await;
+    append_message(&app, "ana", "cat", "", "si_ana_cat").await;
+    append_message(&app, "ana", "cat", "", "n_ana_cat").await;
 
     // Ben asks for it, by conversation and by pull, before the read model has it: both wait.
     let mut asked = std::pin::pin!(app.designated_conversations(&ben, &["si_ana_ben"]));
@@ -255,7 +255,10 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
     // whose ID shows ben is not in it, whatever the log holds of it.
     let started = std::time::Instant::now();
     let none = app
-        .designated_conversations(&ben, &["si_ben_nobody", "not even an ID", "si_ana_cat"])
+        .designated_conversations(
+            &ben,
+            &["si_ben_nobody", "not even an ID", "si_ana_cat", "n_ana_cat"],
+        )
         .await;
     assert!(none.conversations.is_empty());
     assert!(
@@ -280,4 +283,82 @@ async fn reads_that_race_a_push_wait_for_the_projection_and_others_do_not() {
     assert_eq!(messages.len(), 1, "{pulled}");
     assert_eq!(messages[0]["seq"], 1);
     assert_eq!(messages[0]["sendID"], "ana");
+}
+
+/// Holds a projection's registry row in a transaction of its own, so the projection's next
+/// batch waits uncommitted until the returned client rolls back.
+async fn hold_projection(app: &TestApp, name: &str) -> tokio_postgres::Client {
+    let (holder, connection) =
+        tokio_postgres::connect(&app.database.config.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM projections WHERE name = '{name}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    holder
+}
+
+#[tokio::test]
+async fn a_lookup_of_a_new_group_waits_for_the_members_rows_too() {
+    use jetim_schemas::events::group::{GroupCreated, GroupProfile, NewMember};
+    use jetim_streams::subject::ConversationKind;
+
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ana", "ben"]).await;
+    let ben = app.user_token(&admin, "ben", Platform::WEB).await;
+    app.messages_caught_up().await;
+    let messages = hold_projection(&app, "messages").await;
+    let groups = hold_projection(&app, "groups").await;
+
+    // A group made with ben in it, and a message to it, neither projected yet.
+    let log = jetim_streams::EventLog::open(app.jetstream.clone())
+        .await
+        .unwrap();
+    let member = |user: &str, role_level| NewMember {
+        user_id: user.into(),
+        role_level,
+        join_source: 1,
+        inviter_user_id: String::new(),
+    };
+    let created = GroupCreated {
+        group_id: "g".into(),
+        creator_user_id: "ana".into(),
+        group_type: 2,
+        profile: GroupProfile::default(),
+        members: vec![member("ana", 100), member("ben", 20)],
+        create_time: 1,
+    };
+    let group_log = jetim_streams::Subject::conversation("sg_g", ConversationKind::Group).unwrap();
+    log.append(
+        &group_log,
+        "ana",
+        jetim_streams::Expect::Empty,
+        None,
+        &created,
+    )
+    .await
+    .unwrap();
+    append_message(&app, "ana", "", "g", "sg_g").await;
+
+    let mut asked = std::pin::pin!(app.designated_conversations(&ben, &["sg_g"]));
+    let short = std::time::Duration::from_millis(300);
+    assert!(
+        tokio::time::timeout(short, &mut asked).await.is_err(),
+        "the lookup waits"
+    );
+    // The message is projected; ben's row in the group's conversation is not yet.
+    messages.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        tokio::time::timeout(short, &mut asked).await.is_err(),
+        "the lookup waits for the groups projection too"
+    );
+    groups.batch_execute("ROLLBACK").await.unwrap();
+    let found = asked.await;
+    assert_eq!(found.conversations.len(), 1, "{found:?}");
+    assert_eq!(found.conversations[0].max_seq, 1);
 }
