@@ -213,9 +213,9 @@ pub struct PushConfig {
     pub member_cache_groups: usize,
     /// How a message reaches its recipients' gateways: `conversation` or `per_user`.
     pub fanout: PushFanout,
-    /// Under `fanout: conversation`, at most this many messages of one conversation that
-    /// waited together go out in one push (1 to 100); 1 pushes every message alone, one
-    /// frame each, as OpenIM's own server does.
+    /// Under `fanout: conversation`, at most this many consecutive messages of one
+    /// conversation read together go out in one push (1 to 100); 1 pushes every message
+    /// alone, one frame each, as OpenIM's own server does.
     pub messages_per_push: usize,
     /// A busy group's message (the group had a push within this time) waits this many
     /// milliseconds (0 to 1,000) for the messages read after it, so that a busy group's
