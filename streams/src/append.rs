@@ -561,6 +561,34 @@ impl EventLog {
         self.direct_get(subject, true).await
     }
 
+    /// The stream sequence of the last event stored on `subject`, if any, as the stream's
+    /// leader has it. A direct get ([`EventLog::last_event`]) may be answered by a replica
+    /// that is behind, which a reader waiting for everything stored so far cannot use.
+    pub async fn last_sequence_at_leader(
+        &self,
+        subject: &Subject,
+    ) -> Result<Option<u64>, AppendError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let stream = if subject.stream() == USER_STREAM {
+            &self.users
+        } else {
+            &self.conversations
+        };
+        match stream
+            .get_last_raw_message_by_subject(subject.as_str())
+            .await
+        {
+            Ok(message) => Ok(Some(message.sequence)),
+            Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                Ok(None)
+            }
+            Err(error) => Err(AppendError::Nats {
+                subject: subject.to_string(),
+                error: error.to_string(),
+            }),
+        }
+    }
+
     /// The first event stored on `subject`, if any (e.g. a user's registration).
     pub async fn first_event(
         &self,

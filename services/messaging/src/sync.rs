@@ -63,8 +63,8 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 ///
 /// It waits for the projections that make what such a read needs to have applied the last
 /// event of the conversation's timeline (the messages projection), and for a group, of the
-/// group's own log (the groups projection makes its members' rows). Each is one direct get
-/// of the subject's last event, and a wait as long as that projection's lag: nothing at all
+/// group's own log (the groups projection makes its members' rows). Each is one request
+/// for the subject's last event (to the stream's leader, as a replica may be behind), and a wait as long as that projection's lag: nothing at all
 /// for a conversation with no events. The waits of one request end together, at most
 /// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
 /// in it ([`members_by_id`]) is not looked up, so a read of someone else's chat takes as
@@ -160,10 +160,10 @@ impl<'a> CatchUp<'a> {
     }
 
     /// The stream sequence of the last event on `subject`, if there is one and it can be
-    /// read.
+    /// read; asked of the stream's leader, as a replica may be behind.
     async fn last_sequence(&self, subject: &Subject) -> Option<u64> {
-        match self.log.last_event(subject).await {
-            Ok(event) => event.map(|event| event.stream_sequence),
+        match self.log.last_sequence_at_leader(subject).await {
+            Ok(last) => last,
             Err(error) => {
                 tracing::warn!(%error, %subject, "cannot tell what the log holds; answering from the read model");
                 None

@@ -373,3 +373,37 @@ async fn of_racing_atomic_appends_sharing_a_subject_exactly_one_is_stored_whole(
         assert_eq!(user_stream_last(&jetstream).await, 50 * (round as u64 + 1));
     }
 }
+
+#[tokio::test]
+async fn the_leader_tells_the_last_stream_sequence_of_a_subject() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream).await.unwrap();
+    let subject = Subject::timeline("si_leader_test").unwrap();
+    assert_eq!(log.last_sequence_at_leader(&subject).await.unwrap(), None);
+    let mut last = 0;
+    for index in 0..3 {
+        last = log
+            .append_to_timeline(
+                "si_leader_test",
+                &format!("c{index}"),
+                "tester",
+                &Note::new(format!("{index}")),
+            )
+            .await
+            .unwrap()
+            .stream_sequence;
+        // Another subject's event after it does not count.
+        log.append_to_timeline(
+            "si_other",
+            &format!("o{index}"),
+            "tester",
+            &Note::new(format!("{index}")),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        log.last_sequence_at_leader(&subject).await.unwrap(),
+        Some(last)
+    );
+}
