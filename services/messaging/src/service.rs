@@ -96,6 +96,7 @@ pub async fn send(
             )
         })
         .unwrap_or_default();
+    let reading = std::time::Instant::now();
     let facts = facts
         .read(SendKeys {
             send_id: &message.send_id,
@@ -106,6 +107,8 @@ pub async fn send(
         })
         .await
         .map_err(|error| failure(&error))?;
+    metrics::histogram!("jetim_send_seconds", "stage" => "facts")
+        .record(reading.elapsed().as_secs_f64());
     let sender_level = account_field(db, log, &message.send_id, facts.sender_level, |user| {
         user.app_manger_level
     })
@@ -195,6 +198,7 @@ pub async fn send(
             message: None,
         }));
     }
+    let appending = std::time::Instant::now();
     let appended = log
         .append_to_timeline(
             &event.conversation_id,
@@ -204,6 +208,8 @@ pub async fn send(
         )
         .await
         .map_err(|error| failure(&error))?;
+    metrics::histogram!("jetim_send_seconds", "stage" => "append")
+        .record(appending.elapsed().as_secs_f64());
     if appended.duplicate {
         let original: MsgSent = log
             .read(appended.stream_sequence)
