@@ -569,11 +569,7 @@ impl EventLog {
         subject: &Subject,
     ) -> Result<Option<u64>, AppendError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        let stream = if subject.stream() == USER_STREAM {
-            &self.users
-        } else {
-            &self.conversations
-        };
+        let stream = self.stream_of(subject);
         match stream
             .get_last_raw_message_by_subject(subject.as_str())
             .await
@@ -586,6 +582,15 @@ impl EventLog {
                 subject: subject.to_string(),
                 error: error.to_string(),
             }),
+        }
+    }
+
+    /// The stream that holds `subject`.
+    fn stream_of(&self, subject: &Subject) -> &jetstream::stream::Stream {
+        if subject.stream() == USER_STREAM {
+            &self.users
+        } else {
+            &self.conversations
         }
     }
 
@@ -603,11 +608,7 @@ impl EventLog {
         last: bool,
     ) -> Result<Option<RecordedEvent>, AppendError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
-        let stream = if subject.stream() == USER_STREAM {
-            &self.users
-        } else {
-            &self.conversations
-        };
+        let stream = self.stream_of(subject);
         let found = if last {
             stream.direct_get_last_for_subject(subject.as_str()).await
         } else {
