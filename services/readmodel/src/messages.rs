@@ -810,6 +810,13 @@ impl BatchHandler for MessagesProjection {
             .flat_map(|(message, _, _)| conversation_rows(message))
             .collect();
 
+        // The rows not seen committed before, with their keys in `made`.
+        let unknown: Vec<(&ConversationRow, String)> = rows
+            .iter()
+            .map(|row| (row, row_key(&row.0, &row.1)))
+            .filter(|(_, key)| !self.made.contains(key))
+            .collect();
+
         let mut client = self.pool.get().await.map_err(HandleError::transient)?;
         let mut transaction = client.transaction().await.map_err(HandleError::transient)?;
         let copied = messages.len() >= self.copy_from
@@ -888,16 +895,12 @@ impl BatchHandler for MessagesProjection {
                 crate::parameters![ids, max_seqs, times],
             );
 
-            let unknown: Vec<&ConversationRow> = rows
-                .iter()
-                .filter(|row| !self.made.contains(&row_key(&row.0, &row.1)))
-                .collect();
             if !unknown.is_empty() {
-                let owners: Vec<&str> = unknown.iter().map(|row| row.0.as_str()).collect();
-                let ids: Vec<&str> = unknown.iter().map(|row| row.1.as_str()).collect();
-                let types: Vec<i32> = unknown.iter().map(|row| row.2).collect();
-                let peers: Vec<&str> = unknown.iter().map(|row| row.3.as_str()).collect();
-                let groups: Vec<&str> = unknown.iter().map(|row| row.4.as_str()).collect();
+                let owners: Vec<&str> = unknown.iter().map(|(row, _)| row.0.as_str()).collect();
+                let ids: Vec<&str> = unknown.iter().map(|(row, _)| row.1.as_str()).collect();
+                let types: Vec<i32> = unknown.iter().map(|(row, _)| row.2).collect();
+                let peers: Vec<&str> = unknown.iter().map(|(row, _)| row.3.as_str()).collect();
+                let groups: Vec<&str> = unknown.iter().map(|(row, _)| row.4.as_str()).collect();
                 restored.push(pipeline.push(
                     "INSERT INTO user_conversations_v1
                          (owner_user_id, conversation_id, conversation_type, user_id, group_id)
@@ -1102,11 +1105,10 @@ impl BatchHandler for MessagesProjection {
             .await
             .map_err(HandleError::transient)?;
         transaction.commit().await.map_err(HandleError::transient)?;
-        if self.made.len() + rows.len() > ROWS_KEPT {
+        if self.made.len() + unknown.len() > ROWS_KEPT {
             self.made.clear();
         }
-        self.made
-            .extend(rows.iter().map(|row| row_key(&row.0, &row.1)));
+        self.made.extend(unknown.into_iter().map(|(_, key)| key));
         Ok(())
     }
 }
