@@ -394,15 +394,18 @@ pub async fn get_conversations(
     let (mut unread_count, mut found) = entries(&state, owner, Some(&conversation_ids)).await?;
     // A client asks for a conversation it was just pushed a message of, which the read
     // model may not show yet: one it lacks is read again once the projections have it.
+    let shown: std::collections::HashSet<&str> = found
+        .iter()
+        .map(|entry| entry.row.conversation_id.as_str())
+        .collect();
+    let missing: Vec<&String> = conversation_ids
+        .iter()
+        .filter(|id| !shown.contains(id.as_str()))
+        .collect();
     let mut catch_up = sync::CatchUp::new(&state.log, &state.db, owner);
     let mut waited = false;
-    for conversation_id in &conversation_ids {
-        if !found
-            .iter()
-            .any(|entry| &entry.row.conversation_id == conversation_id)
-        {
-            waited |= catch_up.wait(conversation_id).await;
-        }
+    for conversation_id in missing {
+        waited |= catch_up.wait(conversation_id).await;
     }
     if waited {
         (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
