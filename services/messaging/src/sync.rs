@@ -76,6 +76,8 @@ pub struct CatchUp<'a> {
     user_id: &'a str,
     deadline: Option<Instant>,
     conversations: usize,
+    /// What was waited for: a subject, the projection that applies it, and its last event.
+    awaited: Vec<(Subject, &'static str, i32, u64)>,
 }
 
 impl<'a> CatchUp<'a> {
@@ -87,6 +89,7 @@ impl<'a> CatchUp<'a> {
             user_id,
             deadline: None,
             conversations: 0,
+            awaited: Vec::new(),
         }
     }
 
@@ -120,43 +123,74 @@ impl<'a> CatchUp<'a> {
         // whose group has none is a pair the reader is not in.
         let mut lasts = Vec::new();
         if let Some(group) = group {
-            let last = match Subject::conversation(&format!("sg_{group}"), ConversationKind::Group)
-            {
-                Ok(subject) => self.last_sequence(&subject).await,
+            let group_log = Subject::conversation(&format!("sg_{group}"), ConversationKind::Group);
+            let last = match &group_log {
+                Ok(subject) => self.last_sequence(subject).await,
                 Err(_) => None,
             };
-            match last {
-                Some(last) => lasts.push((groups::NAME, groups::VERSION, last)),
-                None if twin => return false,
-                None => {}
+            match (group_log, last) {
+                (Ok(subject), Some(last)) => {
+                    lasts.push((subject, groups::NAME, groups::VERSION, last));
+                }
+                _ if twin => return false,
+                _ => {}
             }
         }
         if let Some(last) = self.last_sequence(&timeline).await {
-            lasts.push((messages::NAME, messages::VERSION, last));
+            lasts.push((timeline, messages::NAME, messages::VERSION, last));
         }
-        for &(name, version, last) in &lasts {
-            let started = Instant::now();
-            let left = deadline.saturating_duration_since(started);
-            let outcome = match projection::wait_for(self.pool, name, version, last, left).await {
-                Ok(true) => "caught_up",
-                Ok(false) => {
-                    tracing::warn!(
-                        projection = name,
-                        conversation_id,
-                        stream_sequence = last,
-                        "the projection did not catch up in time; answering with what it has"
-                    );
-                    "timed_out"
-                }
-                Err(error) => {
-                    tracing::warn!(%error, projection = name, "cannot tell whether the projection caught up");
-                    "failed"
-                }
+        for (_, name, version, last) in &lasts {
+            self.applied(name, *version, *last, deadline).await;
+        }
+        let waited = !lasts.is_empty();
+        self.awaited.extend(lasts);
+        waited
+    }
+
+    /// After the caller read again: whether a subject waited for has had events stored
+    /// since. If so, this waits for the projections to apply those too and returns `true`,
+    /// and the caller reads once more. A client pushed such an event may already have asked
+    /// again, and the JS SDK keeps whichever answer for a conversation comes last, so an
+    /// answer must not be older than the pushes that went out while it was read.
+    pub async fn moved(&mut self) -> bool {
+        let Some(deadline) = self.deadline.filter(|deadline| Instant::now() < *deadline) else {
+            return false;
+        };
+        let mut moved = false;
+        for index in 0..self.awaited.len() {
+            let (subject, name, version, last) = &self.awaited[index];
+            let (name, version, last) = (*name, *version, *last);
+            let Some(now) = self.last_sequence(subject).await.filter(|now| *now > last) else {
+                continue;
             };
-            metrics::histogram!("jetim_sync_catch_up_seconds", "projection" => name, "outcome" => outcome)
-                .record(started.elapsed().as_secs_f64());
+            self.applied(name, version, now, deadline).await;
+            self.awaited[index].3 = now;
+            moved = true;
         }
-        !lasts.is_empty()
+        moved
+    }
+
+    /// Waits until projection `name` has applied `last`, at most until `deadline`.
+    async fn applied(&self, name: &'static str, version: i32, last: u64, deadline: Instant) {
+        let started = Instant::now();
+        let left = deadline.saturating_duration_since(started);
+        let outcome = match projection::wait_for(self.pool, name, version, last, left).await {
+            Ok(true) => "caught_up",
+            Ok(false) => {
+                tracing::warn!(
+                    projection = name,
+                    stream_sequence = last,
+                    "the projection did not catch up in time; answering with what it has"
+                );
+                "timed_out"
+            }
+            Err(error) => {
+                tracing::warn!(%error, projection = name, "cannot tell whether the projection caught up");
+                "failed"
+            }
+        };
+        metrics::histogram!("jetim_sync_catch_up_seconds", "projection" => name, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
     }
 
     /// The stream sequence of the last event on `subject`, if there is one and it can be

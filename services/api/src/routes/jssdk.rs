@@ -409,6 +409,15 @@ pub async fn get_conversations(
     }
     if waited {
         (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
+        // The SDK keeps the last answer it gets for a conversation, and may have asked
+        // again for a message pushed while this one waited: read again while the
+        // conversations' logs moved on (twice at most, within the wait's deadline).
+        for _ in 0..2 {
+            if !catch_up.moved().await {
+                break;
+            }
+            (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
+        }
     }
     Ok(Reply(match format {
         Encoding::Protobuf => JssdkReply::Protobuf(

@@ -185,7 +185,9 @@ async fn append_message(
         .await
         .unwrap();
     let now = crate::support::now_millis();
-    let client_msg_id = format!("c-{conversation_id}");
+    static APPENDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = APPENDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client_msg_id = format!("c-{conversation_id}-{count}");
     let message = MsgSent {
         conversation_id: conversation_id.into(),
         seq: 0,
@@ -361,4 +363,38 @@ async fn a_lookup_of_a_new_group_waits_for_the_members_rows_too() {
     let found = asked.await;
     assert_eq!(found.conversations.len(), 1, "{found:?}");
     assert_eq!(found.conversations[0].max_seq, 1);
+}
+
+#[tokio::test]
+async fn a_catch_up_tells_when_a_conversation_moved_on_after_it_waited() {
+    use jetim_messaging::sync::CatchUp;
+
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    app.register(&admin, &["ana", "ben"]).await;
+    append_message(&app, "ana", "ben", "", "si_ana_ben").await;
+    app.messages_caught_up().await;
+    let log = jetim_streams::EventLog::open(app.jetstream.clone())
+        .await
+        .unwrap();
+    let pool = app.database.pool();
+
+    let mut catch_up = CatchUp::new(&log, &pool, "ben");
+    assert!(
+        catch_up.wait("si_ana_ben").await,
+        "the conversation has events"
+    );
+    assert!(!catch_up.moved().await, "nothing stored since");
+    append_message(&app, "ana", "ben", "", "si_ana_ben").await;
+    assert!(catch_up.moved().await, "a message stored since");
+    let max = jetim_readmodel::messages::member_window(&pool, "ben", "si_ana_ben")
+        .await
+        .unwrap()
+        .map(|(_, max)| max);
+    assert_eq!(
+        max,
+        Some(2),
+        "and the read model shows it once moved() returns"
+    );
+    assert!(!catch_up.moved().await, "nothing stored since");
 }
