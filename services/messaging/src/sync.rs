@@ -59,13 +59,14 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 
 /// Brings the read model up to the log for one request: a read that finds less than the
 /// client knows of (a seq past the conversation's max, a conversation the user has no row
-/// for) calls [`CatchUp::wait`] for that conversation and, when it waited, reads again.
+/// for) calls [`CatchUp::wait`] for that conversation and, when it waited, reads again; a
+/// read that must always be current calls it before reading, and [`CatchUp::moved`] after.
 ///
 /// It waits for the projections that make what such a read needs to have applied the last
 /// event of the conversation's timeline (the messages projection), and for a group, of the
-/// group's own log (the groups projection makes its members' rows). Each is one request
-/// for the subject's last event (to the stream's leader, as a replica may be behind), and a wait as long as that projection's lag: nothing at all
-/// for a conversation with no events. The waits of one request end together, at most
+/// group's own log (the groups projection makes its members' rows). Each is one request for
+/// the subject's last event (to the stream's leader, as a replica may be behind), and a
+/// wait as long as that projection's lag: nothing at all for a conversation with no events. The waits of one request end together, at most
 /// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
 /// in it ([`members_by_id`]) is not looked up, so a read of someone else's chat takes as
 /// long whether it exists or not. (A group's conversation is looked up for anyone: only the

@@ -391,33 +391,22 @@ pub async fn get_conversations(
         return Err(ApiError::args("at most 1000 conversationIDs per request"));
     }
     let owner = &request.caller.user_id;
-    let (mut unread_count, mut found) = entries(&state, owner, Some(&conversation_ids)).await?;
-    // A client asks for a conversation it was just pushed a message of, which the read
-    // model may not show yet: one it lacks is read again once the projections have it.
-    let shown: std::collections::HashSet<&str> = found
-        .iter()
-        .map(|entry| entry.row.conversation_id.as_str())
-        .collect();
-    let missing: Vec<&String> = conversation_ids
-        .iter()
-        .filter(|id| !shown.contains(id.as_str()))
-        .collect();
+    // The JS SDK asks for a conversation it has no answer for yet, once for each message
+    // pushed to it meanwhile, and keeps whichever answer comes last: so every answer must
+    // show the messages stored when it was asked (the read model may not yet, or not have
+    // the conversation at all), and must not be older than one pushed while it waited.
     let mut catch_up = sync::CatchUp::new(&state.log, &state.db, owner);
-    let mut waited = false;
-    for conversation_id in missing {
-        waited |= catch_up.wait(conversation_id).await;
+    for conversation_id in &conversation_ids {
+        catch_up.wait(conversation_id).await;
     }
-    if waited {
-        (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
-        // The SDK keeps the last answer it gets for a conversation, and may have asked
-        // again for a message pushed while this one waited: read again while the
-        // conversations' logs moved on (twice at most, within the wait's deadline).
-        for _ in 0..2 {
-            if !catch_up.moved().await {
-                break;
-            }
-            (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
+    let (mut unread_count, mut found) = entries(&state, owner, Some(&conversation_ids)).await?;
+    // Read again while the conversations' logs moved on (twice at most, within the wait's
+    // deadline).
+    for _ in 0..2 {
+        if !catch_up.moved().await {
+            break;
         }
+        (unread_count, found) = entries(&state, owner, Some(&conversation_ids)).await?;
     }
     Ok(Reply(match format {
         Encoding::Protobuf => JssdkReply::Protobuf(
