@@ -401,7 +401,7 @@ async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: Ack
 /// The record of a message a consumer delivered, its headers taken out of the message
 /// instead of copied (a copy of the header map was about 8% of a rebuild's own CPU). What
 /// is left of the message still acknowledges it.
-fn take_record(message: &mut jetstream::Message) -> RecordedEvent {
+pub fn take_record(message: &mut jetstream::Message) -> RecordedEvent {
     let headers = message.message.headers.take().unwrap_or_default();
     record_with(message, headers)
 }

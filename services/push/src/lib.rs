@@ -47,7 +47,7 @@ use jetim_common::shutdown::CancellationToken;
 use jetim_messaging::delivery::{self, Recipients};
 use jetim_schemas::event::Event as _;
 use jetim_schemas::events::msg::MsgSent;
-use jetim_streams::consume::record_of;
+use jetim_streams::consume::take_record;
 use jetim_streams::headers;
 use jetim_streams::subject::{CONVERSATION_STREAM, ConversationKind, every_conversation};
 
@@ -262,8 +262,8 @@ impl Burst {
     }
 
     /// Reads `message` and resolves its recipients; holds it if it is a busy group's.
-    async fn take(&mut self, state: &PushState, message: jetstream::Message) {
-        let push = prepare(state, &message).await;
+    async fn take(&mut self, state: &PushState, mut message: jetstream::Message) {
+        let push = prepare(state, &mut message).await;
         let held = push.as_ref().is_some_and(|push| {
             let conversation = &push.sent.conversation_id;
             self.held.contains(conversation)
@@ -399,9 +399,10 @@ async fn ack(message: &jetstream::Message) {
     }
 }
 
-/// What to push for `message`, if anything.
-async fn prepare(state: &PushState, message: &jetstream::Message) -> Option<Push> {
-    let record = record_of(message);
+/// What to push for `message`, if anything. Takes the message's headers; what is left of it
+/// still acknowledges it.
+async fn prepare(state: &PushState, message: &mut jetstream::Message) -> Option<Push> {
+    let record = take_record(message);
     let stream_sequence = record.stream_sequence;
     if record.kind != MsgSent::KIND {
         return None;
