@@ -63,12 +63,13 @@ impl<'a> Caller<'a> {
 pub struct SendFailure(String);
 
 /// 32 lower-case hex characters, as OpenIM's IDs look.
+/// A hash of a NUID (unique within the process, and random across processes), formatted
+/// in one go: a `format!` per byte was about 1% of the server's CPU at 10,000 msg/s.
 pub fn new_message_id() -> String {
-    sha2::Sha256::digest(nuid::next().to_string().as_bytes())
-        .iter()
-        .take(16)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    let digest = sha2::Sha256::digest(nuid::next().to_string().as_bytes());
+    let mut first = [0; 16];
+    first.copy_from_slice(&digest[..16]);
+    format!("{:032x}", u128::from_be_bytes(first))
 }
 
 /// Sends `message` on behalf of `caller`, in the request `operation_id` (which the pushes
