@@ -258,7 +258,12 @@ impl OwnedKeys {
 /// go together in the next one. The statement's own work is a few index probes a send; what
 /// a read costs beyond that (a round trip, a wake-up on each side, the executor's set-up) is
 /// paid once for all that waited.
-const READS_AT_ONCE: usize = 2;
+///
+/// One: with two, each read took half the waiting sends (about 12 a statement at 10,000
+/// msg/s), and at that rate the send path's latency was lower with one read at a time
+/// (p99 send→deliver 18–25 ms against 27–65 ms, five runs each in turns; see
+/// docs/performance.md). A send that finds no read running still goes at once.
+const READS_AT_ONCE: usize = 1;
 
 /// At most this many sends are read in one statement.
 const MOST_IN_ONE_READ: usize = 256;
