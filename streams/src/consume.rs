@@ -79,6 +79,15 @@ pub struct DurableSpec {
     pub fetch_wait: Duration,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
+    /// Under load, the least time from the start of one batch's fetch to the next one's
+    /// (zero: none). A batch of at least `busy_batch` events that took everything there was
+    /// makes the next fetch wait out the rest of it, so that a busy projection applies
+    /// fewer, larger batches (each batch costs its statements, its commit and its ack,
+    /// whatever its size). A backlog is read as fast as it can be, and a quiet projection
+    /// still applies an event as soon as it comes.
+    pub busy_linger: Duration,
+    /// The fewest events of a batch that counts as busy (see `busy_linger`).
+    pub busy_batch: usize,
 }
 
 impl DurableSpec {
@@ -92,6 +101,8 @@ impl DurableSpec {
             batch_size: 500,
             fetch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(60),
+            busy_linger: Duration::ZERO,
+            busy_batch: 32,
         }
     }
 
@@ -193,7 +204,15 @@ pub async fn run_durable<H: BatchHandler>(
     let nats = jetstream.client();
     tokio::pin!(shutdown);
 
+    let mut busy_until: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(until) = busy_until.take() {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+        let fetching = tokio::time::Instant::now();
         // What is there now, up to a batch, without waiting; when nothing is, wait (up to
         // `fetch_wait`) for the first event and apply it at once. A batch fills under load and
         // an event that arrives alone is applied within a round trip, not after `fetch_wait`
@@ -240,6 +259,15 @@ pub async fn run_durable<H: BatchHandler>(
         }
         if batch.is_empty() {
             continue;
+        }
+        // Busy, but not behind: the server held nothing more for the consumer after the
+        // batch's last event (with a backlog, the next batch is fetched at once).
+        let caught_up = batch
+            .last()
+            .and_then(|message| message.info().ok())
+            .is_some_and(|info| info.pending == 0);
+        if caught_up && batch.len() >= spec.busy_batch && !spec.busy_linger.is_zero() {
+            busy_until = Some(fetching + spec.busy_linger);
         }
         handle_batch(spec, handler, batch, ack_all, &nats).await;
     }

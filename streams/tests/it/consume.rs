@@ -15,6 +15,8 @@ use crate::support::{Note, server_with_streams};
 #[derive(Clone, Default)]
 struct Recorder {
     applied: Arc<Mutex<Vec<u64>>>,
+    /// When each batch was applied, and its size.
+    batches: Arc<Mutex<Vec<(std::time::Instant, usize)>>>,
     calls: Arc<Mutex<u32>>,
     fail_first_calls: u32,
     poison: Option<u64>,
@@ -39,6 +41,10 @@ impl BatchHandler for Recorder {
             });
         }
         // "Commit": only now are the effects visible.
+        self.batches
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), batch.len()));
         self.applied
             .lock()
             .unwrap()
@@ -360,4 +366,76 @@ async fn a_consumer_that_filters_on_the_client_drops_other_subjects_and_takes_ov
     );
     assert_eq!(info.num_ack_pending, 0);
     assert_eq!(info.ack_floor.stream_sequence, 9);
+}
+
+#[tokio::test]
+async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
+    let (_nats, jetstream) = server_with_streams().await;
+    let log = EventLog::open(jetstream.clone()).await.unwrap();
+    let linger = Duration::from_millis(1500);
+    let mut spec = spec("test_busy_v1");
+    spec.busy_batch = 2;
+    spec.busy_linger = linger;
+    let handler = Recorder::default();
+    let batches = Arc::clone(&handler.batches);
+    let wait_for_batches = |count: usize| {
+        let batches = Arc::clone(&batches);
+        async move {
+            for _ in 0..200 {
+                if batches.lock().unwrap().len() >= count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("{count} batches never came: {:?}", batches.lock().unwrap());
+        }
+    };
+
+    // A backlog of three full batches: each is fetched as soon as the one before is done.
+    fill(&log, "si_a_b", 12).await;
+    let stop = CancellationToken::new();
+    let running = {
+        let (jetstream, spec, mut handler, stop) =
+            (jetstream.clone(), spec.clone(), handler.clone(), stop.clone());
+        tokio::spawn(async move {
+            run_durable(&jetstream, &spec, &mut handler, stop.cancelled())
+                .await
+                .unwrap();
+        })
+    };
+    wait_for_batches(3).await;
+    let backlog = batches.lock().unwrap().clone();
+    assert_eq!(
+        backlog.iter().map(|(_, size)| *size).collect::<Vec<_>>(),
+        [4, 4, 4]
+    );
+    assert!(
+        backlog[2].0 - backlog[0].0 < linger / 2,
+        "a backlog waited between batches: {backlog:?}"
+    );
+
+    // The last of them took everything and was busy: the next event waits out the linger.
+    fill(&log, "si_a_b", 1).await;
+    wait_for_batches(4).await;
+    let lingered = batches.lock().unwrap()[3];
+    assert_eq!(lingered.1, 1);
+    assert!(
+        lingered.0 - backlog[2].0 > linger / 2,
+        "a busy consumer fetched again at once: {:?}",
+        batches.lock().unwrap()
+    );
+
+    // A batch of one is not busy: the event after it is applied as soon as it comes.
+    let appended = std::time::Instant::now();
+    fill(&log, "si_a_b", 1).await;
+    wait_for_batches(5).await;
+    let quiet = batches.lock().unwrap()[4];
+    assert!(
+        quiet.0 - appended < linger / 2,
+        "a quiet consumer waited: {:?}",
+        batches.lock().unwrap()
+    );
+    assert_eq!(*handler.applied.lock().unwrap(), (1..=14).collect::<Vec<_>>());
+    stop.cancel();
+    running.await.unwrap();
 }
