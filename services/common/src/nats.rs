@@ -73,31 +73,7 @@ pub const MINIMUM_SERVER_VERSION: (u64, u64) = (2, 12);
 pub async fn connect(
     config: &NatsConfig,
 ) -> Result<(async_nats::Client, async_nats::jetstream::Context), NatsError> {
-    let unreachable = |error: &dyn std::fmt::Display| NatsError::Unreachable {
-        url: config.url.clone(),
-        error: error.to_string(),
-    };
-    let mut options = async_nats::ConnectOptions::new()
-        .name("jetim")
-        .subscription_capacity(SUBSCRIPTION_CAPACITY)
-        .event_callback(|event| async move { report(&event) })
-        .connection_timeout(Duration::from_millis(config.request_timeout_ms))
-        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)));
-    if !config.credentials_file.is_empty() {
-        options = options
-            .credentials_file(&config.credentials_file)
-            .await
-            .map_err(|error| NatsError::Credentials {
-                path: config.credentials_file.clone(),
-                error: error.to_string(),
-            })?;
-    }
-    let addresses: Vec<&str> = config.url.split(',').map(str::trim).collect();
-    let client = options
-        .connect(addresses)
-        .await
-        .map_err(|error| unreachable(&error))?;
-
+    let client = open(config, "jetim", async_nats::ConnectOptions::new()).await?;
     let version = client.server_info().version;
     if !version_at_least(&version, MINIMUM_SERVER_VERSION) {
         return Err(NatsError::Unsuitable {
@@ -117,6 +93,45 @@ pub async fn connect(
         });
     }
     Ok((client, jetstream))
+}
+
+/// A second connection, made with `no_echo`: the server never sends it what it published
+/// itself. A process that runs the push service and a gateway publishes its fan-out pushes
+/// on it and hears other processes' on it (see `jetim_messaging::delivery::LocalFanout`).
+pub async fn connect_without_echo(config: &NatsConfig) -> Result<async_nats::Client, NatsError> {
+    open(config, "jetim fan-out", async_nats::ConnectOptions::new().no_echo()).await
+}
+
+/// Connects with jetim's settings on top of `options`, failing fast.
+async fn open(
+    config: &NatsConfig,
+    name: &str,
+    options: async_nats::ConnectOptions,
+) -> Result<async_nats::Client, NatsError> {
+    let unreachable = |error: &dyn std::fmt::Display| NatsError::Unreachable {
+        url: config.url.clone(),
+        error: error.to_string(),
+    };
+    let mut options = options
+        .name(name)
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .event_callback(|event| async move { report(&event) })
+        .connection_timeout(Duration::from_millis(config.request_timeout_ms))
+        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)));
+    if !config.credentials_file.is_empty() {
+        options = options
+            .credentials_file(&config.credentials_file)
+            .await
+            .map_err(|error| NatsError::Credentials {
+                path: config.credentials_file.clone(),
+                error: error.to_string(),
+            })?;
+    }
+    let addresses: Vec<&str> = config.url.split(',').map(str::trim).collect();
+    options
+        .connect(addresses)
+        .await
+        .map_err(|error| unreachable(&error))
 }
 
 /// Whether a `major.minor.patch[-suffix]` version is at least `minimum`.

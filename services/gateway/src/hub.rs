@@ -84,6 +84,9 @@ struct WatchSlot {
 pub struct Hub {
     instance: String,
     nats: async_nats::Client,
+    /// The connection to hear `im.fanout.*` on: `nats`, or the one this process' push
+    /// service publishes on (see [`jetim_messaging::delivery::LocalFanout`]).
+    fanouts_on: async_nats::Client,
     presence: PresenceStore,
     tokens: TokenService,
     policy: LoginPolicy,
@@ -177,10 +180,24 @@ fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
     }
 }
 
+/// The push service of this process hands its fan-out pushes to the hub directly.
+impl jetim_messaging::delivery::LocalFanout for Hub {
+    fn deliver_fanout(
+        &self,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &bytes::Bytes,
+    ) {
+        Hub::deliver_fanout(self, subject, headers, payload);
+    }
+}
+
 impl Hub {
-    /// A hub for one gateway instance, hearing pushes as `deliveries` says.
+    /// A hub for one gateway instance, hearing pushes as `deliveries` says, fan-out pushes
+    /// on `fanouts_on` if given, everything else on `nats`.
     pub fn new(
         nats: async_nats::Client,
+        fanouts_on: Option<async_nats::Client>,
         presence: PresenceStore,
         tokens: TokenService,
         deliveries: DeliverySubscription,
@@ -188,6 +205,7 @@ impl Hub {
         let policy = tokens.config().login_policy();
         Self {
             instance: nuid::next().to_string(),
+            fanouts_on: fanouts_on.unwrap_or_else(|| nats.clone()),
             nats,
             presence,
             tokens,
@@ -422,7 +440,7 @@ impl Hub {
     /// for it is missed.
     pub async fn subscribe_shared(&self) -> anyhow::Result<SharedSubscriptions> {
         let sessions = self.nats.subscribe(every_live(LiveKind::Session)).await?;
-        let fanouts = self.nats.subscribe(every_fanout()).await?;
+        let fanouts = self.fanouts_on.subscribe(every_fanout()).await?;
         let deliveries = match self.deliveries {
             DeliverySubscription::Shared => {
                 Some(self.nats.subscribe(every_live(LiveKind::Deliver)).await?)
@@ -430,6 +448,7 @@ impl Hub {
             DeliverySubscription::PerUser => None,
         };
         self.nats.flush().await?;
+        self.fanouts_on.flush().await?;
         Ok(SharedSubscriptions {
             sessions,
             fanouts,
@@ -442,7 +461,7 @@ impl Hub {
     /// pushes keep their order.
     pub async fn follow_fanouts(self: Arc<Self>, mut fanouts: async_nats::Subscriber) {
         while let Some(message) = fanouts.next().await {
-            self.deliver_fanout(&message);
+            self.deliver_fanout(&message.subject, message.headers.as_ref(), &message.payload);
         }
         tracing::error!("the fan-out subscription ended; pushes stop here");
     }
@@ -504,11 +523,16 @@ impl Hub {
     /// A push for the users a [`Fanout`] names, to the connections held here of each. A
     /// push of several messages goes whole to everyone but their senders, who get each
     /// message alone, tagged for its own sender.
-    fn deliver_fanout(&self, message: &async_nats::Message) {
-        let fanout = match Fanout::decode(message.payload.clone()) {
+    fn deliver_fanout(
+        &self,
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        payload: &bytes::Bytes,
+    ) {
+        let fanout = match Fanout::decode(payload.clone()) {
             Ok(fanout) => fanout,
             Err(error) => {
-                tracing::warn!(subject = %message.subject, %error, "an unreadable fan-out push");
+                tracing::warn!(subject, %error, "an unreadable fan-out push");
                 return;
             }
         };
@@ -533,7 +557,7 @@ impl Hub {
             return;
         }
         if fanout.singles.is_empty() {
-            push_to(&whole, &Tags::of(message.headers.as_ref()), &fanout.push);
+            push_to(&whole, &Tags::of(headers), &fanout.push);
         } else {
             if !whole.is_empty() {
                 push_to(&whole, &Tags::default(), &fanout.push);

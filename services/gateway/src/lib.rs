@@ -38,6 +38,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::GatewayConfig;
@@ -70,6 +71,11 @@ pub struct GatewayState {
     pub config: GatewayConfig,
     /// Rules for sending messages.
     pub messaging: jetim_common::config::MessagingConfig,
+    /// The connection to hear fan-out pushes on when this process' push service publishes
+    /// on it and hands them to this gateway directly (made with `no_echo`; see
+    /// [`jetim_messaging::delivery::LocalFanout`]); `None`: the log's connection. Only the
+    /// gateway the push service hands its pushes to may hear them on that connection.
+    pub fanouts_on: Option<async_nats::Client>,
 }
 
 /// What every connection task shares.
@@ -98,6 +104,7 @@ pub async fn build(state: GatewayState) -> anyhow::Result<App> {
         })?;
     let hub = Arc::new(Hub::new(
         state.log.nats(),
+        state.fanouts_on.clone(),
         state.presence.clone(),
         state.tokens.clone(),
         state.config.deliveries,
@@ -168,8 +175,16 @@ impl App {
             });
         }
         let serving = shutdown.child_token();
+        // No Nagle: a connection's frames are small and often follow one another by less
+        // than a round trip (a reply, then the push of the message it answered); with it,
+        // the second waits for the client's delayed ACK, up to 40 ms on Linux.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::warn!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let mut server = tokio::spawn(
-            axum::serve(self.listener, self.router)
+            axum::serve(listener, self.router)
                 .with_graceful_shutdown(serving.clone().cancelled_owned())
                 .into_future(),
         );

@@ -122,10 +122,52 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
     )
     .await
     .context("opening the presence bucket")?;
+    // A process with the push service and a gateway hands its fan-out pushes to the
+    // gateway directly, and publishes them, for other gateways, on a connection of their
+    // own made with `no_echo` (the gateway hears other processes' pushes on it too).
+    let fanout_client = if services.push && services.gateway {
+        Some(
+            nats::connect_without_echo(&config.nats)
+                .await
+                .context("connecting for fan-out pushes")?,
+        )
+    } else {
+        None
+    };
+    // One reader for the gateway's and the API's sends, so that sends waiting together
+    // from either are read together.
+    let send_facts = jetim_readmodel::send_facts::FactsReader::new(pool.clone());
+    let mut local_gateway: Option<Arc<dyn jetim_messaging::delivery::LocalFanout>> = None;
+    if services.gateway {
+        let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
+            tokens: tokens.clone(),
+            db: pool.clone(),
+            send_facts: send_facts.clone(),
+            log: Arc::clone(&log),
+            presence: presence.clone(),
+            config: config.gateway.clone(),
+            messaging: config.messaging.clone(),
+            fanouts_on: fanout_client.clone(),
+        })
+        .await?;
+        tracing::info!(address = %gateway.local_addr(), instance = gateway.instance(), "WebSocket gateway listening");
+        if fanout_client.is_some() {
+            local_gateway = Some(gateway.hub());
+        }
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            gateway
+                .run_until_stopped(stop)
+                .await
+                .context("the gateway stopped")?;
+            Ok("gateway")
+        });
+    }
     if services.push {
         let state = jetim_push::PushState {
             jetstream: jetstream.clone(),
-            nats: client.clone(),
+            nats: fanout_client.clone().unwrap_or_else(|| client.clone()),
+            local_gateway,
             db: pool.clone(),
             presence: presence.clone(),
             members: jetim_push::members::MemberCache::new(
@@ -140,30 +182,6 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
                 .await
                 .context("the push service stopped")?;
             Ok("push")
-        });
-    }
-    // One reader for the gateway's and the API's sends, so that sends waiting together
-    // from either are read together.
-    let send_facts = jetim_readmodel::send_facts::FactsReader::new(pool.clone());
-    if services.gateway {
-        let gateway = jetim_gateway::build(jetim_gateway::GatewayState {
-            tokens: tokens.clone(),
-            db: pool.clone(),
-            send_facts: send_facts.clone(),
-            log: Arc::clone(&log),
-            presence: presence.clone(),
-            config: config.gateway.clone(),
-            messaging: config.messaging.clone(),
-        })
-        .await?;
-        tracing::info!(address = %gateway.local_addr(), instance = gateway.instance(), "WebSocket gateway listening");
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            gateway
-                .run_until_stopped(stop)
-                .await
-                .context("the gateway stopped")?;
-            Ok("gateway")
         });
     }
     if services.api {
@@ -207,8 +225,10 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
         });
     }
     let outcome = wait_for_all(&mut tasks, &stop).await;
-    if let Err(error) = client.drain().await {
-        tracing::warn!(%error, "NATS connection did not drain");
+    for client in std::iter::once(&client).chain(&fanout_client) {
+        if let Err(error) = client.drain().await {
+            tracing::warn!(%error, "NATS connection did not drain");
+        }
     }
     if outcome.is_ok() {
         tracing::info!("stopped");

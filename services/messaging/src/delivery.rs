@@ -6,7 +6,9 @@
 //! anything missed. A push goes either to each recipient's `im.deliver.<userID>`
 //! ([`publish`]), or once for all its recipients to `im.fanout.<conversationID>` as a
 //! [`Fanout`] ([`publish_fanout`]), which every gateway hears and writes to the recipients
-//! it holds.
+//! it holds. A process that runs the push service and a gateway together hands its
+//! gateway each fan-out push directly ([`LocalFanout`]) besides publishing it for the
+//! others.
 
 use async_nats::HeaderMap;
 use jetim_schemas::events::msg::MsgSent;
@@ -157,6 +159,18 @@ fn push_headers(message: &MsgSent, operation_id: &str) -> HeaderMap {
     tags
 }
 
+/// A gateway in the same process as the push service, which takes its fan-out pushes
+/// straight from it instead of through NATS.
+///
+/// The push service then publishes on a connection made with `no_echo`, the one the local
+/// gateway hears `im.fanout.*` on, so the server does not send the process its own pushes
+/// back; gateways elsewhere hear them as usual. That saves, for every push, the server's
+/// delivery of it to the process and the process' reading and parsing of it.
+pub trait LocalFanout: Send + Sync {
+    /// Delivers a fan-out push as if it had come on `subject` with `headers` and `payload`.
+    fn deliver_fanout(&self, subject: &str, headers: Option<&HeaderMap>, payload: &bytes::Bytes);
+}
+
 /// Publishes `message` once for all of `users` on its conversation's fan-out subject (in
 /// parts of [`FANOUT_USERS_PER_MESSAGE`]), tagged with the operationID of the request that
 /// produced it. Does not flush; the client's writer sends it at once.
@@ -166,16 +180,19 @@ pub async fn publish_fanout(
     message: &MsgSent,
     operation_id: &str,
 ) -> Result<(), DeliveryError> {
-    publish_fanout_of(client, users, &[(message, operation_id)]).await
+    publish_fanout_of(client, None, users, &[(message, operation_id)]).await
 }
 
 /// Publishes several messages of one conversation, in seq order and each with the
 /// operationID of the request that sent it, once for all of `users`: one [`Fanout`] (a part
 /// per [`FANOUT_USERS_PER_MESSAGE`] recipients) for every [`FANOUT_MESSAGES_PER_PUSH`]
 /// messages. A push of one message is tagged in its headers, as it always was; one of
-/// several carries its messages' tags in its singles. Does not flush.
+/// several carries its messages' tags in its singles. Each push also goes to `local`, if
+/// the process has a gateway (see [`LocalFanout`] for the connection to publish on). Does
+/// not flush.
 pub async fn publish_fanout_of(
     client: &async_nats::Client,
+    local: Option<&dyn LocalFanout>,
     users: &[String],
     messages: &[(&MsgSent, &str)],
 ) -> Result<(), DeliveryError> {
@@ -209,8 +226,13 @@ pub async fn publish_fanout_of(
                 singles: singles.clone(),
             }
             .encode_to_vec();
+            let payload = bytes::Bytes::from(payload);
+            if let Some(local) = local {
+                let tags = (!tags.is_empty()).then_some(&tags);
+                local.deliver_fanout(subject.as_str(), tags, &payload);
+            }
             client
-                .publish_with_headers(subject.clone(), tags.clone(), payload.into())
+                .publish_with_headers(subject.clone(), tags.clone(), payload)
                 .await
                 .map_err(|error| failed(&error))?;
         }

@@ -67,8 +67,12 @@ const ACK_EVERY: usize = 100;
 pub struct PushState {
     /// JetStream, to read the timelines.
     pub jetstream: jetstream::Context,
-    /// Core NATS, to publish deliveries.
+    /// Core NATS, to publish deliveries. With a `local_gateway`, the connection that
+    /// gateway hears fan-out pushes on, made with `no_echo`.
     pub nats: async_nats::Client,
+    /// The gateway in this process, if there is one: fan-out pushes go to it directly
+    /// ([`delivery::LocalFanout`]).
+    pub local_gateway: Option<Arc<dyn delivery::LocalFanout>>,
     /// The read models (receive settings for offline push).
     pub db: deadpool_postgres::Pool,
     /// Who is online.
@@ -454,7 +458,13 @@ async fn publish(state: &PushState, offline: &OfflinePush, run: &[&Push]) {
                 .iter()
                 .map(|push| (&push.sent, push.operation_id.as_str()))
                 .collect();
-            delivery::publish_fanout_of(&state.nats, users, &messages).await
+            delivery::publish_fanout_of(
+                &state.nats,
+                state.local_gateway.as_deref(),
+                users,
+                &messages,
+            )
+            .await
         }
         PushFanout::PerUser => {
             let mut published = Ok(());

@@ -862,6 +862,7 @@ async fn a_gateway_whose_shared_subscriptions_end_stops_with_the_reason() {
     let gateway = TestGateway::spawn(&["jay"]).await;
     let client = gateway.nats.client().await;
     let mut state = gateway.state.clone();
+    state.fanouts_on = None;
     state.log = std::sync::Arc::new(
         jetim_streams::EventLog::open(async_nats::jetstream::new(client.clone()))
             .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
-use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig, PushFanout};
+use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig, NatsConfig, PushFanout};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
@@ -133,6 +133,14 @@ impl TestGateway {
             deliveries: DeliverySubscription::Shared,
         };
         let presence = PresenceStore::open(&jetstream, 1, ttl).await.unwrap();
+        // As `jetim all` runs them: the push service hands this gateway its fan-out pushes
+        // and publishes them, on a connection without echo, for the others.
+        let fanout_client = jetim_common::nats::connect_without_echo(&NatsConfig {
+            url: nats.url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         let state = GatewayState {
             tokens: tokens.clone(),
             db: database.pool(),
@@ -141,11 +149,14 @@ impl TestGateway {
             presence: presence.clone(),
             config,
             messaging: Default::default(),
+            fanouts_on: Some(fanout_client.clone()),
         };
+        let app = build(state.clone()).await.unwrap();
         tokio::spawn(jetim_push::run(
             jetim_push::PushState {
                 jetstream: jetstream.clone(),
-                nats: nats.client().await,
+                nats: fanout_client,
+                local_gateway: Some(app.hub()),
                 db: database.pool(),
                 presence,
                 members: jetim_push::members::MemberCache::new(database.pool(), 100),
@@ -156,7 +167,6 @@ impl TestGateway {
             },
             stop.clone(),
         ));
-        let app = build(state.clone()).await.unwrap();
         let address = format!("ws://{}", app.local_addr());
         let hub = app.hub();
         tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -180,6 +190,8 @@ impl TestGateway {
     /// [`TestGateway::another`] with its own settings.
     async fn another_with(&self, configure: impl FnOnce(&mut GatewayConfig)) -> OtherGateway {
         let mut state = self.state.clone();
+        // Another process: it hears fan-out pushes over NATS.
+        state.fanouts_on = None;
         configure(&mut state.config);
         let app = build(state).await.unwrap();
         let address = format!("ws://{}", app.local_addr());

@@ -116,6 +116,7 @@ async fn setup_with(users: &[(&str, i32)], config: PushConfig) -> Setup {
         jetim_push::PushState {
             jetstream,
             nats: client.clone(),
+            local_gateway: None,
             db: database.pool(),
             presence: presence.clone(),
             members: members.clone(),
