@@ -99,7 +99,12 @@ pub async fn connect(
 /// itself. A process that runs the push service and a gateway publishes its fan-out pushes
 /// on it and hears other processes' on it (see `jetim_messaging::delivery::LocalFanout`).
 pub async fn connect_without_echo(config: &NatsConfig) -> Result<async_nats::Client, NatsError> {
-    open(config, "jetim fan-out", async_nats::ConnectOptions::new().no_echo()).await
+    open(
+        config,
+        "jetim fan-out",
+        async_nats::ConnectOptions::new().no_echo(),
+    )
+    .await
 }
 
 /// Connects with jetim's settings on top of `options`, failing fast.

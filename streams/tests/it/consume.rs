@@ -395,8 +395,12 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
     fill(&log, "si_a_b", 12).await;
     let stop = CancellationToken::new();
     let running = {
-        let (jetstream, spec, mut handler, stop) =
-            (jetstream.clone(), spec.clone(), handler.clone(), stop.clone());
+        let (jetstream, spec, mut handler, stop) = (
+            jetstream.clone(),
+            spec.clone(),
+            handler.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             run_durable(&jetstream, &spec, &mut handler, stop.cancelled())
                 .await
@@ -435,7 +439,10 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
         "a quiet consumer waited: {:?}",
         batches.lock().unwrap()
     );
-    assert_eq!(*handler.applied.lock().unwrap(), (1..=14).collect::<Vec<_>>());
+    assert_eq!(
+        *handler.applied.lock().unwrap(),
+        (1..=14).collect::<Vec<_>>()
+    );
     stop.cancel();
     running.await.unwrap();
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
-use jetim_common::config::{AuthConfig, DeliverySubscription, GatewayConfig, NatsConfig, PushFanout};
+use jetim_common::config::{
+    AuthConfig, DeliverySubscription, GatewayConfig, NatsConfig, PushFanout,
+};
 use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
