@@ -59,8 +59,13 @@ pub const CONSUMER: &str = "push";
 /// How long to wait before re-opening the consumer after NATS failed.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Under the "all" ack policy, the push acknowledges after this many handled messages, or
-/// as soon as no further one is waiting, whichever comes first.
+/// when no further one is waiting and the oldest unacknowledged was handled at least
+/// [`ACK_AFTER`] ago, whichever comes first.
 const ACK_EVERY: usize = 100;
+/// How long a handled message may wait for its (shared) acknowledgement while more keep
+/// coming. Acknowledging whenever none was waiting cost nats-server an ack for every few
+/// messages under a steady load.
+const ACK_AFTER: Duration = Duration::from_millis(50);
 
 /// What the push service needs.
 #[derive(Clone)]
@@ -152,10 +157,23 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                 let next = match messages.next().now_or_never() {
                     Some(next) => next,
                     None => {
-                        acks.flush().await;
+                        let due = acks.due();
+                        if due.is_some_and(|due| due <= tokio::time::Instant::now()) {
+                            acks.flush().await;
+                        }
+                        let unacked = async {
+                            match acks.due() {
+                                Some(due) => tokio::time::sleep_until(due).await,
+                                None => std::future::pending().await,
+                            }
+                        };
                         tokio::select! {
                             () = shutdown.cancelled() => return Ok(()),
                             next = messages.next() => next,
+                            () = unacked => {
+                                acks.flush().await;
+                                continue;
+                            }
                         }
                     }
                 };
@@ -358,7 +376,8 @@ impl Burst {
 
 /// Acknowledgements of handled messages. A consumer made with the "all" ack policy (every
 /// one since this build) gets one ack for many messages: the last handled, every
-/// [`ACK_EVERY`] messages and whenever no further message is waiting. One made by an
+/// [`ACK_EVERY`] messages, and [`ACK_AFTER`] after the oldest unacknowledged one was
+/// handled if no further message is waiting then. One made by an
 /// earlier build, with explicit acks, gets one per message. After a crash the messages
 /// handled since the last ack are pushed again: delivery is best effort, and clients drop
 /// a message they already have.
@@ -366,6 +385,8 @@ struct Acks {
     all: bool,
     last: Option<jetstream::Message>,
     since: usize,
+    /// When the oldest unacknowledged message was handled.
+    oldest: Option<tokio::time::Instant>,
 }
 
 impl Acks {
@@ -374,7 +395,13 @@ impl Acks {
             all,
             last: None,
             since: 0,
+            oldest: None,
         }
+    }
+
+    /// When the messages handled but not yet acknowledged should be, if there are any.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.oldest.map(|oldest| oldest + ACK_AFTER)
     }
 
     async fn handled(&mut self, message: jetstream::Message) {
@@ -383,6 +410,7 @@ impl Acks {
             return;
         }
         self.last = Some(message);
+        self.oldest.get_or_insert_with(tokio::time::Instant::now);
         self.since += 1;
         if self.since >= ACK_EVERY {
             self.flush().await;
@@ -394,6 +422,7 @@ impl Acks {
             ack(&message).await;
         }
         self.since = 0;
+        self.oldest = None;
     }
 }
 

@@ -267,8 +267,9 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
         setup.webhook.try_recv().is_err(),
         "nothing else was pushed offline"
     );
-    // Handled messages are acknowledged once nothing else waits (one ack for several under
-    // the "all" policy): the consumer holds none unacknowledged, and redelivers none.
+    // Handled messages are acknowledged once nothing else waits, at most 50 ms after the
+    // first of them (one ack for several under the "all" policy): the consumer holds none
+    // unacknowledged, and redelivers none.
     let jetstream = async_nats::jetstream::new(setup.nats.clone());
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = jetstream
         .get_stream("IM_CONV")
