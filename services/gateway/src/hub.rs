@@ -182,13 +182,8 @@ fn close_kicked(user_id: &str, kicked: &[Arc<Connection>]) {
 
 /// The push service of this process hands its fan-out pushes to the hub directly.
 impl jetim_messaging::delivery::LocalFanout for Hub {
-    fn deliver_fanout(
-        &self,
-        subject: &str,
-        headers: Option<&async_nats::HeaderMap>,
-        payload: &bytes::Bytes,
-    ) {
-        Hub::deliver_fanout(self, subject, headers, payload);
+    fn deliver_fanout(&self, fanout: &Fanout, headers: Option<&async_nats::HeaderMap>) {
+        Hub::deliver_fanout(self, fanout, headers);
     }
 }
 
@@ -461,7 +456,7 @@ impl Hub {
     /// pushes keep their order.
     pub async fn follow_fanouts(self: Arc<Self>, mut fanouts: async_nats::Subscriber) {
         while let Some(message) = fanouts.next().await {
-            self.deliver_fanout(&message.subject, message.headers.as_ref(), &message.payload);
+            self.deliver_fanout_message(&message);
         }
         tracing::error!("the fan-out subscription ended; pushes stop here");
     }
@@ -520,22 +515,20 @@ impl Hub {
         metrics::counter!("jetim_gateway_pushes_total").increment(1);
     }
 
+    /// A [`Fanout`] heard on `message`, delivered as [`Hub::deliver_fanout`] says.
+    fn deliver_fanout_message(&self, message: &async_nats::Message) {
+        match Fanout::decode(message.payload.clone()) {
+            Ok(fanout) => self.deliver_fanout(&fanout, message.headers.as_ref()),
+            Err(error) => {
+                tracing::warn!(subject = %message.subject, %error, "an unreadable fan-out push");
+            }
+        }
+    }
+
     /// A push for the users a [`Fanout`] names, to the connections held here of each. A
     /// push of several messages goes whole to everyone but their senders, who get each
     /// message alone, tagged for its own sender.
-    fn deliver_fanout(
-        &self,
-        subject: &str,
-        headers: Option<&async_nats::HeaderMap>,
-        payload: &bytes::Bytes,
-    ) {
-        let fanout = match Fanout::decode(payload.clone()) {
-            Ok(fanout) => fanout,
-            Err(error) => {
-                tracing::warn!(subject, %error, "an unreadable fan-out push");
-                return;
-            }
-        };
+    fn deliver_fanout(&self, fanout: &Fanout, headers: Option<&async_nats::HeaderMap>) {
         let mut reached = 0;
         // With no singles, every connection takes the push whole.
         let (whole, one_by_one): (Vec<Arc<Connection>>, Vec<Arc<Connection>>) = {

@@ -167,8 +167,8 @@ fn push_headers(message: &MsgSent, operation_id: &str) -> HeaderMap {
 /// back; gateways elsewhere hear them as usual. That saves, for every push, the server's
 /// delivery of it to the process and the process' reading and parsing of it.
 pub trait LocalFanout: Send + Sync {
-    /// Delivers a fan-out push as if it had come on `subject` with `headers` and `payload`.
-    fn deliver_fanout(&self, subject: &str, headers: Option<&HeaderMap>, payload: &bytes::Bytes);
+    /// Delivers `fanout` as if it had come over NATS with `headers`.
+    fn deliver_fanout(&self, fanout: &Fanout, headers: Option<&HeaderMap>);
 }
 
 /// Publishes `message` once for all of `users` on its conversation's fan-out subject (in
@@ -220,19 +220,16 @@ pub async fn publish_fanout_of(
         let sent: Vec<&MsgSent> = messages.iter().map(|(message, _)| *message).collect();
         let push: bytes::Bytes = push_payload_of(&sent).into();
         for part in users.chunks(FANOUT_USERS_PER_MESSAGE) {
-            let payload = Fanout {
+            let fanout = Fanout {
                 users: part.to_vec(),
                 push: push.clone(),
                 singles: singles.clone(),
-            }
-            .encode_to_vec();
-            let payload = bytes::Bytes::from(payload);
+            };
             if let Some(local) = local {
-                let tags = (!tags.is_empty()).then_some(&tags);
-                local.deliver_fanout(subject.as_str(), tags, &payload);
+                local.deliver_fanout(&fanout, (!tags.is_empty()).then_some(&tags));
             }
             client
-                .publish_with_headers(subject.clone(), tags.clone(), payload)
+                .publish_with_headers(subject.clone(), tags.clone(), fanout.encode_to_vec().into())
                 .await
                 .map_err(|error| failed(&error))?;
         }
