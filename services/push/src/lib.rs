@@ -157,20 +157,15 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
                 let next = match messages.next().now_or_never() {
                     Some(next) => next,
                     None => {
-                        let due = acks.due();
-                        if due.is_some_and(|due| due <= tokio::time::Instant::now()) {
+                        let now = tokio::time::Instant::now();
+                        if acks.due().is_some_and(|due| due <= now) {
                             acks.flush().await;
                         }
-                        let unacked = async {
-                            match acks.due() {
-                                Some(due) => tokio::time::sleep_until(due).await,
-                                None => std::future::pending().await,
-                            }
-                        };
+                        let due = acks.due();
                         tokio::select! {
                             () = shutdown.cancelled() => return Ok(()),
                             next = messages.next() => next,
-                            () = unacked => {
+                            () = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
                                 acks.flush().await;
                                 continue;
                             }
