@@ -63,6 +63,7 @@ impl<'a> Caller<'a> {
 pub struct SendFailure(String);
 
 /// 32 lower-case hex characters, as OpenIM's IDs look.
+///
 /// A hash of a NUID (unique within the process, and random across processes), formatted
 /// in one go: a `format!` per byte was about 1% of the server's CPU at 10,000 msg/s.
 pub fn new_message_id() -> String {

@@ -31,7 +31,9 @@ use jetim_streams::subject::{ConversationKind, Subject};
 use tokio::time::Instant;
 
 use crate::Rejection;
-use crate::conversation::{IdMembers, is_notification_conversation, members_by_id};
+use crate::conversation::{
+    IdMembers, SessionType, chat_conversation_id, is_notification_conversation, members_by_id,
+};
 use crate::revoke::as_pulled;
 
 /// The most ranges (or conversations) one pull may name.
@@ -66,8 +68,8 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 /// event of the conversation's timeline (the messages projection), and for a group, of the
 /// group's own log (the groups projection makes its members' rows). Each is one request for
 /// the subject's last event (to the stream's leader, as a replica may be behind), and a
-/// wait as long as that projection's lag: nothing at all for a conversation with no events. The waits of one request end together, at most
-/// [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
+/// wait as long as that projection's lag: nothing at all for a conversation with no events.
+/// The waits of one request end together, at most [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
 /// in it ([`members_by_id`]) is not looked up, so a read of someone else's chat takes as
 /// long whether it exists or not. (A group's conversation is looked up for anyone: only the
 /// read model knows its members, and a group's ID is no secret.)
@@ -124,7 +126,10 @@ impl<'a> CatchUp<'a> {
         // whose group has none is a pair the reader is not in.
         let mut lasts = Vec::new();
         if let Some(group) = group {
-            let group_log = Subject::conversation(&format!("sg_{group}"), ConversationKind::Group);
+            let group_log = Subject::conversation(
+                &chat_conversation_id(SessionType::Group, "", "", group),
+                ConversationKind::Group,
+            );
             let last = match &group_log {
                 Ok(subject) => self.last_sequence(subject).await,
                 Err(_) => None,
