@@ -30,6 +30,16 @@ use crate::lock;
 /// How long the last frame and the close frame may take to write when closing.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long after the reply to a send the sender's own push of that message still waits.
+/// The JS SDK knows its own message in a push by the operationID it records while it
+/// handles the reply, which it does asynchronously: a push read with the reply, or just
+/// after it, passes for someone else's message (the real-client suite saw a user's own
+/// message counted as unread, in about one run of four). Since pushes no longer wait for
+/// the read model, a sender's push often comes as soon as its reply, so it is written
+/// apart. Others' pushes are not held back; a conversation whose next message overtakes
+/// the sender's own push is put right by the SDKs' gap checks.
+pub const OWN_PUSH_AFTER_REPLY: Duration = Duration::from_millis(20);
+
 /// Why and how a connection is being closed.
 struct Closing {
     code: u16,
@@ -237,6 +247,18 @@ impl Connection {
         }
     }
 
+    /// [`Connection::release`] `after` the reply was queued: the sender's own push waits
+    /// until then, whether it came before the reply or comes meanwhile (see
+    /// [`OWN_PUSH_AFTER_REPLY`]).
+    pub fn release_after(self: &Arc<Self>, client_msg_id: &str, after: Duration) {
+        let connection = Arc::clone(self);
+        let client_msg_id = client_msg_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            connection.release(&client_msg_id);
+        });
+    }
+
     /// Queues a push of a message from `sender` with `client_msg_id`, after the reply to
     /// its send if that send is this connection's and still in flight. iOS connections in
     /// the background get no pushes (offline push serves them).
@@ -403,6 +425,25 @@ mod tests {
         // Released: later pushes of c1 go straight out.
         connection.push(Message::Text("again".into()), "alice", "c1");
         assert_eq!(text(outbox.try_recv()), "again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_senders_own_push_goes_a_while_after_the_reply() {
+        let (connection, mut outbox) = connection(Platform::WEB, 8);
+        let connection = std::sync::Arc::new(connection);
+        let after = std::time::Duration::from_millis(20);
+        connection.hold("c1");
+        connection.push(Message::Text("before".into()), "alice", "c1");
+        connection.send(Message::Text("reply c1".into()));
+        connection.release_after("c1", after);
+        connection.push(Message::Text("meanwhile".into()), "alice", "c1");
+        connection.push(Message::Text("bob's".into()), "bob", "c9");
+        tokio::time::sleep(after / 2).await;
+        let order: Vec<String> = (0..3).map(|_| text(outbox.try_recv())).collect();
+        assert_eq!(order, ["reply c1", "bob's", "None"]);
+        tokio::time::sleep(after).await;
+        let order: Vec<String> = (0..3).map(|_| text(outbox.try_recv())).collect();
+        assert_eq!(order, ["before", "meanwhile", "None"]);
     }
 
     #[test]

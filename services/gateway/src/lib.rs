@@ -473,7 +473,7 @@ async fn serve_frame(shared: &Shared, connection: &Arc<Connection>, frame: &[u8]
         After::Continue => {
             let queued = connection.send(frame);
             if let Some(client_msg_id) = &held {
-                connection.release(client_msg_id);
+                connection.release_after(client_msg_id, connection::OWN_PUSH_AFTER_REPLY);
             }
             queued
         }
