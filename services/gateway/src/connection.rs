@@ -22,6 +22,7 @@ use futures::{Sink, SinkExt as _};
 use jetim_common::auth::Platform;
 use jetim_common::shutdown::CancellationToken;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::envelope::{self, Reply};
 use crate::handshake::{ConnectArgs, Envelope};
@@ -125,6 +126,77 @@ impl Outbox {
     #[cfg(test)]
     fn try_recv(&mut self) -> Option<Message> {
         self.0.pop()
+    }
+}
+
+/// The sender's own pushes waiting out [`OWN_PUSH_AFTER_REPLY`], for all of a gateway's
+/// connections: one timer for the gateway, not one task a send. Every entry waits the same
+/// time, so they fall due in the order they came.
+pub struct OwnPushes {
+    after: Duration,
+    due: Mutex<VecDeque<(Instant, Arc<Connection>, String)>>,
+    /// Wakes [`OwnPushes::run`] when an entry comes to an empty queue.
+    queued: Notify,
+}
+
+impl OwnPushes {
+    /// Releases each held push `after` its reply was queued.
+    pub fn new(after: Duration) -> Self {
+        Self {
+            after,
+            due: Mutex::new(VecDeque::new()),
+            queued: Notify::new(),
+        }
+    }
+
+    /// [`Connection::release`]s `client_msg_id` on `connection` once the wait is over: the
+    /// sender's own push waits until then, whether it came before the reply or comes
+    /// meanwhile (see [`OWN_PUSH_AFTER_REPLY`]).
+    pub fn release_later(&self, connection: &Arc<Connection>, client_msg_id: String) {
+        let was_empty = {
+            let mut due = lock(&self.due);
+            due.push_back((
+                Instant::now() + self.after,
+                Arc::clone(connection),
+                client_msg_id,
+            ));
+            due.len() == 1
+        };
+        if was_empty {
+            self.queued.notify_one();
+        }
+    }
+
+    /// Releases the held pushes as they fall due, until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            let next = lock(&self.due).front().map(|(at, _, _)| *at);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.queued.notified(), if next.is_none() => {}
+                () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    self.release_due();
+                }
+            }
+        }
+    }
+
+    /// Releases every entry that is due now.
+    fn release_due(&self) {
+        let now = Instant::now();
+        loop {
+            let entry = {
+                let mut due = lock(&self.due);
+                match due.front() {
+                    Some((at, _, _)) if *at <= now => due.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((_, connection, client_msg_id)) = entry else {
+                return;
+            };
+            connection.release(&client_msg_id);
+        }
     }
 }
 
@@ -245,18 +317,6 @@ impl Connection {
                 break;
             }
         }
-    }
-
-    /// [`Connection::release`] `after` the reply was queued: the sender's own push waits
-    /// until then, whether it came before the reply or comes meanwhile (see
-    /// [`OWN_PUSH_AFTER_REPLY`]).
-    pub fn release_after(self: &Arc<Self>, client_msg_id: &str, after: Duration) {
-        let connection = Arc::clone(self);
-        let client_msg_id = client_msg_id.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            connection.release(&client_msg_id);
-        });
     }
 
     /// Queues a push of a message from `sender` with `client_msg_id`, after the reply to
@@ -386,7 +446,7 @@ mod tests {
     use axum::extract::ws::Message;
     use jetim_common::auth::Platform;
 
-    use super::{BURST_FRAMES, Connection, Outbox, close_reason, write_burst};
+    use super::{BURST_FRAMES, Connection, Outbox, OwnPushes, close_reason, write_burst};
     use crate::handshake::{ConnectArgs, Envelope};
 
     fn connection(platform: Platform, queue: usize) -> (Connection, Outbox) {
@@ -432,10 +492,17 @@ mod tests {
         let (connection, mut outbox) = connection(Platform::WEB, 8);
         let connection = std::sync::Arc::new(connection);
         let after = std::time::Duration::from_millis(20);
+        let own_pushes = std::sync::Arc::new(OwnPushes::new(after));
+        let shutdown = jetim_common::shutdown::CancellationToken::new();
+        let releasing = tokio::spawn({
+            let own_pushes = std::sync::Arc::clone(&own_pushes);
+            let shutdown = shutdown.clone();
+            async move { own_pushes.run(shutdown).await }
+        });
         connection.hold("c1");
         connection.push(Message::Text("before".into()), "alice", "c1");
         connection.send(Message::Text("reply c1".into()));
-        connection.release_after("c1", after);
+        own_pushes.release_later(&connection, "c1".into());
         connection.push(Message::Text("meanwhile".into()), "alice", "c1");
         connection.push(Message::Text("bob's".into()), "bob", "c9");
         tokio::time::sleep(after / 2).await;
@@ -444,6 +511,18 @@ mod tests {
         tokio::time::sleep(after).await;
         let order: Vec<String> = (0..3).map(|_| text(outbox.try_recv())).collect();
         assert_eq!(order, ["before", "meanwhile", "None"]);
+        // Another send later waits its own full time, not the first one's.
+        connection.hold("c2");
+        connection.push(Message::Text("c2".into()), "alice", "c2");
+        connection.send(Message::Text("reply c2".into()));
+        own_pushes.release_later(&connection, "c2".into());
+        tokio::time::sleep(after / 2).await;
+        let order: Vec<String> = (0..2).map(|_| text(outbox.try_recv())).collect();
+        assert_eq!(order, ["reply c2", "None"]);
+        tokio::time::sleep(after).await;
+        assert_eq!(text(outbox.try_recv()), "c2");
+        shutdown.cancel();
+        releasing.await.unwrap();
     }
 
     #[test]

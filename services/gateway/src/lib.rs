@@ -84,6 +84,8 @@ pub struct Shared {
     pub state: GatewayState,
     /// The connections.
     pub hub: Arc<Hub>,
+    /// The senders' own pushes waiting for their time.
+    pub own_pushes: Arc<connection::OwnPushes>,
 }
 
 /// A bound, ready-to-run gateway.
@@ -91,6 +93,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     router: Router,
     hub: Arc<Hub>,
+    own_pushes: Arc<connection::OwnPushes>,
     subscriptions: SharedSubscriptions,
 }
 
@@ -113,15 +116,18 @@ pub async fn build(state: GatewayState) -> anyhow::Result<App> {
     let subscriptions = hub.subscribe_shared().await.map_err(|error| {
         anyhow::anyhow!("cannot subscribe to session control and deliveries: {error}")
     })?;
+    let own_pushes = Arc::new(connection::OwnPushes::new(connection::OWN_PUSH_AFTER_REPLY));
     let shared = Arc::new(Shared {
         state,
         hub: Arc::clone(&hub),
+        own_pushes: Arc::clone(&own_pushes),
     });
     let router = Router::new().fallback(connect).with_state(shared);
     Ok(App {
         listener,
         router,
         hub,
+        own_pushes,
         subscriptions,
     })
 }
@@ -151,6 +157,11 @@ impl App {
     /// connections.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
+        let own_pushes = Arc::clone(&self.own_pushes);
+        let releasing = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { own_pushes.run(shutdown).await }
+        });
         let SharedSubscriptions {
             sessions,
             fanouts,
@@ -206,6 +217,7 @@ impl App {
             )
             .await;
         confirming.abort();
+        releasing.abort();
         followers.abort_all();
         match ended {
             Some(Ok(what)) => Err(std::io::Error::other(format!(
@@ -472,8 +484,8 @@ async fn serve_frame(shared: &Shared, connection: &Arc<Connection>, frame: &[u8]
     match after {
         After::Continue => {
             let queued = connection.send(frame);
-            if let Some(client_msg_id) = &held {
-                connection.release_after(client_msg_id, connection::OWN_PUSH_AFTER_REPLY);
+            if let Some(client_msg_id) = held {
+                shared.own_pushes.release_later(connection, client_msg_id);
             }
             queued
         }
