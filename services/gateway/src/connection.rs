@@ -10,7 +10,7 @@
 //! The sender's own push of a message must follow the 1003 reply that tells the sender the
 //! message was sent (the JS SDK matches the push to the send only after the reply). While a
 //! send is in flight its clientMsgID is *held*: a push of that message to this connection
-//! waits and is queued right after the reply.
+//! waits, and is queued [`OWN_PUSH_AFTER_REPLY`] after the reply ([`OwnPushes`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
