@@ -525,7 +525,7 @@ mod tests {
             send_id: "alice".into(),
             recv_id: "bob".into(),
             client_msg_id: "c-1".into(),
-            content: b"{\"content\":\"hi\"}".to_vec().into(),
+            content: b"{\"content\":\"hi\"}".to_vec(),
             seq: 7,
             ..MsgData::default()
         };
