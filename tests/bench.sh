@@ -12,6 +12,9 @@
 #   tests/bench.sh connect --connections 19000
 #   tests/bench.sh connect --connections 50000 --gateways 3 --workers 3
 #
+# For chat and group the report ends with the CPU time jetim, nats-server, Postgres (every
+# process named postgres) and the load client spent while the load ran (`--cpu`).
+#
 # --gateways N (connect only) starts N-1 more gateway processes (`jetim gateway`) beside
 # `jetim all`: one process can hold only as many sockets as its open-file limit. The bench
 # spreads the connections over them and measures the memory of all of them.
@@ -114,5 +117,10 @@ if [ "$scenario" != rebuild ]; then
     addresses="$addresses,$listen"
   done
   [ "$scenario" = connect ] && extra=(--server-pid "$pids" --gateway "$addresses")
+  # What each process on the box spends of the cores under load; Postgres is every process
+  # named postgres on the machine (a backend per connection).
+  if [ "$scenario" = chat ] || [ "$scenario" = group ]; then
+    extra=(--cpu "jetim=$pids" --cpu "nats-server=$OWN_NATS_PID" --cpu "postgres=comm:postgres")
+  fi
 fi
 "$JETIM_BIN" bench "$scenario" "${extra[@]}" "${args[@]}"

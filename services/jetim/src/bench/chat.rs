@@ -43,6 +43,8 @@ pub(crate) struct ChatArgs {
     #[command(flatten)]
     connecting: load::Connecting,
     #[command(flatten)]
+    cpu: super::cpu::CpuArgs,
+    #[command(flatten)]
     pub(crate) output: Output,
 }
 
@@ -148,7 +150,15 @@ pub(crate) async fn run(
             .collect(),
     };
     let shape = args.shape();
-    let run = session::run(plans, sockets, &conversations, shape.clone(), args.payload).await?;
+    let run = session::run(
+        plans,
+        sockets,
+        &conversations,
+        shape.clone(),
+        args.payload,
+        &args.cpu.watched,
+    )
+    .await?;
 
     // The sustained rate, end to end: of acks and deliveries, whichever was slower (each
     // message has one recipient). The fixed rate's step, or the fastest step that kept up.

@@ -40,6 +40,8 @@ pub(crate) struct GroupArgs {
     #[command(flatten)]
     connecting: load::Connecting,
     #[command(flatten)]
+    cpu: super::cpu::CpuArgs,
+    #[command(flatten)]
     pub(crate) output: Output,
 }
 
@@ -149,7 +151,15 @@ pub(crate) async fn run(
         ramp: Duration::from_secs(args.ramp_seconds),
         p99_bound_ms: None,
     };
-    let run = session::run(plans, sockets, &conversations, shape, args.payload).await?;
+    let run = session::run(
+        plans,
+        sockets,
+        &conversations,
+        shape,
+        args.payload,
+        &args.cpu.watched,
+    )
+    .await?;
     let step = run.steps.first();
     // Over the step, or until its last delivery when that came later.
     let deliveries = step

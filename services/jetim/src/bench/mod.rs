@@ -12,6 +12,7 @@
 mod baseline;
 mod chat;
 mod connect;
+mod cpu;
 mod group;
 mod load;
 mod plot;
@@ -164,6 +165,9 @@ struct Report {
     accounting: Option<session::Accounting>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory: Option<Memory>,
+    /// The processes' CPU time while the load ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cpu: Vec<cpu::ProcessCpu>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     targets: Vec<Target>,
     /// Per second of the load: counts and send→deliver latency.
@@ -182,6 +186,7 @@ impl Report {
             steps: Vec::new(),
             accounting: None,
             memory: None,
+            cpu: Vec::new(),
             targets: Vec::new(),
             seconds: Vec::new(),
         }
@@ -212,6 +217,7 @@ impl Report {
             .collect();
         self.accounting = Some(run.accounting);
         self.seconds = run.seconds;
+        self.cpu = run.cpu;
     }
 
     fn target(&mut self, what: impl Into<String>, measured: impl Into<String>, met: bool) {
@@ -372,6 +378,20 @@ fn render(report: &Report) -> String {
         );
         for error in &accounting.errors {
             let _ = writeln!(out, "  error: {error}");
+        }
+    }
+    if !report.cpu.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:>9} {:>10} {:>12}",
+            "CPU WHILE LOADED", "PROCESSES", "MS/S", "µS/MESSAGE"
+        );
+        for process in &report.cpu {
+            let _ = writeln!(
+                out,
+                "{:<24} {:>9} {:>10.0} {:>12.1}",
+                process.name, process.processes, process.ms_per_second, process.us_per_message
+            );
         }
     }
     if let Some(memory) = &report.memory {

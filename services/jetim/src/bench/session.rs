@@ -145,6 +145,9 @@ pub(crate) struct RunResult {
     pub(crate) overall: (Summary, Summary),
     pub(crate) accounting: Accounting,
     pub(crate) seconds: Vec<super::record::Second>,
+    /// The watched processes' CPU time from the start of the load to its end (the ramp
+    /// and every step; not the warm-up, the drain or the pulls).
+    pub(crate) cpu: Vec<super::cpu::ProcessCpu>,
 }
 
 fn client_msg_id(index: u32, n: u64, due: u64) -> String {
@@ -168,6 +171,7 @@ pub(crate) async fn run(
     conversations: &Conversations,
     shape: LoadShape,
     payload: usize,
+    cpu: &[super::cpu::Watched],
 ) -> anyhow::Result<RunResult> {
     let senders = plans.iter().filter(|plan| plan.sender.is_some()).count();
     let epoch = std::time::Instant::now();
@@ -223,6 +227,8 @@ pub(crate) async fn run(
         rates: shape.rates.clone(),
         ramp_micros,
     };
+    let cpu_watch = super::cpu::CpuWatch::start(cpu);
+    let acked_before = shared.recorder.acked.load(Ordering::Relaxed);
     shared.recorder.start(schedule.clone());
     shared.phase.send_replace(Phase::Load);
 
@@ -279,6 +285,7 @@ pub(crate) async fn run(
     }
     let ran = passed.len();
     shared.stop.store(true, Ordering::Relaxed);
+    let cpu = cpu_watch.finish(shared.recorder.acked.load(Ordering::Relaxed) - acked_before);
 
     // Drain: wait until what was acknowledged has arrived everywhere.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -306,6 +313,7 @@ pub(crate) async fn run(
         overall: shared.recorder.overall(0..ran),
         accounting,
         seconds: shared.recorder.seconds(),
+        cpu,
     })
 }
 

@@ -491,6 +491,7 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let report_path = directory.path().join("chat.json");
     let plot_path = directory.path().join("chat.svg");
 
+    let watch_server = format!("jetim={}", server.0.id());
     let output = tokio::task::spawn_blocking({
         let (report, plot) = (report_path.clone(), plot_path.clone());
         let environment: Vec<(String, String)> = environment
@@ -520,6 +521,10 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                     report.to_str().unwrap(),
                     "--plot",
                     plot.to_str().unwrap(),
+                    "--cpu",
+                    &watch_server,
+                    "--cpu",
+                    "nats=comm:nats-server",
                 ],
                 &environment,
             )
@@ -568,6 +573,22 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
         .unwrap()
         .clone();
     assert_eq!(chat["baseline"], raw["name"], "{chat}");
+    // The CPU of the load client, the server and every nats-server, per message of the
+    // load (the ramp's and the steps').
+    let cpu = report["cpu"].as_array().expect("CPU figures");
+    let names: Vec<&str> = cpu
+        .iter()
+        .map(|process| process["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["load client", "jetim", "nats"], "{cpu:?}");
+    assert_eq!(cpu[1]["processes"], 1, "{cpu:?}");
+    assert!(cpu[2]["processes"].as_u64().unwrap() >= 1, "{cpu:?}");
+    let spent: f64 = cpu
+        .iter()
+        .map(|process| process["us_per_message"].as_f64().unwrap())
+        .sum();
+    assert!(spent > 0.0, "{cpu:?}");
+    assert!(stdout.contains("CPU WHILE LOADED"), "{stdout}");
     let svg = std::fs::read_to_string(&plot_path).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("send→deliver"),
