@@ -119,7 +119,9 @@ if [ "$scenario" != rebuild ]; then
   [ "$scenario" = connect ] && extra=(--server-pid "$pids" --gateway "$addresses")
   # What each process on the box spends of the cores under load; Postgres is every process
   # named postgres on the machine (a backend per connection).
-  if [ "$scenario" = chat ] || [ "$scenario" = group ]; then
+  # A build from before `--cpu` (JETIM_BIN, to compare with) runs without it.
+  if { [ "$scenario" = chat ] || [ "$scenario" = group ]; } &&
+    "$JETIM_BIN" bench "$scenario" --help 2>/dev/null | grep -q -- '--cpu'; then
     extra=(--cpu "jetim=$pids" --cpu "nats-server=$OWN_NATS_PID" --cpu "postgres=comm:postgres")
   fi
 fi
