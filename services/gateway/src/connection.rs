@@ -167,12 +167,13 @@ impl OwnPushes {
         }
     }
 
-    /// Releases the held pushes as they fall due, until `shutdown`.
-    pub async fn run(&self, shutdown: CancellationToken) {
+    /// Releases the held pushes as they fall due, until its task is aborted: a gateway
+    /// that is shutting down still answers sends until its connections are closed, and
+    /// their senders' pushes still follow.
+    pub async fn run(&self) {
         loop {
             let next = lock(&self.due).front().map(|(at, _, _)| *at);
             tokio::select! {
-                () = shutdown.cancelled() => return,
                 () = self.queued.notified(), if next.is_none() => {}
                 () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     self.release_due();
@@ -493,11 +494,9 @@ mod tests {
         let connection = std::sync::Arc::new(connection);
         let after = std::time::Duration::from_millis(20);
         let own_pushes = std::sync::Arc::new(OwnPushes::new(after));
-        let shutdown = jetim_common::shutdown::CancellationToken::new();
         let releasing = tokio::spawn({
             let own_pushes = std::sync::Arc::clone(&own_pushes);
-            let shutdown = shutdown.clone();
-            async move { own_pushes.run(shutdown).await }
+            async move { own_pushes.run().await }
         });
         connection.hold("c1");
         connection.push(Message::Text("before".into()), "alice", "c1");
@@ -521,8 +520,7 @@ mod tests {
         assert_eq!(order, ["reply c2", "None"]);
         tokio::time::sleep(after).await;
         assert_eq!(text(outbox.try_recv()), "c2");
-        shutdown.cancel();
-        releasing.await.unwrap();
+        releasing.abort();
     }
 
     #[test]

@@ -157,10 +157,8 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let confirming = tokio::spawn(Arc::clone(&self.hub).confirm_presence(shutdown.clone()));
         let own_pushes = Arc::clone(&self.own_pushes);
-        let releasing = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move { own_pushes.run(shutdown).await }
-        });
+        // Aborted once every connection is closed (below), not at `shutdown`.
+        let releasing = tokio::spawn(async move { own_pushes.run().await });
         let SharedSubscriptions {
             sessions,
             fanouts,

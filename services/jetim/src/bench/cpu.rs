@@ -75,8 +75,8 @@ pub(crate) struct ProcessCpu {
     pub(crate) processes: usize,
     /// Milliseconds of CPU a second of the load (1,000 is one core kept busy).
     pub(crate) ms_per_second: f64,
-    /// Microseconds of CPU per acknowledged message.
-    pub(crate) us_per_message: f64,
+    /// Microseconds of CPU per acknowledged message; none when none was.
+    pub(crate) us_per_message: Option<f64>,
 }
 
 /// The readings at the start of the load.
@@ -125,7 +125,7 @@ impl CpuWatch {
                     name: watched.name.clone(),
                     processes: after.len(),
                     ms_per_second: ms / seconds,
-                    us_per_message: ms * 1_000.0 / (messages.max(1) as f64),
+                    us_per_message: (messages > 0).then(|| ms * 1_000.0 / messages as f64),
                 }
             })
             .collect()
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(spent[0].name, "load client");
         assert_eq!(spent[0].processes, 1);
         // At least 100 ms over 10 messages.
-        assert!(spent[0].us_per_message >= 10_000.0, "{spent:?}");
+        assert!(spent[0].us_per_message >= Some(10_000.0), "{spent:?}");
         assert!(spent[0].ms_per_second > 0.0, "{spent:?}");
     }
 }

@@ -387,10 +387,13 @@ fn render(report: &Report) -> String {
             "CPU WHILE LOADED", "PROCESSES", "MS/S", "µS/MESSAGE"
         );
         for process in &report.cpu {
+            let per_message = process
+                .us_per_message
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
             let _ = writeln!(
                 out,
-                "{:<24} {:>9} {:>10.0} {:>12.1}",
-                process.name, process.processes, process.ms_per_second, process.us_per_message
+                "{:<24} {:>9} {:>10.0} {:>12}",
+                process.name, process.processes, process.ms_per_second, per_message
             );
         }
     }

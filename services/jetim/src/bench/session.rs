@@ -144,8 +144,9 @@ pub(crate) struct RunResult {
     pub(crate) overall: (Summary, Summary),
     pub(crate) accounting: Accounting,
     pub(crate) seconds: Vec<super::record::Second>,
-    /// The watched processes' CPU time from the start of the load to its end (the ramp
-    /// and every step; not the warm-up, the drain or the pulls).
+    /// The watched processes' CPU time from the start of the load (the ramp) to a second or
+    /// so after its last step, when the step is judged; not the warm-up, the drain or the
+    /// pulls. Per second, it is averaged over that whole span.
     pub(crate) cpu: Vec<super::cpu::ProcessCpu>,
 }
 

@@ -492,6 +492,17 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let plot_path = directory.path().join("chat.svg");
 
     let watch_server = format!("jetim={}", server.0.id());
+    // Every process of the test's nats-server binary, by its command name (the file name,
+    // cut to 15 characters as Linux keeps it).
+    let nats_binary = jetim_common::testing::nats_server_binary();
+    let nats_command: String = nats_binary
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .take(15)
+        .collect();
+    let watch_nats = format!("nats=comm:{nats_command}");
     let output = tokio::task::spawn_blocking({
         let (report, plot) = (report_path.clone(), plot_path.clone());
         let environment: Vec<(String, String)> = environment
@@ -524,7 +535,7 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                     "--cpu",
                     &watch_server,
                     "--cpu",
-                    "nats=comm:nats-server",
+                    &watch_nats,
                 ],
                 &environment,
             )
