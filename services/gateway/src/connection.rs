@@ -172,12 +172,14 @@ impl OwnPushes {
     /// their senders' pushes still follow.
     pub async fn run(&self) {
         loop {
+            // A wait that begins later ends later, so only an empty queue needs waking.
             let next = lock(&self.due).front().map(|(at, _, _)| *at);
-            tokio::select! {
-                () = self.queued.notified(), if next.is_none() => {}
-                () = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+            match next {
+                Some(at) => {
+                    tokio::time::sleep_until(at).await;
                     self.release_due();
                 }
+                None => self.queued.notified().await,
             }
         }
     }

@@ -69,9 +69,9 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 /// group's own log (the groups projection makes its members' rows). Each is one request for
 /// the subject's last event (to the stream's leader, as a replica may be behind), and a
 /// wait as long as that projection's lag: nothing at all for a conversation with no events.
-/// The waits of one request end together, at most [`CATCH_UP_WAIT`] after the first began. A conversation whose ID shows the reader is not
-/// in it ([`members_by_id`]) is not looked up, so a read of someone else's chat takes as
-/// long whether it exists or not. (A group's conversation is looked up for anyone: only the
+/// The waits of one request end together, at most [`CATCH_UP_WAIT`] after the first began.
+/// A conversation whose ID shows the reader is not in it ([`members_by_id`]) is not looked
+/// up, so a read of someone else's chat takes as long whether it exists or not. (A group's conversation is looked up for anyone: only the
 /// read model knows its members, and a group's ID is no secret.)
 pub struct CatchUp<'a> {
     log: &'a EventLog,
