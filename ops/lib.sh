@@ -218,7 +218,14 @@ start_own_nats() {
   elif port_free 4222; then port=4222
   else port=$(first_free_port 14222); fi
   monitor=$(first_free_port $((port == 4222 ? 8222 : port + 4000)))
+  # On two cores or fewer, shared with jetim and Postgres, nats-server runs its Go scheduler
+  # on one processor: with two it spent about an eighth of its CPU waking and parking
+  # threads, and its JetStream work fits in one (docs/performance.md, "nats-server on one
+  # processor"). JETIM_NATS_GOMAXPROCS sets it anywhere; empty leaves Go's default.
+  local procs="${JETIM_NATS_GOMAXPROCS-}"
+  if [ -z "${JETIM_NATS_GOMAXPROCS+set}" ] && [ "$(nproc)" -le 2 ]; then procs=1; fi
   JETIM_NATS_PORT=$port JETIM_NATS_MONITOR_PORT=$monitor JETIM_NATS_STORE="$STATE_DIR/nats" \
+    env ${procs:+GOMAXPROCS=$procs} \
     "$NATS_SERVER_BIN" -c "$JETIM_ROOT/ops/nats.conf" -l "$STATE_DIR/nats.log" &
   echo $! >"$pid_file"
   echo "$port" >"$STATE_DIR/nats.port"
@@ -230,7 +237,7 @@ start_own_nats() {
   done
   port_free "$port" && die "nats-server did not listen on $port; see $STATE_DIR/nats.log"
   NATS_URL="nats://127.0.0.1:$port"
-  log "NATS: running our own nats-server $NATS_SERVER_VERSION on 127.0.0.1:$port (monitoring http://127.0.0.1:$monitor, store $STATE_DIR/nats)"
+  log "NATS: running our own nats-server $NATS_SERVER_VERSION on 127.0.0.1:$port (monitoring http://127.0.0.1:$monitor, store $STATE_DIR/nats${procs:+, GOMAXPROCS=$procs})"
 }
 
 stop_own_nats() {
