@@ -8,6 +8,7 @@
 #   tests/bench.sh rebuild --events 200000 --report /tmp/rebuild.json
 #   tests/bench.sh chat --pairs 500 --rate 10000 --seconds 20 --plot /tmp/chat.svg
 #   tests/bench.sh chat --rate 5000 --step 5000 --seconds 10
+#   tests/bench.sh chat --rate 5000 --sdk go     # as the native Go SDK: gzip'd gob frames
 #   tests/bench.sh group --groups 10 --members 200 --rate 1000
 #   tests/bench.sh connect --connections 19000
 #   tests/bench.sh connect --connections 50000 --gateways 3 --workers 3

@@ -144,7 +144,9 @@ pub fn encode_json(reply: &Reply, gzip: bool) -> Vec<u8> {
 /// How much larger than the frame limit a frame may inflate.
 const INFLATE_RATIO: usize = 64;
 
-fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
+/// Inflates a gzip frame; one that would inflate beyond [`INFLATE_RATIO`] × `max_bytes` is
+/// refused.
+pub fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
     let mut plain = Vec::new();
     // A small frame must not inflate without bound.
     let limit = u64::try_from(max_bytes.saturating_mul(INFLATE_RATIO)).unwrap_or(u64::MAX);
@@ -158,7 +160,8 @@ fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
     Ok(plain)
 }
 
-fn gzip_bytes(plain: &[u8]) -> Vec<u8> {
+/// `plain` as one gzip member, the form of every frame on a compressed connection.
+pub fn gzip_bytes(plain: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(plain);

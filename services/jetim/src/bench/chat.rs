@@ -93,10 +93,11 @@ pub(crate) async fn run(
             "p99_bound_ms": args.p99_bound_ms,
             "ramp_seconds": args.ramp_seconds,
             "payload_bytes": args.payload,
+            "sdk": args.connecting.sdk.name(),
         }),
     );
     let pairs = args.pairs.max(1);
-    let stack = Stack::open(config, jetstream).await?;
+    let stack = Stack::open(config, jetstream, args.connecting.sdk).await?;
 
     // Baselines first, on the same server, while jetim is idle.
     let body = baseline::event_body(args.payload)?;
@@ -156,6 +157,7 @@ pub(crate) async fn run(
         &conversations,
         shape.clone(),
         args.payload,
+        args.connecting.sdk,
         &args.cpu.watched,
     )
     .await?;

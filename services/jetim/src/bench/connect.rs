@@ -60,6 +60,9 @@ pub(crate) struct WorkerArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// The client the connections speak as.
+    #[arg(long, value_enum, default_value_t = load::Sdk::Js)]
+    sdk: load::Sdk,
 }
 
 /// A process's resident set, in bytes.
@@ -127,9 +130,10 @@ pub(crate) async fn run(
             "hold_seconds": args.hold_seconds,
             "connect_concurrency": args.connecting.connect_concurrency,
             "per_address": args.connecting.per_address,
+            "sdk": args.connecting.sdk.name(),
         }),
     );
-    let stack = Stack::open(config, jetstream).await?;
+    let stack = Stack::open(config, jetstream, args.connecting.sdk).await?;
     let tag = load::run_tag();
     let count = args.connections.max(1);
     let users: Vec<String> = (0..count).map(|i| user(&tag, i)).collect();
@@ -279,6 +283,7 @@ async fn hold_in_workers(
                 "--connect-concurrency",
                 &args.connecting.connect_concurrency.to_string(),
             ])
+            .args(["--sdk", args.connecting.sdk.name()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -341,7 +346,7 @@ pub(crate) async fn work(
     jetstream: &async_nats::jetstream::Context,
     args: WorkerArgs,
 ) -> anyhow::Result<()> {
-    let mut stack = Stack::open(config, jetstream).await?;
+    let mut stack = Stack::open(config, jetstream, args.sdk).await?;
     stack.gateway = args.gateway;
     let users: Vec<String> = (args.first..args.first + args.count)
         .map(|number| user(&args.tag, number))

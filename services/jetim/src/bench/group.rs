@@ -61,11 +61,12 @@ pub(crate) async fn run(
             "seconds": args.seconds,
             "ramp_seconds": args.ramp_seconds,
             "payload_bytes": args.payload,
+            "sdk": args.connecting.sdk.name(),
         }),
     );
     let (groups, members) = (args.groups.max(1), args.members.max(2));
     let senders = args.senders.clamp(1, members);
-    let stack = Stack::open(config, jetstream).await?;
+    let stack = Stack::open(config, jetstream, args.connecting.sdk).await?;
 
     let body = baseline::event_body(args.payload)?;
     let core = baseline::core_publish(client, body, args.baseline_messages, groups).await?;
@@ -157,6 +158,7 @@ pub(crate) async fn run(
         &conversations,
         shape,
         args.payload,
+        args.connecting.sdk,
         &args.cpu.watched,
     )
     .await?;

@@ -1,6 +1,7 @@
 //! The load client: a running jetim reached the way OpenIM clients reach it. Users are
 //! registered and groups created through the REST API; every simulated user holds its own
-//! WebSocket to the gateway and speaks the JS SDK's JSON envelope.
+//! WebSocket to the gateway and speaks as one of the official SDKs does ([`Sdk`]): the JS
+//! SDK's JSON envelope, or the native Go SDK's gzip'd gob.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -9,6 +10,7 @@ use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::Config;
+use jetim_gateway::{envelope, gob};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -24,9 +26,43 @@ pub(crate) const PULL_BY_SEQ_LIST: i32 = 1002;
 pub(crate) const SEND_MSG: i32 = 1003;
 pub(crate) const PUSH_MSG: i32 = 2001;
 
+/// Which official OpenIM client the load client speaks as (`shared/reference/gateway.md`
+/// §2 and §4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Sdk {
+    /// `@openim/client-sdk` in a browser: JSON envelopes with base64 data, no compression,
+    /// the in-band handshake result (`isMsgResp=true`), the web platform.
+    #[default]
+    Js,
+    /// The native Go SDK of OpenIM's mobile and desktop apps: gob envelopes, every frame
+    /// gzip'd both ways (`compression=gzip`), no handshake frame, the Android platform.
+    Go,
+}
+
+impl Sdk {
+    /// The platform its connections log in as.
+    pub(crate) fn platform(self) -> Platform {
+        match self {
+            Self::Js => Platform::WEB,
+            Self::Go => Platform::ANDROID,
+        }
+    }
+
+    /// Its name in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Js => "js",
+            Self::Go => "go",
+        }
+    }
+}
+
 /// How the load client opens its connections.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Connecting {
+    /// The client the load speaks as.
+    #[arg(long, value_enum, default_value_t = Sdk::Js)]
+    pub(crate) sdk: Sdk,
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 64)]
     pub(crate) connect_concurrency: usize,
@@ -43,6 +79,8 @@ pub(crate) struct Stack {
     admin_token: String,
     tokens: TokenService,
     pub(crate) gateway: SocketAddr,
+    /// The client the connections speak as.
+    pub(crate) sdk: Sdk,
     /// The local port the next connection tries first (see [`bind_source`]).
     next_port: std::sync::atomic::AtomicUsize,
 }
@@ -60,6 +98,7 @@ impl Stack {
     pub(crate) async fn open(
         config: &Config,
         jetstream: &async_nats::jetstream::Context,
+        sdk: Sdk,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::new();
         let api = format!("http://{}", dialable(config.api.listen));
@@ -75,6 +114,7 @@ impl Stack {
             tokens: TokenService::open(jetstream, &config.auth, config.nats.stream_replicas)
                 .await?,
             gateway: dialable(config.gateway.listen),
+            sdk,
             next_port: std::sync::atomic::AtomicUsize::new(0),
         };
         let answer = stack
@@ -135,18 +175,19 @@ impl Stack {
         bail!("registered users did not reach the read model within 60 s")
     }
 
-    /// A web-platform token for `user`, issued as `/auth/get_user_token` issues it.
+    /// A token for `user` on the platform of [`Self::sdk`], issued as `/auth/get_user_token`
+    /// issues it.
     pub(crate) async fn token(&self, user: &str) -> anyhow::Result<String> {
-        Ok(self.tokens.issue(user, Platform::WEB).await?.token)
+        Ok(self.tokens.issue(user, self.sdk.platform()).await?.token)
     }
 
-    /// A web-platform token for each of `users`, in order.
+    /// A token for each of `users`, in order.
     pub(crate) async fn tokens(&self, users: &[String]) -> anyhow::Result<Vec<String>> {
         in_parallel(users.iter(), 32, |user| self.token(user)).await
     }
 
-    /// Opens `user`'s connection as the JS SDK does, from `source` when given (one source
-    /// address runs out of ports), and reads the handshake result.
+    /// Opens `user`'s connection as [`Self::sdk`] does, from `source` when given (one source
+    /// address runs out of ports), and reads the handshake result where that SDK gets one.
     pub(crate) async fn connect(
         &self,
         user: &str,
@@ -162,11 +203,17 @@ impl Stack {
             .await
             .with_context(|| format!("connecting to the gateway at {}", self.gateway))?;
         stream.set_nodelay(true)?;
-        let url = format!(
-            "ws://{}/?sendID={user}&token={token}&platformID={}&operationID=bench-connect&isBackground=false&isMsgResp=true&sdkType=js",
-            self.gateway,
-            Platform::WEB.id()
-        );
+        let platform = self.sdk.platform().id();
+        let url = match self.sdk {
+            Sdk::Js => format!(
+                "ws://{}/?sendID={user}&token={token}&platformID={platform}&operationID=bench-connect&isBackground=false&isMsgResp=true&sdkType=js",
+                self.gateway
+            ),
+            Sdk::Go => format!(
+                "ws://{}/?sendID={user}&token={token}&platformID={platform}&operationID=bench-connect&isBackground=false&sdkVersion=bench&compression=gzip",
+                self.gateway
+            ),
+        };
         // Small buffers: thousands of these live in one process.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -174,7 +221,11 @@ impl Stack {
         let (mut socket, _) =
             tokio_tungstenite::client_async_with_config(url, stream, Some(config))
                 .await
-                .context("the WebSocket handshake")?;
+                .with_context(|| format!("the WebSocket handshake for {user}"))?;
+        if self.sdk == Sdk::Go {
+            // Without isMsgResp a refusal is an HTTP answer instead of the upgrade.
+            return Ok(socket);
+        }
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {
                 let result: Value = serde_json::from_str(text.as_str())?;
@@ -252,24 +303,53 @@ struct InEnvelope<'a> {
     data: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// A binary request frame.
-pub(crate) fn request(user: &str, identifier: i32, incr: &str, data: &[u8]) -> Message {
-    let envelope = OutEnvelope {
-        req_identifier: identifier,
-        send_id: user,
-        operation_id: incr,
-        msg_incr: incr,
-        data: base64::engine::general_purpose::STANDARD.encode(data),
+/// A binary request frame as `sdk` writes it.
+pub(crate) fn request(sdk: Sdk, user: &str, identifier: i32, incr: &str, data: &[u8]) -> Message {
+    let bytes = match sdk {
+        Sdk::Js => {
+            let envelope = OutEnvelope {
+                req_identifier: identifier,
+                send_id: user,
+                operation_id: incr,
+                msg_incr: incr,
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+            };
+            serde_json::to_vec(&envelope).unwrap_or_default()
+        }
+        Sdk::Go => envelope::gzip_bytes(&gob::encode_request(&envelope::Request {
+            req_identifier: identifier,
+            token: String::new(),
+            send_id: user.to_owned(),
+            operation_id: incr.to_owned(),
+            msg_incr: incr.to_owned(),
+            data: data.to_vec(),
+        })),
     };
-    Message::Binary(serde_json::to_vec(&envelope).unwrap_or_default().into())
+    Message::Binary(bytes.into())
 }
 
-/// Reads a frame from the gateway: `Some` for a binary envelope, `None` for control and
-/// heartbeat frames.
-pub(crate) fn incoming(frame: &Message) -> anyhow::Result<Option<Incoming>> {
+/// The frame size a compressed reply is inflated against; the gateway's `gunzip` lets it
+/// grow 64 times that, room for a pull of 1,000 messages.
+const REPLY_FRAME_BYTES: usize = 1 << 20;
+
+/// Reads a frame from the gateway as `sdk` reads it: `Some` for a binary envelope, `None`
+/// for control and heartbeat frames.
+pub(crate) fn incoming(sdk: Sdk, frame: &Message) -> anyhow::Result<Option<Incoming>> {
     let Message::Binary(bytes) = frame else {
         return Ok(None);
     };
+    if sdk == Sdk::Go {
+        let plain = envelope::gunzip(bytes, REPLY_FRAME_BYTES)
+            .context("a binary frame that is not gzip")?;
+        let reply = gob::decode_reply(&plain).context("a binary frame that is not gob")?;
+        return Ok(Some(Incoming {
+            req_identifier: reply.req_identifier,
+            msg_incr: reply.msg_incr,
+            err_code: reply.err_code,
+            err_msg: reply.err_msg,
+            data: reply.data.unwrap_or_default(),
+        }));
+    }
     let envelope: InEnvelope<'_> =
         serde_json::from_slice(bytes).context("a binary frame that is not an envelope")?;
     let data = match envelope.data {
@@ -287,6 +367,7 @@ pub(crate) fn incoming(frame: &Message) -> anyhow::Result<Option<Incoming>> {
 
 /// Sends a request and reads frames until its reply, handing everything else to `other`.
 pub(crate) async fn call(
+    sdk: Sdk,
     socket: &mut Socket,
     user: &str,
     identifier: i32,
@@ -294,14 +375,16 @@ pub(crate) async fn call(
     data: &[u8],
     mut other: impl FnMut(Incoming),
 ) -> anyhow::Result<Vec<u8>> {
-    socket.send(request(user, identifier, incr, data)).await?;
+    socket
+        .send(request(sdk, user, identifier, incr, data))
+        .await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
             .await
             .with_context(|| format!("no reply to {identifier} within 30 s"))?
             .context("the gateway closed the connection")??;
-        if let Some(incoming) = incoming(&frame)? {
+        if let Some(incoming) = incoming(sdk, &frame)? {
             if incoming.msg_incr == incr {
                 if incoming.err_code != 0 {
                     bail!(
@@ -391,7 +474,7 @@ mod tests {
 
     #[test]
     fn requests_and_replies_round_trip_the_json_envelope() {
-        let frame = request("u1", SEND_MSG, "7", b"\x01\x02");
+        let frame = request(Sdk::Js, "u1", SEND_MSG, "7", b"\x01\x02");
         let Message::Binary(bytes) = &frame else {
             panic!("binary")
         };
@@ -405,7 +488,7 @@ mod tests {
                 .to_vec()
                 .into(),
         );
-        let incoming = incoming(&reply).unwrap().unwrap();
+        let incoming = incoming(Sdk::Js, &reply).unwrap().unwrap();
         assert_eq!(
             (incoming.req_identifier, incoming.msg_incr.as_str()),
             (1003, "7")
@@ -416,13 +499,53 @@ mod tests {
                 .to_vec()
                 .into(),
         );
-        let incoming = super::incoming(&refused).unwrap().unwrap();
+        let incoming = super::incoming(Sdk::Js, &refused).unwrap().unwrap();
         assert_eq!((incoming.err_code, incoming.data.len()), (1004, 0));
         assert!(
-            super::incoming(&Message::Ping(Vec::new().into()))
+            super::incoming(Sdk::Js, &Message::Ping(Vec::new().into()))
                 .unwrap()
                 .is_none()
         );
-        assert!(super::incoming(&Message::Binary(b"[]".to_vec().into())).is_err());
+        assert!(super::incoming(Sdk::Js, &Message::Binary(b"[]".to_vec().into())).is_err());
+    }
+
+    #[test]
+    fn requests_and_replies_round_trip_the_go_sdks_gzipped_gob() {
+        let Message::Binary(bytes) = request(Sdk::Go, "u1", SEND_MSG, "7", b"\x01\x02") else {
+            panic!("binary")
+        };
+        // What the gateway reads from a connection with compression=gzip and no sdkType.
+        let sent = envelope::decode(
+            &bytes,
+            jetim_gateway::handshake::Envelope::Gob,
+            true,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                sent.req_identifier,
+                sent.send_id.as_str(),
+                sent.msg_incr.as_str()
+            ),
+            (1003, "u1", "7")
+        );
+        assert_eq!(sent.data, [1, 2]);
+        // And what it writes back.
+        let reply = envelope::Reply {
+            req_identifier: 2001,
+            msg_incr: String::new(),
+            operation_id: "op".to_owned(),
+            err_code: 0,
+            err_msg: String::new(),
+            data: Some(vec![3, 4]),
+        };
+        let frame = envelope::encode(&reply, jetim_gateway::handshake::Envelope::Gob, true);
+        let pushed = incoming(Sdk::Go, &Message::Binary(frame.into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((pushed.req_identifier, pushed.data), (2001, vec![3, 4]));
+        // A frame that is not gzip is an error, not a panic.
+        assert!(incoming(Sdk::Go, &Message::Binary(b"plain".to_vec().into())).is_err());
     }
 }

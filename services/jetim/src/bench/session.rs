@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) recorder: Recorder,
     phase: watch::Sender<Phase>,
     stop: AtomicBool,
+    /// The client the users speak as.
+    sdk: load::Sdk,
     senders: usize,
     text: String,
     /// Acknowledged messages per conversation.
@@ -195,6 +197,7 @@ pub(crate) async fn run(
     conversations: &Conversations,
     shape: LoadShape,
     payload: usize,
+    sdk: load::Sdk,
     cpu: &[super::cpu::Watched],
 ) -> anyhow::Result<RunResult> {
     let senders = plans.iter().filter(|plan| plan.sender.is_some()).count();
@@ -204,6 +207,7 @@ pub(crate) async fn run(
         recorder: Recorder::new(epoch),
         phase,
         stop: AtomicBool::new(false),
+        sdk,
         senders,
         text: serde_json::json!({ "content": "x".repeat(payload) }).to_string(),
         acked: conversations
@@ -534,7 +538,7 @@ impl UserState<'_> {
             session_type: target.session_type,
             content_type: 101,
             content: self.shared.text.clone().into_bytes(),
-            sender_platform_id: jetim_common::auth::Platform::WEB.id(),
+            sender_platform_id: self.shared.sdk.platform().id(),
             create_time: jetim_common::clock::now_millis(),
             ..MsgData::default()
         };
@@ -542,6 +546,7 @@ impl UserState<'_> {
         self.shared.recorder.sent(due);
         socket
             .send(load::request(
+                self.shared.sdk,
                 &self.plan.user,
                 load::SEND_MSG,
                 &n.to_string(),
@@ -562,7 +567,7 @@ impl UserState<'_> {
             Some(frame) => frame?,
             None => anyhow::bail!("the connection ended"),
         };
-        if let Some(incoming) = load::incoming(&frame)? {
+        if let Some(incoming) = load::incoming(self.shared.sdk, &frame)? {
             self.incoming(incoming)?;
         }
         Ok(())
@@ -647,6 +652,7 @@ impl UserState<'_> {
             incr += 1;
             let user = self.plan.user.clone();
             let data = load::call(
+                self.shared.sdk,
                 socket,
                 &user,
                 load::GET_NEWEST_SEQ,
@@ -680,6 +686,7 @@ impl UserState<'_> {
                     order: 0,
                 };
                 let data = load::call(
+                    self.shared.sdk,
                     socket,
                     &user,
                     load::PULL_BY_SEQ_LIST,
@@ -806,6 +813,7 @@ mod tests {
             recorder: Recorder::new(std::time::Instant::now()),
             phase,
             stop: AtomicBool::new(false),
+            sdk: load::Sdk::Js,
             senders: 2,
             text: String::new(),
             acked: vec![AtomicU64::new(0)],

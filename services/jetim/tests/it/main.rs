@@ -546,6 +546,7 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
     assert!(stdout.starts_with("chat on "), "{stdout}");
+    assert!(stdout.contains(r#""sdk":"js""#), "{stdout}");
     assert!(stdout.contains("raw JetStream append"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
@@ -637,6 +638,10 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                 "1",
                 "--baseline-messages",
                 "300",
+                // The group and connect runs speak as the native Go SDK (gzip'd gob), the
+                // chat run as the JS SDK: both of the load client's envelopes are checked.
+                "--sdk",
+                "go",
             ],
             &environment,
         );
@@ -652,6 +657,8 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
                 "2",
                 "--server-pid",
                 &pid,
+                "--sdk",
+                "go",
             ],
             &environment,
         );
@@ -662,6 +669,7 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     let (group, connect) = output;
     let stdout = String::from_utf8_lossy(&group.stdout);
     assert!(group.status.success(), "{group:?}");
+    assert!(stdout.contains(r#""sdk":"go""#), "{stdout}");
     // 2 groups × 2 senders: a warm-up message each and 20/s for 1 s of ramp and 2 s
     // measured, each to 5 others.
     assert!(
