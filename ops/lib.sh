@@ -221,11 +221,13 @@ start_own_nats() {
   # On two cores or fewer, shared with jetim and Postgres, nats-server runs its Go scheduler
   # on one processor: with two it spent about an eighth of its CPU waking and parking
   # threads, and its JetStream work fits in one (docs/performance.md, "nats-server on one
-  # processor"). JETIM_NATS_GOMAXPROCS sets it anywhere; empty leaves Go's default.
+  # processor"). JETIM_NATS_GOMAXPROCS sets it anywhere; set empty, it leaves the choice to
+  # Go (or to a GOMAXPROCS already in the environment). nproc counts the CPUs this process
+  # may run on, not a container's CPU quota.
   local procs="${JETIM_NATS_GOMAXPROCS-}"
   if [ -z "${JETIM_NATS_GOMAXPROCS+set}" ] && [ "$(nproc)" -le 2 ]; then procs=1; fi
   JETIM_NATS_PORT=$port JETIM_NATS_MONITOR_PORT=$monitor JETIM_NATS_STORE="$STATE_DIR/nats" \
-    env ${procs:+GOMAXPROCS=$procs} \
+    env ${procs:+"GOMAXPROCS=$procs"} \
     "$NATS_SERVER_BIN" -c "$JETIM_ROOT/ops/nats.conf" -l "$STATE_DIR/nats.log" &
   echo $! >"$pid_file"
   echo "$port" >"$STATE_DIR/nats.port"

@@ -478,44 +478,47 @@ impl UserState<'_> {
             _ => Vec::new().into_iter(),
         }
         .peekable();
-        // One wait for the end of the load and one timer for the whole loop, the timer reset
-        // as the timetable moves on. A new future of each for every frame registered and
-        // removed a waiter on the shared phase and a timer entry about four times a message
-        // (5% of the load client's samples in `perf`; its CPU fell 2–5% at 10,000/s).
-        let verifying = async {
-            // The value's guard is not `Send`: gone before the loop's sends are awaited.
-            phase
-                .wait_for(|phase| *phase == Phase::Verify)
-                .await
-                .map(drop)
-        };
-        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-        tokio::pin!(verifying, timer);
-        let mut armed = None;
-        loop {
-            let next = if self.shared.stop.load(Ordering::Relaxed) {
-                None
-            } else {
-                sends.peek().copied()
+        {
+            // One wait for the end of the load and one timer for the whole loop, the timer
+            // reset as the timetable moves on; both gone before the pull. A new future of each
+            // for every frame registered and removed a waiter on the shared phase and a timer
+            // entry about four times a message (5% of the load client's samples in `perf`;
+            // its CPU fell 2–5% at 10,000/s).
+            let verifying = async {
+                // The value's guard is not `Send`: gone before the loop's sends are awaited.
+                phase
+                    .wait_for(|phase| *phase == Phase::Verify)
+                    .await
+                    .map(drop)
             };
-            let wake = next.map(|due| self.shared.recorder.instant_at(due));
-            if wake != armed {
-                if let Some(wake) = wake {
-                    timer.as_mut().reset(wake);
+            let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+            tokio::pin!(verifying, timer);
+            let mut armed = None;
+            loop {
+                let next = if self.shared.stop.load(Ordering::Relaxed) {
+                    None
+                } else {
+                    sends.peek().copied()
+                };
+                let wake = next.map(|due| self.shared.recorder.instant_at(due));
+                if wake != armed {
+                    if let Some(wake) = wake {
+                        timer.as_mut().reset(wake);
+                    }
+                    armed = wake;
                 }
-                armed = wake;
-            }
-            tokio::select! {
-                biased;
-                verify = &mut verifying => {
-                    verify?;
-                    break;
-                }
-                frame = socket.next() => self.frame(frame)?,
-                () = &mut timer, if armed.is_some() => {
-                    armed = None;
-                    if let Some(due) = sends.next() {
-                        self.send(socket, due).await?;
+                tokio::select! {
+                    biased;
+                    verify = &mut verifying => {
+                        verify?;
+                        break;
+                    }
+                    frame = socket.next() => self.frame(frame)?,
+                    () = &mut timer, if armed.is_some() => {
+                        armed = None;
+                        if let Some(due) = sends.next() {
+                            self.send(socket, due).await?;
+                        }
                     }
                 }
             }
