@@ -151,14 +151,29 @@ pub fn gunzip(frame: &[u8], max_bytes: usize) -> Result<Vec<u8>, BadFrame> {
     let mut plain = Vec::new();
     // A small frame must not inflate without bound.
     let limit = u64::try_from(max_bytes.saturating_mul(INFLATE_RATIO)).unwrap_or(u64::MAX);
-    flate2::read::GzDecoder::new(frame)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut plain)
-        .map_err(|error| BadFrame(format!("the frame is not gzip: {error}")))?;
+    let read = INFLATE.with_borrow_mut(|decoder| {
+        // The frame goes into the buffer the last one left, and the reader starts afresh.
+        let mut input = std::mem::take(decoder.get_mut());
+        input.get_mut().clear();
+        input.get_mut().extend_from_slice(frame);
+        input.set_position(0);
+        decoder.reset(input);
+        decoder
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut plain)
+    });
+    read.map_err(|error| BadFrame(format!("the frame is not gzip: {error}")))?;
     if plain.len() as u64 > limit {
         return Err(BadFrame(format!("the frame inflates beyond {limit} bytes")));
     }
     Ok(plain)
+}
+
+thread_local! {
+    /// One gzip reader a thread, reset for each frame: a new one allocates and clears its
+    /// inflate state, which cost as much as inflating a frame of a few hundred bytes.
+    static INFLATE: RefCell<flate2::bufread::GzDecoder<std::io::Cursor<Vec<u8>>>> =
+        RefCell::new(flate2::bufread::GzDecoder::new(std::io::Cursor::new(Vec::new())));
 }
 
 /// The header of every gzip member written here (RFC 1952): deflate, no flags, no time, no
@@ -310,5 +325,9 @@ mod tests {
         assert!(bomb.len() < 2048);
         let refused = decode_json(&bomb, true, 2048).unwrap_err();
         assert!(refused.0.contains("inflates beyond"), "{refused}");
+        // The thread's reader starts afresh after a refusal, and after a member cut short.
+        assert_eq!(gunzip(&packed, 51_200).unwrap(), plain);
+        assert!(gunzip(&packed[..packed.len() - 3], 51_200).is_err());
+        assert_eq!(gunzip(&packed, 51_200).unwrap(), plain);
     }
 }
