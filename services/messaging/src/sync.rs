@@ -71,8 +71,9 @@ const CATCH_UP_CONVERSATIONS: usize = 100;
 /// wait as long as that projection's lag: nothing at all for a conversation with no events.
 /// The waits of one request end together, at most [`CATCH_UP_WAIT`] after the first began.
 /// A conversation whose ID shows the reader is not in it ([`members_by_id`]) is not looked
-/// up, so a read of someone else's chat takes as long whether it exists or not. (A group's conversation is looked up for anyone: only the
-/// read model knows its members, and a group's ID is no secret.)
+/// up, so a read of someone else's chat takes as long whether it exists or not. (A group's
+/// conversation is looked up for anyone: only the read model knows its members, and a
+/// group's ID is no secret.)
 pub struct CatchUp<'a> {
     log: &'a EventLog,
     pool: &'a Pool,
