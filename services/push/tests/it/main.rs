@@ -53,12 +53,31 @@ async fn setup(users: &[(&str, i32)], fanout: PushFanout) -> Setup {
 
 /// As [`setup`], with the push service configured as `config` says (its webhook set here).
 async fn setup_with(users: &[(&str, i32)], config: PushConfig) -> Setup {
+    setup_over(users, config, None).await
+}
+
+/// As [`setup_with`], with the push consumer made beforehand as `made_before` says, as an
+/// earlier build would have left it.
+async fn setup_over(
+    users: &[(&str, i32)],
+    config: PushConfig,
+    made_before: Option<async_nats::jetstream::consumer::pull::Config>,
+) -> Setup {
     let nats = TestNats::start().await;
     let database = TestDatabase::migrated().await;
     let jetstream = nats.jetstream().await;
     jetim_streams::definitions::apply_all(&jetstream, 1)
         .await
         .unwrap();
+    if let Some(made_before) = made_before {
+        jetstream
+            .get_stream("IM_CONV")
+            .await
+            .unwrap()
+            .create_consumer(made_before)
+            .await
+            .unwrap();
+    }
     let log = Arc::new(EventLog::open(jetstream.clone()).await.unwrap());
     let stop = CancellationToken::new();
     tokio::spawn(jetim_readmodel::run_projections(
@@ -288,6 +307,60 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
         info.ack_floor.stream_sequence,
         info.delivered.stream_sequence
     );
+}
+
+#[tokio::test]
+async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
+    use async_nats::jetstream::consumer;
+    let earlier = consumer::pull::Config {
+        durable_name: Some(jetim_push::CONSUMER.to_owned()),
+        filter_subject: "im.conv.*.msg".to_owned(),
+        ack_policy: consumer::AckPolicy::All,
+        max_ack_pending: 1000,
+        deliver_policy: consumer::DeliverPolicy::New,
+        ..Default::default()
+    };
+    let setup = setup_over(
+        &[("alice", 0), ("bob", 0)],
+        PushConfig {
+            fanout: PushFanout::PerUser,
+            ..PushConfig::default()
+        },
+        Some(earlier),
+    )
+    .await;
+    let mut to_bob = setup.nats.subscribe("im.deliver.bob").await.unwrap();
+    setup.nats.flush().await.unwrap();
+    let jetstream = async_nats::jetstream::new(setup.nats.clone());
+    let mut pushes: consumer::PullConsumer = jetstream
+        .get_stream("IM_CONV")
+        .await
+        .unwrap()
+        .get_consumer(jetim_push::CONSUMER)
+        .await
+        .unwrap();
+    let info = pushes.info().await.unwrap();
+    assert!(info.config.max_ack_pending > 1000, "{:?}", info.config);
+    // Everything else is as it was made.
+    assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
+    assert_eq!(info.config.filter_subject, "im.conv.*.msg");
+    // And the consumer it reopened pushes.
+    for n in 0..3 {
+        setup
+            .send(&message("alice", "bob", &format!("m{n}")), "op")
+            .await;
+    }
+    for n in 0..3 {
+        let delivered = tokio::time::timeout(Duration::from_secs(10), to_bob.next())
+            .await
+            .expect("a push within 10 s")
+            .unwrap();
+        let tags = delivered.headers.as_ref().unwrap();
+        assert_eq!(
+            headers::text(tags, headers::CLIENT_MSG_ID),
+            Some(format!("m{n}").as_str())
+        );
+    }
 }
 
 /// The next fan-out push on `subscription`: its subject, its recipients (sorted), and the
