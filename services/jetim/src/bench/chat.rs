@@ -27,7 +27,8 @@ pub(crate) struct ChatArgs {
     /// The highest rate stepped to.
     #[arg(long, default_value_t = 60_000.0)]
     max_rate: f64,
-    /// When stepping: a step whose p99 send→deliver is above this does not keep up.
+    /// A step whose p99 send→deliver is above this does not keep up; when stepping, the
+    /// run stops there.
     #[arg(long, default_value_t = 100.0)]
     p99_bound_ms: f64,
     /// Seconds of load at the first rate before the first step, measured in no step: the
@@ -64,13 +65,15 @@ impl ChatArgs {
                     step,
                     ramp: Duration::from_secs(self.ramp_seconds),
                     p99_bound_ms: Some(self.p99_bound_ms),
+                    stop_when_behind: true,
                 }
             }
             _ => LoadShape {
                 rates: vec![self.rate],
                 step,
                 ramp: Duration::from_secs(self.ramp_seconds),
-                p99_bound_ms: None,
+                p99_bound_ms: Some(self.p99_bound_ms),
+                stop_when_behind: false,
             },
         }
     }
@@ -170,7 +173,7 @@ pub(crate) async fn run(
         .steps
         .iter()
         .zip(&run.passed)
-        .filter(|(_, kept_up)| **kept_up || shape.p99_bound_ms.is_none())
+        .filter(|(_, kept_up)| **kept_up || !shape.stop_when_behind)
         .map(|(step, _)| step)
         .max_by(|a, b| end_to_end(a).total_cmp(&end_to_end(b)));
     let at_10k = run

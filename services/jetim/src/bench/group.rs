@@ -151,6 +151,7 @@ pub(crate) async fn run(
         step: Duration::from_secs(args.seconds.max(1)),
         ramp: Duration::from_secs(args.ramp_seconds),
         p99_bound_ms: None,
+        stop_when_behind: false,
     };
     let run = session::run(
         plans,

@@ -111,7 +111,7 @@ pub(crate) struct Recorder {
 }
 
 /// A latency distribution, in milliseconds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub(crate) struct Summary {
     pub(crate) name: String,
     pub(crate) count: u64,

@@ -134,8 +134,10 @@ pub(crate) struct LoadShape {
     pub(crate) step: Duration,
     /// Load at the first rate before the first step, measured in none.
     pub(crate) ramp: Duration,
-    /// In stepping mode: stop after the first step whose p99 send→deliver is above this.
+    /// A step whose p99 send→deliver is above this did not keep up.
     pub(crate) p99_bound_ms: Option<f64>,
+    /// Whether the run stops after the first step that did not keep up.
+    pub(crate) stop_when_behind: bool,
 }
 
 /// What a run produced.
@@ -294,15 +296,9 @@ pub(crate) async fn run(
             last = totals;
         }
         let result = shared.recorder.step(step);
-        let expected = result.sent as f64;
-        let kept_up = result.acked as f64 >= 0.99 * expected
-            && result.delivered as f64 >= 0.99 * expected * fanout as f64
-            && expected >= 0.97 * rate * shape.step.as_secs_f64();
-        let within = shape
-            .p99_bound_ms
-            .is_none_or(|bound| result.deliver.p99_ms <= bound);
-        passed.push(kept_up && within);
-        if shape.p99_bound_ms.is_some() && !(kept_up && within) {
+        let kept_up = kept_up(&result, *rate, fanout, &shape);
+        passed.push(kept_up);
+        if shape.stop_when_behind && !kept_up {
             eprintln!(
                 "step {step} at {rate:.0}/s did not keep up (p99 {:.1} ms, {} sent, {} acked, {} delivered); stopping",
                 result.deliver.p99_ms, result.sent, result.acked, result.delivered
@@ -724,9 +720,61 @@ impl UserState<'_> {
     }
 }
 
+/// Whether a step at `rate` kept up: it sent its rate, 99% of that was acknowledged and
+/// delivered to each of `fanout` recipients, and its p99 send→deliver is within the bound.
+fn kept_up(result: &StepResult, rate: f64, fanout: u64, shape: &LoadShape) -> bool {
+    let expected = result.sent as f64;
+    result.acked as f64 >= 0.99 * expected
+        && result.delivered as f64 >= 0.99 * expected * fanout as f64
+        && expected >= 0.97 * rate * shape.step.as_secs_f64()
+        && shape
+            .p99_bound_ms
+            .is_none_or(|bound| result.deliver.p99_ms <= bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_keeps_up_when_everything_arrived_and_its_p99_is_within_the_bound() {
+        let shape = |bound: Option<f64>| LoadShape {
+            rates: vec![1000.0],
+            step: Duration::from_secs(10),
+            ramp: Duration::ZERO,
+            p99_bound_ms: bound,
+            stop_when_behind: false,
+        };
+        let step = |acked: u64, delivered: u64, p99_ms: f64| StepResult {
+            offered_per_second: 1000.0,
+            seconds: 10.0,
+            sent: 10_000,
+            acked,
+            delivered,
+            acked_per_second: 1000.0,
+            delivered_per_second: 1000.0,
+            ack: Summary::default(),
+            deliver: Summary {
+                p99_ms,
+                ..Summary::default()
+            },
+        };
+        let bound = shape(Some(100.0));
+        assert!(kept_up(&step(10_000, 20_000, 99.0), 1000.0, 2, &bound));
+        // Everything arrived, but seconds late.
+        assert!(!kept_up(&step(10_000, 20_000, 3000.0), 1000.0, 2, &bound));
+        assert!(kept_up(
+            &step(10_000, 20_000, 3000.0),
+            1000.0,
+            2,
+            &shape(None)
+        ));
+        // Deliveries missing for one of two recipients, or acks missing.
+        assert!(!kept_up(&step(10_000, 10_000, 5.0), 1000.0, 2, &bound));
+        assert!(!kept_up(&step(9_000, 20_000, 5.0), 1000.0, 2, &bound));
+        // The client could not send the rate it was asked for.
+        assert!(!kept_up(&step(10_000, 20_000, 5.0), 1200.0, 2, &bound));
+    }
 
     #[test]
     fn a_push_is_read_for_its_client_msg_ids_alone() {
