@@ -207,6 +207,7 @@ ensure_nats() {
 
 start_own_nats() {
   local pid_file="$STATE_DIR/nats.pid" port monitor
+  ensure_nats_server
   mkdir -p "$STATE_DIR/nats"
   if [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
     port=$(cat "$STATE_DIR/nats.port")
