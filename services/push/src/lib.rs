@@ -113,8 +113,8 @@ fn consumer_config() -> consumer::pull::Config {
     }
 }
 
-/// Runs until `shutdown` is cancelled. Fails only if the consumer cannot be created at
-/// start; later NATS failures are logged and retried.
+/// Runs until `shutdown` is cancelled. Fails only if the consumer cannot be created, or an
+/// earlier build's raised, at start; later NATS failures are logged and retried.
 pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let stream = state
         .jetstream
@@ -123,8 +123,9 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
     let mut consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(CONSUMER, consumer_config())
         .await?;
-    // A consumer an earlier build made allows fewer messages in flight than a pull asks for.
-    if consumer.cached_info().config.max_ack_pending < MAX_ACK_PENDING {
+    // A consumer an earlier build made may allow fewer messages in flight than about a pull
+    // and a half; one with no limit (-1) is left as it is.
+    if (0..MAX_ACK_PENDING).contains(&consumer.cached_info().config.max_ack_pending) {
         let made = consumer.cached_info().config.clone();
         let raised = consumer::Config {
             max_ack_pending: MAX_ACK_PENDING,
@@ -137,6 +138,11 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             .map_err(|error| anyhow::anyhow!("push consumer not reopened: {error}"))?;
     }
     let ack_all = consumer.cached_info().config.ack_policy == consumer::AckPolicy::All;
+    // An operator may cap the consumer's pulls (`max_batch`); a larger pull would be refused.
+    let pull_batch = match usize::try_from(consumer.cached_info().config.max_batch) {
+        Ok(cap) if cap > 0 => PULL_BATCH.min(cap),
+        _ => PULL_BATCH,
+    };
     let offline = OfflinePush::new(&state.config)?;
     // Lingering serves only pushes that share frames.
     let linger =
@@ -157,7 +163,7 @@ pub async fn run(state: PushState, shutdown: CancellationToken) -> anyhow::Resul
             messages = consumer
                 .stream()
                 .heartbeat(HEARTBEAT)
-                .max_messages_per_batch(PULL_BATCH)
+                .max_messages_per_batch(pull_batch)
                 .messages() => messages,
         };
         let mut messages = match messages {

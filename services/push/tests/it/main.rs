@@ -131,7 +131,7 @@ async fn setup_over(
         .unwrap();
     let client = nats.client().await;
     let members = jetim_push::members::MemberCache::new(database.pool(), 100);
-    tokio::spawn(jetim_push::run(
+    let running = jetim_push::run(
         jetim_push::PushState {
             jetstream,
             nats: client.clone(),
@@ -145,7 +145,13 @@ async fn setup_over(
             },
         },
         stop.clone(),
-    ));
+    );
+    tokio::spawn(async move {
+        // A test waiting for pushes times out; this says why none came.
+        if let Err(error) = running.await {
+            eprintln!("the push service stopped: {error:#}");
+        }
+    });
     // The push consumer takes only messages sent after it exists.
     tokio::time::sleep(Duration::from_millis(300)).await;
     Setup {
@@ -314,6 +320,11 @@ async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
     use async_nats::jetstream::consumer;
     let earlier = consumer::pull::Config {
         durable_name: Some(jetim_push::CONSUMER.to_owned()),
+        // Settings of its own, which the raise must keep.
+        description: Some("made by an earlier build".to_owned()),
+        ack_wait: Duration::from_secs(20),
+        // An operator's cap on pulls, below the push's own batch: its pulls must fit.
+        max_batch: 100,
         filter_subject: "im.conv.*.msg".to_owned(),
         ack_policy: consumer::AckPolicy::All,
         max_ack_pending: 1000,
@@ -339,9 +350,22 @@ async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
         .get_consumer(jetim_push::CONSUMER)
         .await
         .unwrap();
-    let info = pushes.info().await.unwrap();
+    let mut info = pushes.info().await.unwrap().clone();
+    for _ in 0..200 {
+        if info.config.max_ack_pending > 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        info = pushes.info().await.unwrap().clone();
+    }
     assert!(info.config.max_ack_pending > 1000, "{:?}", info.config);
     // Everything else is as it was made.
+    assert_eq!(
+        info.config.description.as_deref(),
+        Some("made by an earlier build")
+    );
+    assert_eq!(info.config.ack_wait, Duration::from_secs(20));
+    assert_eq!(info.config.max_batch, 100);
     assert_eq!(info.config.ack_policy, consumer::AckPolicy::All);
     assert_eq!(info.config.filter_subject, "im.conv.*.msg");
     // And the consumer it reopened pushes.
@@ -361,6 +385,44 @@ async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
             Some(format!("m{n}").as_str())
         );
     }
+}
+
+#[tokio::test]
+async fn a_push_consumer_with_no_limit_in_flight_keeps_it() {
+    use async_nats::jetstream::consumer;
+    let unlimited = consumer::pull::Config {
+        durable_name: Some(jetim_push::CONSUMER.to_owned()),
+        filter_subject: "im.conv.*.msg".to_owned(),
+        ack_policy: consumer::AckPolicy::All,
+        max_ack_pending: -1,
+        deliver_policy: consumer::DeliverPolicy::New,
+        ..Default::default()
+    };
+    let setup = setup_over(
+        &[("alice", 0), ("bob", 0)],
+        PushConfig {
+            fanout: PushFanout::PerUser,
+            ..PushConfig::default()
+        },
+        Some(unlimited),
+    )
+    .await;
+    let mut to_bob = setup.nats.subscribe("im.deliver.bob").await.unwrap();
+    setup.nats.flush().await.unwrap();
+    setup.send(&message("alice", "bob", "m0"), "op").await;
+    // Once it pushes, the start (and any raise) is over.
+    tokio::time::timeout(Duration::from_secs(10), to_bob.next())
+        .await
+        .expect("a push within 10 s")
+        .unwrap();
+    let mut pushes: consumer::PullConsumer = async_nats::jetstream::new(setup.nats.clone())
+        .get_stream("IM_CONV")
+        .await
+        .unwrap()
+        .get_consumer(jetim_push::CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(pushes.info().await.unwrap().config.max_ack_pending, -1);
 }
 
 /// The next fan-out push on `subscription`: its subject, its recipients (sorted), and the
