@@ -135,6 +135,15 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 events as f64 / seconds.max(0.001),
                 rebuilt.switch_time.as_millis()
             );
+            let timings = &rebuilt.timings;
+            println!(
+                "  setting up {} ms; filling {:.1} s ({:.0} events/s); deferred indexes {} ms; catching up {} ms",
+                timings.setup.as_millis(),
+                timings.fill.as_secs_f64(),
+                timings.filled as f64 / timings.fill.as_secs_f64().max(0.001),
+                timings.indexes.as_millis(),
+                timings.catch_up.as_millis()
+            );
             for (name, events, position) in &rebuilt.projections {
                 println!("  {name}: {events} events, at stream sequence {position}");
             }

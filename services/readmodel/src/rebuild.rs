@@ -168,8 +168,26 @@ pub struct Rebuilt {
     pub poison: u64,
     /// How long the live tables were locked for the switch.
     pub switch_time: Duration,
+    /// How long the parts before the switch took.
+    pub timings: Timings,
     /// From start to switch.
     pub elapsed: Duration,
+}
+
+/// Where a rebuild's time went before the switch ([`Rebuilt::switch_time`]): with it, nearly
+/// all of [`Rebuilt::elapsed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Taking the lock and making the empty copies.
+    pub setup: Duration,
+    /// Replaying the log into the copies until a pass found less than a batch to do.
+    pub fill: Duration,
+    /// Events the copies got in [`Timings::fill`], all projections together.
+    pub filled: u64,
+    /// Building the copies' deferred indexes.
+    pub indexes: Duration,
+    /// Replaying what the log got during the indexes, before the switch.
+    pub catch_up: Duration,
 }
 
 /// Why a rebuild stopped. Nothing of the live read model has changed unless the switch
@@ -255,6 +273,10 @@ pub async fn rebuild(
         let projections = projections_of(model);
         let deferred_indexes = create_copies(&control, model, &shadow).await?;
         let shadow_pool = shadow_pool(connection, &shadow)?;
+        let mut timings = Timings {
+            setup: started.elapsed(),
+            ..Timings::default()
+        };
 
         let mut replays: Vec<Replaying> = projections
             .iter()
@@ -279,20 +301,26 @@ pub async fn rebuild(
                     }
                 }
             };
+            let filling = Instant::now();
             fill(&mut replays).await?;
+            timings.fill = filling.elapsed();
+            timings.filled = replays.iter().map(|replay| replay.events).sum();
             if !deferred_indexes.is_empty() {
                 // Built from the filled copies in one sort each; then the copies catch up on
                 // what the log got meanwhile, so the switch has little to apply under its
                 // lock.
                 let indexing = Instant::now();
                 control.batch_execute(&deferred_indexes.join(";\n")).await?;
+                timings.indexes = indexing.elapsed();
                 tracing::info!(
                     read_model = model.name,
                     indexes = deferred_indexes.len(),
-                    seconds = indexing.elapsed().as_secs_f64(),
+                    seconds = timings.indexes.as_secs_f64(),
                     "rebuild built the copies' deferred indexes"
                 );
+                let catching_up = Instant::now();
                 fill(&mut replays).await?;
+                timings.catch_up = catching_up.elapsed();
             }
             let switch_started = Instant::now();
             switch(
@@ -325,6 +353,7 @@ pub async fn rebuild(
                 .collect(),
             poison: replays.iter().map(|replay| replay.poison).sum(),
             switch_time,
+            timings,
             elapsed: started.elapsed(),
         })
     }

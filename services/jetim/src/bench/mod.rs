@@ -115,6 +115,22 @@ impl Figure {
     }
 }
 
+/// How long one part of a run took (the rebuild's phases).
+#[derive(Debug, Serialize)]
+struct PhaseTime {
+    name: &'static str,
+    seconds: f64,
+}
+
+impl PhaseTime {
+    fn new(name: &'static str, took: Duration) -> Self {
+        Self {
+            name,
+            seconds: took.as_secs_f64(),
+        }
+    }
+}
+
 /// A target from the performance issue, and whether this run met it.
 #[derive(Debug, Serialize)]
 struct Target {
@@ -157,6 +173,9 @@ struct Report {
     parameters: serde_json::Value,
     cores: usize,
     figures: Vec<Figure>,
+    /// Where the time of the measured run went, part by part (rebuild).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phases: Vec<PhaseTime>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     latencies: Vec<record::Summary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -182,6 +201,7 @@ impl Report {
             parameters,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             figures: Vec::new(),
+            phases: Vec::new(),
             latencies: Vec::new(),
             steps: Vec::new(),
             accounting: None,
@@ -250,7 +270,7 @@ pub(crate) async fn run(config: &Config, command: BenchCommand) -> anyhow::Resul
                     "concurrency": concurrency,
                 }),
             );
-            report.figures = rebuild::rebuild(
+            (report.figures, report.phases) = rebuild::rebuild(
                 config,
                 &jetstream,
                 events,
@@ -318,6 +338,23 @@ fn render(report: &Report) -> String {
             "{:<44} {:>10} {:>9.2} {:>12.0} {:>10}",
             figure.name, figure.events, figure.seconds, figure.per_second, ratio
         );
+    }
+    if !report.phases.is_empty() {
+        let total: f64 = report.phases.iter().map(|phase| phase.seconds).sum();
+        let _ = writeln!(
+            out,
+            "\n{:<44} {:>9} {:>7}",
+            "WHERE THE TIME WENT", "SECONDS", "SHARE"
+        );
+        for phase in &report.phases {
+            let _ = writeln!(
+                out,
+                "{:<44} {:>9.3} {:>6.1}%",
+                phase.name,
+                phase.seconds,
+                100.0 * phase.seconds / total.max(1e-9)
+            );
+        }
     }
     if !report.latencies.is_empty() {
         let _ = writeln!(

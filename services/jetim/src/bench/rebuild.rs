@@ -9,8 +9,9 @@ use jetim_common::config::Config;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_streams::EventLog;
 
-use super::Figure;
+use super::{Figure, PhaseTime};
 
+/// The figures of a rebuild run (the last is the rebuild's own), and where its time went.
 pub(crate) async fn rebuild(
     config: &Config,
     jetstream: &async_nats::jetstream::Context,
@@ -19,7 +20,7 @@ pub(crate) async fn rebuild(
     payload: usize,
     batch: usize,
     concurrency: u64,
-) -> anyhow::Result<Vec<Figure>> {
+) -> anyhow::Result<(Vec<Figure>, Vec<PhaseTime>)> {
     use jetim_readmodel::rebuild::{self, Options};
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     let mut stream = jetstream
@@ -122,13 +123,34 @@ pub(crate) async fn rebuild(
         .iter()
         .map(|(_, events, _)| events)
         .sum();
+    let timings = &rebuilt.timings;
+    let copying = Figure::new(
+        "rebuild: filling the copies alone",
+        timings.filled,
+        timings.fill,
+    )
+    .against(&replay);
     let rebuild = Figure::new(
         "rebuild (conversations read model)",
         applied,
         rebuilt.elapsed,
     )
     .against(&replay);
-    Ok(vec![fill, replay, rebuild])
+    let before_switch = timings.setup + timings.fill + timings.indexes + timings.catch_up;
+    let phases = vec![
+        PhaseTime::new("setting up (lock, empty copies)", timings.setup),
+        PhaseTime::new("filling the copies", timings.fill),
+        PhaseTime::new("building the deferred indexes", timings.indexes),
+        PhaseTime::new("catching up", timings.catch_up),
+        PhaseTime::new("switching (tables locked)", rebuilt.switch_time),
+        PhaseTime::new(
+            "the rest (dropping the copies' schema)",
+            rebuilt
+                .elapsed
+                .saturating_sub(before_switch + rebuilt.switch_time),
+        ),
+    ];
+    Ok((vec![fill, replay, copying, rebuild], phases))
 }
 
 /// A text message in single chat `pair` (users `b<pair>a` and `b<pair>b`).

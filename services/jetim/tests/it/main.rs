@@ -355,6 +355,75 @@ async fn ops_audit_prints_a_conversations_events_as_json_lines_and_ops_lag_the_p
 }
 
 #[tokio::test]
+async fn bench_rebuild_reports_its_rates_and_where_the_time_went() {
+    let nats = TestNats::start().await;
+    let database = TestDatabase::empty().await;
+    let environment = [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+    ];
+    assert!(jetim(&["migrate"], &environment).status.success());
+    let directory = tempfile::tempdir().unwrap();
+    let report_path = directory.path().join("rebuild.json");
+    let output = jetim(
+        &[
+            "bench",
+            "rebuild",
+            "--events",
+            "600",
+            "--conversations",
+            "7",
+            "--batch",
+            "100",
+            "--report",
+            report_path.to_str().unwrap(),
+        ],
+        &environment,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("WHERE THE TIME WENT"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let names: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|figure| figure["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "append (jetim's append path)",
+            "replay (read only, the ceiling)",
+            "rebuild: filling the copies alone",
+            "rebuild (conversations read model)"
+        ]
+    );
+    // Every event appended was replayed and rebuilt, nearly all of them by the fill.
+    for figure in &report["figures"].as_array().unwrap()[..2] {
+        assert_eq!(figure["events"], 600, "{figure}");
+    }
+    let filled = report["figures"][2]["events"].as_u64().unwrap();
+    assert!(filled > 0 && filled <= 600, "{report}");
+    assert_eq!(report["figures"][3]["events"], 600, "{report}");
+    // The parts add up to the rebuild's time.
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 6, "{report}");
+    let parts: f64 = phases
+        .iter()
+        .map(|phase| phase["seconds"].as_f64().unwrap())
+        .sum();
+    let whole = report["figures"][3]["seconds"].as_f64().unwrap();
+    assert!((parts - whole).abs() < 0.001, "{parts} against {whole}");
+    assert!(
+        phases
+            .iter()
+            .all(|phase| phase["seconds"].as_f64().unwrap() >= 0.0)
+    );
+}
+
+#[tokio::test]
 async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did() {
     use jetim_schemas::events::user::UserRegistered;
     let nats = TestNats::start().await;
@@ -396,6 +465,8 @@ async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did(
         stdout.starts_with("rebuilt users: 3 events in "),
         "{stdout}"
     );
+    assert!(stdout.contains("  setting up "), "{stdout}");
+    assert!(stdout.contains("; filling "), "{stdout}");
     assert!(
         stdout.contains("  users: 3 events, at stream sequence 3"),
         "{stdout}"

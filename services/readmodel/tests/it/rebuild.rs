@@ -288,6 +288,21 @@ async fn a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_replay() {
     assert!(messages.len() > 3 && messages.is_sorted(), "{messages:?}");
     let (_, applied, _) = rebuilt.projections[0];
     assert!(applied >= 150, "{rebuilt:?}");
+    // Its parts were timed: the fill did most of the events, the messages' deferred
+    // indexes were built, and the parts fit in the whole.
+    let timings = rebuilt.timings;
+    let all: u64 = rebuilt
+        .projections
+        .iter()
+        .map(|(_, events, _)| events)
+        .sum();
+    assert!(timings.filled > 0 && timings.filled <= all, "{rebuilt:?}");
+    assert!(timings.indexes > Duration::ZERO, "{rebuilt:?}");
+    assert!(
+        timings.setup + timings.fill + timings.indexes + timings.catch_up + rebuilt.switch_time
+            <= rebuilt.elapsed,
+        "{rebuilt:?}"
+    );
 
     // The live tables now equal a replay of the whole log into an empty database.
     let fresh = TestDatabase::migrated().await;
