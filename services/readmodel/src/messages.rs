@@ -512,6 +512,17 @@ pub struct MessagesProjection {
 /// set starts again empty.
 const ROWS_KEPT: usize = 100_000;
 
+/// An event's body as the text a message row stores. Bodies are JSON, so UTF-8, and checked
+/// the fast way: `String::from_utf8_lossy` alone walks every byte through its replacement
+/// loop (about 4% of jetim's CPU in a rebuild); only a body that fails the check goes
+/// through it.
+fn body_text(payload: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(payload) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(payload),
+    }
+}
+
 /// The key of a conversation row in [`MessagesProjection::made`]. Postgres' text holds no
 /// NUL, so the pair reads back unambiguously.
 fn row_key(owner: &str, conversation: &str) -> String {
@@ -572,6 +583,13 @@ const MESSAGE_TYPES: [tokio_postgres::types::Type; 9] = {
 /// Writes `messages` with `COPY`, under a savepoint. Returns false, having written nothing,
 /// when one of them is already there (the batch came again after its commit); the caller
 /// then writes them with `ON CONFLICT DO NOTHING`.
+///
+/// The rows go in key order (conversation, then seq), not the log's: a batch holds a few
+/// messages each of many conversations, and in the log's order each row's key goes to
+/// another leaf of the primary key than the row before's. In key order the rows of a
+/// conversation go into one leaf together. Measured in `psql`, 200,000 rows shaped like
+/// `jetim bench rebuild`'s (1,000 conversations) into `messages_v1`: `COPY` in the log's
+/// order 1.36–1.40 s, sorted within each 10,000, 0.88–0.90 s.
 async fn copy_new_messages(
     transaction: &mut deadpool_postgres::Transaction<'_>,
     messages: &[(Sent<'_>, i64, Cow<'_, str>)],
@@ -583,7 +601,11 @@ async fn copy_new_messages(
         let sink = savepoint.copy_in(&statement).await?;
         let writer = BinaryCopyInWriter::new(sink, &MESSAGE_TYPES);
         futures::pin_mut!(writer);
-        for (message, sequence, body) in messages {
+        let mut in_key_order: Vec<_> = messages.iter().collect();
+        in_key_order.sort_unstable_by(|(a, _, _), (b, _, _)| {
+            (a.conversation_id.as_ref(), a.seq).cmp(&(b.conversation_id.as_ref(), b.seq))
+        });
+        for (message, sequence, body) in in_key_order {
             let seq = i64::try_from(message.seq).unwrap_or(i64::MAX);
             writer
                 .as_mut()
@@ -721,8 +743,7 @@ impl BatchHandler for MessagesProjection {
                     ))
                     .or_default()
                     .raise(message.seq, sequence);
-                let body = String::from_utf8_lossy(&event.payload);
-                messages.push((message, sequence, body));
+                messages.push((message, sequence, body_text(&event.payload)));
             } else if event.kind == MsgsDeleted::KIND {
                 let deletion: MsgsDeleted = event.decode().map_err(poison)?;
                 for seq in deletion.seqs {
@@ -758,7 +779,7 @@ impl BatchHandler for MessagesProjection {
                 revoked.push((
                     revoke.conversation_id,
                     i64::try_from(revoke.seq).unwrap_or(i64::MAX),
-                    String::from_utf8_lossy(&event.payload).into_owned(),
+                    body_text(&event.payload).into_owned(),
                 ));
             } else if event.kind == ConversationRead::KIND {
                 let read: ConversationRead = event.decode().map_err(poison)?;
@@ -1226,6 +1247,14 @@ async fn activity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_is_stored_as_it_is_and_bytes_that_are_not_utf8_as_replacements() {
+        let body = r#"{"content":"héllo 👋"}"#;
+        assert!(matches!(body_text(body.as_bytes()), Cow::Borrowed(text) if text == body));
+        let broken = b"{\"content\":\"a\xff\xfeb\"}";
+        assert_eq!(body_text(broken), "{\"content\":\"a\u{FFFD}\u{FFFD}b\"}");
+    }
 
     fn event_on(subject: String) -> RecordedEvent {
         RecordedEvent {
