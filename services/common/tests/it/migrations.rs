@@ -203,3 +203,58 @@ async fn messages_stored_before_0018_read_the_same_after_it() {
         .get::<_, bool>(0);
     assert!(gone, "the clientMsgID table is folded into messages_v1");
 }
+
+#[tokio::test]
+async fn a_client_msg_id_is_found_through_its_bytewise_index() {
+    let database = TestDatabase::empty().await;
+    let mut client = connect(&database).await;
+    run(&mut client, EMBEDDED).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO messages_v1 (conversation_id, seq, client_msg_id, server_msg_id, send_id,
+                                      send_time, content_type, body, stream_sequence)
+             VALUES ('si_a_b', 1, 'Ä1', 's1', 'a', 1, 101, '{}', 1),
+                    ('si_a_b', 2, 'ä1', 's2', 'a', 2, 101, '{}', 2),
+                    ('si_a_b', 3, 'Ä1', 's3', 'a', 3, 101, '{}', 3);
+             SET enable_seqscan = off;",
+        )
+        .await
+        .unwrap();
+    let lookup = "SELECT seq FROM messages_v1 WHERE conversation_id = $1 AND client_msg_id = $2
+                  ORDER BY seq LIMIT 1";
+    // Equality is exact, whatever a collation would say of the two.
+    for (client_msg_id, seq) in [("Ä1", 1_i64), ("ä1", 2)] {
+        let found: i64 = client
+            .query_one(lookup, &[&"si_a_b", &client_msg_id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(found, seq);
+    }
+    // And the lookup is the index's, not a scan of the table.
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT seq FROM messages_v1
+             WHERE conversation_id = 'si_a_b' AND client_msg_id = 'Ä1' ORDER BY seq LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("messages_v1_by_client_msg_id")),
+        "{plan:#?}"
+    );
+    let definition: String = client
+        .query_one(
+            "SELECT pg_get_indexdef('messages_v1_by_client_msg_id'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(definition.contains("text_pattern_ops"), "{definition}");
+}
