@@ -430,22 +430,44 @@ async fn acknowledge(spec: &DurableSpec, message: &jetstream::Message, kind: Ack
 /// instead of copied (a copy of the header map was about 8% of a rebuild's own CPU). What
 /// is left of the message still acknowledges it.
 pub fn take_record(message: &mut jetstream::Message) -> RecordedEvent {
+    take_record_and_pending(message).0
+}
+
+/// [`take_record`], and how many messages the consumer had still to deliver after this one
+/// (`None` when the message carries no delivery metadata). The metadata is parsed once for
+/// both: in a rebuild, parsing it was about 3% of jetim's CPU.
+fn take_record_and_pending(message: &mut jetstream::Message) -> (RecordedEvent, Option<u64>) {
+    let metadata = delivery_metadata(message);
     let headers = message.message.headers.take().unwrap_or_default();
-    record_with(message, headers)
+    (record_with(message, headers, metadata), metadata.2)
 }
 
 /// The record of a message a consumer delivered.
 pub fn record_of(message: &jetstream::Message) -> RecordedEvent {
-    record_with(message, message.headers.clone().unwrap_or_default())
+    let metadata = delivery_metadata(message);
+    record_with(
+        message,
+        message.headers.clone().unwrap_or_default(),
+        metadata,
+    )
 }
 
-/// The record of `message` with `headers`.
-fn record_with(message: &jetstream::Message, headers: async_nats::HeaderMap) -> RecordedEvent {
-    let (stream_sequence, stored_at) = message
+/// A delivered message's stream sequence, time stored and the consumer's pending count, from
+/// its reply subject; zero, the epoch and `None` when it has none.
+fn delivery_metadata(message: &jetstream::Message) -> (u64, time::OffsetDateTime, Option<u64>) {
+    message
         .info()
-        .map_or((0, time::OffsetDateTime::UNIX_EPOCH), |info| {
-            (info.stream_sequence, info.published)
-        });
+        .map_or((0, time::OffsetDateTime::UNIX_EPOCH, None), |info| {
+            (info.stream_sequence, info.published, Some(info.pending))
+        })
+}
+
+/// The record of `message` with `headers` and its [`delivery_metadata`].
+fn record_with(
+    message: &jetstream::Message,
+    headers: async_nats::HeaderMap,
+    (stream_sequence, stored_at, _): (u64, time::OffsetDateTime, Option<u64>),
+) -> RecordedEvent {
     RecordedEvent::from_parts(
         stream_sequence,
         message.subject.to_string(),
@@ -524,9 +546,8 @@ impl Replay {
                 }));
             }
         };
-        let caught_up = message.info().map_or(true, |info| info.pending == 0);
-        let record = take_record(&mut message);
-        if caught_up {
+        let (record, pending) = take_record_and_pending(&mut message);
+        if pending.is_none_or(|pending| pending == 0) {
             self.messages = None;
         }
         Some(Ok(record))
