@@ -295,15 +295,7 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
     // Handled messages are acknowledged once nothing else waits, at most 50 ms after the
     // first of them (one ack for several under the "all" policy): the consumer holds none
     // unacknowledged, and redelivers none.
-    let jetstream = async_nats::jetstream::new(setup.nats.clone());
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = jetstream
-        .get_stream("IM_CONV")
-        .await
-        .unwrap()
-        .get_consumer(jetim_push::CONSUMER)
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
+    let info = push_consumer_info(&setup.nats).await;
     assert_eq!(
         info.config.ack_policy,
         async_nats::jetstream::consumer::AckPolicy::All
@@ -319,17 +311,12 @@ async fn pushes_carry_the_operation_and_offline_recipients_reach_the_webhook() {
 async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
     use async_nats::jetstream::consumer;
     let earlier = consumer::pull::Config {
-        durable_name: Some(jetim_push::CONSUMER.to_owned()),
         // Settings of its own, which the raise must keep.
         description: Some("made by an earlier build".to_owned()),
         ack_wait: Duration::from_secs(20),
         // An operator's cap on pulls, below the push's own batch: its pulls must fit.
         max_batch: 100,
-        filter_subject: "im.conv.*.msg".to_owned(),
-        ack_policy: consumer::AckPolicy::All,
-        max_ack_pending: 1000,
-        deliver_policy: consumer::DeliverPolicy::New,
-        ..Default::default()
+        ..push_consumer_made_before(1000)
     };
     let setup = setup_over(
         &[("alice", 0), ("bob", 0)],
@@ -342,21 +329,13 @@ async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
     .await;
     let mut to_bob = setup.nats.subscribe("im.deliver.bob").await.unwrap();
     setup.nats.flush().await.unwrap();
-    let jetstream = async_nats::jetstream::new(setup.nats.clone());
-    let mut pushes: consumer::PullConsumer = jetstream
-        .get_stream("IM_CONV")
-        .await
-        .unwrap()
-        .get_consumer(jetim_push::CONSUMER)
-        .await
-        .unwrap();
-    let mut info = pushes.info().await.unwrap().clone();
+    let mut info = push_consumer_info(&setup.nats).await;
     for _ in 0..200 {
         if info.config.max_ack_pending > 1000 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        info = pushes.info().await.unwrap().clone();
+        info = push_consumer_info(&setup.nats).await;
     }
     assert!(info.config.max_ack_pending > 1000, "{:?}", info.config);
     // Everything else is as it was made.
@@ -389,22 +368,13 @@ async fn a_push_consumer_made_by_an_earlier_build_gets_room_for_a_whole_pull() {
 
 #[tokio::test]
 async fn a_push_consumer_with_no_limit_in_flight_keeps_it() {
-    use async_nats::jetstream::consumer;
-    let unlimited = consumer::pull::Config {
-        durable_name: Some(jetim_push::CONSUMER.to_owned()),
-        filter_subject: "im.conv.*.msg".to_owned(),
-        ack_policy: consumer::AckPolicy::All,
-        max_ack_pending: -1,
-        deliver_policy: consumer::DeliverPolicy::New,
-        ..Default::default()
-    };
     let setup = setup_over(
         &[("alice", 0), ("bob", 0)],
         PushConfig {
             fanout: PushFanout::PerUser,
             ..PushConfig::default()
         },
-        Some(unlimited),
+        Some(push_consumer_made_before(-1)),
     )
     .await;
     let mut to_bob = setup.nats.subscribe("im.deliver.bob").await.unwrap();
@@ -415,14 +385,36 @@ async fn a_push_consumer_with_no_limit_in_flight_keeps_it() {
         .await
         .expect("a push within 10 s")
         .unwrap();
-    let mut pushes: consumer::PullConsumer = async_nats::jetstream::new(setup.nats.clone())
-        .get_stream("IM_CONV")
-        .await
-        .unwrap()
-        .get_consumer(jetim_push::CONSUMER)
-        .await
-        .unwrap();
-    assert_eq!(pushes.info().await.unwrap().config.max_ack_pending, -1);
+    let info = push_consumer_info(&setup.nats).await;
+    assert_eq!(info.config.max_ack_pending, -1);
+}
+
+/// A push consumer as an earlier build (or an operator) made it, allowing `max_ack_pending`
+/// unacknowledged messages.
+fn push_consumer_made_before(
+    max_ack_pending: i64,
+) -> async_nats::jetstream::consumer::pull::Config {
+    async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some(jetim_push::CONSUMER.to_owned()),
+        filter_subject: "im.conv.*.msg".to_owned(),
+        ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
+        max_ack_pending,
+        deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+        ..Default::default()
+    }
+}
+
+/// The push service's consumer as the server holds it now.
+async fn push_consumer_info(nats: &async_nats::Client) -> async_nats::jetstream::consumer::Info {
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        async_nats::jetstream::new(nats.clone())
+            .get_stream("IM_CONV")
+            .await
+            .unwrap()
+            .get_consumer(jetim_push::CONSUMER)
+            .await
+            .unwrap();
+    consumer.info().await.unwrap().clone()
 }
 
 /// The next fan-out push on `subscription`: its subject, its recipients (sorted), and the
