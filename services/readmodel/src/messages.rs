@@ -279,6 +279,9 @@ pub async fn range(
             &[&conversation_id, &begin, &end, &viewer],
         )
         .await?;
+    // The connection goes back before the bodies are decoded, which takes about as long as
+    // the query for a page of 1,000: under a burst of pulls the pool's wait is the queue.
+    drop(client);
     Ok(by_seq(&rows))
 }
 
@@ -304,6 +307,7 @@ pub async fn at_seqs(
             &[&conversation_id, &seqs, &viewer],
         )
         .await?;
+    drop(client);
     Ok(by_seq(&rows))
 }
 
@@ -332,6 +336,7 @@ pub async fn last_messages(
             &[&conversation_ids],
         )
         .await?;
+    drop(client);
     Ok(rows
         .iter()
         .filter_map(|row| {
@@ -412,6 +417,7 @@ pub async fn search(
             &parameters,
         )
         .await?;
+    drop(client);
     let found = rows
         .iter()
         .filter_map(|row| stored_message(row, 0, false))
