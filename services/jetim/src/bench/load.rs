@@ -365,7 +365,32 @@ pub(crate) fn incoming(sdk: Sdk, frame: &Message) -> anyhow::Result<Option<Incom
     }))
 }
 
-/// Sends a request and reads frames until its reply, handing everything else to `other`.
+/// A request the gateway answered with an error code.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) identifier: i32,
+    pub(crate) code: i32,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "request {} failed: {} {}",
+            self.identifier, self.code, self.message
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// OpenIM's code for a server that could not do what it was asked (a database connection it
+/// could not get within its wait, among others).
+pub(crate) const SERVER_INTERNAL_ERROR: i32 = 500;
+
+/// Sends a request and reads frames until its reply, handing everything else to `other`. A
+/// reply with an error code is a [`Refused`].
 pub(crate) async fn call(
     sdk: Sdk,
     socket: &mut Socket,
@@ -387,11 +412,12 @@ pub(crate) async fn call(
         if let Some(incoming) = incoming(sdk, &frame)? {
             if incoming.msg_incr == incr {
                 if incoming.err_code != 0 {
-                    bail!(
-                        "request {identifier} failed: {} {}",
-                        incoming.err_code,
-                        incoming.err_msg
-                    );
+                    return Err(Refused {
+                        identifier,
+                        code: incoming.err_code,
+                        message: incoming.err_msg,
+                    }
+                    .into());
                 }
                 return Ok(incoming.data);
             }

@@ -413,6 +413,13 @@ fn render(report: &Report) -> String {
             accounting.missing_from_pull,
             accounting.seq_gaps
         );
+        if accounting.pulls_retried > 0 {
+            let _ = writeln!(
+                out,
+                "  {} requests of the check (1001, 1002) were answered with 500 (the server shedding the burst) and served when tried again",
+                accounting.pulls_retried
+            );
+        }
         for error in &accounting.errors {
             let _ = writeln!(out, "  error: {error}");
         }

@@ -84,6 +84,8 @@ pub(crate) struct Outcome {
     error: Option<String>,
     first_refusal: Option<String>,
     unanswered: u64,
+    /// Verifying requests the server could not serve at once and served when tried again.
+    retried: u64,
 }
 
 /// A conversation as pulled at the end.
@@ -111,6 +113,10 @@ pub(crate) struct Accounting {
     pub(crate) pulled_conversations: u64,
     /// Acknowledged messages a pull of their conversation did not return.
     pub(crate) missing_from_pull: u64,
+    /// Requests of the check (1001, 1002) that the server answered with its internal error
+    /// (it sheds a burst of pulls when none of its database connections frees up in time)
+    /// and served when tried again.
+    pub(crate) pulls_retried: u64,
     pub(crate) seq_gaps: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) errors: Vec<String>,
@@ -176,6 +182,17 @@ struct PulledIds {
 struct MessageId {
     #[prost(string, tag = "4")]
     client_msg_id: String,
+}
+
+/// How many times the check at the end tries a request the server could not serve then.
+const VERIFY_TRIES: u64 = 5;
+
+/// Whether the server answered that it could not serve a request then (OpenIM's 500), as
+/// when none of its database connections freed up in time.
+fn shed(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<load::Refused>()
+        .is_some_and(|refused| refused.code == load::SERVER_INTERNAL_ERROR)
 }
 
 fn client_msg_id(index: u32, n: u64, due: u64) -> String {
@@ -364,6 +381,7 @@ fn account(
         .collect();
     for outcome in outcomes {
         accounting.unanswered += outcome.unanswered;
+        accounting.pulls_retried += outcome.retried;
         for text in [&outcome.error, &outcome.first_refusal]
             .into_iter()
             .flatten()
@@ -642,6 +660,39 @@ impl UserState<'_> {
     }
 
     /// Pulls the whole conversation, retrying while the read model is behind the log.
+    /// A request of the check at the end, tried again, a second longer apart each time, up
+    /// to [`VERIFY_TRIES`] times in all while the server answers that it could not serve it
+    /// then: a pull of every conversation at once is a burst that the server sheds, and the
+    /// accounting is about what was kept. The retries are counted apart.
+    async fn verifying_call(
+        &mut self,
+        socket: &mut Socket,
+        identifier: i32,
+        incr: &str,
+        data: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let user = self.plan.user.clone();
+        let mut tries = 1;
+        loop {
+            let reply = load::call(
+                self.shared.sdk,
+                socket,
+                &user,
+                identifier,
+                incr,
+                data,
+                |other| self.aside(other),
+            )
+            .await;
+            if !reply.as_ref().err().is_some_and(shed) || tries >= VERIFY_TRIES {
+                return reply;
+            }
+            self.outcome.retried += 1;
+            tokio::time::sleep(Duration::from_secs(tries)).await;
+            tries += 1;
+        }
+    }
+
     async fn pull(&mut self, socket: &mut Socket) -> anyhow::Result<Pulled> {
         let conversation = self.plan.target.conversation_id.clone();
         let expected = self.shared.acked[self.plan.conversation].load(Ordering::Relaxed);
@@ -650,19 +701,17 @@ impl UserState<'_> {
         loop {
             incr += 1;
             let user = self.plan.user.clone();
-            let data = load::call(
-                self.shared.sdk,
-                socket,
-                &user,
-                load::GET_NEWEST_SEQ,
-                &format!("v{incr}"),
-                &GetMaxSeqReq {
-                    user_id: user.clone(),
-                }
-                .encode_to_vec(),
-                |other| self.aside(other),
-            )
-            .await?;
+            let data = self
+                .verifying_call(
+                    socket,
+                    load::GET_NEWEST_SEQ,
+                    &format!("v{incr}"),
+                    &GetMaxSeqReq {
+                        user_id: user.clone(),
+                    }
+                    .encode_to_vec(),
+                )
+                .await?;
             let max_seq = GetMaxSeqResp::decode(data.as_slice())?
                 .max_seqs
                 .get(&conversation)
@@ -684,16 +733,14 @@ impl UserState<'_> {
                     }],
                     order: 0,
                 };
-                let data = load::call(
-                    self.shared.sdk,
-                    socket,
-                    &user,
-                    load::PULL_BY_SEQ_LIST,
-                    &format!("v{incr}"),
-                    &request.encode_to_vec(),
-                    |other| self.aside(other),
-                )
-                .await?;
+                let data = self
+                    .verifying_call(
+                        socket,
+                        load::PULL_BY_SEQ_LIST,
+                        &format!("v{incr}"),
+                        &request.encode_to_vec(),
+                    )
+                    .await?;
                 let reply = PullMessageBySeqsResp::decode(data.as_slice())?;
                 for message in reply
                     .msgs
@@ -735,6 +782,25 @@ fn kept_up(result: &StepResult, rate: f64, fanout: u64, shape: &LoadShape) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_server_that_could_not_serve_a_request_then_is_asked_again() {
+        let refused = |code| {
+            anyhow::Error::from(load::Refused {
+                identifier: load::PULL_BY_SEQ_LIST,
+                code,
+                message: "no database connection".to_owned(),
+            })
+        };
+        assert!(shed(&refused(500)));
+        assert!(shed(&refused(500).context("pulling")));
+        assert!(!shed(&refused(1001)));
+        assert!(!shed(&refused(1004)));
+        assert!(!shed(&anyhow::anyhow!(
+            "request 1002 failed: 500 something"
+        )));
+        assert!(!shed(&anyhow::anyhow!("the gateway closed the connection")));
+    }
 
     #[test]
     fn a_step_keeps_up_when_everything_arrived_and_its_p99_is_within_the_bound() {
