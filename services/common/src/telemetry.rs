@@ -154,25 +154,35 @@ mod tests {
             .collect()
     }
 
+    /// How many of this process' threads have `name`, waiting up to 2 s for one: a new
+    /// thread names itself once it runs, and carries its parent's name until then.
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str) -> usize {
+        let count = || thread_names().iter().filter(|each| *each == name).count();
+        for _ in 0..200 {
+            if count() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        count()
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn the_recorder_has_a_thread_that_folds_its_histograms_without_a_scrape() {
         let handle = metrics_handle();
         metrics::histogram!("jetim_telemetry_test_seconds").record(0.25);
-        assert!(
-            thread_names()
-                .iter()
-                .any(|name| name == METRICS_UPKEEP_THREAD),
+        assert_eq!(
+            threads_named(METRICS_UPKEEP_THREAD),
+            1,
             "threads: {:?}",
             thread_names()
         );
         // A second use makes no second thread.
         let _ = metrics_handle();
-        let upkeepers = thread_names()
-            .into_iter()
-            .filter(|name| name == METRICS_UPKEEP_THREAD)
-            .count();
-        assert_eq!(upkeepers, 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(threads_named(METRICS_UPKEEP_THREAD), 1);
         assert!(
             handle
                 .render()
