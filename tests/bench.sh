@@ -179,6 +179,8 @@ wait "$bench_pid" || status=$?
 [ -n "$perf_pid" ] || die "the bench ended before its load began; nothing was profiled"
 kill -INT "$perf_pid" 2>/dev/null || true
 wait "$perf_pid" || true
+[ -s "$profile_dir/perf.data" ] \
+  || die "perf recorded nothing (the bench exited $status): $(tail -n 5 "$profile_dir/perf-record.log")"
 
 # Each process' samples under one name: jetim's server processes, the bench (the load
 # client, or for rebuild the process that rebuilds), nats-server, Postgres' processes, idle.
