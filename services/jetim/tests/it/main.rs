@@ -7,6 +7,17 @@ use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_schemas::event::{Event, TimelineEvent};
 use serde::{Deserialize, Serialize};
 
+/// The environment that points jetim at `nats` and `database`.
+fn environment_of<'a>(
+    nats: &'a TestNats,
+    database: &'a TestDatabase,
+) -> [(&'static str, &'a str); 2] {
+    [
+        ("JETIM_NATS__URL", nats.url.as_str()),
+        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
+    ]
+}
+
 fn jetim(args: &[&str], environment: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jetim"));
     command.args(args);
@@ -138,10 +149,7 @@ impl TimelineEvent for Ping {
 async fn migrate_then_ops_streams_shows_what_the_nats_cli_would() {
     let nats = TestNats::start().await;
     let database = TestDatabase::empty().await;
-    let environment = [
-        ("JETIM_NATS__URL", nats.url.as_str()),
-        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
-    ];
+    let environment = environment_of(&nats, &database);
     let migrated = jetim(&["migrate"], &environment);
     assert!(migrated.status.success(), "{migrated:?}");
     let migrations = jetim_common::migrate::EMBEDDED.len();
@@ -265,10 +273,7 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
 async fn ops_audit_prints_a_conversations_events_as_json_lines_and_ops_lag_the_projections() {
     let nats = TestNats::start().await;
     let database = TestDatabase::empty().await;
-    let environment = [
-        ("JETIM_NATS__URL", nats.url.as_str()),
-        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
-    ];
+    let environment = environment_of(&nats, &database);
     assert!(jetim(&["migrate"], &environment).status.success());
     let log = jetim_streams::EventLog::open(nats.jetstream().await)
         .await
@@ -358,10 +363,7 @@ async fn ops_audit_prints_a_conversations_events_as_json_lines_and_ops_lag_the_p
 async fn bench_rebuild_reports_its_rates_and_where_the_time_went() {
     let nats = TestNats::start().await;
     let database = TestDatabase::empty().await;
-    let environment = [
-        ("JETIM_NATS__URL", nats.url.as_str()),
-        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
-    ];
+    let environment = environment_of(&nats, &database);
     assert!(jetim(&["migrate"], &environment).status.success());
     let directory = tempfile::tempdir().unwrap();
     let report_path = directory.path().join("rebuild.json");
@@ -428,10 +430,7 @@ async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did(
     use jetim_schemas::events::user::UserRegistered;
     let nats = TestNats::start().await;
     let database = TestDatabase::empty().await;
-    let environment = [
-        ("JETIM_NATS__URL", nats.url.as_str()),
-        ("JETIM_POSTGRES__URL", database.config.url.as_str()),
-    ];
+    let environment = environment_of(&nats, &database);
     assert!(jetim(&["migrate"], &environment).status.success());
     let log = jetim_streams::EventLog::open(nats.jetstream().await)
         .await
