@@ -659,7 +659,6 @@ impl UserState<'_> {
         }
     }
 
-    /// Pulls the whole conversation, retrying while the read model is behind the log.
     /// A request of the check at the end, tried again, a second longer apart each time, up
     /// to [`VERIFY_TRIES`] times in all while the server answers that it could not serve it
     /// then: a pull of every conversation at once is a burst that the server sheds, and the
@@ -693,6 +692,7 @@ impl UserState<'_> {
         }
     }
 
+    /// Pulls the whole conversation, retrying while the read model is behind the log.
     async fn pull(&mut self, socket: &mut Socket) -> anyhow::Result<Pulled> {
         let conversation = self.plan.target.conversation_id.clone();
         let expected = self.shared.acked[self.plan.conversation].load(Ordering::Relaxed);
