@@ -396,7 +396,9 @@ fn push_consumer_made_before(
 ) -> async_nats::jetstream::consumer::pull::Config {
     async_nats::jetstream::consumer::pull::Config {
         durable_name: Some(jetim_push::CONSUMER.to_owned()),
-        filter_subject: "im.conv.*.msg".to_owned(),
+        filter_subject: jetim_streams::subject::every_conversation(
+            jetim_streams::subject::ConversationKind::Timeline,
+        ),
         ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
         max_ack_pending,
         deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
@@ -408,7 +410,7 @@ fn push_consumer_made_before(
 async fn push_consumer_info(nats: &async_nats::Client) -> async_nats::jetstream::consumer::Info {
     let mut consumer: async_nats::jetstream::consumer::PullConsumer =
         async_nats::jetstream::new(nats.clone())
-            .get_stream("IM_CONV")
+            .get_stream(jetim_streams::subject::CONVERSATION_STREAM)
             .await
             .unwrap()
             .get_consumer(jetim_push::CONSUMER)
