@@ -676,6 +676,27 @@ mod tests {
     }
 
     #[test]
+    fn the_first_close_wins_even_after_the_writer_took_it() {
+        let (connection, _outbox) = connection(Platform::WEB, 8);
+        assert!(!connection.is_closed());
+        connection.close(4000, "first", None);
+        connection.close(4001, "second", None);
+        assert!(connection.is_closed());
+        assert!(
+            !connection.send(Message::Text("late".into())),
+            "no frames once closing"
+        );
+        let taken = crate::lock(&connection.closing).take();
+        assert_eq!(
+            taken.map(|closing| (closing.code, closing.reason)),
+            Some((4000, "first".to_owned()))
+        );
+        // The writer has taken the close it writes; a later close must not queue another.
+        connection.close(4002, "third", None);
+        assert!(crate::lock(&connection.closing).is_none());
+    }
+
+    #[test]
     fn close_reasons_fit_a_close_frame() {
         assert_eq!(close_reason("kicked"), "kicked");
         let long = "é".repeat(100);
