@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, close_code};
 use futures::{Sink, SinkExt as _};
 use jetim_common::auth::Platform;
 use jetim_common::shutdown::CancellationToken;
@@ -27,6 +26,9 @@ use tokio::time::Instant;
 use crate::envelope::{self, Reply};
 use crate::handshake::{ConnectArgs, Envelope};
 use crate::lock;
+use crate::socket::{CloseFrame, FRAGMENT_BYTES, Message, close_code};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// How long the last frame and the close frame may take to write when closing.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -379,7 +381,7 @@ impl Connection {
                                     sink.send(frame).await?;
                                 }
                                 sink.send(Message::Close(Some(CloseFrame {
-                                    code,
+                                    code: code.into(),
                                     reason: reason.into(),
                                 })))
                                 .await
@@ -411,20 +413,56 @@ const BURST_FRAMES: usize = 16;
 /// Writes `first` and up to [`BURST_FRAMES`] in all of what is already queued behind it,
 /// then flushes once: frames that piled up (a reply and the push it released, pushes that
 /// came while the socket was busy) cost one socket write, not one each. The cap keeps the
-/// WebSocket's write buffer, which keeps its size, small.
+/// WebSocket's write buffer, which keeps its largest size, small; so does sending a long
+/// message in fragments ([`feed_in_fragments`]).
 async fn write_burst<S: Sink<Message> + Unpin>(
     sink: &mut S,
     outbox: &Outbox,
     first: Message,
 ) -> Result<(), S::Error> {
-    sink.feed(first).await?;
+    feed_in_fragments(sink, first).await?;
     for _ in 1..BURST_FRAMES {
         let Some(next) = outbox.0.pop() else {
             break;
         };
-        sink.feed(next).await?;
+        feed_in_fragments(sink, next).await?;
     }
     sink.flush().await
+}
+
+/// Feeds `frame` to `sink`: whole, or, for a data message longer than [`FRAGMENT_BYTES`],
+/// as a first frame of its type and continuations of at most that many bytes each (RFC 6455
+/// §5.4; every WebSocket client joins them), each flushed before the next, so the socket's
+/// write buffer never holds more than one. The pieces share the message's buffer.
+///
+/// Flushing is the bound: tungstenite can also write its buffer out past a size of one's
+/// choosing (`write_buffer_size`), but set to a fragment that split the bursts of small
+/// frames too, and under heaptrack, where every allocation is slow, the gateway then fell
+/// behind at 2,000 msg/s where it had kept up.
+async fn feed_in_fragments<S: Sink<Message> + Unpin>(
+    sink: &mut S,
+    frame: Message,
+) -> Result<(), S::Error> {
+    let (data, kind) = match frame {
+        Message::Binary(data) if data.len() > FRAGMENT_BYTES => (data, Data::Binary),
+        Message::Text(text) if text.len() > FRAGMENT_BYTES => (text.into(), Data::Text),
+        whole => return sink.feed(whole).await,
+    };
+    let mut opcode = OpCode::Data(kind);
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + FRAGMENT_BYTES).min(data.len());
+        let piece = data.slice(start..end);
+        sink.send(Message::Frame(Frame::message(
+            piece,
+            opcode,
+            end == data.len(),
+        )))
+        .await?;
+        opcode = OpCode::Data(Data::Continue);
+        start = end;
+    }
+    Ok(())
 }
 
 /// The next tick of `ping`; never, without one.
@@ -453,10 +491,13 @@ fn close_reason(reason: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::ws::Message;
+    use crate::socket::Message;
     use jetim_common::auth::Platform;
 
-    use super::{BURST_FRAMES, Connection, Outbox, OwnPushes, close_reason, write_burst};
+    use super::{
+        BURST_FRAMES, Connection, Data, FRAGMENT_BYTES, Frame, OpCode, Outbox, OwnPushes,
+        close_reason, feed_in_fragments, write_burst,
+    };
     use crate::handshake::{ConnectArgs, Envelope};
 
     fn connection(platform: Platform, queue: usize) -> (Connection, Outbox) {
@@ -562,6 +603,7 @@ mod tests {
     #[derive(Default)]
     struct Recording {
         frames: Vec<String>,
+        fragments: Vec<Frame>,
         flushed_at: Vec<usize>,
     }
 
@@ -576,7 +618,14 @@ mod tests {
         }
 
         fn start_send(self: std::pin::Pin<&mut Self>, frame: Message) -> Result<(), Self::Error> {
-            self.get_mut().frames.push(text(Some(frame)));
+            let recording = self.get_mut();
+            match frame {
+                Message::Frame(fragment) => {
+                    recording.frames.push("fragment".to_owned());
+                    recording.fragments.push(fragment);
+                }
+                other => recording.frames.push(text(Some(other))),
+            }
             Ok(())
         }
 
@@ -595,6 +644,63 @@ mod tests {
         ) -> std::task::Poll<Result<(), Self::Error>> {
             std::task::Poll::Ready(Ok(()))
         }
+    }
+
+    #[tokio::test]
+    async fn a_long_message_goes_out_in_flushed_fragments_that_join_up_to_it() {
+        let long: Vec<u8> = (0..FRAGMENT_BYTES * 2 + 100)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let at_the_limit = "x".repeat(FRAGMENT_BYTES);
+        let long_text = "é".repeat(FRAGMENT_BYTES);
+        let mut sink = Recording::default();
+        for message in [
+            Message::Text("short".into()),
+            Message::Binary(long.clone().into()),
+            Message::Text(at_the_limit.clone().into()),
+            Message::Text(long_text.clone().into()),
+        ] {
+            feed_in_fragments(&mut sink, message).await.unwrap();
+        }
+        assert_eq!(sink.frames.len(), 7);
+        assert_eq!(sink.frames[0], "short");
+        assert_eq!(
+            sink.frames[4], at_the_limit,
+            "a message of exactly the limit goes whole"
+        );
+        // Each fragment is flushed before the next; whole messages wait for the burst's end.
+        assert_eq!(sink.flushed_at, [2, 3, 4, 6, 7]);
+
+        let shape = |fragments: &[Frame]| -> (Vec<(OpCode, bool, usize)>, Vec<u8>) {
+            let mut shape = Vec::new();
+            let mut joined = Vec::new();
+            for fragment in fragments {
+                let header = fragment.header();
+                shape.push((header.opcode, header.is_final, fragment.payload().len()));
+                joined.extend_from_slice(fragment.payload());
+            }
+            (shape, joined)
+        };
+        let (binary, joined) = shape(&sink.fragments[..3]);
+        assert_eq!(
+            binary,
+            [
+                (OpCode::Data(Data::Binary), false, FRAGMENT_BYTES),
+                (OpCode::Data(Data::Continue), false, FRAGMENT_BYTES),
+                (OpCode::Data(Data::Continue), true, 100),
+            ]
+        );
+        assert_eq!(joined, long);
+        // Text is cut by bytes; only the joined message need be UTF-8.
+        let (text, joined) = shape(&sink.fragments[3..]);
+        assert_eq!(
+            text,
+            [
+                (OpCode::Data(Data::Text), false, FRAGMENT_BYTES),
+                (OpCode::Data(Data::Continue), true, FRAGMENT_BYTES),
+            ]
+        );
+        assert_eq!(String::from_utf8(joined).unwrap(), long_text);
     }
 
     #[tokio::test]

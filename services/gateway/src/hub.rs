@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, close_code};
+use crate::socket::{Message, close_code};
 use futures::StreamExt as _;
 use jetim_common::auth::{LoginPolicy, Platform, TokenService};
 use jetim_common::config::DeliverySubscription;

@@ -26,6 +26,7 @@ pub mod gob;
 pub mod handshake;
 pub mod hub;
 pub mod requests;
+pub mod socket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,10 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{Query, Request, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures::{SinkExt as _, StreamExt as _};
@@ -52,6 +51,7 @@ use crate::connection::Connection;
 use crate::handshake::{ConnectArgs, Refusal};
 use crate::hub::{Hub, SharedSubscriptions};
 use crate::requests::After;
+use crate::socket::{Message, Upgrade, WebSocket, close_code};
 
 /// The handles every connection shares; cheap to clone.
 #[derive(Clone)]
@@ -277,9 +277,14 @@ const READ_BUFFER_BYTES: usize = 2048;
 async fn connect(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let upgrade = Upgrade::from_parts(&mut parts);
+    let limits = socket::Limits {
+        max_frame_bytes: shared.state.config.max_frame_bytes,
+        read_buffer_bytes: READ_BUFFER_BYTES,
+    };
     let in_band = handshake::wants_in_band_result(&query);
     if shared.hub.connection_count() >= shared.state.config.max_connections {
         let refusal = Refusal {
@@ -290,39 +295,45 @@ async fn connect(
             ),
         };
         return match upgrade {
-            Ok(upgrade) if in_band => upgrade.on_upgrade(move |mut socket| async move {
-                let _ = socket.send(Message::Text(refusal.to_json().into())).await;
-                let _ = socket.send(Message::Close(None)).await;
-            }),
+            Ok(upgrade) if in_band => {
+                upgrade.on_upgrade(limits, move |socket| refuse_in_band(socket, refusal))
+            }
             _ => refused(&refusal),
         };
     }
-    let compression = headers
+    let compression = parts
+        .headers
         .get("compression")
         .and_then(|value| value.to_str().ok());
     let checked = match handshake::parse(&query, compression) {
         Ok(args) => check(&shared.state, &args).await.map(|()| args),
         Err(refusal) => Err(refusal),
     };
-    let Ok(upgrade) = upgrade else {
-        let refusal = checked.err().unwrap_or(Refusal {
-            code: Code::ConnArgs,
-            detail: "not a WebSocket upgrade".to_owned(),
-        });
-        return refused(&refusal);
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(lacking) => {
+            let refusal = checked.err().unwrap_or_else(|| Refusal {
+                code: Code::ConnArgs,
+                detail: format!("not a WebSocket upgrade: {lacking}"),
+            });
+            return refused(&refusal);
+        }
     };
-    let upgrade = upgrade
-        .max_message_size(shared.state.config.max_frame_bytes)
-        .max_frame_size(shared.state.config.max_frame_bytes)
-        .read_buffer_size(READ_BUFFER_BYTES);
     match checked {
-        Ok(args) => upgrade.on_upgrade(move |socket| serve_connection(socket, shared, args)),
-        Err(refusal) if in_band => upgrade.on_upgrade(move |mut socket| async move {
-            let _ = socket.send(Message::Text(refusal.to_json().into())).await;
-            let _ = socket.send(Message::Close(None)).await;
-        }),
+        Ok(args) => {
+            upgrade.on_upgrade(limits, move |socket| serve_connection(socket, shared, args))
+        }
+        Err(refusal) if in_band => {
+            upgrade.on_upgrade(limits, move |socket| refuse_in_band(socket, refusal))
+        }
         Err(refusal) => refused(&refusal),
     }
+}
+
+/// The in-band refusal the JS SDK reads: the result as a text frame, then a close.
+async fn refuse_in_band(mut socket: WebSocket, refusal: Refusal) {
+    let _ = socket.send(Message::Text(refusal.to_json().into())).await;
+    let _ = socket.send(Message::Close(None)).await;
 }
 
 /// A refusal the native SDK reads from the HTTP body of a refused upgrade.
@@ -402,7 +413,7 @@ async fn read_frames<S, F, Answered>(
     read_timeout: Duration,
     mut on_binary: F,
 ) where
-    S: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+    S: futures::Stream<Item = Result<Message, socket::Error>> + Unpin,
     F: FnMut(axum::body::Bytes) -> Answered,
     Answered: std::future::Future<Output = bool>,
 {
@@ -418,14 +429,11 @@ async fn read_frames<S, F, Answered>(
             }
             Ok(None) => return,
             Ok(Some(Err(error))) => {
-                let reason = error.to_string();
-                // tungstenite reports a frame over the limit as "… Message too long: …".
-                let code = if reason.contains("Message too long") {
-                    close_code::SIZE
-                } else {
-                    close_code::PROTOCOL
+                let code = match error {
+                    socket::Error::Capacity(_) => close_code::SIZE,
+                    _ => close_code::PROTOCOL,
                 };
-                connection.close(code, &reason, None);
+                connection.close(code, &error.to_string(), None);
                 return;
             }
             Ok(Some(Ok(frame))) => frame,
@@ -441,7 +449,8 @@ async fn read_frames<S, F, Answered>(
             },
             Message::Binary(bytes) => on_binary(bytes).await,
             Message::Ping(payload) => connection.send(Message::Pong(payload)),
-            Message::Pong(_) => true,
+            // tungstenite hands over whole messages: a raw frame is only ever sent.
+            Message::Pong(_) | Message::Frame(_) => true,
             Message::Close(_) => false,
         };
         if !keep_going {
@@ -507,13 +516,13 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use axum::extract::ws::{Message, close_code};
     use futures::StreamExt as _;
     use jetim_common::auth::Platform;
 
     use super::{SentClientMsgId, answer_text, read_frames};
     use crate::connection::Connection;
     use crate::handshake::{ConnectArgs, Envelope};
+    use crate::socket::{Error, Message, close_code};
 
     #[test]
     fn a_sends_client_msg_id_is_read_alone() {
@@ -548,8 +557,7 @@ mod tests {
         };
         let (connection, outbox) = Connection::new(1, &args, 8);
         let connection = Arc::new(connection);
-        let (client, mut incoming) =
-            futures::channel::mpsc::unbounded::<Result<Message, axum::Error>>();
+        let (client, mut incoming) = futures::channel::mpsc::unbounded::<Result<Message, Error>>();
         let (written, mut received) = futures::channel::mpsc::unbounded::<Message>();
         let writer = {
             let connection = Arc::clone(&connection);
@@ -593,7 +601,7 @@ mod tests {
         // Nothing from the client for 60 s: closed, with the reason.
         match received.next().await {
             Some(Message::Close(Some(frame))) => {
-                assert_eq!(frame.code, close_code::POLICY);
+                assert_eq!(u16::from(frame.code), close_code::POLICY);
                 assert_eq!(frame.reason.as_str(), "no frame within the read timeout");
             }
             other => panic!("expected the close frame, got {other:?}"),

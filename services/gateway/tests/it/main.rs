@@ -18,6 +18,7 @@ use jetim_common::presence::PresenceStore;
 use jetim_common::shutdown::CancellationToken;
 use jetim_common::testing::{TestDatabase, TestNats};
 use jetim_gateway::hub::Hub;
+use jetim_gateway::socket::FRAGMENT_BYTES;
 use jetim_gateway::{GatewayState, build};
 use jetim_schemas::events::user::UserRegistered;
 use jetim_schemas::openim::msg::{
@@ -32,6 +33,7 @@ use jetim_streams::{EventLog, Expect};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -473,6 +475,101 @@ async fn a_js_client_connects_sends_and_syncs_over_the_gateway() {
     assert_eq!(seqs.seqs["si_ws1_ws2"].max_seq, 1);
     assert_eq!(seqs.seqs["si_ws1_ws2"].has_read_seq, 0);
     let _ = &gateway.pool;
+}
+
+/// A reply longer than [`FRAGMENT_BYTES`] reaches a client whole, and no frame of it is
+/// longer than that: this client refuses longer frames.
+#[tokio::test]
+async fn a_long_reply_reaches_the_client_whole_in_fragments() {
+    let gateway = TestGateway::spawn(&["lf1", "lf2"]).await;
+    let mut one = gateway.connect("lf1").await;
+    // Each send fits this gateway's 8 KiB limit on a client's frames; the five together do
+    // not fit one fragment.
+    let texts: Vec<String> = (0..5).map(|n| n.to_string().repeat(5_000)).collect();
+    for (n, text) in texts.iter().enumerate() {
+        let sent = text_message("lf1", "lf2", &format!("c-{n}"), text);
+        let _: SendMsgResp = payload(
+            &request(
+                &mut one,
+                "lf1",
+                1003,
+                &format!("s{n}"),
+                &sent.encode_to_vec(),
+            )
+            .await,
+        );
+    }
+
+    let token = gateway.token("lf2", Platform::WEB).await;
+    let strict = WebSocketConfig::default().max_frame_size(Some(FRAGMENT_BYTES));
+    let (mut two, _) = tokio_tungstenite::connect_async_with_config(
+        format!(
+            "{}/?{}",
+            gateway.address,
+            TestGateway::js_query("lf2", &token, 5)
+        ),
+        Some(strict),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next_text(&mut two).await["errCode"], 0);
+    let pull = PullMessageBySeqsReq {
+        user_id: "lf2".into(),
+        seq_ranges: vec![SeqRange {
+            conversation_id: "si_lf1_lf2".into(),
+            begin: 1,
+            end: 5,
+            num: 5,
+        }],
+        order: 0,
+    };
+    let reply = request(&mut two, "lf2", 1002, "p1", &pull.encode_to_vec()).await;
+    assert!(
+        reply.to_string().len() > 3 * FRAGMENT_BYTES,
+        "the reply spans several fragments"
+    );
+    let pulled: PullMessageBySeqsResp = payload(&reply);
+    let contents: Vec<Value> = pulled.msgs["si_lf1_lf2"]
+        .msgs
+        .iter()
+        .map(|message| serde_json::from_slice(&message.content).unwrap())
+        .collect();
+    let expected: Vec<Value> = texts.iter().map(|text| json!({"content": text})).collect();
+    assert_eq!(contents, expected);
+    // The connection goes on as before.
+    socket_ping(&mut two).await;
+}
+
+/// A plain HTTP request to the gateway is refused with 1602 and what it lacks.
+#[tokio::test]
+async fn a_request_that_is_not_an_upgrade_is_refused_with_what_it_lacks() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let gateway = TestGateway::spawn(&["nu1"]).await;
+    let token = gateway.token("nu1", Platform::WEB).await;
+    let host = gateway.address.trim_start_matches("ws://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let query = TestGateway::js_query("nu1", &token, 5);
+    stream
+        .write_all(
+            format!("GET /?{query} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["errCode"], 1602, "{body}");
+    assert_eq!(
+        body["errDlt"],
+        "not a WebSocket upgrade: a WebSocket upgrade sends `Connection: upgrade`"
+    );
 }
 
 async fn socket_ping(socket: &mut Socket) {
