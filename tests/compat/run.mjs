@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 import log from 'loglevel';
 import WS from 'ws';
 
+import { longText } from './text.mjs';
+
 // The SDK expects a browser WebSocket, whose binary frames arrive as Blobs. Each user's
 // newest socket is kept, so a scenario can cut a connection as a network would.
 const sockets = new Map();
@@ -371,6 +373,17 @@ scenario('8. a second login on the same platform kicks the first', async () => {
   const first = track(await loggedIn(pat));
   track(await loggedIn(pat));
   await first.waitFor(CbEvents.OnKickedOffline, () => true, 'OnKickedOffline on the first login');
+});
+
+scenario('9. a long message arrives whole, pushed and pulled (the gateway sends it in fragments)', async () => {
+  const [quin, rex] = await users('quin', 'rex');
+  const [q, r] = track(await loggedIn(quin), await loggedIn(rex));
+  const long = longText(20_000);
+  await q.send(long, { to: rex });
+  await r.receives(long);
+  // A fresh login pulls it by sync.
+  const again = track(await loggedIn(rex, 3));
+  await eventually(() => again.history(single(quin, rex)), (texts) => assert.deepEqual(texts, [long]), 'the history of a fresh login');
 });
 
 // ---- Running ----

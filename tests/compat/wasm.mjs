@@ -17,6 +17,8 @@ import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
 
+import { longText } from './text.mjs';
+
 const { values: options } = parseArgs({
   options: {
     api: { type: 'string', default: 'http://127.0.0.1:10002' },
@@ -222,6 +224,13 @@ try {
     const received = await b.receives('hello gophers');
     assert.equal(received.groupID, group.groupID);
     assert.equal(received.sessionType, 3);
+  });
+
+  await scenario('G4. a long message over gob arrives whole (the gateway sends it in fragments)', async () => {
+    assert.ok(a && b, 'both logged in');
+    const long = longText(20_000);
+    await a.send(long, { to: ben });
+    await b.receives(long);
   });
 } finally {
   await browser.close();
