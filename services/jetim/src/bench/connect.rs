@@ -1,14 +1,20 @@
 //! `jetim bench connect`: many idle connections; how fast the gateway takes them and what
 //! each costs it in memory (the server's resident set before and after, over the count).
+//! With `--echo-bytes`, each connection is first sent one long frame, as a client is after
+//! its first sync, and with `--unanswered-bytes` it first sends one: what it costs to hold a
+//! connection that has had one.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::config::Config;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::load::{self, Stack};
 use super::{Figure, Memory, Output, ProcessMemory, Report};
@@ -33,6 +39,17 @@ pub(crate) struct ConnectArgs {
     /// Seconds the connections stay open, idle, before the memory is read again.
     #[arg(long, default_value_t = 10)]
     hold_seconds: u64,
+    /// Once connected, each connection sends a text ping with a body of this many bytes,
+    /// which the gateway echoes in its pong: one long frame sent to every connection before
+    /// the hold, as a first sync's pull reply would be. 0: none. At most the gateway's
+    /// `max_frame_bytes` less 30.
+    #[arg(long, default_value_t = 0)]
+    echo_bytes: usize,
+    /// Once connected, each connection sends a text pong with a body of this many bytes,
+    /// which the gateway reads and does not answer: one long frame from every client. 0:
+    /// none.
+    #[arg(long, default_value_t = 0)]
+    unanswered_bytes: usize,
     #[command(flatten)]
     connecting: load::Connecting,
     #[command(flatten)]
@@ -63,6 +80,36 @@ pub(crate) struct WorkerArgs {
     /// The client the connections speak as.
     #[arg(long, value_enum, default_value_t = load::Sdk::Js)]
     sdk: load::Sdk,
+    /// As `connect --echo-bytes`.
+    #[arg(long, default_value_t = 0)]
+    echo_bytes: usize,
+    /// As `connect --unanswered-bytes`.
+    #[arg(long, default_value_t = 0)]
+    unanswered_bytes: usize,
+}
+
+/// The long frames each connection sends once connected (`--echo-bytes`,
+/// `--unanswered-bytes`).
+#[derive(Clone, Copy, Debug, Default)]
+struct LongFrames {
+    echo_bytes: usize,
+    unanswered_bytes: usize,
+}
+
+impl LongFrames {
+    /// The text frames to send: a pong the gateway ignores, then a ping it echoes.
+    fn frames(self) -> Vec<String> {
+        let text = |kind: &str, bytes: usize| {
+            (bytes > 0).then(|| json!({"type": kind, "body": "x".repeat(bytes)}).to_string())
+        };
+        [
+            text("pong", self.unanswered_bytes),
+            text("ping", self.echo_bytes),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 /// A process's resident set, in bytes.
@@ -87,23 +134,70 @@ fn user(tag: &str, number: usize) -> String {
     format!("b{tag}k{number}")
 }
 
-/// Spawns a task per socket that reads it until the server closes it (the server's pings
-/// get their pongs); a finished task is a connection the server dropped.
-fn hold(sockets: Vec<load::Socket>) -> Vec<tokio::task::JoinHandle<()>> {
-    sockets
-        .into_iter()
-        .map(|mut socket| {
-            tokio::spawn(async move { while let Some(Ok(_)) = socket.next().await {} })
-        })
-        .collect()
+/// The connections held, and how many of them have had their echo.
+struct Holders {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    echoed: Arc<AtomicUsize>,
 }
 
-/// How many of the held connections the server has not closed.
-fn still_open(holders: &[tokio::task::JoinHandle<()>]) -> usize {
-    holders
-        .iter()
-        .filter(|holder| !holder.is_finished())
-        .count()
+/// Spawns a task per socket that sends the `long` frames, then reads the socket until the
+/// server closes it (the server's pings get their pongs); a finished task is a connection
+/// the server dropped.
+fn hold(sockets: Vec<load::Socket>, long: LongFrames) -> Holders {
+    let frames: Arc<[String]> = long.frames().into();
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let tasks = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let frames = Arc::clone(&frames);
+            let echoed = Arc::clone(&echoed);
+            tokio::spawn(async move {
+                for frame in frames.iter() {
+                    if socket
+                        .send(Message::Text(frame.as_str().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                while let Some(Ok(frame)) = socket.next().await {
+                    if long.echo_bytes > 0
+                        && matches!(&frame, Message::Text(text) if text.len() > long.echo_bytes)
+                    {
+                        echoed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    Holders { tasks, echoed }
+}
+
+impl Holders {
+    /// How many of the connections the server has not closed.
+    fn still_open(&self) -> usize {
+        self.tasks.iter().filter(|task| !task.is_finished()).count()
+    }
+
+    fn echoed(&self) -> usize {
+        self.echoed.load(Ordering::Relaxed)
+    }
+
+    fn close(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ConnectArgs {
+    fn long_frames(&self) -> LongFrames {
+        LongFrames {
+            echo_bytes: self.echo_bytes,
+            unanswered_bytes: self.unanswered_bytes,
+        }
+    }
 }
 
 /// What the load side measured: the connect rate, the connections still open after the
@@ -111,6 +205,8 @@ fn still_open(holders: &[tokio::task::JoinHandle<()>]) -> usize {
 struct Held {
     connected: Figure,
     open: usize,
+    /// Connections that had their long frame (`--echo-bytes`).
+    echoed: usize,
     client_bytes: u64,
     /// Each server's resident set while the connections were held.
     servers_after: Vec<u64>,
@@ -128,6 +224,8 @@ pub(crate) async fn run(
             "gateways": args.gateway.len().max(1),
             "workers": args.workers,
             "hold_seconds": args.hold_seconds,
+            "echo_bytes": args.echo_bytes,
+            "unanswered_bytes": args.unanswered_bytes,
             "connect_concurrency": args.connecting.connect_concurrency,
             "per_address": args.connecting.per_address,
             "sdk": args.connecting.sdk.name(),
@@ -170,6 +268,12 @@ pub(crate) async fn run(
         "{} connections were closed by the server while idle",
         count - held.open
     );
+    anyhow::ensure!(
+        args.echo_bytes == 0 || held.echoed == count,
+        "{} of {count} connections had no pong of {} bytes",
+        count - held.echoed,
+        args.echo_bytes
+    );
     let count = count as u64;
     let per_connection = server_after.saturating_sub(server_before) as f64 / count as f64;
     let rate = held.connected.per_second;
@@ -208,23 +312,22 @@ async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> an
     }
     let client_before = rss_bytes("self")?;
     let (sockets, connected) = stack.connect_all(users, &args.connecting).await?;
-    let holders = hold(sockets);
+    let holders = hold(sockets, args.long_frames());
     eprintln!(
         "holding {} idle connections for {} s",
-        holders.len(),
+        holders.tasks.len(),
         args.hold_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
     let client_after = rss_bytes("self")?;
-    let open = still_open(&holders);
+    let open = holders.still_open();
     // Read before the connections close: closing them costs the server memory of its own.
     let servers_after = servers_rss(&args.server_pid)?;
-    for holder in &holders {
-        holder.abort();
-    }
+    holders.close();
     Ok(Held {
         connected,
         open,
+        echoed: holders.echoed(),
         client_bytes: client_after.saturating_sub(client_before),
         servers_after,
     })
@@ -284,6 +387,8 @@ async fn hold_in_workers(
                 &args.connecting.connect_concurrency.to_string(),
             ])
             .args(["--sdk", args.connecting.sdk.name()])
+            .args(["--echo-bytes", &args.echo_bytes.to_string()])
+            .args(["--unanswered-bytes", &args.unanswered_bytes.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -317,11 +422,13 @@ async fn hold_in_workers(
         args.hold_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.hold_seconds)).await;
-    let mut open = 0;
+    let (mut open, mut echoed) = (0, 0);
     for worker in &mut workers {
         worker.tell("check").await?;
         let answer = worker.line().await?;
-        open += usize::try_from(answer["open"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let count = |key: &str| usize::try_from(answer[key].as_u64().unwrap_or(0)).unwrap_or(0);
+        open += count("open");
+        echoed += count("echoed");
         client_bytes += answer["grew"].as_u64().unwrap_or(0);
     }
     // Read before the workers end and the connections close.
@@ -333,6 +440,7 @@ async fn hold_in_workers(
     Ok(Held {
         connected,
         open,
+        echoed,
         client_bytes,
         servers_after,
     })
@@ -340,7 +448,8 @@ async fn hold_in_workers(
 
 /// `jetim bench connect-worker`: issues its users' tokens and says `{"ready":…}`; on `go`,
 /// opens their connections and says how much its memory grew; on `check`, how many are
-/// still open and how much more it grew; ends when its input does.
+/// still open, how many had their echo, and how much more it grew; ends when its input
+/// does.
 pub(crate) async fn work(
     config: &Config,
     jetstream: &async_nats::jetstream::Context,
@@ -366,25 +475,49 @@ pub(crate) async fn work(
         |(user, token)| stack.connect(user, token, Some(args.source)),
     )
     .await?;
-    let holders = hold(sockets);
+    let holders = hold(
+        sockets,
+        LongFrames {
+            echo_bytes: args.echo_bytes,
+            unanswered_bytes: args.unanswered_bytes,
+        },
+    );
     let connected = rss_bytes("self")?;
     say(json!({"grew": connected.saturating_sub(before)}));
     while let Some(command) = commands.next_line().await? {
         if command == "check" {
-            let open = still_open(&holders);
             let now = rss_bytes("self")?;
-            say(json!({"open": open, "grew": now.saturating_sub(connected)}));
+            say(json!({
+                "open": holders.still_open(),
+                "echoed": holders.echoed(),
+                "grew": now.saturating_sub(connected),
+            }));
         }
     }
-    for holder in &holders {
-        holder.abort();
-    }
+    holders.close();
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_frames_are_a_pong_then_a_ping_of_the_lengths_asked() {
+        assert!(LongFrames::default().frames().is_empty());
+        let frames = LongFrames {
+            echo_bytes: 3,
+            unanswered_bytes: 2,
+        }
+        .frames();
+        assert_eq!(
+            frames,
+            [
+                r#"{"body":"xx","type":"pong"}"#,
+                r#"{"body":"xxx","type":"ping"}"#
+            ]
+        );
+    }
 
     #[test]
     fn the_resident_set_is_read_from_proc_status() {
