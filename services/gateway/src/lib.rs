@@ -9,6 +9,8 @@
 //!   a sender's reply before its own push.
 //! - [`hub`]: the connections by user, the NATS subscriptions that bring them pushes (2001),
 //!   kicks (2002) and status changes (2005), and presence.
+//! - [`socket`]: the upgrade to a WebSocket, and the socket a connection runs on; a long
+//!   message goes out in fragments.
 //!
 //! A connection is accepted on any path. Its token must be valid and bound to the user and
 //! platform the query names. Then one task reads frames and answers each request in order;
