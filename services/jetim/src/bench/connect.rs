@@ -39,17 +39,8 @@ pub(crate) struct ConnectArgs {
     /// Seconds the connections stay open, idle, before the memory is read again.
     #[arg(long, default_value_t = 10)]
     hold_seconds: u64,
-    /// Once connected, each connection sends a text ping with a body of this many bytes,
-    /// which the gateway echoes in its pong: one long frame sent to every connection before
-    /// the hold, as a first sync's pull reply would be. 0: none. At most the gateway's
-    /// `max_frame_bytes` less 30.
-    #[arg(long, default_value_t = 0)]
-    echo_bytes: usize,
-    /// Once connected, each connection sends a text pong with a body of this many bytes,
-    /// which the gateway reads and does not answer: one long frame from every client. 0:
-    /// none.
-    #[arg(long, default_value_t = 0)]
-    unanswered_bytes: usize,
+    #[command(flatten)]
+    long: LongFrames,
     #[command(flatten)]
     connecting: load::Connecting,
     #[command(flatten)]
@@ -80,19 +71,24 @@ pub(crate) struct WorkerArgs {
     /// The client the connections speak as.
     #[arg(long, value_enum, default_value_t = load::Sdk::Js)]
     sdk: load::Sdk,
-    /// As `connect --echo-bytes`.
-    #[arg(long, default_value_t = 0)]
-    echo_bytes: usize,
-    /// As `connect --unanswered-bytes`.
-    #[arg(long, default_value_t = 0)]
-    unanswered_bytes: usize,
+    #[command(flatten)]
+    long: LongFrames,
 }
 
-/// The long frames each connection sends once connected (`--echo-bytes`,
-/// `--unanswered-bytes`).
-#[derive(Clone, Copy, Debug, Default)]
+/// The long frames each connection sends once connected; a run passes them on to its
+/// workers.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
 struct LongFrames {
+    /// Once connected, each connection sends a text ping with a body of this many bytes,
+    /// which the gateway echoes in its pong: one long frame sent to every connection before
+    /// the hold, as a first sync's pull reply would be. 0: none. At most the gateway's
+    /// `max_frame_bytes` less 30.
+    #[arg(long, default_value_t = 0)]
     echo_bytes: usize,
+    /// Once connected, each connection sends a text pong with a body of this many bytes,
+    /// which the gateway reads and does not answer: one long frame from every client. 0:
+    /// none.
+    #[arg(long, default_value_t = 0)]
     unanswered_bytes: usize,
 }
 
@@ -191,15 +187,6 @@ impl Holders {
     }
 }
 
-impl ConnectArgs {
-    fn long_frames(&self) -> LongFrames {
-        LongFrames {
-            echo_bytes: self.echo_bytes,
-            unanswered_bytes: self.unanswered_bytes,
-        }
-    }
-}
-
 /// What the load side measured: the connect rate, the connections still open after the
 /// hold, and its own memory growth.
 struct Held {
@@ -224,8 +211,8 @@ pub(crate) async fn run(
             "gateways": args.gateway.len().max(1),
             "workers": args.workers,
             "hold_seconds": args.hold_seconds,
-            "echo_bytes": args.echo_bytes,
-            "unanswered_bytes": args.unanswered_bytes,
+            "echo_bytes": args.long.echo_bytes,
+            "unanswered_bytes": args.long.unanswered_bytes,
             "connect_concurrency": args.connecting.connect_concurrency,
             "per_address": args.connecting.per_address,
             "sdk": args.connecting.sdk.name(),
@@ -269,10 +256,10 @@ pub(crate) async fn run(
         count - held.open
     );
     anyhow::ensure!(
-        args.echo_bytes == 0 || held.echoed == count,
+        args.long.echo_bytes == 0 || held.echoed == count,
         "{} of {count} connections had no pong of {} bytes",
         count - held.echoed,
-        args.echo_bytes
+        args.long.echo_bytes
     );
     let count = count as u64;
     let per_connection = server_after.saturating_sub(server_before) as f64 / count as f64;
@@ -312,7 +299,7 @@ async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> an
     }
     let client_before = rss_bytes("self")?;
     let (sockets, connected) = stack.connect_all(users, &args.connecting).await?;
-    let holders = hold(sockets, args.long_frames());
+    let holders = hold(sockets, args.long);
     eprintln!(
         "holding {} idle connections for {} s",
         holders.tasks.len(),
@@ -387,8 +374,11 @@ async fn hold_in_workers(
                 &args.connecting.connect_concurrency.to_string(),
             ])
             .args(["--sdk", args.connecting.sdk.name()])
-            .args(["--echo-bytes", &args.echo_bytes.to_string()])
-            .args(["--unanswered-bytes", &args.unanswered_bytes.to_string()])
+            .args(["--echo-bytes", &args.long.echo_bytes.to_string()])
+            .args([
+                "--unanswered-bytes",
+                &args.long.unanswered_bytes.to_string(),
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -475,13 +465,7 @@ pub(crate) async fn work(
         |(user, token)| stack.connect(user, token, Some(args.source)),
     )
     .await?;
-    let holders = hold(
-        sockets,
-        LongFrames {
-            echo_bytes: args.echo_bytes,
-            unanswered_bytes: args.unanswered_bytes,
-        },
-    );
+    let holders = hold(sockets, args.long);
     let connected = rss_bytes("self")?;
     say(json!({"grew": connected.saturating_sub(before)}));
     while let Some(command) = commands.next_line().await? {
