@@ -22,13 +22,13 @@ use jetim_common::auth::Platform;
 use jetim_common::shutdown::CancellationToken;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::envelope::{self, Reply};
 use crate::handshake::{ConnectArgs, Envelope};
 use crate::lock;
 use crate::socket::{CloseFrame, FRAGMENT_BYTES, Message, close_code};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// How long the last frame and the close frame may take to write when closing.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -66,7 +66,8 @@ pub struct Limits {
 
 /// An HTTP/1.1 request to become a WebSocket, checked and ready to answer.
 pub struct Upgrade {
-    key: HeaderValue,
+    /// `Sec-WebSocket-Accept`, from the client's key.
+    accept: HeaderValue,
     on_upgrade: OnUpgrade,
 }
 
@@ -96,13 +97,15 @@ impl Upgrade {
         let key = parts
             .headers
             .get(header::SEC_WEBSOCKET_KEY)
-            .cloned()
             .ok_or("a WebSocket upgrade sends a `Sec-WebSocket-Key`")?;
+        // Base64, so always a valid header value.
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .map_err(|_| "the accept key is not a header value")?;
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
             .ok_or("this HTTP connection cannot be upgraded")?;
-        Ok(Self { key, on_upgrade })
+        Ok(Self { accept, on_upgrade })
     }
 
     /// Answers 101 and runs `serve` on the socket once the client has it; a connection that
@@ -129,15 +132,12 @@ impl Upgrade {
             .await;
             serve(socket).await;
         });
-        let accept = derive_accept_key(self.key.as_bytes());
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Ok(accept) = HeaderValue::from_str(&accept) {
-            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-        }
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept);
         response
     }
 }
