@@ -2,12 +2,14 @@
 //! each costs it in memory (the server's resident set before and after, over the count).
 //! With `--echo-bytes`, each connection is first sent one long frame, as a client is after
 //! its first sync, and with `--unanswered-bytes` it first sends one: what it costs to hold a
-//! connection that has had one.
+//! connection that has had one. Held in this process (no `--workers`), the echoes are timed,
+//! and the CPU time the servers and the load client spent until the last one arrived is
+//! reported per echo: what sending a long frame costs.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::{SinkExt as _, StreamExt as _};
@@ -16,6 +18,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use super::cpu::{CpuWatch, ProcessCpu, Watched};
 use super::load::{self, Stack};
 use super::{Figure, Memory, Output, ProcessMemory, Report};
 
@@ -77,7 +80,7 @@ pub(crate) struct WorkerArgs {
 
 /// The long frames each connection sends once connected; a run passes them on to its
 /// workers.
-#[derive(Clone, Copy, Debug, Default, clap::Args)]
+#[derive(Clone, Copy, Debug, clap::Args)]
 struct LongFrames {
     /// Once connected, each connection sends a text ping with a body of this many bytes,
     /// which the gateway echoes in its pong: one long frame sent to every connection before
@@ -85,6 +88,11 @@ struct LongFrames {
     /// `max_frame_bytes` less 30.
     #[arg(long, default_value_t = 0)]
     echo_bytes: usize,
+    /// How many times each connection sends its `--echo-bytes` ping, each after the last
+    /// one's pong. From two on, the echoes after the first round are what the run times:
+    /// the first grows every connection's buffers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    echo_rounds: u32,
     /// Once connected, each connection sends a text pong with a body of this many bytes,
     /// which the gateway reads and does not answer: one long frame from every client. 0:
     /// none.
@@ -92,20 +100,40 @@ struct LongFrames {
     unanswered_bytes: usize,
 }
 
-impl LongFrames {
-    /// The text frames to send: a pong the gateway ignores, then a ping it echoes.
-    fn frames(self) -> Vec<String> {
-        let text = |kind: &str, bytes: usize| {
-            (bytes > 0).then(|| json!({"type": kind, "body": "x".repeat(bytes)}).to_string())
-        };
-        [
-            text("pong", self.unanswered_bytes),
-            text("ping", self.echo_bytes),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+impl Default for LongFrames {
+    fn default() -> Self {
+        Self {
+            echo_bytes: 0,
+            echo_rounds: 1,
+            unanswered_bytes: 0,
+        }
     }
+}
+
+impl LongFrames {
+    /// The pong the gateway ignores, if any.
+    fn unanswered(self) -> Option<String> {
+        long_text("pong", self.unanswered_bytes)
+    }
+
+    /// The ping the gateway echoes, if any.
+    fn ping(self) -> Option<String> {
+        long_text("ping", self.echo_bytes)
+    }
+
+    /// Echoes every connection gets.
+    fn echoes_each(self) -> usize {
+        if self.echo_bytes == 0 {
+            0
+        } else {
+            self.echo_rounds as usize
+        }
+    }
+}
+
+/// A text ping or pong with a body of `bytes` bytes; none for 0.
+fn long_text(kind: &str, bytes: usize) -> Option<String> {
+    (bytes > 0).then(|| json!({"type": kind, "body": "x".repeat(bytes)}).to_string())
 }
 
 /// A process's resident set, in bytes.
@@ -136,32 +164,37 @@ struct Holders {
     echoed: Arc<AtomicUsize>,
 }
 
-/// Spawns a task per socket that sends the `long` frames, then reads the socket until the
-/// server closes it (the server's pings get their pongs); a finished task is a connection
-/// the server dropped.
+/// Spawns a task per socket that sends the `long` frames (the ping again on each echo, for
+/// its rounds), then reads the socket until the server closes it (the server's pings get
+/// their pongs); a finished task is a connection the server dropped.
 fn hold(sockets: Vec<load::Socket>, long: LongFrames) -> Holders {
-    let frames: Arc<[String]> = long.frames().into();
+    let unanswered: Option<Arc<str>> = long.unanswered().map(Into::into);
+    let ping: Option<Arc<str>> = long.ping().map(Into::into);
     let echoed = Arc::new(AtomicUsize::new(0));
     let tasks = sockets
         .into_iter()
         .map(|mut socket| {
-            let frames = Arc::clone(&frames);
+            let (unanswered, ping) = (unanswered.clone(), ping.clone());
             let echoed = Arc::clone(&echoed);
             tokio::spawn(async move {
-                for frame in frames.iter() {
-                    if socket
-                        .send(Message::Text(frame.as_str().into()))
-                        .await
-                        .is_err()
-                    {
+                let text = |frame: &Arc<str>| Message::Text(frame.as_ref().into());
+                for frame in unanswered.iter().chain(&ping) {
+                    if socket.send(text(frame)).await.is_err() {
                         return;
                     }
                 }
+                let mut echoes = 0;
                 while let Some(Ok(frame)) = socket.next().await {
                     if long.echo_bytes > 0
                         && matches!(&frame, Message::Text(text) if text.len() > long.echo_bytes)
                     {
                         echoed.fetch_add(1, Ordering::Relaxed);
+                        echoes += 1;
+                        if let Some(ping) = ping.as_ref().filter(|_| echoes < long.echo_rounds)
+                            && socket.send(text(ping)).await.is_err()
+                        {
+                            return;
+                        }
                     }
                 }
             })
@@ -194,6 +227,8 @@ struct Held {
     open: usize,
     /// Connections that had their long frame (`--echo-bytes`).
     echoed: usize,
+    /// With the connections held in this process, what their echoes took.
+    echoes: Option<Echoes>,
     client_bytes: u64,
     /// Each server's resident set while the connections were held.
     servers_after: Vec<u64>,
@@ -212,6 +247,7 @@ pub(crate) async fn run(
             "workers": args.workers,
             "hold_seconds": args.hold_seconds,
             "echo_bytes": args.long.echo_bytes,
+            "echo_rounds": args.long.echo_rounds,
             "unanswered_bytes": args.long.unanswered_bytes,
             "connect_concurrency": args.connecting.connect_concurrency,
             "per_address": args.connecting.per_address,
@@ -255,16 +291,21 @@ pub(crate) async fn run(
         "{} connections were closed by the server while idle",
         count - held.open
     );
+    let echoes = count * args.long.echoes_each();
     anyhow::ensure!(
-        args.long.echo_bytes == 0 || held.echoed == count,
-        "{} of {count} connections had no pong of {} bytes",
-        count - held.echoed,
+        held.echoed == echoes,
+        "{} of the {echoes} pongs of {} bytes did not come",
+        echoes.saturating_sub(held.echoed),
         args.long.echo_bytes
     );
     let count = count as u64;
     let per_connection = server_after.saturating_sub(server_before) as f64 / count as f64;
     let rate = held.connected.per_second;
     report.figures = vec![held.connected];
+    if let Some(echoes) = held.echoes {
+        report.figures.push(echoes.figure);
+        report.cpu = echoes.cpu;
+    }
     report.memory = Some(Memory {
         connections: count,
         server_rss_before_bytes: server_before,
@@ -292,6 +333,12 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+/// The echoes of `--echo-bytes`: their rate, and the CPU time spent while they went.
+struct Echoes {
+    figure: Figure,
+    cpu: Vec<ProcessCpu>,
+}
+
 /// Opens and holds every connection in this process, to the first gateway.
 async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> anyhow::Result<Held> {
     if let Some(gateway) = args.gateway.first() {
@@ -300,6 +347,7 @@ async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> an
     let client_before = rss_bytes("self")?;
     let (sockets, connected) = stack.connect_all(users, &args.connecting).await?;
     let holders = hold(sockets, args.long);
+    let echoes = time_echoes(&holders, users.len(), args).await;
     eprintln!(
         "holding {} idle connections for {} s",
         holders.tasks.len(),
@@ -315,8 +363,36 @@ async fn hold_here(mut stack: Stack, users: &[String], args: &ConnectArgs) -> an
         connected,
         open,
         echoed: holders.echoed(),
+        echoes,
         client_bytes: client_after.saturating_sub(client_before),
         servers_after,
+    })
+}
+
+/// Times the echoes of `--echo-bytes` on `connections` connections, from when the ping went
+/// out, or with rounds, from the end of the first round (which grows every connection's
+/// buffers) to the end of the last, with the CPU the servers and the load client spent
+/// meanwhile: what sending long frames costs. Waits up to a minute for each part.
+async fn time_echoes(holders: &Holders, connections: usize, args: &ConnectArgs) -> Option<Echoes> {
+    let total = connections * args.long.echoes_each();
+    if total == 0 {
+        return None;
+    }
+    let all_by = |count: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while holders.echoed() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let untimed = if total > connections { connections } else { 0 };
+    all_by(untimed).await;
+    let watch = CpuWatch::start(&[Watched::pids("jetim", &args.server_pid)]);
+    let started = Instant::now();
+    all_by(total).await;
+    let echoed = holders.echoed().saturating_sub(untimed) as u64;
+    Some(Echoes {
+        figure: Figure::new("long frames echoed", echoed, started.elapsed()),
+        cpu: watch.finish(echoed),
     })
 }
 
@@ -375,6 +451,7 @@ async fn hold_in_workers(
             ])
             .args(["--sdk", args.connecting.sdk.name()])
             .args(["--echo-bytes", &args.long.echo_bytes.to_string()])
+            .args(["--echo-rounds", &args.long.echo_rounds.to_string()])
             .args([
                 "--unanswered-bytes",
                 &args.long.unanswered_bytes.to_string(),
@@ -431,6 +508,7 @@ async fn hold_in_workers(
         connected,
         open,
         echoed,
+        echoes: None,
         client_bytes,
         servers_after,
     })
@@ -487,20 +565,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_frames_are_a_pong_then_a_ping_of_the_lengths_asked() {
-        assert!(LongFrames::default().frames().is_empty());
-        let frames = LongFrames {
-            echo_bytes: 3,
-            unanswered_bytes: 2,
-        }
-        .frames();
+    fn long_frames_are_a_pong_and_a_ping_of_the_lengths_asked() {
+        let none = LongFrames::default();
         assert_eq!(
-            frames,
-            [
-                r#"{"body":"xx","type":"pong"}"#,
-                r#"{"body":"xxx","type":"ping"}"#
-            ]
+            (none.unanswered(), none.ping(), none.echoes_each()),
+            (None, None, 0)
         );
+        let long = LongFrames {
+            echo_bytes: 3,
+            echo_rounds: 4,
+            unanswered_bytes: 2,
+        };
+        assert_eq!(
+            long.unanswered().as_deref(),
+            Some(r#"{"body":"xx","type":"pong"}"#)
+        );
+        assert_eq!(
+            long.ping().as_deref(),
+            Some(r#"{"body":"xxx","type":"ping"}"#)
+        );
+        assert_eq!(long.echoes_each(), 4);
+        let rounds_without_a_ping = LongFrames {
+            echo_bytes: 0,
+            ..long
+        };
+        assert_eq!(rounds_without_a_ping.echoes_each(), 0);
     }
 
     #[test]

@@ -30,6 +30,16 @@ enum Which {
     Named(String),
 }
 
+impl Watched {
+    /// These processes, under `name`.
+    pub(crate) fn pids(name: &str, pids: &[u32]) -> Self {
+        Self {
+            name: name.to_owned(),
+            which: Which::Pids(pids.to_vec()),
+        }
+    }
+}
+
 /// Parses `NAME=PID[,PID…]` or `NAME=comm:COMMAND`.
 pub(crate) fn parse_watched(spec: &str) -> Result<Watched, String> {
     let (name, which) = spec

@@ -732,11 +732,32 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
             ],
             &environment,
         );
-        (group, connect)
+        // Held in this process, with long frames: each connection has its ping echoed in
+        // three rounds, and the last two are timed.
+        let echoes = jetim(
+            &[
+                "bench",
+                "connect",
+                "--connections",
+                "20",
+                "--hold-seconds",
+                "1",
+                "--echo-bytes",
+                "20000",
+                "--echo-rounds",
+                "3",
+                "--unanswered-bytes",
+                "10000",
+                "--server-pid",
+                &pid,
+            ],
+            &environment,
+        );
+        (group, connect, echoes)
     })
     .await
     .unwrap();
-    let (group, connect) = output;
+    let (group, connect, echoes) = output;
     let stdout = String::from_utf8_lossy(&group.stdout);
     assert!(group.status.success(), "{group:?}");
     assert!(stdout.contains(r#""sdk":"go""#), "{stdout}");
@@ -752,6 +773,23 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
     assert!(connect.status.success(), "{connect:?}");
     assert!(
         stdout.contains("memory: 50 idle connections; server RSS "),
+        "{stdout}"
+    );
+    let stdout = String::from_utf8_lossy(&echoes.stdout);
+    assert!(echoes.status.success(), "{echoes:?}");
+    assert!(
+        stdout.contains(r#""echo_bytes":20000,"echo_rounds":3"#),
+        "{stdout}"
+    );
+    let timed = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("long frames echoed"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    assert_eq!(timed, "40", "20 connections × 2 timed rounds: {stdout}");
+    // The CPU table has the server's line.
+    assert!(
+        stdout.lines().any(|line| line.starts_with("jetim ")),
         "{stdout}"
     );
     drop(server);
