@@ -375,7 +375,7 @@ scenario('8. a second login on the same platform kicks the first', async () => {
   await first.waitFor(CbEvents.OnKickedOffline, () => true, 'OnKickedOffline on the first login');
 });
 
-scenario('9. a long message arrives whole, pushed and pulled (the gateway sends it in fragments)', async () => {
+scenario('9. a long message arrives whole, pushed and pulled (the gateway writes it from its own buffer)', async () => {
   const [quin, rex] = await users('quin', 'rex');
   const [q, r] = track(await loggedIn(quin), await loggedIn(rex));
   const long = longText(20_000);

@@ -226,7 +226,7 @@ try {
     assert.equal(received.sessionType, 3);
   });
 
-  await scenario('G4. a long message over gob arrives whole (the gateway sends it in fragments)', async () => {
+  await scenario('G4. a long message over gob arrives whole (the gateway writes it from its own buffer)', async () => {
     assert.ok(a && b, 'both logged in');
     const long = longText(20_000);
     await a.send(long, { to: ben });

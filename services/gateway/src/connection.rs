@@ -13,6 +13,7 @@
 //! waits, and is queued [`OWN_PUSH_AFTER_REPLY`] after the reply ([`OwnPushes`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,16 +23,18 @@ use jetim_common::auth::Platform;
 use jetim_common::shutdown::CancellationToken;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::envelope::{self, Reply};
 use crate::handshake::{ConnectArgs, Envelope};
 use crate::lock;
-use crate::socket::{CloseFrame, FRAGMENT_BYTES, Message, close_code};
+use crate::socket::{CloseFrame, Message, Shrink, close_code};
 
 /// How long the last frame and the close frame may take to write when closing.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a writer waits for the next frame before it lets go of a buffer larger than an
+/// idle connection should keep ([`Shrink`]).
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 /// How long after the reply to a send the sender's own push of that message still waits.
 /// The JS SDK knows its own message in a push by the operationID it records while it
@@ -354,8 +357,9 @@ impl Connection {
     }
 
     /// Writes queued frames to `sink` until the connection closes; sends WebSocket pings
-    /// every `ping_every`, if given.
-    pub async fn write<S: Sink<Message> + Unpin>(
+    /// every `ping_every`, if given. A sink that kept a large buffer for a burst lets it go
+    /// once no frame has come for [`SHRINK_AFTER`].
+    pub async fn write<S: Sink<Message> + Shrink + Unpin>(
         &self,
         mut sink: S,
         mut outbox: Outbox,
@@ -366,6 +370,12 @@ impl Connection {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker
         });
+        // Armed when a burst leaves the sink's buffer large, and boxed, so that an idle
+        // connection's task holds no timer. It fires at most once per SHRINK_AFTER however
+        // busy the connection: each time, it shrinks the buffer if nothing was written
+        // since, or waits until SHRINK_AFTER after the last write.
+        let mut shrink: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut last_write = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -386,7 +396,7 @@ impl Connection {
                                 })))
                                 .await
                             }
-                            None => sink.close().await,
+                            None => sink.send(Message::Close(None)).await,
                         }
                     }))
                     .await;
@@ -395,6 +405,20 @@ impl Connection {
                 frame = outbox.recv() => {
                     if write_burst(&mut sink, &outbox, frame).await.is_err() {
                         self.close(close_code::ERROR, "write failed", None);
+                    }
+                    last_write = Instant::now();
+                    if shrink.is_none() && sink.keeps_more_than_needed() {
+                        shrink = Some(Box::pin(tokio::time::sleep_until(last_write + SHRINK_AFTER)));
+                    }
+                }
+                () = next_shrink(&mut shrink) => {
+                    let due = last_write + SHRINK_AFTER;
+                    match shrink.as_mut() {
+                        Some(timer) if due > Instant::now() => timer.as_mut().reset(due),
+                        _ => {
+                            sink.shrink();
+                            shrink = None;
+                        }
                     }
                 }
                 () = next_ping(&mut ping) => {
@@ -413,56 +437,28 @@ const BURST_FRAMES: usize = 16;
 /// Writes `first` and up to [`BURST_FRAMES`] in all of what is already queued behind it,
 /// then flushes once: frames that piled up (a reply and the push it released, pushes that
 /// came while the socket was busy) cost one socket write, not one each. The cap keeps the
-/// WebSocket's write buffer, which keeps its largest size, small; so does sending a long
-/// message in fragments ([`feed_in_fragments`]).
+/// burst, and the writer's buffer for it, short.
 async fn write_burst<S: Sink<Message> + Unpin>(
     sink: &mut S,
     outbox: &Outbox,
     first: Message,
 ) -> Result<(), S::Error> {
-    feed_in_fragments(sink, first).await?;
+    sink.feed(first).await?;
     for _ in 1..BURST_FRAMES {
         let Some(next) = outbox.0.pop() else {
             break;
         };
-        feed_in_fragments(sink, next).await?;
+        sink.feed(next).await?;
     }
     sink.flush().await
 }
 
-/// Feeds `frame` to `sink`: whole, or, for a data message longer than [`FRAGMENT_BYTES`],
-/// as a first frame of its type and continuations of at most that many bytes each (RFC 6455
-/// §5.4; every WebSocket client joins them), each flushed before the next, so the socket's
-/// write buffer never holds more than one. The pieces share the message's buffer.
-///
-/// Flushing is the bound: tungstenite can also write its buffer out past a size of one's
-/// choosing (`write_buffer_size`), but set to a fragment that split the bursts of small
-/// frames too, and under heaptrack, where every allocation is slow, the gateway then fell
-/// behind at 2,000 msg/s where it had kept up.
-async fn feed_in_fragments<S: Sink<Message> + Unpin>(
-    sink: &mut S,
-    frame: Message,
-) -> Result<(), S::Error> {
-    let (data, kind) = match frame {
-        Message::Binary(data) if data.len() > FRAGMENT_BYTES => (data, Data::Binary),
-        Message::Text(text) if text.len() > FRAGMENT_BYTES => (text.into(), Data::Text),
-        whole => return sink.feed(whole).await,
-    };
-    let mut opcode = OpCode::Data(kind);
-    let mut start = 0;
-    while start < data.len() {
-        let end = (start + FRAGMENT_BYTES).min(data.len());
-        let piece = data.slice(start..end);
-        sink.send(Message::Frame(Frame::message(
-            piece,
-            opcode,
-            end == data.len(),
-        )))
-        .await?;
-        opcode = OpCode::Data(Data::Continue);
-        start = end;
+/// When `timer` fires; never, without one.
+async fn next_shrink(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
-    Ok(())
 }
 
 /// The next tick of `ping`; never, without one.
@@ -491,12 +487,14 @@ fn close_reason(reason: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::socket::Message;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::socket::{Message, close_code};
     use jetim_common::auth::Platform;
 
     use super::{
-        BURST_FRAMES, Connection, Data, FRAGMENT_BYTES, Frame, OpCode, Outbox, OwnPushes,
-        close_reason, feed_in_fragments, write_burst,
+        BURST_FRAMES, Connection, Outbox, OwnPushes, SHRINK_AFTER, close_reason, write_burst,
     };
     use crate::handshake::{ConnectArgs, Envelope};
 
@@ -603,8 +601,15 @@ mod tests {
     #[derive(Default)]
     struct Recording {
         frames: Vec<String>,
-        fragments: Vec<Frame>,
         flushed_at: Vec<usize>,
+    }
+
+    impl crate::socket::Shrink for Recording {
+        fn keeps_more_than_needed(&self) -> bool {
+            false
+        }
+
+        fn shrink(&mut self) {}
     }
 
     impl futures::Sink<Message> for Recording {
@@ -618,14 +623,7 @@ mod tests {
         }
 
         fn start_send(self: std::pin::Pin<&mut Self>, frame: Message) -> Result<(), Self::Error> {
-            let recording = self.get_mut();
-            match frame {
-                Message::Frame(fragment) => {
-                    recording.frames.push("fragment".to_owned());
-                    recording.fragments.push(fragment);
-                }
-                other => recording.frames.push(text(Some(other))),
-            }
+            self.get_mut().frames.push(text(Some(frame)));
             Ok(())
         }
 
@@ -644,63 +642,6 @@ mod tests {
         ) -> std::task::Poll<Result<(), Self::Error>> {
             std::task::Poll::Ready(Ok(()))
         }
-    }
-
-    #[tokio::test]
-    async fn a_long_message_goes_out_in_flushed_fragments_that_join_up_to_it() {
-        let long: Vec<u8> = (0..FRAGMENT_BYTES * 2 + 100)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let at_the_limit = "x".repeat(FRAGMENT_BYTES);
-        let long_text = "é".repeat(FRAGMENT_BYTES);
-        let mut sink = Recording::default();
-        for message in [
-            Message::Text("short".into()),
-            Message::Binary(long.clone().into()),
-            Message::Text(at_the_limit.clone().into()),
-            Message::Text(long_text.clone().into()),
-        ] {
-            feed_in_fragments(&mut sink, message).await.unwrap();
-        }
-        assert_eq!(sink.frames.len(), 7);
-        assert_eq!(sink.frames[0], "short");
-        assert_eq!(
-            sink.frames[4], at_the_limit,
-            "a message of exactly the limit goes whole"
-        );
-        // Each fragment is flushed before the next; whole messages wait for the burst's end.
-        assert_eq!(sink.flushed_at, [2, 3, 4, 6, 7]);
-
-        let shape = |fragments: &[Frame]| -> (Vec<(OpCode, bool, usize)>, Vec<u8>) {
-            let mut shape = Vec::new();
-            let mut joined = Vec::new();
-            for fragment in fragments {
-                let header = fragment.header();
-                shape.push((header.opcode, header.is_final, fragment.payload().len()));
-                joined.extend_from_slice(fragment.payload());
-            }
-            (shape, joined)
-        };
-        let (binary, joined) = shape(&sink.fragments[..3]);
-        assert_eq!(
-            binary,
-            [
-                (OpCode::Data(Data::Binary), false, FRAGMENT_BYTES),
-                (OpCode::Data(Data::Continue), false, FRAGMENT_BYTES),
-                (OpCode::Data(Data::Continue), true, 100),
-            ]
-        );
-        assert_eq!(joined, long);
-        // Text is cut by bytes; only the joined message need be UTF-8.
-        let (text, joined) = shape(&sink.fragments[3..]);
-        assert_eq!(
-            text,
-            [
-                (OpCode::Data(Data::Text), false, FRAGMENT_BYTES),
-                (OpCode::Data(Data::Continue), true, FRAGMENT_BYTES),
-            ]
-        );
-        assert_eq!(String::from_utf8(joined).unwrap(), long_text);
     }
 
     #[tokio::test]
@@ -725,6 +666,82 @@ mod tests {
             .collect();
         assert_eq!(sink.frames, expected, "every frame once, in order");
         assert!(outbox.try_recv().is_none());
+    }
+
+    /// A sink that takes every frame and then keeps a large buffer, until shrunk.
+    #[derive(Clone, Default)]
+    struct Growing {
+        frames: Arc<std::sync::atomic::AtomicUsize>,
+        large: Arc<AtomicBool>,
+        shrunk: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl crate::socket::Shrink for Growing {
+        fn keeps_more_than_needed(&self) -> bool {
+            self.large.load(Ordering::Relaxed)
+        }
+
+        fn shrink(&mut self) {
+            self.large.store(false, Ordering::Relaxed);
+            self.shrunk.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl futures::Sink<Message> for Growing {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            self.frames.fetch_add(1, Ordering::Relaxed);
+            self.large.store(true, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_lets_go_of_a_large_buffer_once_idle_and_not_while_busy() {
+        let (connection, outbox) = connection(Platform::WEB, 64);
+        let connection = Arc::new(connection);
+        let sink = Growing::default();
+        let writer = {
+            let (connection, sink) = (Arc::clone(&connection), sink.clone());
+            tokio::spawn(async move { connection.write(sink, outbox, None).await })
+        };
+        let shrunk = || sink.shrunk.load(Ordering::Relaxed);
+        // A frame every half of SHRINK_AFTER: busy, so the buffer stays.
+        for n in 0..6 {
+            assert!(connection.send(Message::Text(n.to_string().into())));
+            tokio::time::sleep(SHRINK_AFTER / 2).await;
+            assert_eq!(shrunk(), 0, "busy after frame {n}");
+        }
+        tokio::time::sleep(SHRINK_AFTER).await;
+        assert_eq!(shrunk(), 1, "idle for SHRINK_AFTER");
+        // Nothing more to let go of: no more shrinking, however long it stays idle.
+        tokio::time::sleep(SHRINK_AFTER * 10).await;
+        assert_eq!(shrunk(), 1);
+        assert_eq!(sink.frames.load(Ordering::Relaxed), 6);
+        connection.close(close_code::NORMAL, "", None);
+        writer.await.unwrap();
     }
 
     fn connection_on_ios() -> (Connection, Outbox) {

@@ -9,8 +9,9 @@
 //!   a sender's reply before its own push.
 //! - [`hub`]: the connections by user, the NATS subscriptions that bring them pushes (2001),
 //!   kicks (2002) and status changes (2005), and presence.
-//! - [`socket`]: the upgrade to a WebSocket, and the socket a connection runs on; a long
-//!   message goes out in fragments.
+//! - [`socket`]: the upgrade to a WebSocket, and the socket a connection runs on: tungstenite
+//!   reads the client's frames, the gateway writes its own, a long message's straight from
+//!   its buffer.
 //!
 //! A connection is accepted on any path. Its token must be valid and bound to the user and
 //! platform the query names. Then one task reads frames and answers each request in order;
@@ -333,9 +334,10 @@ async fn connect(
 }
 
 /// The in-band refusal the JS SDK reads: the result as a text frame, then a close.
-async fn refuse_in_band(mut socket: WebSocket, refusal: Refusal) {
-    let _ = socket.send(Message::Text(refusal.to_json().into())).await;
-    let _ = socket.send(Message::Close(None)).await;
+async fn refuse_in_band(socket: WebSocket, refusal: Refusal) {
+    let mut writer = socket.writer;
+    let _ = writer.send(Message::Text(refusal.to_json().into())).await;
+    let _ = writer.send(Message::Close(None)).await;
 }
 
 /// A refusal the native SDK reads from the HTTP body of a refused upgrade.
@@ -368,7 +370,10 @@ fn answer_text(text: &str) -> Result<Option<String>, String> {
 }
 
 async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectArgs) {
-    let (mut sink, mut stream) = socket.split();
+    let WebSocket {
+        reader: mut stream,
+        writer: mut sink,
+    } = socket;
     let config = &shared.state.config;
     let (connection, outbox) =
         Connection::new(shared.hub.next_connection_id(), &args, config.write_queue);
@@ -541,6 +546,15 @@ mod tests {
         let read = SentClientMsgId::decode(message.encode_to_vec().as_slice()).unwrap();
         assert_eq!(read.client_msg_id, "c-1");
         assert!(SentClientMsgId::decode(&b"\xff\xff"[..]).is_err());
+    }
+
+    /// A channel keeps no buffer of its own to let go of.
+    impl crate::socket::Shrink for futures::channel::mpsc::UnboundedSender<Message> {
+        fn keeps_more_than_needed(&self) -> bool {
+            false
+        }
+
+        fn shrink(&mut self) {}
     }
 
     /// A web connection whose reader and writer run on channels instead of a socket, under
