@@ -488,7 +488,6 @@ fn close_reason(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::socket::{Message, close_code};
     use jetim_common::auth::Platform;
@@ -597,19 +596,37 @@ mod tests {
         assert_eq!(text(outbox.try_recv()), "delivered");
     }
 
-    /// A sink that keeps what it was given, and how many frames it held at each flush.
+    /// What a [`Recording`] sink was given.
     #[derive(Default)]
-    struct Recording {
+    struct Recorded {
         frames: Vec<String>,
+        /// How many frames it held at each flush.
         flushed_at: Vec<usize>,
+        /// Whether it keeps a large buffer: as if each frame grew one, until shrunk.
+        large: bool,
+        shrunk: usize,
+    }
+
+    /// A sink that records what it is given; its clones share the record.
+    #[derive(Clone, Default)]
+    struct Recording(Arc<std::sync::Mutex<Recorded>>);
+
+    impl Recording {
+        fn record(&self) -> std::sync::MutexGuard<'_, Recorded> {
+            self.0.lock().unwrap()
+        }
     }
 
     impl crate::socket::Shrink for Recording {
         fn keeps_more_than_needed(&self) -> bool {
-            false
+            self.record().large
         }
 
-        fn shrink(&mut self) {}
+        fn shrink(&mut self) {
+            let mut record = self.record();
+            record.large = false;
+            record.shrunk += 1;
+        }
     }
 
     impl futures::Sink<Message> for Recording {
@@ -623,7 +640,9 @@ mod tests {
         }
 
         fn start_send(self: std::pin::Pin<&mut Self>, frame: Message) -> Result<(), Self::Error> {
-            self.get_mut().frames.push(text(Some(frame)));
+            let mut record = self.record();
+            record.frames.push(text(Some(frame)));
+            record.large = true;
             Ok(())
         }
 
@@ -631,8 +650,9 @@ mod tests {
             self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Result<(), Self::Error>> {
-            let recording = self.get_mut();
-            recording.flushed_at.push(recording.frames.len());
+            let mut record = self.record();
+            let held = record.frames.len();
+            record.flushed_at.push(held);
             std::task::Poll::Ready(Ok(()))
         }
 
@@ -651,7 +671,11 @@ mod tests {
         assert!(connection.send(Message::Text("alone".into())));
         let first = outbox.recv().await;
         write_burst(&mut sink, &outbox, first).await.unwrap();
-        assert_eq!(sink.flushed_at, [1], "a lone frame is flushed at once");
+        assert_eq!(
+            sink.record().flushed_at,
+            [1],
+            "a lone frame is flushed at once"
+        );
 
         for frame in 0..20 {
             assert!(connection.send(Message::Text(frame.to_string().into())));
@@ -660,74 +684,24 @@ mod tests {
             let first = outbox.recv().await;
             write_burst(&mut sink, &outbox, first).await.unwrap();
         }
-        assert_eq!(sink.flushed_at, [1, 1 + BURST_FRAMES, 21]);
+        assert_eq!(sink.record().flushed_at, [1, 1 + BURST_FRAMES, 21]);
         let expected: Vec<String> = std::iter::once("alone".to_owned())
             .chain((0..20).map(|frame| frame.to_string()))
             .collect();
-        assert_eq!(sink.frames, expected, "every frame once, in order");
+        assert_eq!(sink.record().frames, expected, "every frame once, in order");
         assert!(outbox.try_recv().is_none());
-    }
-
-    /// A sink that takes every frame and then keeps a large buffer, until shrunk.
-    #[derive(Clone, Default)]
-    struct Growing {
-        frames: Arc<std::sync::atomic::AtomicUsize>,
-        large: Arc<AtomicBool>,
-        shrunk: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl crate::socket::Shrink for Growing {
-        fn keeps_more_than_needed(&self) -> bool {
-            self.large.load(Ordering::Relaxed)
-        }
-
-        fn shrink(&mut self) {
-            self.large.store(false, Ordering::Relaxed);
-            self.shrunk.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    impl futures::Sink<Message> for Growing {
-        type Error = std::convert::Infallible;
-
-        fn poll_ready(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
-            self.frames.fetch_add(1, Ordering::Relaxed);
-            self.large.store(true, Ordering::Relaxed);
-            Ok(())
-        }
-
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_writer_lets_go_of_a_large_buffer_once_idle_and_not_while_busy() {
         let (connection, outbox) = connection(Platform::WEB, 64);
         let connection = Arc::new(connection);
-        let sink = Growing::default();
+        let sink = Recording::default();
         let writer = {
             let (connection, sink) = (Arc::clone(&connection), sink.clone());
             tokio::spawn(async move { connection.write(sink, outbox, None).await })
         };
-        let shrunk = || sink.shrunk.load(Ordering::Relaxed);
+        let shrunk = || sink.record().shrunk;
         // A frame every half of SHRINK_AFTER: busy, so the buffer stays.
         for n in 0..6 {
             assert!(connection.send(Message::Text(n.to_string().into())));
@@ -739,7 +713,7 @@ mod tests {
         // Nothing more to let go of: no more shrinking, however long it stays idle.
         tokio::time::sleep(SHRINK_AFTER * 10).await;
         assert_eq!(shrunk(), 1);
-        assert_eq!(sink.frames.load(Ordering::Relaxed), 6);
+        assert_eq!(sink.record().frames.len(), 6);
         connection.close(close_code::NORMAL, "", None);
         writer.await.unwrap();
     }
