@@ -371,9 +371,9 @@ impl Connection {
             ticker
         });
         // Armed when a burst leaves the sink's buffer large, and boxed, so that an idle
-        // connection's task holds no timer. It fires at most once per SHRINK_AFTER however
-        // busy the connection: each time, it shrinks the buffer if nothing was written
-        // since, or waits until SHRINK_AFTER after the last write.
+        // connection's task holds no timer. However busy the connection, it is not armed
+        // again for every write: when it fires, it shrinks the buffer if nothing was
+        // written for SHRINK_AFTER, or is moved to SHRINK_AFTER after the last write.
         let mut shrink: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut last_write = Instant::now();
         loop {
@@ -403,7 +403,8 @@ impl Connection {
                     return;
                 }
                 frame = outbox.recv() => {
-                    if write_burst(&mut sink, &outbox, frame).await.is_err() {
+                    let written = self.unless_closed(write_burst(&mut sink, &outbox, frame));
+                    if let Some(Err(_)) = written.await {
                         self.close(close_code::ERROR, "write failed", None);
                     }
                     last_write = Instant::now();
@@ -422,11 +423,25 @@ impl Connection {
                     }
                 }
                 () = next_ping(&mut ping) => {
-                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    let sent = self.unless_closed(sink.send(Message::Ping(Vec::new().into())));
+                    if let Some(Err(_)) = sent.await {
                         self.close(close_code::ERROR, "write failed", None);
                     }
                 }
             }
+        }
+    }
+
+    /// `write`'s output, unless the connection is closed first. A client that stops reading
+    /// but keeps its connection open (its receive window shut) would otherwise hold a
+    /// write, and the writer with it, for as long as it stayed: the close (a full queue,
+    /// the read timeout) would never be written, and the socket never let go. On a close,
+    /// the writer goes on to its closing frames, which have [`CLOSE_WRITE_TIMEOUT`].
+    async fn unless_closed<T>(&self, write: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.closed() => None,
+            written = write => Some(written),
         }
     }
 }
@@ -716,6 +731,76 @@ mod tests {
         assert_eq!(sink.record().frames.len(), 6);
         connection.close(close_code::NORMAL, "", None);
         writer.await.unwrap();
+    }
+
+    /// A sink whose socket never takes another byte: a client that stopped reading and
+    /// keeps its connection open.
+    struct Stuck;
+
+    impl crate::socket::Shrink for Stuck {
+        fn keeps_more_than_needed(&self) -> bool {
+            false
+        }
+
+        fn shrink(&mut self) {}
+    }
+
+    impl futures::Sink<Message> for Stuck {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_stuck_on_a_client_that_stopped_reading_ends_when_closed() {
+        let (connection, outbox) = connection(Platform::WEB, 4);
+        let connection = Arc::new(connection);
+        let writer = {
+            let connection = Arc::clone(&connection);
+            tokio::spawn(async move { connection.write(Stuck, outbox, None).await })
+        };
+        assert!(connection.send(Message::Text("never taken".into())));
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert!(!writer.is_finished(), "the write waits on the client");
+        // As the queue filling up, or the read timeout, would close it.
+        connection.close(
+            close_code::POLICY,
+            "the client does not read fast enough",
+            None,
+        );
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(std::time::Duration::from_secs(600), writer)
+            .await
+            .expect("the writer ends")
+            .unwrap();
+        assert_eq!(
+            started.elapsed(),
+            super::CLOSE_WRITE_TIMEOUT,
+            "the close frame is given its time, then the writer ends"
+        );
     }
 
     fn connection_on_ios() -> (Connection, Outbox) {
