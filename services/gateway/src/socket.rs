@@ -286,6 +286,10 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 return;
             }
         };
+        debug_assert!(
+            matches!(opcode, OpCode::Data(_)) || payload.len() <= 125,
+            "a control frame's payload is at most 125 bytes (RFC 6455 §5.5)"
+        );
         let header = FrameHeader {
             opcode,
             ..FrameHeader::default()

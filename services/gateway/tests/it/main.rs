@@ -565,6 +565,55 @@ async fn socket_ping(socket: &mut Socket) {
     );
 }
 
+/// The gateway answers a client's WebSocket ping and close itself (tungstenite, which reads
+/// the client's frames, does not write).
+#[tokio::test]
+async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let gateway = TestGateway::spawn(&["cc1"]).await;
+    let mut socket = gateway.connect("cc1").await;
+    socket
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = loop {
+        match socket.next().await {
+            Some(Ok(Message::Pong(payload))) => break payload,
+            Some(Ok(_)) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+    let close = loop {
+        match socket.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame back: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Normal));
+    assert!(
+        matches!(socket.next().await, None | Some(Err(_))),
+        "the connection ends after the close"
+    );
+    for _ in 0..100 {
+        if gateway.hub.connection_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the closed connection is still held");
+}
+
 #[tokio::test]
 async fn bad_requests_get_openim_errors_and_protocol_errors_close() {
     let gateway = TestGateway::spawn(&["bad1", "bad2"]).await;
