@@ -359,6 +359,12 @@ impl Connection {
     /// Writes queued frames to `sink` until the connection closes; sends WebSocket pings
     /// every `ping_every`, if given. A sink that kept a large buffer for a burst lets it go
     /// once no frame has come for [`SHRINK_AFTER`].
+    ///
+    /// Every write races the close. A client that stops reading but keeps its connection
+    /// open (its receive window shut) would otherwise hold a write, and the writer with it,
+    /// for as long as it stayed: the close (a full queue, the read timeout) would never be
+    /// written, and the socket never let go. On a close the writer goes on to its closing
+    /// frames, which have [`CLOSE_WRITE_TIMEOUT`].
     pub async fn write<S: Sink<Message> + Shrink + Unpin>(
         &self,
         mut sink: S,
@@ -376,40 +382,20 @@ impl Connection {
         // written for SHRINK_AFTER, or is moved to SHRINK_AFTER after the last write.
         let mut shrink: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut last_write = Instant::now();
+        // One wait for the close for the writer's life, polled by every wait and every
+        // write: a new one each time would register with the token each time.
+        let closed = self.closed();
+        tokio::pin!(closed);
         loop {
-            tokio::select! {
+            let written = tokio::select! {
                 biased;
-                () = self.closed() => {
-                    let closing = lock(&self.closing)
-                        .take();
-                    // Boxed, so that the closing's state is not part of the task while
-                    // it waits for frames.
-                    let _ = Box::pin(tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-                        match closing {
-                            Some(Closing { code, reason, last_frame }) => {
-                                if let Some(frame) = last_frame {
-                                    sink.send(frame).await?;
-                                }
-                                sink.send(Message::Close(Some(CloseFrame {
-                                    code: code.into(),
-                                    reason: reason.into(),
-                                })))
-                                .await
-                            }
-                            None => sink.send(Message::Close(None)).await,
-                        }
-                    }))
-                    .await;
-                    return;
-                }
+                () = &mut closed => break,
                 frame = outbox.recv() => {
-                    let written = self.unless_closed(write_burst(&mut sink, &outbox, frame));
-                    if let Some(Err(_)) = written.await {
-                        self.close(close_code::ERROR, "write failed", None);
-                    }
                     last_write = Instant::now();
-                    if shrink.is_none() && sink.keeps_more_than_needed() {
-                        shrink = Some(Box::pin(tokio::time::sleep_until(last_write + SHRINK_AFTER)));
+                    tokio::select! {
+                        biased;
+                        () = &mut closed => break,
+                        written = write_burst(&mut sink, &outbox, frame) => written,
                     }
                 }
                 () = next_shrink(&mut shrink) => {
@@ -421,28 +407,51 @@ impl Connection {
                             shrink = None;
                         }
                     }
+                    Ok(())
                 }
-                () = next_ping(&mut ping) => {
-                    let sent = self.unless_closed(sink.send(Message::Ping(Vec::new().into())));
-                    if let Some(Err(_)) = sent.await {
-                        self.close(close_code::ERROR, "write failed", None);
-                    }
-                }
+                () = next_ping(&mut ping) => tokio::select! {
+                    biased;
+                    () = &mut closed => break,
+                    sent = sink.send(Message::Ping(Vec::new().into())) => sent,
+                },
+            };
+            if written.is_err() {
+                self.close(close_code::ERROR, "write failed", None);
+            } else if shrink.is_none() && sink.keeps_more_than_needed() {
+                shrink = Some(Box::pin(tokio::time::sleep_until(
+                    last_write + SHRINK_AFTER,
+                )));
             }
         }
+        // Boxed, so that the closing's state is not part of the task while it waits for
+        // frames.
+        Box::pin(self.write_closing(&mut sink)).await;
     }
 
-    /// `write`'s output, unless the connection is closed first. A client that stops reading
-    /// but keeps its connection open (its receive window shut) would otherwise hold a
-    /// write, and the writer with it, for as long as it stayed: the close (a full queue,
-    /// the read timeout) would never be written, and the socket never let go. On a close,
-    /// the writer goes on to its closing frames, which have [`CLOSE_WRITE_TIMEOUT`].
-    async fn unless_closed<T>(&self, write: impl Future<Output = T>) -> Option<T> {
-        tokio::select! {
-            biased;
-            () = self.closed() => None,
-            written = write => Some(written),
-        }
+    /// Writes the closing frames: the close's last frame, if any, and the close frame, for
+    /// at most [`CLOSE_WRITE_TIMEOUT`].
+    async fn write_closing<S: Sink<Message> + Unpin>(&self, sink: &mut S) {
+        let closing = lock(&self.closing).take();
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+            match closing {
+                Some(Closing {
+                    code,
+                    reason,
+                    last_frame,
+                }) => {
+                    if let Some(frame) = last_frame {
+                        sink.send(frame).await?;
+                    }
+                    sink.send(Message::Close(Some(CloseFrame {
+                        code: code.into(),
+                        reason: reason.into(),
+                    })))
+                    .await
+                }
+                None => sink.send(Message::Close(None)).await,
+            }
+        })
+        .await;
     }
 }
 
