@@ -629,6 +629,9 @@ mod tests {
         /// Whether it keeps a large buffer: as if each frame grew one, until shrunk.
         large: bool,
         shrunk: usize,
+        /// Whether its socket takes no more bytes: a client that stopped reading and keeps
+        /// its connection open. Its flushes never end.
+        stuck: bool,
     }
 
     /// A sink that records what it is given; its clones share the record.
@@ -675,6 +678,9 @@ mod tests {
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Result<(), Self::Error>> {
             let mut record = self.record();
+            if record.stuck {
+                return std::task::Poll::Pending;
+            }
             let held = record.frames.len();
             record.flushed_at.push(held);
             std::task::Poll::Ready(Ok(()))
@@ -742,54 +748,15 @@ mod tests {
         writer.await.unwrap();
     }
 
-    /// A sink whose socket never takes another byte: a client that stopped reading and
-    /// keeps its connection open.
-    struct Stuck;
-
-    impl crate::socket::Shrink for Stuck {
-        fn keeps_more_than_needed(&self) -> bool {
-            false
-        }
-
-        fn shrink(&mut self) {}
-    }
-
-    impl futures::Sink<Message> for Stuck {
-        type Error = std::convert::Infallible;
-
-        fn poll_ready(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
-            Ok(())
-        }
-
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Pending
-        }
-
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Pending
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_writer_stuck_on_a_client_that_stopped_reading_ends_when_closed() {
         let (connection, outbox) = connection(Platform::WEB, 4);
         let connection = Arc::new(connection);
+        let sink = Recording::default();
+        sink.record().stuck = true;
         let writer = {
-            let connection = Arc::clone(&connection);
-            tokio::spawn(async move { connection.write(Stuck, outbox, None).await })
+            let (connection, sink) = (Arc::clone(&connection), sink.clone());
+            tokio::spawn(async move { connection.write(sink, outbox, None).await })
         };
         assert!(connection.send(Message::Text("never taken".into())));
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;

@@ -565,6 +565,17 @@ async fn socket_ping(socket: &mut Socket) {
     );
 }
 
+/// The next pong or close frame, past any other (a push, a web ping).
+async fn next_pong_or_close(socket: &mut Socket) -> Message {
+    loop {
+        match socket.next().await {
+            Some(Ok(frame @ (Message::Pong(_) | Message::Close(_)))) => return frame,
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended first: {other:?}"),
+        }
+    }
+}
+
 /// The gateway answers a client's WebSocket ping and close itself (tungstenite, which reads
 /// the client's frames, does not write).
 #[tokio::test]
@@ -577,14 +588,8 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
         .send(Message::Ping(b"are you there".to_vec().into()))
         .await
         .unwrap();
-    let pong = loop {
-        match socket.next().await {
-            Some(Ok(Message::Pong(payload))) => break payload,
-            Some(Ok(_)) => continue,
-            other => panic!("no pong: {other:?}"),
-        }
-    };
-    assert_eq!(&pong[..], b"are you there");
+    let pong = next_pong_or_close(&mut socket).await;
+    assert_eq!(pong, Message::Pong(b"are you there".to_vec().into()));
 
     socket
         .send(Message::Close(Some(CloseFrame {
@@ -593,12 +598,8 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
         })))
         .await
         .unwrap();
-    let close = loop {
-        match socket.next().await {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame back: {other:?}"),
-        }
+    let Message::Close(close) = next_pong_or_close(&mut socket).await else {
+        panic!("no close frame back");
     };
     assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Normal));
     assert!(
