@@ -428,8 +428,8 @@ impl Connection {
         Box::pin(self.write_closing(&mut sink)).await;
     }
 
-    /// Writes the closing frames: the close's last frame, if any, and the close frame, for
-    /// at most [`CLOSE_WRITE_TIMEOUT`].
+    /// Writes the closing frames, the close's last frame, if any, and the close frame, then
+    /// closes `sink`, for at most [`CLOSE_WRITE_TIMEOUT`].
     async fn write_closing<S: Sink<Message> + Unpin>(&self, sink: &mut S) {
         let closing = lock(&self.closing).take();
         let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
@@ -446,10 +446,12 @@ impl Connection {
                         code: code.into(),
                         reason: reason.into(),
                     })))
-                    .await
+                    .await?;
                 }
-                None => sink.send(Message::Close(None)).await,
+                None => sink.send(Message::Close(None)).await?,
             }
+            // Nothing more will be written: the socket's write side ends here.
+            sink.close().await
         })
         .await;
     }

@@ -335,9 +335,14 @@ async fn connect(
 
 /// The in-band refusal the JS SDK reads: the result as a text frame, then a close.
 async fn refuse_in_band(socket: WebSocket, refusal: Refusal) {
-    let mut writer = socket.writer;
+    let WebSocket {
+        mut reader,
+        mut writer,
+    } = socket;
     let _ = writer.send(Message::Text(refusal.to_json().into())).await;
     let _ = writer.send(Message::Close(None)).await;
+    let _ = writer.close().await;
+    linger(&mut reader).await;
 }
 
 /// A refusal the native SDK reads from the HTTP body of a refused upgrade.
@@ -347,6 +352,28 @@ fn refused(refusal: &Refusal) -> Response {
         refusal.to_json(),
     )
         .into_response()
+}
+
+/// How long a connection the server closed waits for the client's close.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Reads, and drops, what a client still sends after the server closed its connection,
+/// until its close frame comes, it goes, or [`CLOSE_LINGER`] passes. A socket let go with
+/// bytes unread is reset rather than closed (RFC 6455 §7.1.1 asks the server to wait for
+/// the client's close), and a reset can cost the client the frames just written to it: a
+/// kick, a reply, the close frame with its reason.
+async fn linger<S>(stream: &mut S)
+where
+    S: futures::Stream<Item = Result<Message, socket::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The text heartbeat: `{"type":"ping","body":…}` gets `{"type":"pong","body":…}`; a pong
@@ -401,47 +428,52 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
     tracing::debug!(user = %connection.user_id, platform = platform.id(), "connected");
     let shared_ref: &Shared = &shared;
     let connection_ref = &connection;
-    read_frames(connection_ref, &mut stream, read_timeout, |frame| {
+    let client_may_send = read_frames(connection_ref, &mut stream, read_timeout, |frame| {
         Box::pin(async move { serve_frame(shared_ref, connection_ref, &frame).await })
     })
     .await;
     connection.close(close_code::NORMAL, "", None);
     Box::pin(shared.hub.unregister(&connection)).await;
     let _ = writer.await;
+    if client_may_send {
+        Box::pin(linger(&mut stream)).await;
+    }
     tracing::debug!(user = %connection.user_id, "disconnected");
 }
 
 /// Reads frames until the client goes, a frame closes the connection, nothing arrives
 /// within `read_timeout`, or the connection is closed from elsewhere. Text pings are
-/// answered here; binary frames go to `on_binary`, which says whether to go on.
+/// answered here; binary frames go to `on_binary`, which says whether to go on. Returns
+/// whether the client may still send: not once it has closed or gone.
 async fn read_frames<S, F, Answered>(
     connection: &Connection,
     stream: &mut S,
     read_timeout: Duration,
     mut on_binary: F,
-) where
+) -> bool
+where
     S: futures::Stream<Item = Result<Message, socket::Error>> + Unpin,
     F: FnMut(axum::body::Bytes) -> Answered,
     Answered: std::future::Future<Output = bool>,
 {
     loop {
         let next = tokio::select! {
-            () = connection.closed() => return,
+            () = connection.closed() => return true,
             next = tokio::time::timeout(read_timeout, stream.next()) => next,
         };
         let frame = match next {
             Err(_) => {
                 connection.close(close_code::POLICY, "no frame within the read timeout", None);
-                return;
+                return true;
             }
-            Ok(None) => return,
+            Ok(None) => return false,
             Ok(Some(Err(error))) => {
                 let code = match error {
                     socket::Error::Capacity(_) => close_code::SIZE,
                     _ => close_code::PROTOCOL,
                 };
                 connection.close(code, &error.to_string(), None);
-                return;
+                return true;
             }
             Ok(Some(Ok(frame))) => frame,
         };
@@ -458,10 +490,10 @@ async fn read_frames<S, F, Answered>(
             Message::Ping(payload) => connection.send(Message::Pong(payload)),
             // tungstenite hands over whole messages: a raw frame is only ever sent.
             Message::Pong(_) | Message::Frame(_) => true,
-            Message::Close(_) => false,
+            Message::Close(_) => return false,
         };
         if !keep_going {
-            return;
+            return true;
         }
     }
 }

@@ -814,13 +814,9 @@ async fn a_client_that_never_reads_is_closed_and_forgotten() {
             .unwrap();
     }
     client.flush().await.unwrap();
-    for _ in 0..200 {
-        if gateway.hub.connection_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the slow client was not closed");
+    gateway
+        .until_no_connections("the slow client was not closed")
+        .await;
 }
 
 #[tokio::test]

@@ -219,6 +219,18 @@ impl TestGateway {
     }
 
     /// A connected socket, past the success frame.
+    /// Waits up to 10 s for the hub to hold no connection; panics with `what` if it still
+    /// holds one.
+    async fn until_no_connections(&self, what: &str) {
+        for _ in 0..200 {
+            if self.hub.connection_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}");
+    }
+
     async fn connect(&self, user: &str) -> Socket {
         self.connect_at(&self.address, user, Platform::WEB).await
     }
@@ -606,13 +618,42 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
         matches!(socket.next().await, None | Some(Err(_))),
         "the connection ends after the close"
     );
-    for _ in 0..100 {
-        if gateway.hub.connection_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    gateway
+        .until_no_connections("the closed connection is still held")
+        .await;
+}
+
+/// A client whose frames the server no longer reads, because it closed the connection, still
+/// gets the close frame and a clean end: the server reads what is left until the client's
+/// close, where letting the socket go with bytes unread would reset the connection.
+#[tokio::test]
+async fn a_client_still_sending_when_the_server_closes_gets_the_close_and_a_clean_end() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let gateway = TestGateway::spawn(&["lg1"]).await;
+    let mut socket = gateway.connect("lg1").await;
+    // Not JSON: the server closes with 1002, and reads nothing after it.
+    socket.send(Message::Text("{nope".into())).await.unwrap();
+    for n in 0..50 {
+        socket
+            .send(Message::Text(
+                format!(r#"{{"type":"pong","body":"{n}"}}"#).into(),
+            ))
+            .await
+            .unwrap();
     }
-    panic!("the closed connection is still held");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Message::Close(close) = next_pong_or_close(&mut socket).await else {
+        panic!("no close frame");
+    };
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Protocol));
+    let end = socket.next().await;
+    assert!(
+        matches!(
+            end,
+            None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed))
+        ),
+        "a clean end, not a reset: {end:?}"
+    );
 }
 
 #[tokio::test]
