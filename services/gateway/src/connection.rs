@@ -358,13 +358,13 @@ impl Connection {
 
     /// Writes queued frames to `sink` until the connection closes; sends WebSocket pings
     /// every `ping_every`, if given. A sink that kept a large buffer for a burst lets it go
-    /// once no frame has come for [`SHRINK_AFTER`].
+    /// once no frame has come for a second.
     ///
     /// Every write races the close. A client that stops reading but keeps its connection
     /// open (its receive window shut) would otherwise hold a write, and the writer with it,
     /// for as long as it stayed: the close (a full queue, the read timeout) would never be
     /// written, and the socket never let go. On a close the writer goes on to its closing
-    /// frames, which have [`CLOSE_WRITE_TIMEOUT`].
+    /// frames, which have 2 s.
     pub async fn write<S: Sink<Message> + Shrink + Unpin>(
         &self,
         mut sink: S,

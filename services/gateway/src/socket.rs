@@ -195,18 +195,17 @@ impl<R: Unpin> AsyncWrite for ReadOnly<R> {
 /// A payload at most this long is copied into the writer's buffer with its header, so that
 /// a burst of frames is one write; a longer one is written from its own buffer, with what
 /// the writer holds before it in the same write.
-pub const COPIED_PAYLOAD_BYTES: usize = 8 * 1024;
+const COPIED_PAYLOAD_BYTES: usize = 8 * 1024;
 
 /// A writer's buffer keeps the room its largest burst needed, so that a busy connection does
-/// not allocate it again for every burst; [`FrameWriter::shrink`] lets go of more than this,
-/// for a connection gone idle.
-pub const KEPT_BUFFER_BYTES: usize = 4 * 1024;
+/// not allocate it again for every burst; [`Shrink::shrink`] lets go of more than this, for
+/// a connection gone idle.
+const KEPT_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Writes the server's frames (RFC 6455 §5.2: unmasked, each message one frame) to a
 /// connection as a [`Sink`](futures::Sink) of [`Message`]s. Frames fed before a flush go out
-/// together, in as few writes as the socket takes. A payload longer than
-/// [`COPIED_PAYLOAD_BYTES`] is not copied: it is written from the message's own buffer, let
-/// go of once written.
+/// together, in as few writes as the socket takes. A payload longer than 8 KiB is not
+/// copied: it is written from the message's own buffer, let go of once written.
 pub struct FrameWriter<W> {
     io: W,
     /// Frames encoded and not yet written, and a long payload's header.

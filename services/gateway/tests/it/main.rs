@@ -218,7 +218,6 @@ impl TestGateway {
         )
     }
 
-    /// A connected socket, past the success frame.
     /// Waits up to 10 s for the hub to hold no connection; panics with `what` if it still
     /// holds one.
     async fn until_no_connections(&self, what: &str) {
@@ -231,6 +230,7 @@ impl TestGateway {
         panic!("{what}");
     }
 
+    /// A connected socket, past the success frame.
     async fn connect(&self, user: &str) -> Socket {
         self.connect_at(&self.address, user, Platform::WEB).await
     }

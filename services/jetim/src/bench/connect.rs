@@ -225,7 +225,7 @@ impl Holders {
 struct Held {
     connected: Figure,
     open: usize,
-    /// Connections that had their long frame (`--echo-bytes`).
+    /// The echoes of `--echo-bytes` that came, over every round.
     echoed: usize,
     /// With the connections held in this process, what their echoes took.
     echoes: Option<Echoes>,
