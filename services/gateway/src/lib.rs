@@ -9,9 +9,9 @@
 //!   a sender's reply before its own push.
 //! - [`hub`]: the connections by user, the NATS subscriptions that bring them pushes (2001),
 //!   kicks (2002) and status changes (2005), and presence.
-//! - [`socket`]: the upgrade to a WebSocket, and the socket a connection runs on: tungstenite
-//!   reads the client's frames, the gateway writes its own, a long message's straight from
-//!   its buffer.
+//! - [`socket`]: the upgrade to a WebSocket, and the socket a connection runs on: the
+//!   gateway reads and writes its own frames, a long message's straight into and from a
+//!   buffer of its own, so that nothing of it stays with the connection.
 //!
 //! A connection is accepted on any path. Its token must be valid and bound to the user and
 //! platform the query names. Then one task reads frames and answers each request in order;
@@ -269,12 +269,12 @@ async fn check(state: &GatewayState, args: &ConnectArgs) -> Result<(), Refusal> 
     Ok(())
 }
 
-/// Each connection's read buffer. tungstenite's default, 128 KiB, is held by every
-/// connection, idle or not, and zeroed before every read: with thousands of connections that
-/// was most of the gateway's memory and its largest CPU cost (`jetim bench connect` and
-/// `chat`). Client frames are small: a send with a short text, and the token the SDK repeats
-/// in every frame, fits in one read. A larger frame still arrives whole: the buffer grows to
-/// the frame's length, and it is read 2 KiB at a time.
+/// The most a connection's read buffer holds, and only while it has bytes to read: a quiet
+/// connection holds none. Client frames are small: a send with a short text, and the token
+/// the SDK repeats in every frame, fits in one read. A longer frame is read into an
+/// allocation of its own length ([`socket::reader`]). tungstenite's default buffer, 128 KiB
+/// held by every connection and zeroed before every read, was most of the gateway's memory
+/// with thousands of connections and its largest CPU cost (`jetim bench connect` and `chat`).
 const READ_BUFFER_BYTES: usize = 2048;
 
 async fn connect(
@@ -364,7 +364,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// kick, a reply, the close frame with its reason.
 async fn linger<S>(stream: &mut S)
 where
-    S: futures::Stream<Item = Result<Message, socket::Error>> + Unpin,
+    S: futures::Stream<Item = Result<Message, socket::ReadError>> + Unpin,
 {
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(frame)) = stream.next().await {
@@ -452,7 +452,7 @@ async fn read_frames<S, F, Answered>(
     mut on_binary: F,
 ) -> bool
 where
-    S: futures::Stream<Item = Result<Message, socket::Error>> + Unpin,
+    S: futures::Stream<Item = Result<Message, socket::ReadError>> + Unpin,
     F: FnMut(axum::body::Bytes) -> Answered,
     Answered: std::future::Future<Output = bool>,
 {
@@ -468,11 +468,7 @@ where
             }
             Ok(None) => return false,
             Ok(Some(Err(error))) => {
-                let code = match error {
-                    socket::Error::Capacity(_) => close_code::SIZE,
-                    _ => close_code::PROTOCOL,
-                };
-                connection.close(code, &error.to_string(), None);
+                connection.close(error.close_code(), &error.to_string(), None);
                 return true;
             }
             Ok(Some(Ok(frame))) => frame,
@@ -488,7 +484,7 @@ where
             },
             Message::Binary(bytes) => on_binary(bytes).await,
             Message::Ping(payload) => connection.send(Message::Pong(payload)),
-            // tungstenite hands over whole messages: a raw frame is only ever sent.
+            // The reader hands over whole messages: a raw frame is only ever sent.
             Message::Pong(_) | Message::Frame(_) => true,
             Message::Close(_) => return false,
         };
@@ -561,7 +557,7 @@ mod tests {
     use super::{SentClientMsgId, answer_text, read_frames};
     use crate::connection::Connection;
     use crate::handshake::{ConnectArgs, Envelope};
-    use crate::socket::{Error, Message, close_code};
+    use crate::socket::{Message, ReadError, close_code};
 
     #[test]
     fn a_sends_client_msg_id_is_read_alone() {
@@ -605,7 +601,8 @@ mod tests {
         };
         let (connection, outbox) = Connection::new(1, &args, 8);
         let connection = Arc::new(connection);
-        let (client, mut incoming) = futures::channel::mpsc::unbounded::<Result<Message, Error>>();
+        let (client, mut incoming) =
+            futures::channel::mpsc::unbounded::<Result<Message, ReadError>>();
         let (written, mut received) = futures::channel::mpsc::unbounded::<Message>();
         let writer = {
             let connection = Arc::clone(&connection);

@@ -1,5 +1,5 @@
 //! The WebSocket under a connection: the HTTP/1.1 upgrade (RFC 6455 §4.2), then the two
-//! halves of the upgraded connection: tungstenite reads the client's frames, and a
+//! halves of the upgraded connection: a [`FrameReader`] reads the client's frames, and a
 //! [`FrameWriter`] writes the server's.
 //!
 //! Why the gateway writes its own frames: tungstenite copies each frame it sends into the
@@ -14,11 +14,12 @@
 //! message's payload from the message's own buffer, so nothing of it stays, and gathers
 //! short frames in a buffer that the connection's writer lets go of once it has been idle
 //! a while ([`Shrink`]). axum's `WebSocketUpgrade` hands over tungstenite's whole socket,
-//! so the gateway answers the upgrade itself.
+//! so the gateway answers the upgrade itself. It reads the client's frames for a like reason
+//! ([`reader`]).
 //!
 //! The handshake is tungstenite's (`derive_accept_key`); this module checks the request's
-//! headers as the RFC asks and answers 101. Each frame's header is formatted by tungstenite's
-//! [`FrameHeader`].
+//! headers as the RFC asks and answers 101. Each frame's header is formatted, and parsed, by
+//! tungstenite's [`FrameHeader`].
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -31,16 +32,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::{AsyncWrite, ReadHalf, WriteHalf};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-pub use tokio_tungstenite::tungstenite::Error;
+pub use reader::{FrameReader, ReadError};
 pub use tokio_tungstenite::tungstenite::Message;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+pub mod reader;
 
 /// The HTTP connection a client upgraded.
 type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
@@ -48,7 +49,7 @@ type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 /// A client's WebSocket: its frames as they are read, and the writer of the server's.
 pub struct WebSocket {
     /// The client's frames (whole messages, and pings, pongs and closes).
-    pub reader: WebSocketStream<ReadOnly<ReadHalf<Upgraded>>>,
+    pub reader: FrameReader<ReadHalf<Upgraded>>,
     /// Where the server's frames go.
     pub writer: FrameWriter<WriteHalf<Upgraded>>,
 }
@@ -76,7 +77,8 @@ pub mod close_code {
 pub struct Limits {
     /// The longest message, and frame, a client may send.
     pub max_frame_bytes: usize,
-    /// The read buffer each connection holds.
+    /// The most a connection's read buffer holds; a longer frame is read into an allocation
+    /// of its own.
     pub read_buffer_bytes: usize,
 }
 
@@ -131,20 +133,14 @@ impl Upgrade {
         F: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(limits.read_buffer_bytes)
-            .max_message_size(Some(limits.max_frame_bytes))
-            .max_frame_size(Some(limits.max_frame_bytes));
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let reader =
-                WebSocketStream::from_raw_socket(ReadOnly(read), Role::Server, Some(config)).await;
             serve(WebSocket {
-                reader,
+                reader: FrameReader::new(read, limits.read_buffer_bytes, limits.max_frame_bytes),
                 writer: FrameWriter::new(write),
             })
             .await;
@@ -156,39 +152,6 @@ impl Upgrade {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept);
         response
-    }
-}
-
-/// The reading half of a connection, for tungstenite, which writes on its own only to answer a
-/// client's ping or close. The gateway answers both through its [`FrameWriter`], so those
-/// writes are dropped here: a second writer would interleave its bytes with the frames.
-pub struct ReadOnly<R>(R);
-
-impl<R: AsyncRead + Unpin> AsyncRead for ReadOnly<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl<R: Unpin> AsyncWrite for ReadOnly<R> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

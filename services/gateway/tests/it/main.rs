@@ -588,8 +588,7 @@ async fn next_pong_or_close(socket: &mut Socket) -> Message {
     }
 }
 
-/// The gateway answers a client's WebSocket ping and close itself (tungstenite, which reads
-/// the client's frames, does not write).
+/// The gateway answers a client's WebSocket ping and close itself.
 #[tokio::test]
 async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -621,6 +620,63 @@ async fn a_client_ping_gets_its_pong_and_a_client_close_gets_a_close_back() {
     gateway
         .until_no_connections("the closed connection is still held")
         .await;
+}
+
+/// A client may fragment a request (RFC 6455 §5.4), with control frames between the
+/// fragments; a frame that breaks the protocol closes the connection with 1002.
+#[tokio::test]
+async fn a_fragmented_request_is_answered_and_an_unmasked_frame_closes_with_1002() {
+    use tokio::io::AsyncWriteExt as _;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    let gateway = TestGateway::spawn(&["fr1"]).await;
+    let mut socket = gateway.connect("fr1").await;
+    let envelope = json!({
+        "reqIdentifier": 1001,
+        "sendID": "fr1",
+        "operationID": "op-fragments",
+        "msgIncr": "fragments",
+        "data": base64::engine::general_purpose::STANDARD
+            .encode(GetMaxSeqReq { user_id: "fr1".into() }.encode_to_vec()),
+    })
+    .to_string()
+    .into_bytes();
+    let (first, rest) = envelope.split_at(10);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    for frame in [
+        Frame::message(first.to_vec(), OpCode::Data(Data::Binary), false),
+        Frame::ping(b"between".to_vec()),
+        Frame::message(second.to_vec(), OpCode::Data(Data::Continue), false),
+        Frame::message(third.to_vec(), OpCode::Data(Data::Continue), true),
+    ] {
+        socket.send(Message::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(
+        next_pong_or_close(&mut socket).await,
+        Message::Pong(b"between".to_vec().into())
+    );
+    let reply = loop {
+        match next_frame(&mut socket).await {
+            Message::Binary(bytes) => break serde_json::from_slice::<Value>(&bytes).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected the reply, got {other:?}"),
+        }
+    };
+    assert_eq!(reply["msgIncr"], "fragments", "{reply}");
+    assert_eq!(reply["errCode"], 0, "{reply}");
+
+    // A text frame "hi" without a mask, as only a server may send, written to the socket
+    // under the client's WebSocket.
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = socket.get_mut() else {
+        panic!("the test gateway is plain TCP");
+    };
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let Message::Close(close) = next_pong_or_close(&mut socket).await else {
+        panic!("no close frame");
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Protocol);
+    assert!(close.reason.contains("masked"), "{}", close.reason);
 }
 
 /// A client whose frames the server no longer reads, because it closed the connection, still
