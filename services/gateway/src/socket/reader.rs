@@ -153,10 +153,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     }
                     return Poll::Ready(Ok(Some((header, payload))));
                 }
-                if header_bytes + length > self.buffer_bytes {
+                if header_bytes.saturating_add(length) > self.buffer_bytes {
                     let mut payload = Vec::with_capacity(length);
                     payload.extend_from_slice(body);
-                    self.buffer.clear();
+                    // Not kept while the rest of the frame comes, however slowly.
+                    self.buffer = Vec::new();
                     self.start = 0;
                     self.long = Some(Box::new(LongFrame {
                         header,
@@ -213,6 +214,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Whether a frame with `header` and a payload of `length` bytes may come now; checked
     /// before any of its payload is read, so a frame that breaks a rule costs nothing.
     fn check(&self, header: &FrameHeader, length: u64) -> Result<(), ReadError> {
+        if length > i64::MAX as u64 {
+            return Err(ReadError::Protocol("a frame length with its top bit set"));
+        }
         if header.mask.is_none() {
             return Err(ReadError::Protocol("a client's frame must be masked"));
         }
@@ -274,6 +278,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             OpCode::Control(Control::Close) => return close(payload).map(Some),
             OpCode::Data(Data::Continue) => {
                 let (text, mut data) = self.partial.take().expect("checked: a message is open");
+                // Exactly: the message keeps its allocation, and doubling it could hold
+                // twice the limit.
+                data.reserve_exact(payload.len());
                 data.extend_from_slice(&payload);
                 (text, data)
             }
@@ -364,6 +371,8 @@ impl<R: AsyncRead + Unpin> futures::Stream for FrameReader<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use futures::StreamExt as _;
     use tokio::io::AsyncWriteExt as _;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -514,6 +523,15 @@ mod tests {
                 "before the last one's final frame",
             ),
             (frame(FIN | CLOSE, &[3]), "a code of two bytes"),
+            (
+                [
+                    &[FIN | BINARY, 0x80 | 127][..],
+                    &u64::MAX.to_be_bytes(),
+                    &MASK,
+                ]
+                .concat(),
+                "top bit",
+            ),
             (frame(FIN | CLOSE, &1005u16.to_be_bytes()), "may not send"),
             (frame(FIN | CLOSE, &999u16.to_be_bytes()), "may not send"),
         ];
@@ -567,13 +585,76 @@ mod tests {
             matches!(error, ReadError::TooLong { size: 100_001, .. }),
             "{error}"
         );
+    }
 
-        // A length whose top bit is set, which no limit takes.
-        let mut huge = vec![FIN | BINARY, 0x80 | 127];
-        huge.extend_from_slice(&u64::MAX.to_be_bytes());
-        huge.extend_from_slice(&MASK);
-        let error = error_of(huge).await;
-        assert!(matches!(error, ReadError::TooLong { .. }), "{error}");
+    #[tokio::test]
+    async fn the_edges_of_what_a_client_may_send_are_taken() {
+        let mut code_alone = frame(FIN | CLOSE, &1001u16.to_be_bytes());
+        code_alone.extend(frame(FIN | TEXT, b"after the close"));
+        for (bytes, expected) in [
+            (
+                frame(FIN | PING, &[9; 125]),
+                Message::Ping(vec![9; 125].into()),
+            ),
+            (frame(FIN | CLOSE, b""), Message::Close(None)),
+            (
+                code_alone,
+                Message::Close(Some(super::CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "".into(),
+                })),
+            ),
+        ] {
+            // A buffer smaller than the longest header is raised to hold one.
+            let mut reader = FrameReader::new(&bytes[..], 1, 100_000);
+            assert_eq!(reader.next().await.unwrap().unwrap(), expected);
+            if expected.is_close() {
+                assert!(
+                    reader.next().await.is_none(),
+                    "nothing is read after a close"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_given_up_in_the_middle_of_a_frame_loses_nothing() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, 2048, 100_000);
+        for payload in [vec![3; 100], vec![4; 5000]] {
+            let bytes = frame(FIN | BINARY, &payload);
+            let (first, rest) = bytes.split_at(bytes.len() / 2);
+            client.write_all(first).await.unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(20), reader.next()).await;
+            assert!(waited.is_err(), "half a frame is not a message");
+            client.write_all(rest).await.unwrap();
+            assert_eq!(
+                reader.next().await.unwrap().unwrap(),
+                Message::Binary(payload.into())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn fragments_keep_no_more_room_than_their_data() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, 2048, 100_000);
+        client
+            .write_all(&[frame(BINARY, &[1; 3000]), frame(CONTINUE, &[2; 100])].concat())
+            .await
+            .unwrap();
+        assert!(futures::poll!(reader.next()).is_pending());
+        let (_, data) = reader.partial.as_ref().expect("a message is open");
+        assert_eq!((data.len(), data.capacity()), (3100, 3100));
+        client
+            .write_all(&frame(FIN | CONTINUE, &[3; 7]))
+            .await
+            .unwrap();
+        let Message::Binary(message) = reader.next().await.unwrap().unwrap() else {
+            panic!("a binary message");
+        };
+        assert_eq!(message.len(), 3107);
+        assert!(reader.partial.is_none());
     }
 
     #[tokio::test]
@@ -591,6 +672,26 @@ mod tests {
             assert_eq!(reader.buffer.capacity(), 0, "nothing kept while quiet");
             assert!(reader.long.is_none());
         }
+        // A long frame that stalls keeps its own allocation only; the frame behind it, come
+        // in the same write as the long one's end, is read after it.
+        let long = frame(FIN | BINARY, &[7; 30_000]);
+        client.write_all(&long[..20]).await.unwrap();
+        assert!(futures::poll!(reader.next()).is_pending());
+        assert_eq!(reader.buffer.capacity(), 0, "nothing but the payload kept");
+        assert!(reader.long.is_some());
+        client
+            .write_all(&[&long[20..], &frame(FIN | TEXT, b"behind")[..]].concat())
+            .await
+            .unwrap();
+        assert_eq!(
+            reader.next().await.unwrap().unwrap(),
+            Message::Binary(vec![7; 30_000].into())
+        );
+        assert_eq!(
+            reader.next().await.unwrap().unwrap(),
+            Message::Text("behind".into())
+        );
+
         // Two frames in one read: the second waits in the buffer, then it too is let go of.
         let mut two = frame(FIN | TEXT, b"first");
         two.extend(frame(FIN | TEXT, b"second"));
