@@ -450,9 +450,18 @@ async fn create_copies(
 }
 
 /// Connections that see the copies first and every other table as it is.
+///
+/// Their commits do not wait for the WAL to reach the disk (`synchronous_commit` off): the
+/// lanes then go on to their next batch at once instead of waiting for a flush, about a
+/// twentieth of a rebuild's time (docs/performance.md, rebuild). Nothing is less durable for
+/// it. The copies count for nothing until the switch, whose commit waits for the WAL up to
+/// it, and so for every batch committed before it; and a rebuild that dies before the
+/// switch starts again from empty copies.
 fn shadow_pool(connection: &tokio_postgres::Config, shadow: &str) -> Result<Pool, RebuildError> {
     let mut config = connection.clone();
-    config.options(format!("-c search_path={shadow},public"));
+    config.options(format!(
+        "-c search_path={shadow},public -c synchronous_commit=off"
+    ));
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -926,9 +935,12 @@ async fn try_switch(
     let transaction = control.transaction().await?;
     // The live projector and readers wait from here to the commit. Taking the tables before
     // the registry rows is the order the projector takes them in, so the two cannot deadlock.
+    // The commit waits for the disk, and with it every batch the lanes committed without
+    // waiting ([`shadow_pool`]), whatever the database's own setting.
     transaction
         .batch_execute(&format!(
             "SET LOCAL lock_timeout = '{SWITCH_LOCK_TIMEOUT}';
+             SET LOCAL synchronous_commit = on;
              LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
             live_tables.join(", ")
         ))
@@ -1112,6 +1124,23 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(rows, 0, "nothing of the stopped batch was committed");
+    }
+
+    #[tokio::test]
+    async fn the_lanes_connections_see_the_copies_first_and_commit_without_waiting_for_the_disk() {
+        let database = jetim_common::testing::TestDatabase::migrated().await;
+        let config: tokio_postgres::Config = database.config.url.parse().unwrap();
+        let lanes = shadow_pool(&config, "rebuild_shadow_test").unwrap();
+        let client = lanes.get().await.unwrap();
+        let setting = async |name: &str| -> String {
+            client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(setting("synchronous_commit").await, "off");
+        assert_eq!(setting("search_path").await, "rebuild_shadow_test,public");
     }
 
     #[test]
