@@ -155,6 +155,9 @@ impl Upgrade {
     }
 }
 
+/// The longest payload of a control frame (RFC 6455 §5.5), read or written.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
 /// A payload at most this long is copied into the writer's buffer with its header, so that
 /// a burst of frames is one write; a longer one is written from its own buffer, with what
 /// the writer holds before it in the same write.
@@ -249,7 +252,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             }
         };
         debug_assert!(
-            matches!(opcode, OpCode::Data(_)) || payload.len() <= 125,
+            matches!(opcode, OpCode::Data(_)) || payload.len() <= MAX_CONTROL_PAYLOAD,
             "a control frame's payload is at most 125 bytes (RFC 6455 §5.5)"
         );
         let header = FrameHeader {

@@ -452,8 +452,8 @@ async fn create_copies(
 /// Connections that see the copies first and every other table as it is.
 ///
 /// Their commits do not wait for the WAL to reach the disk (`synchronous_commit` off): the
-/// lanes then go on to their next batch at once instead of waiting for a flush, about a
-/// twentieth of a rebuild's time (docs/performance.md, rebuild). Nothing is less durable for
+/// lanes then go on to their next batch at once instead of waiting for a flush, which made
+/// rebuilds about a tenth faster (docs/performance.md, rebuild). Nothing is less durable for
 /// it. The copies count for nothing until the switch, whose commit waits for the WAL up to
 /// it, and so for every batch committed before it; and a rebuild that dies before the
 /// switch starts again from empty copies.

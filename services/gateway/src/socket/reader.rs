@@ -24,10 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{FrameHeader, Utf8Bytes};
 
-use super::close_code;
-
-/// The longest payload of a control frame (RFC 6455 §5.5).
-const MAX_CONTROL_PAYLOAD: u64 = 125;
+use super::{MAX_CONTROL_PAYLOAD, close_code};
 
 /// Why a client's frames could not be read. The connection is over after any of them.
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +227,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 if !header.is_final {
                     return Err(ReadError::Protocol("a control frame cannot be fragmented"));
                 }
-                if length > MAX_CONTROL_PAYLOAD {
+                if length > MAX_CONTROL_PAYLOAD as u64 {
                     return Err(ReadError::Protocol(
                         "a control frame's payload is at most 125 bytes",
                     ));
