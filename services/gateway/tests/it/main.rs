@@ -275,19 +275,23 @@ async fn next_text(socket: &mut Socket) -> Value {
     }
 }
 
-/// Sends a JSON request without waiting for anything.
-async fn send_request(socket: &mut Socket, user: &str, identifier: i32, incr: &str, data: &[u8]) {
-    let envelope = json!({
+/// A JSON request envelope, as the JS SDK writes it.
+fn request_envelope(user: &str, identifier: i32, incr: &str, data: &[u8]) -> Vec<u8> {
+    json!({
         "reqIdentifier": identifier,
         "sendID": user,
         "operationID": format!("op-{incr}"),
         "msgIncr": incr,
         "data": base64::engine::general_purpose::STANDARD.encode(data),
-    });
-    socket
-        .send(Message::Binary(envelope.to_string().into_bytes().into()))
-        .await
-        .unwrap();
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends a JSON request without waiting for anything.
+async fn send_request(socket: &mut Socket, user: &str, identifier: i32, incr: &str, data: &[u8]) {
+    let envelope = request_envelope(user, identifier, incr, data);
+    socket.send(Message::Binary(envelope.into())).await.unwrap();
 }
 
 /// Sends a request and returns the reply envelope (with `data` still base64).
@@ -299,6 +303,11 @@ async fn request(
     data: &[u8],
 ) -> Value {
     send_request(socket, user, identifier, incr, data).await;
+    reply_to(socket, incr).await
+}
+
+/// The reply envelope to the request `incr`, past pushes and heartbeats.
+async fn reply_to(socket: &mut Socket, incr: &str) -> Value {
     loop {
         match next_frame(socket).await {
             Message::Binary(bytes) => {
@@ -631,16 +640,15 @@ async fn a_fragmented_request_is_answered_and_an_unmasked_frame_closes_with_1002
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
     let gateway = TestGateway::spawn(&["fr1"]).await;
     let mut socket = gateway.connect("fr1").await;
-    let envelope = json!({
-        "reqIdentifier": 1001,
-        "sendID": "fr1",
-        "operationID": "op-fragments",
-        "msgIncr": "fragments",
-        "data": base64::engine::general_purpose::STANDARD
-            .encode(GetMaxSeqReq { user_id: "fr1".into() }.encode_to_vec()),
-    })
-    .to_string()
-    .into_bytes();
+    let envelope = request_envelope(
+        "fr1",
+        1001,
+        "fragments",
+        &GetMaxSeqReq {
+            user_id: "fr1".into(),
+        }
+        .encode_to_vec(),
+    );
     let (first, rest) = envelope.split_at(10);
     let (second, third) = rest.split_at(rest.len() / 2);
     for frame in [
@@ -655,13 +663,7 @@ async fn a_fragmented_request_is_answered_and_an_unmasked_frame_closes_with_1002
         next_pong_or_close(&mut socket).await,
         Message::Pong(b"between".to_vec().into())
     );
-    let reply = loop {
-        match next_frame(&mut socket).await {
-            Message::Binary(bytes) => break serde_json::from_slice::<Value>(&bytes).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected the reply, got {other:?}"),
-        }
-    };
+    let reply = reply_to(&mut socket, "fragments").await;
     assert_eq!(reply["msgIncr"], "fragments", "{reply}");
     assert_eq!(reply["errCode"], 0, "{reply}");
 
