@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::{Sink, SinkExt as _};
 use jetim_common::auth::Platform;
-use jetim_common::shutdown::CancellationToken;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -68,11 +68,14 @@ pub struct Connection {
     gzip: bool,
     frames: Arc<Queue>,
     closing: Mutex<Option<Closing>>,
-    /// Set with `closed`, and read for every frame queued: the token's own check takes a
-    /// lock (2.2% of jetim's time in a group load, where a push queues a frame for each
-    /// of 200 members).
+    /// Set by the first close, and read for every frame queued.
     is_closing: AtomicBool,
-    closed: CancellationToken,
+    /// Stop the reader's frames and the writer's loop when the connection closes. Each is
+    /// a flag and a waker, which its task checks with a few atomic operations every time
+    /// it wakes. The cancellation token this replaced took two locks each time: 1.8% of
+    /// jetim's samples in a chat load at 10,000 messages a second, against 0.8% for these.
+    close_reader: AbortHandle,
+    close_writer: AbortHandle,
     held: Mutex<HashMap<String, Vec<Message>>>,
     background: AtomicBool,
     /// Users whose online status this connection subscribed to (2005).
@@ -107,6 +110,16 @@ impl Queue {
         Ok(())
     }
 
+    /// The next frame, when there is one.
+    async fn recv(&self) -> Message {
+        loop {
+            if let Some(frame) = self.pop() {
+                return frame;
+            }
+            self.queued.notified().await;
+        }
+    }
+
     fn pop(&self) -> Option<Message> {
         let mut frames = lock(&self.frames);
         let frame = frames.pop_front();
@@ -117,24 +130,18 @@ impl Queue {
     }
 }
 
-/// The reading end of a connection's queue, for its writer.
-pub struct Outbox(Arc<Queue>);
+/// The reading end of a connection's queue, for its writer, with the writer's wait for
+/// the close.
+pub struct Outbox {
+    frames: Arc<Queue>,
+    closed: AbortRegistration,
+}
 
 impl Outbox {
-    /// The next frame, when there is one.
-    async fn recv(&mut self) -> Message {
-        loop {
-            if let Some(frame) = self.0.pop() {
-                return frame;
-            }
-            self.0.queued.notified().await;
-        }
-    }
-
     /// The next frame, if one is queued.
     #[cfg(test)]
     fn try_recv(&mut self) -> Option<Message> {
-        self.0.pop()
+        self.frames.pop()
     }
 }
 
@@ -213,14 +220,21 @@ impl OwnPushes {
 }
 
 impl Connection {
-    /// A connection for `args` with a queue of `queue` frames.
-    pub fn new(id: u64, args: &ConnectArgs, queue: usize) -> (Self, Outbox) {
+    /// A connection for `args` with a queue of `queue` frames; with the queue's reading end
+    /// for [`Connection::write`], and the registration that ends the client's frames when
+    /// the connection closes, for the reader (`futures::stream::Abortable`).
+    pub fn new(id: u64, args: &ConnectArgs, queue: usize) -> (Self, Outbox, AbortRegistration) {
         let frames = Arc::new(Queue {
             frames: Mutex::new(VecDeque::new()),
             limit: queue.max(1),
             queued: Notify::new(),
         });
-        let outbox = Outbox(Arc::clone(&frames));
+        let (close_reader, reader_closed) = AbortHandle::new_pair();
+        let (close_writer, writer_closed) = AbortHandle::new_pair();
+        let outbox = Outbox {
+            frames: Arc::clone(&frames),
+            closed: writer_closed,
+        };
         let envelope = match args.envelope {
             Envelope::Json => "json",
             Envelope::Gob => "gob",
@@ -241,13 +255,14 @@ impl Connection {
             frames,
             closing: Mutex::new(None),
             is_closing: AtomicBool::new(false),
-            closed: CancellationToken::new(),
+            close_reader,
+            close_writer,
             held: Mutex::new(HashMap::new()),
             // OpenIM ignores the handshake's isBackground; only 2004 sets it.
             background: AtomicBool::new(false),
             watching: Mutex::new(BTreeSet::new()),
         };
-        (connection, outbox)
+        (connection, outbox, reader_closed)
     }
 
     /// A reply or push as this connection's envelope writes it.
@@ -303,13 +318,9 @@ impl Connection {
                 last_frame,
             });
             self.is_closing.store(true, Ordering::Release);
-            self.closed.cancel();
+            self.close_reader.abort();
+            self.close_writer.abort();
         }
-    }
-
-    /// Completes when the connection is being closed.
-    pub async fn closed(&self) {
-        self.closed.cancelled().await;
     }
 
     /// Whether the connection is closing.
@@ -368,9 +379,11 @@ impl Connection {
     pub async fn write<S: Sink<Message> + Shrink + Unpin>(
         &self,
         mut sink: S,
-        mut outbox: Outbox,
+        outbox: Outbox,
         ping_every: Option<Duration>,
     ) {
+        let Outbox { frames, closed } = outbox;
+        let frames = &*frames;
         let mut ping = ping_every.map(|every| {
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -382,47 +395,38 @@ impl Connection {
         // written for SHRINK_AFTER, or is moved to SHRINK_AFTER after the last write.
         let mut shrink: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let mut last_write = Instant::now();
-        // One wait for the close for the writer's life, polled by every wait and every
-        // write: a new one each time would register with the token each time.
-        let closed = self.closed();
-        tokio::pin!(closed);
-        loop {
-            let written = tokio::select! {
-                biased;
-                () = &mut closed => break,
-                frame = outbox.recv() => {
-                    last_write = Instant::now();
-                    tokio::select! {
-                        biased;
-                        () = &mut closed => break,
-                        written = write_burst(&mut sink, &outbox, frame) => written,
-                    }
-                }
-                () = next_shrink(&mut shrink) => {
-                    let due = last_write + SHRINK_AFTER;
-                    match shrink.as_mut() {
-                        Some(timer) if due > Instant::now() => timer.as_mut().reset(due),
-                        _ => {
-                            sink.shrink();
-                            shrink = None;
-                        }
-                    }
-                    Ok(())
-                }
-                () = next_ping(&mut ping) => tokio::select! {
+        let writing = async {
+            loop {
+                let written = tokio::select! {
                     biased;
-                    () = &mut closed => break,
-                    sent = sink.send(Message::Ping(Vec::new().into())) => sent,
-                },
-            };
-            if written.is_err() {
-                self.close(close_code::ERROR, "write failed", None);
-            } else if shrink.is_none() && sink.keeps_more_than_needed() {
-                shrink = Some(Box::pin(tokio::time::sleep_until(
-                    last_write + SHRINK_AFTER,
-                )));
+                    frame = frames.recv() => {
+                        last_write = Instant::now();
+                        write_burst(&mut sink, frames, frame).await
+                    }
+                    () = next_shrink(&mut shrink) => {
+                        let due = last_write + SHRINK_AFTER;
+                        match shrink.as_mut() {
+                            Some(timer) if due > Instant::now() => timer.as_mut().reset(due),
+                            _ => {
+                                sink.shrink();
+                                shrink = None;
+                            }
+                        }
+                        Ok(())
+                    }
+                    () = next_ping(&mut ping) => sink.send(Message::Ping(Vec::new().into())).await,
+                };
+                if written.is_err() {
+                    self.close(close_code::ERROR, "write failed", None);
+                } else if shrink.is_none() && sink.keeps_more_than_needed() {
+                    shrink = Some(Box::pin(tokio::time::sleep_until(
+                        last_write + SHRINK_AFTER,
+                    )));
+                }
             }
-        }
+        };
+        // Every wait and every write of the loop ends with the close, wherever it is.
+        let _aborted = Abortable::new(writing, closed).await;
         // Boxed, so that the closing's state is not part of the task while it waits for
         // frames.
         Box::pin(self.write_closing(&mut sink)).await;
@@ -466,12 +470,12 @@ const BURST_FRAMES: usize = 16;
 /// burst, and the writer's buffer for it, short.
 async fn write_burst<S: Sink<Message> + Unpin>(
     sink: &mut S,
-    outbox: &Outbox,
+    frames: &Queue,
     first: Message,
 ) -> Result<(), S::Error> {
     sink.feed(first).await?;
     for _ in 1..BURST_FRAMES {
-        let Some(next) = outbox.0.pop() else {
+        let Some(next) = frames.pop() else {
             break;
         };
         sink.feed(next).await?;
@@ -534,7 +538,8 @@ mod tests {
             in_band_result: true,
             background: false,
         };
-        Connection::new(1, &args, queue)
+        let (connection, outbox, _reader_closed) = Connection::new(1, &args, queue);
+        (connection, outbox)
     }
 
     fn text(frame: Option<Message>) -> String {
@@ -701,8 +706,8 @@ mod tests {
         let (connection, mut outbox) = connection(Platform::WEB, 64);
         let mut sink = Recording::default();
         assert!(connection.send(Message::Text("alone".into())));
-        let first = outbox.recv().await;
-        write_burst(&mut sink, &outbox, first).await.unwrap();
+        let first = outbox.frames.recv().await;
+        write_burst(&mut sink, &outbox.frames, first).await.unwrap();
         assert_eq!(
             sink.record().flushed_at,
             [1],
@@ -713,8 +718,8 @@ mod tests {
             assert!(connection.send(Message::Text(frame.to_string().into())));
         }
         for _ in 0..2 {
-            let first = outbox.recv().await;
-            write_burst(&mut sink, &outbox, first).await.unwrap();
+            let first = outbox.frames.recv().await;
+            write_burst(&mut sink, &outbox.frames, first).await.unwrap();
         }
         assert_eq!(sink.record().flushed_at, [1, 1 + BURST_FRAMES, 21]);
         let expected: Vec<String> = std::iter::once("alone".to_owned())
@@ -806,9 +811,10 @@ mod tests {
         }
         let mut next = [0; PRODUCERS];
         for _ in 0..PRODUCERS * FRAMES {
-            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), outbox.recv())
-                .await
-                .expect("a queued frame reaches the writer");
+            let frame =
+                tokio::time::timeout(std::time::Duration::from_secs(10), outbox.frames.recv())
+                    .await
+                    .expect("a queued frame reaches the writer");
             let text = text(Some(frame));
             let (producer, frame) = text.split_once(' ').unwrap();
             let producer: usize = producer.parse().unwrap();
@@ -822,10 +828,10 @@ mod tests {
         assert_eq!(next, [FRAMES; PRODUCERS]);
         assert!(outbox.try_recv().is_none());
         // Emptied after a burst, the queue holds no more than a few slots.
-        assert!(outbox.0.frames.lock().unwrap().capacity() <= super::QUEUE_KEPT_CAPACITY);
+        assert!(outbox.frames.frames.lock().unwrap().capacity() <= super::QUEUE_KEPT_CAPACITY);
         assert!(!connection.is_closed());
         // A lone frame, queued while the writer waits on an empty queue, wakes it.
-        let waiting = tokio::spawn(async move { outbox.recv().await });
+        let waiting = tokio::spawn(async move { outbox.frames.recv().await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(connection.send(Message::Text("lone".into())));
         let frame = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)

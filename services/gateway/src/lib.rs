@@ -41,6 +41,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
+use futures::stream::{AbortRegistration, Abortable};
 use futures::{SinkExt as _, StreamExt as _};
 use jetim_common::auth::{Platform, TokenService};
 use jetim_common::config::GatewayConfig;
@@ -402,7 +403,7 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
         writer: mut sink,
     } = socket;
     let config = &shared.state.config;
-    let (connection, outbox) =
+    let (connection, outbox, reader_closed) =
         Connection::new(shared.hub.next_connection_id(), &args, config.write_queue);
     let connection = Arc::new(connection);
     let (in_band_result, platform) = (args.in_band_result, args.platform);
@@ -428,9 +429,13 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
     tracing::debug!(user = %connection.user_id, platform = platform.id(), "connected");
     let shared_ref: &Shared = &shared;
     let connection_ref = &connection;
-    let client_may_send = read_frames(connection_ref, &mut stream, read_timeout, |frame| {
-        Box::pin(async move { serve_frame(shared_ref, connection_ref, &frame).await })
-    })
+    let client_may_send = read_frames(
+        connection_ref,
+        &mut stream,
+        reader_closed,
+        read_timeout,
+        |frame| Box::pin(async move { serve_frame(shared_ref, connection_ref, &frame).await }),
+    )
     .await;
     connection.close(close_code::NORMAL, "", None);
     Box::pin(shared.hub.unregister(&connection)).await;
@@ -442,12 +447,14 @@ async fn serve_connection(socket: WebSocket, shared: Arc<Shared>, args: ConnectA
 }
 
 /// Reads frames until the client goes, a frame closes the connection, nothing arrives
-/// within `read_timeout`, or the connection is closed from elsewhere. Text pings are
-/// answered here; binary frames go to `on_binary`, which says whether to go on. Returns
-/// whether the client may still send: not once it has closed or gone.
+/// within `read_timeout`, or the connection is closed from elsewhere (which `closed`, the
+/// registration [`Connection::new`] gave, tells). Text pings are answered here; binary
+/// frames go to `on_binary`, which says whether to go on. Returns whether the client may
+/// still send: not once it has closed or gone.
 async fn read_frames<S, F, Answered>(
     connection: &Connection,
     stream: &mut S,
+    closed: AbortRegistration,
     read_timeout: Duration,
     mut on_binary: F,
 ) -> bool
@@ -456,22 +463,37 @@ where
     F: FnMut(axum::body::Bytes) -> Answered,
     Answered: std::future::Future<Output = bool>,
 {
+    // The frames end when the connection closes, and one timer serves the connection's
+    // life. A new wait for the close and a new timeout for every frame registered with the
+    // close and the timer wheel and left them again, frame after frame. The timer is moved
+    // only when it fires: `due` is when the read timeout runs out, counted from the end of
+    // the last frame's work.
+    let mut frames = Abortable::new(stream, closed);
+    let mut due = tokio::time::Instant::now() + read_timeout;
+    let timeout = tokio::time::sleep_until(due);
+    tokio::pin!(timeout);
     loop {
         let next = tokio::select! {
-            () = connection.closed() => return true,
-            next = tokio::time::timeout(read_timeout, stream.next()) => next,
-        };
-        let frame = match next {
-            Err(_) => {
+            biased;
+            next = frames.next() => next,
+            () = &mut timeout => {
+                if due > timeout.deadline() {
+                    timeout.as_mut().reset(due);
+                    continue;
+                }
                 connection.close(close_code::POLICY, "no frame within the read timeout", None);
                 return true;
             }
-            Ok(None) => return false,
-            Ok(Some(Err(error))) => {
+        };
+        let frame = match next {
+            // Closed from elsewhere: the client may still send.
+            None if frames.is_aborted() => return true,
+            None => return false,
+            Some(Err(error)) => {
                 connection.close(error.close_code(), &error.to_string(), None);
                 return true;
             }
-            Ok(Some(Ok(frame))) => frame,
+            Some(Ok(frame)) => frame,
         };
         let keep_going = match frame {
             Message::Text(text) => match answer_text(text.as_str()) {
@@ -491,6 +513,7 @@ where
         if !keep_going {
             return true;
         }
+        due = tokio::time::Instant::now() + read_timeout;
     }
 }
 
@@ -586,9 +609,10 @@ mod tests {
     }
 
     /// A web connection whose reader and writer run on channels instead of a socket, under
-    /// paused time: the heartbeat, the web pings and the read deadline.
+    /// paused time: the heartbeat, the web pings and the read deadline, which each frame
+    /// moves.
     #[tokio::test(start_paused = true)]
-    async fn pongs_at_once_pings_the_web_and_closes_a_silent_client() {
+    async fn pongs_at_once_pings_the_web_and_closes_a_client_silent_for_the_read_timeout() {
         let args = ConnectArgs {
             user_id: "u".into(),
             token: "t".into(),
@@ -599,7 +623,7 @@ mod tests {
             in_band_result: true,
             background: false,
         };
-        let (connection, outbox) = Connection::new(1, &args, 8);
+        let (connection, outbox, reader_closed) = Connection::new(1, &args, 8);
         let connection = Arc::new(connection);
         let (client, mut incoming) =
             futures::channel::mpsc::unbounded::<Result<Message, ReadError>>();
@@ -618,6 +642,7 @@ mod tests {
                 read_frames(
                     &connection,
                     &mut incoming,
+                    reader_closed,
                     Duration::from_secs(60),
                     |_| async { true },
                 )
@@ -639,11 +664,27 @@ mod tests {
             Some(Message::Ping(Vec::new().into()))
         );
         assert_eq!(start.elapsed(), Duration::from_secs(27));
+        // A frame at 40 s moves the read deadline to 100 s.
+        tokio::time::sleep_until(start + Duration::from_secs(40)).await;
+        client
+            .unbounded_send(Ok(Message::Text(r#"{"type":"ping","body":2}"#.into())))
+            .unwrap();
+        assert_eq!(
+            received.next().await,
+            Some(Message::Text(r#"{"body":2,"type":"pong"}"#.into()))
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
         assert_eq!(
             received.next().await,
             Some(Message::Ping(Vec::new().into()))
         );
-        // Nothing from the client for 60 s: closed, with the reason.
+        assert_eq!(start.elapsed(), Duration::from_secs(54));
+        assert_eq!(
+            received.next().await,
+            Some(Message::Ping(Vec::new().into()))
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(81));
+        // Nothing from the client for 60 s after its last frame: closed, with the reason.
         match received.next().await {
             Some(Message::Close(Some(frame))) => {
                 assert_eq!(u16::from(frame.code), close_code::POLICY);
@@ -651,7 +692,7 @@ mod tests {
             }
             other => panic!("expected the close frame, got {other:?}"),
         }
-        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        assert_eq!(start.elapsed(), Duration::from_secs(100));
         reader.await.unwrap();
         writer.await.unwrap();
         assert!(connection.is_closed());
