@@ -43,11 +43,12 @@ impl SessionType {
     }
 }
 
-fn sorted_pair(first: &str, second: &str) -> String {
+/// The two users in sorted order.
+fn sorted_pair<'a>(first: &'a str, second: &'a str) -> [&'a str; 2] {
     if first <= second {
-        format!("{first}_{second}")
+        [first, second]
     } else {
-        format!("{second}_{first}")
+        [second, first]
     }
 }
 
@@ -58,10 +59,17 @@ pub fn chat_conversation_id(
     recv_id: &str,
     group_id: &str,
 ) -> String {
+    // `join` sizes the string once; this runs for every send, twice.
     match session {
-        SessionType::Single => format!("si_{}", sorted_pair(send_id, recv_id)),
-        SessionType::Group => format!("sg_{group_id}"),
-        SessionType::Notification => format!("sn_{}", sorted_pair(send_id, recv_id)),
+        SessionType::Single => {
+            let [first, second] = sorted_pair(send_id, recv_id);
+            ["si", first, second].join("_")
+        }
+        SessionType::Group => ["sg", group_id].join("_"),
+        SessionType::Notification => {
+            let [first, second] = sorted_pair(send_id, recv_id);
+            ["sn", first, second].join("_")
+        }
     }
 }
 
@@ -98,11 +106,11 @@ pub fn members_by_id<'a>(user_id: &str, conversation_id: &'a str) -> IdMembers<'
         let first = pair
             .strip_prefix(user_id)
             .and_then(|rest| rest.strip_prefix('_'))
-            .is_some_and(|other| sorted_pair(user_id, other) == pair);
+            .is_some_and(|other| sorted_pair(user_id, other).join("_") == pair);
         let second = pair
             .strip_suffix(user_id)
             .and_then(|rest| rest.strip_suffix('_'))
-            .is_some_and(|other| sorted_pair(other, user_id) == pair);
+            .is_some_and(|other| sorted_pair(other, user_id).join("_") == pair);
         first || second
     };
     if let Some(group) = conversation_id.strip_prefix("sg_") {
