@@ -608,6 +608,34 @@ mod tests {
         fn shrink(&mut self) {}
     }
 
+    /// Sends a text ping with `body` and checks that its pong comes at once.
+    async fn text_ping(
+        client: &futures::channel::mpsc::UnboundedSender<Result<Message, ReadError>>,
+        received: &mut futures::channel::mpsc::UnboundedReceiver<Message>,
+        body: u32,
+    ) {
+        let sent_at = tokio::time::Instant::now();
+        let ping = format!(r#"{{"type":"ping","body":{body}}}"#);
+        client
+            .unbounded_send(Ok(Message::Text(ping.into())))
+            .unwrap();
+        let pong = format!(r#"{{"body":{body},"type":"pong"}}"#);
+        assert_eq!(received.next().await, Some(Message::Text(pong.into())));
+        assert_eq!(sent_at.elapsed(), Duration::ZERO, "the pong is immediate");
+    }
+
+    /// Checks that the next frame the server writes is a WebSocket ping, written `at`.
+    async fn web_ping(
+        received: &mut futures::channel::mpsc::UnboundedReceiver<Message>,
+        at: tokio::time::Instant,
+    ) {
+        assert_eq!(
+            received.next().await,
+            Some(Message::Ping(Vec::new().into()))
+        );
+        assert_eq!(tokio::time::Instant::now(), at);
+    }
+
     /// A web connection whose reader and writer run on channels instead of a socket, under
     /// paused time: the heartbeat, the web pings and the read deadline, which each frame
     /// moves.
@@ -650,40 +678,15 @@ mod tests {
             })
         };
         let start = tokio::time::Instant::now();
-        client
-            .unbounded_send(Ok(Message::Text(r#"{"type":"ping","body":1}"#.into())))
-            .unwrap();
-        assert_eq!(
-            received.next().await,
-            Some(Message::Text(r#"{"body":1,"type":"pong"}"#.into()))
-        );
-        assert_eq!(start.elapsed(), Duration::ZERO, "the pong is immediate");
-        // 27 s later the server pings the web client, and again at 54 s.
-        assert_eq!(
-            received.next().await,
-            Some(Message::Ping(Vec::new().into()))
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(27));
+        let since_start = |seconds| start + Duration::from_secs(seconds);
+        text_ping(&client, &mut received, 1).await;
+        // Every 27 s the server pings the web client.
+        web_ping(&mut received, since_start(27)).await;
         // A frame at 40 s moves the read deadline to 100 s.
-        tokio::time::sleep_until(start + Duration::from_secs(40)).await;
-        client
-            .unbounded_send(Ok(Message::Text(r#"{"type":"ping","body":2}"#.into())))
-            .unwrap();
-        assert_eq!(
-            received.next().await,
-            Some(Message::Text(r#"{"body":2,"type":"pong"}"#.into()))
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(40));
-        assert_eq!(
-            received.next().await,
-            Some(Message::Ping(Vec::new().into()))
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(54));
-        assert_eq!(
-            received.next().await,
-            Some(Message::Ping(Vec::new().into()))
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(81));
+        tokio::time::sleep_until(since_start(40)).await;
+        text_ping(&client, &mut received, 2).await;
+        web_ping(&mut received, since_start(54)).await;
+        web_ping(&mut received, since_start(81)).await;
         // Nothing from the client for 60 s after its last frame: closed, with the reason.
         match received.next().await {
             Some(Message::Close(Some(frame))) => {
