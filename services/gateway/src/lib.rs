@@ -463,11 +463,11 @@ where
     F: FnMut(axum::body::Bytes) -> Answered,
     Answered: std::future::Future<Output = bool>,
 {
-    // The frames end when the connection closes, and one timer serves the connection's
-    // life. A new wait for the close and a new timeout for every frame registered with the
-    // close and the timer wheel and left them again, frame after frame. The timer is moved
-    // only when it fires: `due` is when the read timeout runs out, counted from the end of
-    // the last frame's work.
+    // One wait for the close (the frames end with it) and one timer serve the connection's
+    // life: a new wait and a new timeout for each frame cost a registration with the close
+    // and with the timer wheel, and its removal, on every frame. The timer moves only when
+    // it fires: `due` is when the read timeout runs out, counted from the end of the last
+    // frame's work.
     let mut frames = Abortable::new(stream, closed);
     let mut due = tokio::time::Instant::now() + read_timeout;
     let timeout = tokio::time::sleep_until(due);
