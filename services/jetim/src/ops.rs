@@ -144,6 +144,11 @@ pub(crate) async fn run(config: &Config, command: OpsCommand) -> anyhow::Result<
                 timings.indexes.as_millis(),
                 timings.catch_up.as_millis()
             );
+            println!(
+                "  the fill waited {:.1} s for the log (NATS) and {:.1} s for its lanes (Postgres); the larger paced it",
+                timings.fill_waits.log.as_secs_f64(),
+                timings.fill_waits.lanes.as_secs_f64()
+            );
             for (name, events, position) in &rebuilt.projections {
                 println!("  {name}: {events} events, at stream sequence {position}");
             }

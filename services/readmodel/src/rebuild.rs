@@ -188,6 +188,18 @@ pub struct Timings {
     pub indexes: Duration,
     /// Replaying what the log got during the indexes, before the switch.
     pub catch_up: Duration,
+    /// What the replay waited for during [`Timings::fill`]: the larger part says what paced
+    /// it, reading the log or applying to the copies.
+    pub fill_waits: Waits,
+}
+
+/// What a replay waited for, besides its own work of handing events to the lanes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waits {
+    /// Waiting for events from the log (NATS), read ahead by a task of their own.
+    pub log: Duration,
+    /// Waiting for the lanes, which had as many batches as they may hold to apply.
+    pub lanes: Duration,
 }
 
 /// Why a rebuild stopped. Nothing of the live read model has changed unless the switch
@@ -285,24 +297,26 @@ pub async fn rebuild(
         let built = async {
             // Fill, then go round again until one pass finds less than a batch to do.
             let to_the_end = vec![None; replays.len()];
-            let mut fill = async |replays: &mut [Replaying]| -> Result<(), RebuildError> {
-                loop {
-                    let applied = replay(
-                        jetstream,
-                        replays,
-                        &to_the_end,
-                        Phase::Filling,
-                        started,
-                        &mut progress,
-                    )
-                    .await?;
-                    if applied < options.batch_size as u64 {
-                        return Ok(());
+            let mut fill =
+                async |replays: &mut [Replaying], waits: &mut Waits| -> Result<(), RebuildError> {
+                    loop {
+                        let applied = replay(
+                            jetstream,
+                            replays,
+                            &to_the_end,
+                            Phase::Filling,
+                            started,
+                            &mut progress,
+                            waits,
+                        )
+                        .await?;
+                        if applied < options.batch_size as u64 {
+                            return Ok(());
+                        }
                     }
-                }
-            };
+                };
             let filling = Instant::now();
-            fill(&mut replays).await?;
+            fill(&mut replays, &mut timings.fill_waits).await?;
             timings.fill = filling.elapsed();
             timings.filled = replays.iter().map(|replay| replay.events).sum();
             if !deferred_indexes.is_empty() {
@@ -319,7 +333,7 @@ pub async fn rebuild(
                     "rebuild built the copies' deferred indexes"
                 );
                 let catching_up = Instant::now();
-                fill(&mut replays).await?;
+                fill(&mut replays, &mut Waits::default()).await?;
                 timings.catch_up = catching_up.elapsed();
             }
             let switch_started = Instant::now();
@@ -484,7 +498,7 @@ const READ_AHEAD_CHUNKS: usize = 16;
 /// Replays each projection's events after its position up to its limit (`None`: the end of
 /// the stream as it is when the pass begins). Each stream is read once for all the
 /// projections that read it, by a task that reads ahead while the projections apply; returns
-/// how many events were applied in all.
+/// how many events were applied in all, and adds what it waited for to `waits`.
 async fn replay(
     jetstream: &async_nats::jetstream::Context,
     replays: &mut [Replaying],
@@ -492,6 +506,7 @@ async fn replay(
     phase: Phase,
     started: Instant,
     progress: &mut (impl FnMut(&Progress) + Send),
+    waits: &mut Waits,
 ) -> Result<u64, RebuildError> {
     debug_assert!(
         replays
@@ -538,7 +553,12 @@ async fn replay(
             chunks,
         ));
         let mut last_read = start;
-        while let Some(chunk) = received.recv().await {
+        loop {
+            let waiting = Instant::now();
+            let Some(chunk) = received.recv().await else {
+                break;
+            };
+            waits.log += waiting.elapsed();
             for event in chunk? {
                 last_read = event.stream_sequence;
                 let takers: Vec<usize> = readers
@@ -561,7 +581,9 @@ async fn replay(
                     };
                     replay.pending.extend(event);
                     if replay.pending.len() >= replay.batch_size {
+                        let waiting = Instant::now();
                         applied += replay.flush().await?;
+                        waits.lanes += waiting.elapsed();
                         progress(&replay.progress(phase, target, started));
                     }
                 }
@@ -572,10 +594,12 @@ async fn replay(
             .map_err(|error| RebuildError::Log(format!("the log reader stopped: {error}")))?;
         for &index in &readers {
             let replay = &mut replays[index];
+            let waiting = Instant::now();
             if !replay.pending.is_empty() {
                 applied += replay.flush().await?;
             }
             replay.drain().await?;
+            waits.lanes += waiting.elapsed();
             progress(&replay.progress(phase, target, started));
             // Everything up to here that it reads is applied; what it does not read need
             // not be read again.
@@ -970,6 +994,7 @@ async fn try_switch(
         Phase::Switching,
         started,
         progress,
+        &mut Waits::default(),
     )
     .await?;
     let mut statements = Vec::new();

@@ -131,6 +131,18 @@ impl PhaseTime {
     }
 }
 
+/// What a rebuild's fill waited for besides its own work (`jetim_readmodel::rebuild::Waits`):
+/// whichever is larger paced it.
+#[derive(Debug, Serialize)]
+struct FillWaits {
+    /// How long the fill took.
+    seconds: f64,
+    /// Waiting for events from the log.
+    log_seconds: f64,
+    /// Waiting for the lanes to apply what they held.
+    lanes_seconds: f64,
+}
+
 /// A target from the performance issue, and whether this run met it.
 #[derive(Debug, Serialize)]
 struct Target {
@@ -176,6 +188,9 @@ struct Report {
     /// Where the time of the measured run went, part by part (rebuild).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     phases: Vec<PhaseTime>,
+    /// What the rebuild's fill waited for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fill_waits: Option<FillWaits>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     latencies: Vec<record::Summary>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -202,6 +217,7 @@ impl Report {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             figures: Vec::new(),
             phases: Vec::new(),
+            fill_waits: None,
             latencies: Vec::new(),
             steps: Vec::new(),
             accounting: None,
@@ -270,7 +286,7 @@ pub(crate) async fn run(config: &Config, command: BenchCommand) -> anyhow::Resul
                     "concurrency": concurrency,
                 }),
             );
-            (report.figures, report.phases) = rebuild::rebuild(
+            let (figures, phases, fill_waits) = rebuild::rebuild(
                 config,
                 &jetstream,
                 events,
@@ -280,6 +296,9 @@ pub(crate) async fn run(config: &Config, command: BenchCommand) -> anyhow::Resul
                 concurrency.max(1),
             )
             .await?;
+            report.figures = figures;
+            report.phases = phases;
+            report.fill_waits = Some(fill_waits);
             let rate = report
                 .figures
                 .last()
@@ -353,6 +372,25 @@ fn render(report: &Report) -> String {
                 phase.name,
                 phase.seconds,
                 100.0 * phase.seconds / total.max(1e-9)
+            );
+        }
+    }
+    if let Some(waits) = &report.fill_waits {
+        let _ = writeln!(
+            out,
+            "\n{:<44} {:>9} {:>7}",
+            "THE FILL WAITED FOR (SHARE OF THE FILL)", "SECONDS", "SHARE"
+        );
+        for (name, seconds) in [
+            ("events from the log (NATS)", waits.log_seconds),
+            ("the lanes (applying to Postgres)", waits.lanes_seconds),
+        ] {
+            let _ = writeln!(
+                out,
+                "{:<44} {:>9.3} {:>6.1}%",
+                name,
+                seconds,
+                100.0 * seconds / waits.seconds.max(1e-9)
             );
         }
     }

@@ -9,9 +9,10 @@ use jetim_common::config::Config;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_streams::EventLog;
 
-use super::{Figure, PhaseTime};
+use super::{Figure, FillWaits, PhaseTime};
 
-/// The figures of a rebuild run (the last is the rebuild's own), and where its time went.
+/// The figures of a rebuild run (the last is the rebuild's own), where its time went, and
+/// what its fill waited for.
 pub(crate) async fn rebuild(
     config: &Config,
     jetstream: &async_nats::jetstream::Context,
@@ -20,7 +21,7 @@ pub(crate) async fn rebuild(
     payload: usize,
     batch: usize,
     concurrency: u64,
-) -> anyhow::Result<(Vec<Figure>, Vec<PhaseTime>)> {
+) -> anyhow::Result<(Vec<Figure>, Vec<PhaseTime>, FillWaits)> {
     use jetim_readmodel::rebuild::{self, Options};
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     let mut stream = jetstream
@@ -150,7 +151,12 @@ pub(crate) async fn rebuild(
                 .saturating_sub(before_switch + rebuilt.switch_time),
         ),
     ];
-    Ok((vec![fill, replay, copying, rebuild], phases))
+    let fill_waits = FillWaits {
+        seconds: timings.fill.as_secs_f64(),
+        log_seconds: timings.fill_waits.log.as_secs_f64(),
+        lanes_seconds: timings.fill_waits.lanes.as_secs_f64(),
+    };
+    Ok((vec![fill, replay, copying, rebuild], phases, fill_waits))
 }
 
 /// A text message in single chat `pair` (users `b<pair>a` and `b<pair>b`).

@@ -423,6 +423,17 @@ async fn bench_rebuild_reports_its_rates_and_where_the_time_went() {
             .iter()
             .all(|phase| phase["seconds"].as_f64().unwrap() >= 0.0)
     );
+    // What the fill waited for is part of the fill, and the table shows it.
+    let waits = &report["fill_waits"];
+    let fill = phases[1]["seconds"].as_f64().unwrap();
+    assert!(
+        (waits["seconds"].as_f64().unwrap() - fill).abs() < 1e-9,
+        "{report}"
+    );
+    let waited = waits["log_seconds"].as_f64().unwrap() + waits["lanes_seconds"].as_f64().unwrap();
+    assert!(waits["log_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(waited <= fill, "{report}");
+    assert!(stdout.contains("events from the log (NATS)"), "{stdout}");
 }
 
 #[tokio::test]
@@ -466,6 +477,7 @@ async fn ops_rebuild_replaces_a_read_model_from_the_log_and_reports_what_it_did(
     );
     assert!(stdout.contains("  setting up "), "{stdout}");
     assert!(stdout.contains("; filling "), "{stdout}");
+    assert!(stdout.contains("  the fill waited "), "{stdout}");
     assert!(
         stdout.contains("  users: 3 events, at stream sequence 3"),
         "{stdout}"

@@ -303,6 +303,11 @@ async fn a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_replay() {
             <= rebuilt.elapsed,
         "{rebuilt:?}"
     );
+    // What the fill waited for is part of the fill, and it waited for the log at least while
+    // the reader made its consumer.
+    let waits = timings.fill_waits;
+    assert!(waits.log > Duration::ZERO, "{rebuilt:?}");
+    assert!(waits.log + waits.lanes <= timings.fill, "{rebuilt:?}");
 
     // The live tables now equal a replay of the whole log into an empty database.
     let fresh = TestDatabase::migrated().await;
