@@ -198,7 +198,8 @@ pub struct Timings {
 pub struct Waits {
     /// Waiting for events from the log (NATS), read ahead by a task of their own.
     pub log: Duration,
-    /// Waiting for the lanes, which had as many batches as they may hold to apply.
+    /// Waiting for the lanes, which had as many batches as they may hold to apply (with the
+    /// moment each batch takes to be split among them).
     pub lanes: Duration,
 }
 
