@@ -586,13 +586,11 @@ async fn socket_ping(socket: &mut Socket) {
     );
 }
 
-/// The next pong or close frame, past any other (a push, a web ping).
+/// The next pong or close frame, past any other (a push, a web ping); each within 10 s.
 async fn next_pong_or_close(socket: &mut Socket) -> Message {
     loop {
-        match socket.next().await {
-            Some(Ok(frame @ (Message::Pong(_) | Message::Close(_)))) => return frame,
-            Some(Ok(_)) => continue,
-            other => panic!("the connection ended first: {other:?}"),
+        if let frame @ (Message::Pong(_) | Message::Close(_)) = next_frame(socket).await {
+            return frame;
         }
     }
 }
