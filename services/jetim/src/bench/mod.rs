@@ -522,7 +522,7 @@ fn render(report: &Report) -> String {
         for target in &report.targets {
             let _ = writeln!(
                 out,
-                "  {:<60} {:<28} {}",
+                "  {:<60} {:<34} {}",
                 target.what,
                 target.measured,
                 if target.met { "met" } else { "MISSED" }

@@ -328,12 +328,29 @@ pub(crate) async fn run(
     shared.stop.store(true, Ordering::Relaxed);
     let cpu = cpu_watch.finish(shared.recorder.acked.load(Ordering::Relaxed) - acked_before);
 
-    // Drain: wait until what was acknowledged has arrived everywhere.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Drain: wait until every send was answered and every acknowledged message arrived
+    // everywhere. A server that fell behind answers for seconds after the last send, and
+    // the users stop reading once the check begins.
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
     loop {
-        let acked = shared.recorder.acked.load(Ordering::Relaxed);
-        let delivered = shared.recorder.delivered.load(Ordering::Relaxed);
-        if delivered >= acked * fanout || tokio::time::Instant::now() > deadline {
+        let recorder = &shared.recorder;
+        let outstanding = Outstanding::of(
+            recorder.sent.load(Ordering::Relaxed),
+            recorder.acked.load(Ordering::Relaxed),
+            recorder.refused.load(Ordering::Relaxed),
+            recorder.delivered.load(Ordering::Relaxed),
+            fanout,
+        );
+        if outstanding.none() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            eprintln!(
+                "drain: after {} s, {} sends unanswered and {} deliveries outstanding",
+                DRAIN_LIMIT.as_secs(),
+                outstanding.replies,
+                outstanding.deliveries
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -767,6 +784,30 @@ impl UserState<'_> {
     }
 }
 
+/// How long the drain after the load waits for what is still outstanding.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What the load is still waiting for: replies to sends, and deliveries of acknowledged
+/// messages to each of their `fanout` recipients.
+#[derive(Debug, PartialEq, Eq)]
+struct Outstanding {
+    replies: u64,
+    deliveries: u64,
+}
+
+impl Outstanding {
+    fn of(sent: u64, acked: u64, refused: u64, delivered: u64, fanout: u64) -> Self {
+        Self {
+            replies: sent.saturating_sub(acked + refused),
+            deliveries: (acked * fanout).saturating_sub(delivered),
+        }
+    }
+
+    fn none(&self) -> bool {
+        self.replies == 0 && self.deliveries == 0
+    }
+}
+
 /// Whether a step at `rate` kept up: it sent its rate, 99% of that was acknowledged and
 /// delivered to each of `fanout` recipients, and its p99 send→deliver is within the bound.
 fn kept_up(result: &StepResult, rate: f64, fanout: u64, shape: &LoadShape) -> bool {
@@ -800,6 +841,28 @@ mod tests {
             "request 1002 failed: 500 something"
         )));
         assert!(!shed(&anyhow::anyhow!("the gateway closed the connection")));
+    }
+
+    #[test]
+    fn the_drain_waits_for_every_reply_as_well_as_every_delivery() {
+        // Every acknowledged message delivered to both recipients, but sends still wait
+        // for their replies: a server that fell behind is still appending them.
+        let behind = Outstanding::of(10_000, 9_000, 0, 18_000, 2);
+        assert_eq!(
+            behind,
+            Outstanding {
+                replies: 1_000,
+                deliveries: 0
+            }
+        );
+        assert!(!behind.none());
+        // Every send answered, one way or the other, but deliveries missing.
+        let undelivered = Outstanding::of(10_000, 9_990, 10, 19_970, 2);
+        assert_eq!(undelivered.deliveries, 10);
+        assert!(!undelivered.none());
+        assert!(Outstanding::of(10_000, 9_990, 10, 19_980, 2).none());
+        // Deliveries of messages whose reply has not been read yet count for nothing extra.
+        assert!(Outstanding::of(10, 10, 0, 25, 2).none());
     }
 
     #[test]
