@@ -8,11 +8,81 @@ use std::time::{Duration, Instant};
 use jetim_common::config::Config;
 use jetim_schemas::events::msg::MsgSent;
 use jetim_streams::EventLog;
+use serde::Serialize;
 
 use super::{Figure, FillWaits, PhaseTime};
 
-/// The figures of a rebuild run (the last is the rebuild's own), where its time went, and
-/// what its fill waited for.
+/// What a rebuild run measured, and what it left behind.
+pub(crate) struct Measured {
+    /// The figures, the rebuild's own last.
+    pub(crate) figures: Vec<Figure>,
+    /// Where its time went.
+    pub(crate) phases: Vec<PhaseTime>,
+    /// What its fill waited for.
+    pub(crate) fill_waits: FillWaits,
+    /// What the rebuilt read model holds of the run's conversations.
+    pub(crate) rebuilt: Rebuilt,
+}
+
+/// What the rebuilt `messages_v1` holds of the conversations a run filled, read after the
+/// switch: a rebuild's rate counts only if it kept every message.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Rebuilt {
+    /// The messages appended by this run.
+    pub(crate) appended: u64,
+    /// Whether the stream held events before the run (whose messages may share the run's
+    /// conversations).
+    pub(crate) log_held_events: bool,
+    /// Messages found in the run's conversations.
+    pub(crate) messages: u64,
+    /// The run's conversations that hold messages, and how many it filled.
+    pub(crate) conversations: u64,
+    pub(crate) conversations_filled: u64,
+    /// Conversations whose seqs do not run from 1 without a gap, or whose max seq in
+    /// `conversation_seqs_v1` is not their last message's.
+    pub(crate) broken_conversations: u64,
+}
+
+impl Rebuilt {
+    /// Whether every appended message is there, in gapless conversations. Before a log
+    /// that already held events, the run's conversations may hold more than it appended.
+    pub(crate) fn whole(&self) -> bool {
+        let messages = if self.log_held_events {
+            self.messages >= self.appended
+        } else {
+            self.messages == self.appended
+        };
+        messages
+            && self.conversations == self.conversations_filled
+            && self.broken_conversations == 0
+    }
+}
+
+/// Reads what `messages_v1` and `conversation_seqs_v1` hold of `conversation_ids`.
+async fn read_rebuilt(
+    config: &Config,
+    conversation_ids: &[String],
+) -> anyhow::Result<(u64, u64, u64)> {
+    let pool = jetim_common::db::connect(&config.postgres).await?;
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE m.n <> m.last OR m.first <> 1
+                                               OR s.max_seq IS DISTINCT FROM m.last),
+                    coalesce(sum(m.n), 0)::bigint
+             FROM (SELECT conversation_id, count(*) AS n, min(seq) AS first, max(seq) AS last
+                     FROM messages_v1 WHERE conversation_id = ANY($1)
+                    GROUP BY conversation_id) m
+             LEFT JOIN conversation_seqs_v1 s USING (conversation_id)",
+            &[&conversation_ids],
+        )
+        .await?;
+    let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+    Ok((count(2), count(0), count(1)))
+}
+
+/// Fills the log, replays it, rebuilds the conversations read model from it, and checks
+/// what the rebuild left.
 pub(crate) async fn rebuild(
     config: &Config,
     jetstream: &async_nats::jetstream::Context,
@@ -21,7 +91,7 @@ pub(crate) async fn rebuild(
     payload: usize,
     batch: usize,
     concurrency: u64,
-) -> anyhow::Result<(Vec<Figure>, Vec<PhaseTime>, FillWaits)> {
+) -> anyhow::Result<Measured> {
     use jetim_readmodel::rebuild::{self, Options};
     let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     let mut stream = jetstream
@@ -156,7 +226,25 @@ pub(crate) async fn rebuild(
         log_seconds: timings.fill_waits.log.as_secs_f64(),
         lanes_seconds: timings.fill_waits.lanes.as_secs_f64(),
     };
-    Ok((vec![fill, replay, copying, rebuild], phases, fill_waits))
+    let filled = conversations.min(events);
+    let conversation_ids: Vec<String> = (0..filled)
+        .map(|pair| message(pair, pair, "").conversation_id)
+        .collect();
+    let (messages, found, broken_conversations) = read_rebuilt(config, &conversation_ids).await?;
+    let rebuilt = Rebuilt {
+        appended: events,
+        log_held_events: already > 0,
+        messages,
+        conversations: found,
+        conversations_filled: filled,
+        broken_conversations,
+    };
+    Ok(Measured {
+        figures: vec![fill, replay, copying, rebuild],
+        phases,
+        fill_waits,
+        rebuilt,
+    })
 }
 
 /// A text message in single chat `pair` (users `b<pair>a` and `b<pair>b`).
@@ -190,5 +278,53 @@ pub(crate) fn message(pair: u64, index: u64, text: &str) -> MsgSent {
         at_user_ids: Vec::new(),
         attached_info: String::new(),
         ex: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_is_whole_only_with_every_message_in_gapless_conversations() {
+        let rebuilt = Rebuilt {
+            appended: 600,
+            log_held_events: false,
+            messages: 600,
+            conversations: 7,
+            conversations_filled: 7,
+            broken_conversations: 0,
+        };
+        assert!(rebuilt.whole());
+        let missing = Rebuilt {
+            messages: 599,
+            ..rebuilt
+        };
+        assert!(!missing.whole());
+        let extra = Rebuilt {
+            messages: 601,
+            ..missing
+        };
+        assert!(!extra.whole());
+        // A log that held events before the run may have put more in its conversations.
+        assert!(
+            Rebuilt {
+                log_held_events: true,
+                ..extra
+            }
+            .whole()
+        );
+        let gap = Rebuilt {
+            messages: 600,
+            broken_conversations: 1,
+            ..extra
+        };
+        assert!(!gap.whole());
+        let empty_conversation = Rebuilt {
+            conversations: 6,
+            broken_conversations: 0,
+            ..gap
+        };
+        assert!(!empty_conversation.whole());
     }
 }

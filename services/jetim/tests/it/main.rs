@@ -434,6 +434,21 @@ async fn bench_rebuild_reports_its_rates_and_where_the_time_went() {
     assert!(waits["log_seconds"].as_f64().unwrap() > 0.0, "{report}");
     assert!(waited <= fill, "{report}");
     assert!(stdout.contains("events from the log (NATS)"), "{stdout}");
+    // What the rebuilt read model holds was checked after the switch: every message, in
+    // conversations whose seqs run from 1 without a gap.
+    let rebuilt = &report["rebuilt"];
+    assert_eq!(rebuilt["messages"], 600, "{report}");
+    assert_eq!(rebuilt["conversations"], 7, "{report}");
+    assert_eq!(rebuilt["conversations_filled"], 7, "{report}");
+    assert_eq!(rebuilt["broken_conversations"], 0, "{report}");
+    let whole = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|target| target["what"] == "the rebuilt read model holds every message, without gaps")
+        .unwrap();
+    assert_eq!(whole["met"], true, "{report}");
+    assert!(stdout.contains("checked after the switch: messages_v1 holds 600 messages in 7 of the run's 7 conversations"), "{stdout}");
 }
 
 #[tokio::test]
