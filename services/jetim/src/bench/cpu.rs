@@ -2,6 +2,10 @@
 //! from `/proc/<pid>/stat`: on one machine, jetim, nats-server, Postgres and the load client
 //! share the cores, and what each takes a message says where a rate's limit comes from.
 //!
+//! Each process' time is split into its own code's and the kernel's (user and system time),
+//! since on one box the kernel's share is large: every WebSocket frame and NATS message
+//! crosses loopback TCP, whose sending and receiving the kernel does on the processes' time.
+//!
 //! Two fields of one file per process: the `procfs` crate would bring a dependency tree for
 //! them. Linux only; elsewhere every process reads as gone.
 
@@ -87,6 +91,25 @@ pub(crate) struct ProcessCpu {
     pub(crate) ms_per_second: f64,
     /// Microseconds of CPU per acknowledged message; none when none was.
     pub(crate) us_per_message: Option<f64>,
+    /// Of `ms_per_second`, what the kernel spent on the processes' behalf (system time).
+    pub(crate) kernel_ms_per_second: f64,
+}
+
+/// CPU time in clock ticks: the process' own code, and the kernel's on its behalf.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ticks {
+    user: u64,
+    system: u64,
+}
+
+impl Ticks {
+    /// What was spent since `before`.
+    fn since(self, before: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+        }
+    }
 }
 
 /// The readings at the start of the load.
@@ -94,7 +117,7 @@ pub(crate) struct CpuWatch {
     watched: Vec<Watched>,
     started: Instant,
     /// Per watched name: each process' ticks then.
-    before: Vec<HashMap<u32, u64>>,
+    before: Vec<HashMap<u32, Ticks>>,
 }
 
 impl CpuWatch {
@@ -126,16 +149,20 @@ impl CpuWatch {
             .zip(&self.before)
             .map(|(watched, before)| {
                 let after = read_ticks(watched);
-                let ticks: u64 = after
+                let (user, system) = after
                     .iter()
-                    .map(|(pid, now)| now.saturating_sub(before.get(pid).copied().unwrap_or(0)))
-                    .sum();
-                let ms = ticks as f64 * 1_000.0 / TICKS_PER_SECOND;
+                    .map(|(pid, now)| now.since(before.get(pid).copied().unwrap_or_default()))
+                    .fold((0, 0), |(user, system), spent| {
+                        (user + spent.user, system + spent.system)
+                    });
+                let to_ms = |ticks: u64| ticks as f64 * 1_000.0 / TICKS_PER_SECOND;
+                let ms = to_ms(user + system);
                 ProcessCpu {
                     name: watched.name.clone(),
                     processes: after.len(),
                     ms_per_second: ms / seconds,
                     us_per_message: (messages > 0).then(|| ms * 1_000.0 / messages as f64),
+                    kernel_ms_per_second: to_ms(system) / seconds,
                 }
             })
             .collect()
@@ -143,7 +170,7 @@ impl CpuWatch {
 }
 
 /// The ticks of each of `watched`'s processes that can be read now.
-fn read_ticks(watched: &Watched) -> HashMap<u32, u64> {
+fn read_ticks(watched: &Watched) -> HashMap<u32, Ticks> {
     let pids = match &watched.which {
         Which::Pids(pids) => pids.clone(),
         Which::Named(command) => named(command),
@@ -171,19 +198,19 @@ fn named(command: &str) -> Vec<u32> {
         .collect()
 }
 
-/// User plus system ticks from a `/proc/<pid>/stat` line: fields 14 and 15, counted after
+/// User and system ticks from a `/proc/<pid>/stat` line: fields 14 and 15, counted after
 /// the command name, which sits in parentheses and may hold spaces and parentheses itself.
-fn stat_ticks(stat: &str) -> Option<u64> {
+fn stat_ticks(stat: &str) -> Option<Ticks> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
+    Some(Ticks { user, system })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuWatch, Which, parse_watched, stat_ticks};
+    use super::{CpuWatch, Ticks, Which, parse_watched, stat_ticks};
 
     #[test]
     fn specs_name_pids_or_a_command() {
@@ -208,7 +235,13 @@ mod tests {
     fn ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1188 0 0 0 37 5 0 0 20 0 9 0 \
                     123 4567 89 18446744073709551615";
-        assert_eq!(stat_ticks(stat), Some(42));
+        assert_eq!(
+            stat_ticks(stat),
+            Some(Ticks {
+                user: 37,
+                system: 5
+            })
+        );
         assert_eq!(stat_ticks("4242 (cut) S 1 2"), None);
         assert_eq!(stat_ticks("no parentheses"), None);
     }
@@ -218,7 +251,8 @@ mod tests {
     fn the_load_client_is_always_counted_and_its_work_shows() {
         let ticks_now = || {
             let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-            stat_ticks(&stat).unwrap()
+            let ticks = stat_ticks(&stat).unwrap();
+            ticks.user + ticks.system
         };
         let watch = CpuWatch::start(&[]);
         // Work until the process has spent ten more clock ticks (100 ms), however busy the
@@ -238,5 +272,31 @@ mod tests {
         // At least 100 ms over 10 messages.
         assert!(spent[0].us_per_message >= Some(10_000.0), "{spent:?}");
         assert!(spent[0].ms_per_second > 0.0, "{spent:?}");
+        // The loop runs in the process' own code: the kernel's part is some of the whole.
+        assert!(
+            (0.0..spent[0].ms_per_second).contains(&spent[0].kernel_ms_per_second),
+            "{spent:?}"
+        );
+    }
+
+    #[test]
+    fn time_spent_is_counted_apart_for_the_process_and_the_kernel() {
+        let before = Ticks {
+            user: 100,
+            system: 40,
+        };
+        let now = Ticks {
+            user: 130,
+            system: 55,
+        };
+        assert_eq!(
+            now.since(before),
+            Ticks {
+                user: 30,
+                system: 15
+            }
+        );
+        // A process that restarted under the same pid counts from nothing, not below it.
+        assert_eq!(before.since(now), Ticks::default());
     }
 }

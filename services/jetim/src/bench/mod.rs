@@ -515,8 +515,8 @@ fn render(report: &Report) -> String {
     if !report.cpu.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:<24} {:>9} {:>10} {:>12}",
-            "CPU WHILE LOADED", "PROCESSES", "MS/S", "µS/MESSAGE"
+            "\n{:<24} {:>9} {:>10} {:>12} {:>10}",
+            "CPU WHILE LOADED", "PROCESSES", "MS/S", "µS/MESSAGE", "IN KERNEL"
         );
         for process in &report.cpu {
             let per_message = process
@@ -524,8 +524,12 @@ fn render(report: &Report) -> String {
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
             let _ = writeln!(
                 out,
-                "{:<24} {:>9} {:>10.0} {:>12}",
-                process.name, process.processes, process.ms_per_second, per_message
+                "{:<24} {:>9} {:>10.0} {:>12} {:>9.0}%",
+                process.name,
+                process.processes,
+                process.ms_per_second,
+                per_message,
+                100.0 * process.kernel_ms_per_second / process.ms_per_second.max(1e-9)
             );
         }
     }

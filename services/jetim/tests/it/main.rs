@@ -697,7 +697,16 @@ async fn the_bench_scenarios_load_a_running_jetim_and_account_for_every_message(
         .map(|process| process["us_per_message"].as_f64().unwrap())
         .sum();
     assert!(spent > 0.0, "{cpu:?}");
+    // Each process' kernel time is part of its whole.
+    for process in cpu {
+        let kernel = process["kernel_ms_per_second"].as_f64().unwrap();
+        assert!(
+            (0.0..=process["ms_per_second"].as_f64().unwrap()).contains(&kernel),
+            "{cpu:?}"
+        );
+    }
     assert!(stdout.contains("CPU WHILE LOADED"), "{stdout}");
+    assert!(stdout.contains("IN KERNEL"), "{stdout}");
     let svg = std::fs::read_to_string(&plot_path).unwrap();
     assert!(
         svg.contains("<svg") && svg.contains("send→deliver"),
