@@ -399,39 +399,23 @@ fn render(report: &Report) -> String {
     }
     if !report.phases.is_empty() {
         let total: f64 = report.phases.iter().map(|phase| phase.seconds).sum();
-        let _ = writeln!(
-            out,
-            "\n{:<44} {:>9} {:>7}",
-            "WHERE THE TIME WENT", "SECONDS", "SHARE"
-        );
-        for phase in &report.phases {
-            let _ = writeln!(
-                out,
-                "{:<44} {:>9.3} {:>6.1}%",
-                phase.name,
-                phase.seconds,
-                100.0 * phase.seconds / total.max(1e-9)
-            );
-        }
+        let parts = report
+            .phases
+            .iter()
+            .map(|phase| (phase.name, phase.seconds));
+        write_shares(&mut out, "WHERE THE TIME WENT", parts, total);
     }
     if let Some(waits) = &report.fill_waits {
-        let _ = writeln!(
-            out,
-            "\n{:<44} {:>9} {:>7}",
-            "THE FILL WAITED FOR (SHARE OF THE FILL)", "SECONDS", "SHARE"
-        );
-        for (name, seconds) in [
+        let parts = [
             ("events from the log (NATS)", waits.log_seconds),
             ("the lanes (applying to Postgres)", waits.lanes_seconds),
-        ] {
-            let _ = writeln!(
-                out,
-                "{:<44} {:>9.3} {:>6.1}%",
-                name,
-                seconds,
-                100.0 * seconds / waits.seconds.max(1e-9)
-            );
-        }
+        ];
+        write_shares(
+            &mut out,
+            "THE FILL WAITED FOR (SHARE OF THE FILL)",
+            parts.into_iter(),
+            waits.seconds,
+        );
     }
     if let Some(rebuilt) = &report.rebuilt {
         let _ = writeln!(
@@ -564,6 +548,24 @@ fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+/// A table of `parts` of `whole` seconds, each with its seconds and its share.
+fn write_shares<'a>(
+    out: &mut String,
+    title: &str,
+    parts: impl Iterator<Item = (&'a str, f64)>,
+    whole: f64,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "\n{title:<44} {:>9} {:>7}", "SECONDS", "SHARE");
+    for (name, seconds) in parts {
+        let _ = writeln!(
+            out,
+            "{name:<44} {seconds:>9.3} {:>6.1}%",
+            100.0 * seconds / whole.max(1e-9)
+        );
+    }
 }
 
 #[cfg(test)]
