@@ -58,7 +58,8 @@ impl Rebuilt {
     }
 }
 
-/// Reads what `messages_v1` and `conversation_seqs_v1` hold of `conversation_ids`.
+/// Reads what `messages_v1` and `conversation_seqs_v1` hold of `conversation_ids`: the
+/// messages, the conversations that hold any, and those of them that are broken.
 async fn read_rebuilt(
     config: &Config,
     conversation_ids: &[String],
@@ -67,9 +68,9 @@ async fn read_rebuilt(
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE m.n <> m.last OR m.first <> 1
-                                               OR s.max_seq IS DISTINCT FROM m.last),
-                    coalesce(sum(m.n), 0)::bigint
+            "SELECT coalesce(sum(m.n), 0)::bigint, count(*),
+                    count(*) FILTER (WHERE m.n <> m.last OR m.first <> 1
+                                     OR s.max_seq IS DISTINCT FROM m.last)
              FROM (SELECT conversation_id, count(*) AS n, min(seq) AS first, max(seq) AS last
                      FROM messages_v1 WHERE conversation_id = ANY($1)
                     GROUP BY conversation_id) m
@@ -78,7 +79,7 @@ async fn read_rebuilt(
         )
         .await?;
     let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
-    Ok((count(2), count(0), count(1)))
+    Ok((count(0), count(1), count(2)))
 }
 
 /// Fills the log, replays it, rebuilds the conversations read model from it, and checks
@@ -228,7 +229,10 @@ pub(crate) async fn rebuild(
     };
     let filled = conversations.min(events);
     let conversation_ids: Vec<String> = (0..filled)
-        .map(|pair| message(pair, pair, "").conversation_id)
+        .map(|pair| {
+            let (from, to) = pair_users(pair);
+            conversation_of(&from, &to)
+        })
         .collect();
     let (messages, found, broken_conversations) = read_rebuilt(config, &conversation_ids).await?;
     let rebuilt = Rebuilt {
@@ -247,17 +251,23 @@ pub(crate) async fn rebuild(
     })
 }
 
-/// A text message in single chat `pair` (users `b<pair>a` and `b<pair>b`).
+/// The users of single chat `pair`: `b<pair>a` and `b<pair>b`.
+fn pair_users(pair: u64) -> (String, String) {
+    (format!("b{pair}a"), format!("b{pair}b"))
+}
+
+/// The single chat of `from` and `to`.
+fn conversation_of(from: &str, to: &str) -> String {
+    use jetim_messaging::conversation::{SessionType, chat_conversation_id};
+    chat_conversation_id(SessionType::Single, from, to, "")
+}
+
+/// A text message in single chat `pair` ([`pair_users`]).
 pub(crate) fn message(pair: u64, index: u64, text: &str) -> MsgSent {
-    let (from, to) = (format!("b{pair}a"), format!("b{pair}b"));
+    let (from, to) = pair_users(pair);
     let now = jetim_common::clock::now_millis();
     MsgSent {
-        conversation_id: jetim_messaging::conversation::chat_conversation_id(
-            jetim_messaging::conversation::SessionType::Single,
-            &from,
-            &to,
-            "",
-        ),
+        conversation_id: conversation_of(&from, &to),
         seq: 0,
         server_msg_id: format!("{index:032x}"),
         client_msg_id: format!("bench{index}"),
