@@ -60,17 +60,13 @@ pub fn chat_conversation_id(
     group_id: &str,
 ) -> String {
     // `join` sizes the string once; this runs for every send, twice.
-    match session {
-        SessionType::Single => {
-            let [first, second] = sorted_pair(send_id, recv_id);
-            ["si", first, second].join("_")
-        }
-        SessionType::Group => ["sg", group_id].join("_"),
-        SessionType::Notification => {
-            let [first, second] = sorted_pair(send_id, recv_id);
-            ["sn", first, second].join("_")
-        }
-    }
+    let prefix = match session {
+        SessionType::Single => "si",
+        SessionType::Group => return ["sg", group_id].join("_"),
+        SessionType::Notification => "sn",
+    };
+    let [first, second] = sorted_pair(send_id, recv_id);
+    [prefix, first, second].join("_")
 }
 
 /// The notification twin of a conversation: the part before the first `_` becomes `n`.
