@@ -86,7 +86,9 @@ pub struct DurableSpec {
     /// whatever its size). A backlog is read as fast as it can be, and a quiet projection
     /// still applies an event as soon as it comes.
     pub busy_linger: Duration,
-    /// The fewest events of a batch that counts as busy (see `busy_linger`).
+    /// The fewest events of a batch that counts as busy (see `busy_linger`): two by default,
+    /// so events that come together are applied together from the first pair on, while an
+    /// event that comes alone is applied alone, at once.
     pub busy_batch: usize,
 }
 
@@ -102,7 +104,7 @@ impl DurableSpec {
             fetch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(60),
             busy_linger: Duration::ZERO,
-            busy_batch: 32,
+            busy_batch: 2,
         }
     }
 

@@ -374,7 +374,6 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
     let log = EventLog::open(jetstream.clone()).await.unwrap();
     let linger = Duration::from_millis(1500);
     let mut spec = spec("test_busy_v1");
-    spec.busy_batch = 2;
     spec.busy_linger = linger;
     let handler = Recorder::default();
     let batches = Arc::clone(&handler.batches);
