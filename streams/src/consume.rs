@@ -79,17 +79,13 @@ pub struct DurableSpec {
     pub fetch_wait: Duration,
     /// How long the server waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Under load, the least time from the start of one batch's fetch to the next one's
-    /// (zero: none). A batch of at least `busy_batch` events that took everything there was
-    /// makes the next fetch wait out the rest of it, so that a busy projection applies
-    /// fewer, larger batches (each batch costs its statements, its commit and its ack,
-    /// whatever its size). A backlog is read as fast as it can be, and a quiet projection
-    /// still applies an event as soon as it comes.
+    /// The least time from the start of one batch's fetch to the next one's (zero: none).
+    /// A batch that took everything there was makes the next fetch wait out the rest of it,
+    /// so that a projection whose events come faster than one a linger applies fewer, larger
+    /// batches (each batch costs its statements, its commit and its ack, whatever its size).
+    /// A backlog is read as fast as it can be, and an event that comes when the last batch
+    /// began longer than a linger ago is applied at once.
     pub busy_linger: Duration,
-    /// The fewest events of a batch that counts as busy (see `busy_linger`): two by default,
-    /// so events that come together are applied together from the first pair on, while an
-    /// event that comes alone is applied alone, at once.
-    pub busy_batch: usize,
 }
 
 impl DurableSpec {
@@ -104,7 +100,6 @@ impl DurableSpec {
             fetch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(60),
             busy_linger: Duration::ZERO,
-            busy_batch: 2,
         }
     }
 
@@ -262,13 +257,13 @@ pub async fn run_durable<H: BatchHandler>(
         if batch.is_empty() {
             continue;
         }
-        // Busy, but not behind: the server held nothing more for the consumer after the
-        // batch's last event (with a backlog, the next batch is fetched at once).
+        // Not behind: the server held nothing more for the consumer after the batch's last
+        // event, so the next fetch waits out the linger (with a backlog, it goes at once).
         let caught_up = batch
             .last()
             .and_then(|message| message.info().ok())
             .is_some_and(|info| info.pending == 0);
-        if caught_up && batch.len() >= spec.busy_batch && !spec.busy_linger.is_zero() {
+        if caught_up && !spec.busy_linger.is_zero() {
             busy_until = Some(fetching + spec.busy_linger);
         }
         handle_batch(spec, handler, batch, ack_all, &nats).await;

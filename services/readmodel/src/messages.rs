@@ -52,16 +52,17 @@ pub fn consumer_spec() -> DurableSpec {
     spec
 }
 
-/// Under load, batches start at least this far apart (see [`DurableSpec::busy_linger`]):
-/// once two events come in one batch, the projection applies at most 40 batches a second.
+/// Batches start at least this far apart (see [`DurableSpec::busy_linger`]): the projection
+/// applies at most 40 batches a second, and an event that comes when the last batch began
+/// longer ago than this is applied at once.
 /// Nothing waits for this projection on a message's way to its recipients (pushes do not),
 /// only the reads that catch up with it (a pull past what it has, a conversation lookup)
 /// and the REST writes that wait to be readable, and those wait this much longer at most.
 /// At 6,000 msg/s of chat, five runs each in turns, Postgres took 405–426 ms of CPU a
 /// second with it against 502–612 without, the whole machine 1,797–1,878 ms against
-/// 1,923–2,006. At 1,000 msg/s, before it counted two events as busy (32 then), each
-/// message was a batch of its own, and the machine spent about a third more CPU on it than
-/// since (docs/performance.md).
+/// 1,923–2,006. Until every batch counted (only those of 32 events or more did), each
+/// message below about 1,300 msg/s was a batch of its own: at 1,000 msg/s, jetim,
+/// nats-server and Postgres spent about 40% more CPU than since (docs/performance.md).
 pub const BUSY_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// What batches of this projection split by to be applied side by side (see

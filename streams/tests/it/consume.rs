@@ -428,11 +428,24 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
         batches.lock().unwrap()
     );
 
-    // A batch of one is not busy: the event after it is applied as soon as it comes.
+    // A batch of one counts too: the event right after it waits out the linger as well.
     let appended = std::time::Instant::now();
     fill(&log, "si_a_b", 1).await;
     wait_for_batches(5).await;
-    let quiet = batches.lock().unwrap()[4];
+    let second = batches.lock().unwrap()[4];
+    assert!(
+        second.0 - appended > linger / 2,
+        "an event right after a batch of one was fetched at once: {:?}",
+        batches.lock().unwrap()
+    );
+
+    // An event that comes when the last batch began longer than a linger ago is applied as
+    // soon as it comes.
+    tokio::time::sleep(linger).await;
+    let appended = std::time::Instant::now();
+    fill(&log, "si_a_b", 1).await;
+    wait_for_batches(6).await;
+    let quiet = batches.lock().unwrap()[5];
     assert!(
         quiet.0 - appended < linger / 2,
         "a quiet consumer waited: {:?}",
@@ -440,7 +453,7 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
     );
     assert_eq!(
         *handler.applied.lock().unwrap(),
-        (1..=14).collect::<Vec<_>>()
+        (1..=15).collect::<Vec<_>>()
     );
     stop.cancel();
     running.await.unwrap();
