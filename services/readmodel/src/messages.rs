@@ -62,7 +62,8 @@ pub fn consumer_spec() -> DurableSpec {
 /// second with it against 502–612 without, the whole machine 1,797–1,878 ms against
 /// 1,923–2,006. Until every batch counted (only those of 32 events or more did), each
 /// message below about 1,300 msg/s was a batch of its own: at 1,000 msg/s, jetim,
-/// nats-server and Postgres spent about 40% more CPU than since (docs/performance.md).
+/// nats-server and Postgres spent about twice the CPU they have spent since
+/// (docs/performance.md).
 pub const BUSY_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// What batches of this projection split by to be applied side by side (see
