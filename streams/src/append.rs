@@ -293,6 +293,7 @@ pub struct EventLog {
     cursors: Cursors,
     max_attempts: u32,
     counters: Counters,
+    hurry: crate::consume::Hurry,
 }
 
 impl EventLog {
@@ -310,7 +311,15 @@ impl EventLog {
             },
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             counters: Counters::default(),
+            hurry: crate::consume::Hurry::default(),
         })
+    }
+
+    /// The wake-ups of this process' lingering consumers of the log: give them to the
+    /// projections run beside this writer, so that what waits for them after an append can
+    /// hurry them ([`crate::consume::Hurry`]).
+    pub fn hurry(&self) -> &crate::consume::Hurry {
+        &self.hurry
     }
 
     /// The NATS connection under the log, for core NATS publishes (delivery).

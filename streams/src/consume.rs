@@ -15,11 +15,14 @@
 //! [`Replay`] reads a stream from a given sequence with an ordered consumer (no server state
 //! kept) and ends when it has caught up: the tool for rebuilds and audits.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt as _;
+use tokio::sync::Notify;
 
 use crate::headers;
 use crate::record::RecordedEvent;
@@ -159,13 +162,59 @@ pub fn redelivery_delay(delivered: i64) -> Duration {
     Duration::from_millis(250 * 2u64.pow(exponent)).min(Duration::from_secs(30))
 }
 
+/// Wake-ups for the durable consumers of this process that linger between batches (see
+/// [`DurableSpec::busy_linger`]). Whoever waits for such a consumer to apply an event (a
+/// write that waits until it can be read back, a read that catches up) hurries it: its
+/// linger ends at once, or, if it is applying a batch, its next one does not begin. So a
+/// linger saves batches while nobody waits on them, and costs no one a wait. Hurrying a
+/// consumer that does not run in this process does nothing; one in another process
+/// lingers on.
+#[derive(Clone, Default)]
+pub struct Hurry {
+    consumers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl Hurry {
+    /// Hurries the durable consumer `name` (`<projection>_v<N>`) if it runs here.
+    pub fn hurry(&self, name: &str) {
+        let consumers = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(wake) = consumers.get(name) {
+            wake.notify_one();
+        }
+    }
+
+    /// What consumer `name` lingers on.
+    fn register(&self, name: &str) -> Arc<Notify> {
+        let mut consumers = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(consumers.entry(name.to_owned()).or_default())
+    }
+}
+
+impl std::fmt::Debug for Hurry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let consumers = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        formatter.debug_set().entries(consumers.keys()).finish()
+    }
+}
+
 /// Runs a durable consumer until `shutdown` completes. Returns after the batch in hand is
 /// finished, so nothing is left half-applied. Fails only if the consumer cannot be created;
-/// later fetch failures (a NATS restart) are logged and retried.
+/// later fetch failures (a NATS restart) are logged and retried. Its linger, if it has one,
+/// ends early when someone hurries it through `hurry`.
 pub async fn run_durable<H: BatchHandler>(
     jetstream: &jetstream::Context,
     spec: &DurableSpec,
     handler: &mut H,
+    hurry: &Hurry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConsumeError> {
     let nats_error = |error: &dyn std::fmt::Display| ConsumeError::Nats {
@@ -201,12 +250,14 @@ pub async fn run_durable<H: BatchHandler>(
     let nats = jetstream.client();
     tokio::pin!(shutdown);
 
+    let hurried = hurry.register(&spec.name);
     let mut busy_until: Option<tokio::time::Instant> = None;
     loop {
         if let Some(until) = busy_until.take() {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 () = tokio::time::sleep_until(until) => {}
+                () = hurried.notified() => {}
             }
         }
         let fetching = tokio::time::Instant::now();

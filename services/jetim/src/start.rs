@@ -100,21 +100,25 @@ async fn serve(config: &Config, services: Services) -> anyhow::Result<()> {
 
     let stop = shutdown::on_signal();
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+    // One log writer for every service of the process: it serialises appends per
+    // conversation, which only works if they all go through it. The projections run here
+    // take its wake-ups, so that a write or read of this process that waits for them hurries
+    // them.
+    let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     if services.projector {
         let (jetstream, pool, stop) = (jetstream.clone(), pool.clone(), stop.clone());
+        let hurry = log.hurry().clone();
         tasks.spawn(async move {
-            jetim_projector::run(jetstream, pool, stop)
+            jetim_projector::run(jetstream, pool, hurry, stop)
                 .await
                 .context("the projector stopped")?;
             Ok("projector")
         });
     }
-    // One token service and one log writer for every service of the process: the writer
-    // serialises appends per conversation, which only works if they all go through it.
+    // One token service for every service of the process too.
     let tokens = TokenService::open(&jetstream, &config.auth, config.nats.stream_replicas)
         .await
         .context("opening the token bucket")?;
-    let log = Arc::new(EventLog::open(jetstream.clone()).await?);
     let presence = PresenceStore::open(
         &jetstream,
         config.nats.stream_replicas,

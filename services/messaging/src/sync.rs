@@ -181,7 +181,16 @@ impl<'a> CatchUp<'a> {
     async fn applied(&self, name: &'static str, version: i32, last: u64, deadline: Instant) {
         let started = Instant::now();
         let left = deadline.saturating_duration_since(started);
-        let outcome = match projection::wait_for(self.pool, name, version, last, left).await {
+        let outcome = match projection::wait_for(
+            self.pool,
+            self.log.hurry(),
+            name,
+            version,
+            last,
+            left,
+        )
+        .await
+        {
             Ok(true) => "caught_up",
             Ok(false) => {
                 tracing::warn!(

@@ -8,13 +8,15 @@
 //!   `client_configs_v1`.
 
 use jetim_common::shutdown::CancellationToken;
-use jetim_streams::consume::ConsumeError;
+use jetim_streams::consume::{ConsumeError, Hurry};
 
-/// Runs every projection until `shutdown` is cancelled.
+/// Runs every projection until `shutdown` is cancelled; what waits for them in this process
+/// hurries them through `hurry`.
 pub async fn run(
     jetstream: async_nats::jetstream::Context,
     pool: deadpool_postgres::Pool,
+    hurry: Hurry,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
-    jetim_readmodel::run_projections(jetstream, pool, shutdown).await
+    jetim_readmodel::run_projections(jetstream, pool, hurry, shutdown).await
 }

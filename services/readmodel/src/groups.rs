@@ -34,7 +34,10 @@ pub const VERSION: i32 = 1;
 
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
-    let mut spec = DurableSpec::new(CONVERSATION_STREAM, &format!("{NAME}_v{VERSION}"));
+    let mut spec = DurableSpec::new(
+        CONVERSATION_STREAM,
+        &crate::projection::consumer_name(NAME, VERSION),
+    );
     spec.filter_subjects = vec![every_conversation(ConversationKind::Group)];
     spec
 }
@@ -641,7 +644,10 @@ pub const PROFILES_VERSION: i32 = 1;
 
 /// The durable consumer of [`ProfilesProjection`]: the users' account subjects.
 pub fn profiles_consumer_spec() -> DurableSpec {
-    let mut spec = DurableSpec::new(USER_STREAM, &format!("{PROFILES_NAME}_v{PROFILES_VERSION}"));
+    let mut spec = DurableSpec::new(
+        USER_STREAM,
+        &crate::projection::consumer_name(PROFILES_NAME, PROFILES_VERSION),
+    );
     spec.filter_subjects = vec![every_user(UserKind::Account)];
     spec
 }

@@ -53,7 +53,7 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
     }
 }
 
-use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, run_durable};
+use jetim_streams::consume::{BatchHandler, ConsumeError, DurableSpec, Hurry, run_durable};
 use tokio_util::sync::CancellationToken;
 
 /// Every projection this build maintains: (name, version, its consumer).
@@ -151,18 +151,27 @@ impl BatchHandler for AnyProjection {
 }
 
 /// Runs every projection, each with its own durable consumer, until `shutdown` is
-/// cancelled; the first to fail stops the others.
+/// cancelled; the first to fail stops the others. What waits for them in this process
+/// hurries them through `hurry` (the [`jetim_streams::EventLog::hurry`] of its writer).
 pub async fn run_projections(
     jetstream: async_nats::jetstream::Context,
     pool: deadpool_postgres::Pool,
+    hurry: Hurry,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumeError> {
     let running = projections().into_iter().map(|(name, _, spec)| {
-        let (jetstream, shutdown) = (jetstream.clone(), shutdown.clone());
+        let (jetstream, hurry, shutdown) = (jetstream.clone(), hurry.clone(), shutdown.clone());
         let mut handler = AnyProjection::new(name, pool.clone()).expect("a listed projection");
         async move {
             tracing::info!(consumer = %spec.name, "projection running");
-            run_durable(&jetstream, &spec, &mut handler, shutdown.cancelled()).await
+            run_durable(
+                &jetstream,
+                &spec,
+                &mut handler,
+                &hurry,
+                shutdown.cancelled(),
+            )
+            .await
         }
     });
     let outcome = futures::future::try_join_all(running).await;

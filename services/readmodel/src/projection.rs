@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{GenericClient, Pool};
+use jetim_streams::consume::Hurry;
 
 use crate::ReadModelError;
 
@@ -40,23 +41,48 @@ pub async fn position(pool: &Pool, name: &str, version: i32) -> Result<u64, Read
         .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
 }
 
+/// The durable consumer a projection version reads the log with, `<projection>_v<N>`.
+pub fn consumer_name(name: &str, version: i32) -> String {
+    format!("{name}_v{version}")
+}
+
 /// Waits until a projection version has applied `stream_sequence`, polling every few
-/// milliseconds; `false` if `timeout` passed first.
+/// milliseconds; `false` if `timeout` passed first. A projection of this process that is
+/// behind is hurried through `hurry`, so that it does not linger before the batch that
+/// applies the event.
 pub async fn wait_for(
     pool: &Pool,
+    hurry: &Hurry,
     name: &str,
     version: i32,
     stream_sequence: u64,
     timeout: Duration,
 ) -> Result<bool, ReadModelError> {
     let deadline = Instant::now() + timeout;
+    let mut hurried = false;
     loop {
         if position(pool, name, version).await? >= stream_sequence {
             return Ok(true);
+        }
+        if !hurried {
+            hurry.hurry(&consumer_name(name, version));
+            hurried = true;
         }
         if Instant::now() >= deadline {
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consumer_name;
+
+    #[test]
+    fn a_wait_hurries_the_consumer_its_projection_runs() {
+        for (name, version, spec) in crate::projections() {
+            assert_eq!(consumer_name(name, version), spec.name, "{name}");
+        }
     }
 }

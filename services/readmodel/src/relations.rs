@@ -31,7 +31,10 @@ pub const VERSION: i32 = 1;
 
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
-    let mut spec = DurableSpec::new(USER_STREAM, &format!("{NAME}_v{VERSION}"));
+    let mut spec = DurableSpec::new(
+        USER_STREAM,
+        &crate::projection::consumer_name(NAME, VERSION),
+    );
     // Profile changes too: a friend's new nickname or face is an update in the friend logs
     // of everyone who lists them.
     spec.filter_subjects = vec![

@@ -19,7 +19,10 @@ pub const VERSION: i32 = 1;
 
 /// The durable consumer that feeds the projection.
 pub fn consumer_spec() -> DurableSpec {
-    let mut spec = DurableSpec::new(USER_STREAM, &format!("{NAME}_v{VERSION}"));
+    let mut spec = DurableSpec::new(
+        USER_STREAM,
+        &crate::projection::consumer_name(NAME, VERSION),
+    );
     spec.filter_subjects = vec![every_user(UserKind::Account)];
     spec
 }

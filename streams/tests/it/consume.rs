@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::AckPolicy;
 use futures::StreamExt as _;
 use jetim_common::shutdown::CancellationToken;
-use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Replay, run_durable};
+use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Hurry, Replay, run_durable};
 use jetim_streams::subject::{CONVERSATION_STREAM, projection_applied};
 use jetim_streams::{EventLog, Expect, RecordedEvent};
 
@@ -82,9 +82,15 @@ async fn run_until<F: Fn(&[u64]) -> bool + Send + 'static>(
         }
         watcher_stop.cancel();
     });
-    run_durable(jetstream, spec, handler, stop.cancelled())
-        .await
-        .unwrap();
+    run_durable(
+        jetstream,
+        spec,
+        handler,
+        &Hurry::default(),
+        stop.cancelled(),
+    )
+    .await
+    .unwrap();
     watcher.await.unwrap();
 }
 
@@ -268,6 +274,7 @@ async fn a_projection_keeps_going_across_a_nats_restart() {
             &consumer_jetstream,
             &spec("restart_v1"),
             &mut handler,
+            &Hurry::default(),
             consumer_stop.cancelled(),
         )
         .await
@@ -393,15 +400,17 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
     // A backlog of three full batches: each is fetched as soon as the one before is done.
     fill(&log, "si_a_b", 12).await;
     let stop = CancellationToken::new();
+    let hurry = Hurry::default();
     let running = {
-        let (jetstream, spec, mut handler, stop) = (
+        let (jetstream, spec, mut handler, hurry, stop) = (
             jetstream.clone(),
             spec.clone(),
             handler.clone(),
+            hurry.clone(),
             stop.clone(),
         );
         tokio::spawn(async move {
-            run_durable(&jetstream, &spec, &mut handler, stop.cancelled())
+            run_durable(&jetstream, &spec, &mut handler, &hurry, stop.cancelled())
                 .await
                 .unwrap();
         })
@@ -439,13 +448,27 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
         batches.lock().unwrap()
     );
 
+    // Someone who waits for the event right after a batch hurries the consumer: it fetches
+    // at once. Hurrying another consumer, or one that does not run here, does nothing.
+    hurry.hurry("test_other_v1");
+    let appended = std::time::Instant::now();
+    fill(&log, "si_a_b", 1).await;
+    hurry.hurry("test_busy_v1");
+    wait_for_batches(6).await;
+    let hurried = batches.lock().unwrap()[5];
+    assert!(
+        hurried.0 - appended < linger / 2,
+        "a hurried consumer lingered: {:?}",
+        batches.lock().unwrap()
+    );
+
     // An event that comes when the last batch began longer than a linger ago is applied as
     // soon as it comes.
     tokio::time::sleep(linger).await;
     let appended = std::time::Instant::now();
     fill(&log, "si_a_b", 1).await;
-    wait_for_batches(6).await;
-    let quiet = batches.lock().unwrap()[5];
+    wait_for_batches(7).await;
+    let quiet = batches.lock().unwrap()[6];
     assert!(
         quiet.0 - appended < linger / 2,
         "a quiet consumer waited: {:?}",
@@ -453,7 +476,7 @@ async fn a_busy_consumer_lingers_between_batches_but_never_through_a_backlog() {
     );
     assert_eq!(
         *handler.applied.lock().unwrap(),
-        (1..=15).collect::<Vec<_>>()
+        (1..=16).collect::<Vec<_>>()
     );
     stop.cancel();
     running.await.unwrap();

@@ -99,6 +99,7 @@ pub(crate) async fn wait_for_projection(
 ) {
     match jetim_readmodel::projection::wait_for(
         &state.db,
+        state.log.hurry(),
         name,
         version,
         stream_sequence,

@@ -64,6 +64,7 @@ impl TestApp {
         tokio::spawn(jetim_readmodel::run_projections(
             jetstream.clone(),
             database.pool(),
+            log.hurry().clone(),
             stop.clone(),
         ));
         let state = ApiState {

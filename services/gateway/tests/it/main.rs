@@ -96,6 +96,7 @@ impl TestGateway {
         tokio::spawn(jetim_readmodel::run_projections(
             jetstream.clone(),
             database.pool(),
+            log.hurry().clone(),
             stop.clone(),
         ));
         for user in users {

@@ -83,6 +83,7 @@ async fn setup_over(
     tokio::spawn(jetim_readmodel::run_projections(
         jetstream.clone(),
         database.pool(),
+        log.hurry().clone(),
         stop.clone(),
     ));
     for (user, global_recv_msg_opt) in users {
@@ -226,6 +227,7 @@ impl Setup {
             .unwrap();
         jetim_readmodel::projection::wait_for(
             &self.pool,
+            self.log.hurry(),
             jetim_readmodel::groups::NAME,
             jetim_readmodel::groups::VERSION,
             appended.stream_sequence,
@@ -511,6 +513,7 @@ async fn a_group_message_reaches_the_members_of_the_moment() {
         .unwrap();
     jetim_readmodel::projection::wait_for(
         &setup.pool,
+        setup.log.hurry(),
         jetim_readmodel::groups::NAME,
         jetim_readmodel::groups::VERSION,
         joined.stream_sequence,

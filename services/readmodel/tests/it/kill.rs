@@ -12,7 +12,7 @@ use jetim_common::testing::TestDatabase;
 use jetim_readmodel::messages::{self, MessagesProjection};
 use jetim_schemas::openim::sdkws::MsgData;
 use jetim_streams::RecordedEvent;
-use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, run_durable};
+use jetim_streams::consume::{BatchHandler, DurableSpec, HandleError, Hurry, run_durable};
 use jetim_streams::subject::CONVERSATION_STREAM;
 use tokio_util::sync::CancellationToken;
 
@@ -79,9 +79,15 @@ async fn killed_projector_child() {
         projection: MessagesProjection::new(pool),
         commits_left: 2,
     };
-    run_durable(&jetstream, &spec(), &mut handler, std::future::pending())
-        .await
-        .unwrap();
+    run_durable(
+        &jetstream,
+        &spec(),
+        &mut handler,
+        &Hurry::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     unreachable!("the handler aborts the process");
 }
 
@@ -152,9 +158,15 @@ async fn a_projector_killed_between_commit_and_ack_redoes_the_batch_with_no_doub
                 projection: MessagesProjection::new(pool),
                 seen: Vec::new(),
             };
-            run_durable(&jetstream, &spec(), &mut handler, shutdown.cancelled())
-                .await
-                .unwrap();
+            run_durable(
+                &jetstream,
+                &spec(),
+                &mut handler,
+                &Hurry::default(),
+                shutdown.cancelled(),
+            )
+            .await
+            .unwrap();
             handler.seen
         }
     });

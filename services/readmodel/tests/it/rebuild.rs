@@ -235,6 +235,7 @@ async fn a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_replay() {
     let projector = tokio::spawn(jetim_readmodel::run_projections(
         jetstream.clone(),
         pool.clone(),
+        log.hurry().clone(),
         shutdown.clone(),
     ));
     for step in 0..150 {
