@@ -166,9 +166,9 @@ pub fn redelivery_delay(delivered: i64) -> Duration {
 /// [`DurableSpec::busy_linger`]). Whoever waits for such a consumer to apply an event (a
 /// write that waits until it can be read back, a read that catches up) hurries it: its
 /// linger ends at once, or, if it is applying a batch, its next one does not begin. So a
-/// linger saves batches while nobody waits on them, and costs no one a wait. Hurrying a
-/// consumer that does not run in this process does nothing; one in another process
-/// lingers on.
+/// linger saves batches while nobody waits on them, and costs no one a wait (a hurry that
+/// turns out not to be needed costs a batch more at most). Hurrying a consumer that does
+/// not run in this process does nothing; one in another process lingers on.
 #[derive(Clone, Default)]
 pub struct Hurry {
     consumers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,

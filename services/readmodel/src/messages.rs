@@ -55,9 +55,10 @@ pub fn consumer_spec() -> DurableSpec {
     spec
 }
 
-/// Batches start at least this far apart (see [`DurableSpec::busy_linger`]): the projection
-/// applies at most 40 batches a second, and an event that comes when the last batch began
-/// longer ago than this is applied at once.
+/// Batches start at least this far apart (see [`DurableSpec::busy_linger`]) unless the
+/// projection is behind or hurried: so it applies at most 40 batches a second while nobody
+/// waits on it, and an event that comes when the last batch began longer ago than this is
+/// applied at once.
 /// Nothing waits for this projection on a message's way to its recipients (pushes do not),
 /// only the reads that catch up with it (a pull past what it has, a conversation lookup)
 /// and the REST writes that wait to be readable. Those of the projection's own process

@@ -48,8 +48,8 @@ pub fn consumer_name(name: &str, version: i32) -> String {
 
 /// Waits until a projection version has applied `stream_sequence`, polling every few
 /// milliseconds; `false` if `timeout` passed first. A projection of this process that is
-/// behind is hurried through `hurry`, so that it does not linger before the batch that
-/// applies the event.
+/// behind is hurried through `hurry` at each look, so that it does not linger before the
+/// batch that applies the event.
 pub async fn wait_for(
     pool: &Pool,
     hurry: &Hurry,
@@ -59,15 +59,14 @@ pub async fn wait_for(
     timeout: Duration,
 ) -> Result<bool, ReadModelError> {
     let deadline = Instant::now() + timeout;
-    let mut hurried = false;
+    let consumer = consumer_name(name, version);
     loop {
         if position(pool, name, version).await? >= stream_sequence {
             return Ok(true);
         }
-        if !hurried {
-            hurry.hurry(&consumer_name(name, version));
-            hurried = true;
-        }
+        // At every look, not only the first: a fetch hurried before the event reached the
+        // consumer's server (a replica behind its leader) may have come back without it.
+        hurry.hurry(&consumer);
         if Instant::now() >= deadline {
             return Ok(false);
         }
